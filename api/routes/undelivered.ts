@@ -1,0 +1,170 @@
+import { Router } from 'express';
+import type { DatabasePool } from 'slonik';
+import { z } from 'zod';
+import {
+  findUndelivered,
+  listUndelivered,
+  lockOpenUndelivered,
+  markReplayed,
+  type UndeliveredRow,
+} from '../../db/queries/undelivered.js';
+import { AppError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import { QUEUE_NAMES, type QueueSet } from '../../queues/index.js';
+import {
+  dispatchWork,
+  reopenFailedWork,
+  type EnqueueContext,
+  type WorkRecord,
+  type WorkRow,
+} from '../../queues/work.js';
+import { envelope } from '../error-handler.js';
+import { parseInput } from '../validate.js';
+
+export interface UndeliveredDeps {
+  db: DatabasePool;
+  queues: QueueSet;
+  log: Logger;
+  sweepAfterMs: number;
+}
+
+const queueName = z.enum(QUEUE_NAMES as [string, ...string[]], {
+  errorMap: () => ({ message: `must be one of ${QUEUE_NAMES.join(', ')}` }),
+});
+const instant = z
+  .string()
+  .datetime({ offset: true, message: 'must be an ISO-8601 date-time' })
+  .transform(v => new Date(v));
+
+const listQuery = z
+  .object({
+    tenant: z.string().min(1).max(255).optional(),
+    queue: queueName.optional(),
+    since: instant.optional(),
+    limit: z.coerce.number().int().min(1).max(500).default(100),
+    before: z.coerce.number().int().positive().optional(),
+  })
+  .strict();
+
+const idParams = z.object({
+  id: z.coerce.number().int().positive({ message: 'must be a positive integer' }),
+});
+
+const replayAllBody = z
+  .object({
+    since: instant,
+    tenant: z.string().min(1).max(255).optional(),
+    queue: queueName.optional(),
+    limit: z.number().int().min(1).max(10_000).default(1_000),
+  })
+  .strict();
+
+const present = (row: UndeliveredRow) => ({
+  id: row.id,
+  queue: row.queue,
+  jobId: row.job_id,
+  tenantId: row.tenant_id,
+  reason: row.reason,
+  attempts: row.attempts,
+  failures: row.failures,
+  firstAttemptAt: row.first_attempt_at,
+  lastAttemptAt: row.last_attempt_at,
+  replayedAt: row.replayed_at,
+  replays: row.replays,
+});
+
+const asRecord = (row: WorkRow): WorkRecord => ({
+  id: row.id,
+  queue: row.queue,
+  jobId: row.job_id,
+  payload: row.payload,
+  state: row.state,
+  created: false,
+});
+
+/**
+ * Operator API for undelivered work (behind the admin token):
+ * - `GET  /nexus/v3/undelivered?tenant&queue&since&limit&before` lists failures, newest first;
+ * - `POST /nexus/v3/undelivered/:id/replay` replays one;
+ * - `POST /nexus/v3/undelivered/replay {since, tenant?, queue?, limit?}` replays every open one since T.
+ * A replay puts the work row back to pending and enqueues it under its original job id; if Redis
+ * is down the sweeper enqueues it later.
+ */
+export function undeliveredRoutes(deps: UndeliveredDeps): Router {
+  const router = Router();
+  const ctx: EnqueueContext = {
+    db: deps.db,
+    queues: deps.queues,
+    log: deps.log,
+    sweepAfterMs: deps.sweepAfterMs,
+  };
+
+  /** Enqueues reopened work; the job that failed is removed first, or BullMQ would ignore the id. */
+  const redispatch = async (rows: readonly WorkRow[]) => {
+    for (const row of rows) {
+      await deps.queues
+        .get(row.queue as (typeof QUEUE_NAMES)[number])
+        .remove(row.job_id)
+        .catch(() => undefined);
+    }
+    await dispatchWork(ctx, rows.map(asRecord));
+  };
+
+  router.get('/nexus/v3/undelivered', async (req, res) => {
+    const query = parseInput(listQuery, req.query, 'query');
+    const rows = await listUndelivered(
+      deps.db,
+      { tenantId: query.tenant, queue: query.queue, since: query.since },
+      { limit: query.limit, before: query.before },
+    );
+    const last = rows.at(-1);
+    res.json(
+      envelope({
+        items: rows.map(present),
+        next: rows.length === query.limit && last ? last.id : null,
+      }),
+    );
+  });
+
+  router.post('/nexus/v3/undelivered/:id/replay', async (req, res) => {
+    const { id } = parseInput(idParams, req.params, 'params');
+    const reopened = await deps.db.transaction(async tx => {
+      const row = await findUndelivered(tx, id);
+      if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `undelivered record ${id} not found`);
+      const work = await reopenFailedWork(tx, row.queue, row.job_id, deps.sweepAfterMs);
+      if (!work) throw new AppError('NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE');
+      await markReplayed(tx, [row.id]);
+      return work;
+    });
+    await redispatch([reopened]);
+    res
+      .status(202)
+      .json(envelope({ id, queue: reopened.queue, jobId: reopened.job_id, state: 'pending' }));
+  });
+
+  router.post('/nexus/v3/undelivered/replay', async (req, res) => {
+    const body = parseInput(replayAllBody, req.body, 'body');
+    const { reopened, more } = await deps.db.transaction(async tx => {
+      const rows = await lockOpenUndelivered(
+        tx,
+        { tenantId: body.tenant, queue: body.queue, since: body.since },
+        body.limit + 1,
+      );
+      const batch = rows.slice(0, body.limit);
+      const works: WorkRow[] = [];
+      for (const row of batch) {
+        const work = await reopenFailedWork(tx, row.queue, row.job_id, deps.sweepAfterMs);
+        if (work) works.push(work);
+      }
+      await markReplayed(
+        tx,
+        batch.map(row => row.id),
+      );
+      return { reopened: works, more: rows.length > body.limit };
+    });
+    await redispatch(reopened);
+    res.status(202).json(envelope({ replayed: reopened.length, more }));
+  });
+
+  return router;
+}

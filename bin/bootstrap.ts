@@ -1,0 +1,116 @@
+import type { Server } from 'node:http';
+import type { DatabasePool } from 'slonik';
+import { ensureDatabase, migrate } from '../db/migrate.js';
+import { createDbPool } from '../db/pool.js';
+import { ConfigError, loadConfig, type Config } from '../lib/config.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { addQueueDepthSource, startMetricsServer } from '../lib/metrics.js';
+import {
+  checkEvictionPolicy,
+  closeRedis,
+  createRedis,
+  type RedisConnection,
+} from '../lib/redis.js';
+import { Shutdown } from '../lib/shutdown.js';
+import { QueueSet } from '../queues/index.js';
+
+/** What every process (api, worker, or both) starts with. */
+export interface Core {
+  config: Config;
+  log: Logger;
+  db: DatabasePool;
+  /** Fail-fast producer connection and the queues on it. */
+  redis: RedisConnection;
+  queues: QueueSet;
+  shutdown: Shutdown;
+  startedAt: Date;
+  evictionPolicy: () => string | undefined;
+  /** Closes what {@link bootCore} opened, last of the shutdown steps. */
+  close(): Promise<void>;
+}
+
+function loadConfigOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.code}: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+}
+
+/**
+ * Reads the configuration (exiting with every bad variable named), applies migrations when
+ * enabled, opens PostgreSQL and the producer Redis connection, starts the metrics server and
+ * installs SIGTERM/SIGINT handling. The caller adds its own shutdown steps, then `core.close`.
+ */
+export async function bootCore(role: 'api' | 'worker' | 'all'): Promise<Core> {
+  const startedAt = new Date();
+  const config = loadConfigOrExit();
+  const log = createLogger(config.logLevel, undefined, { role });
+  for (const warning of config.warnings) log.warn(warning);
+  const shutdown = new Shutdown(log);
+  shutdown.installSignalHandlers();
+  process.on('unhandledRejection', reason => {
+    log.fatal({ err: reason }, 'unhandled promise rejection');
+    void shutdown.run('unhandledRejection').finally(() => process.exit(1));
+  });
+
+  if (config.db.migrateOnStart) {
+    try {
+      await ensureDatabase(config.db.url, log);
+      const pool = await createDbPool({ ...config.db, poolSize: 1 }, log);
+      try {
+        await migrate(pool, log);
+      } finally {
+        await pool.end();
+      }
+    } catch (error) {
+      log.fatal(
+        { err: error },
+        'cannot migrate the database; is PostgreSQL reachable at DATABASE_URL?',
+      );
+      process.exit(1);
+    }
+  }
+  const db = await createDbPool(config.db, log);
+  const redis = createRedis(config.redis, 'producer', `${role}-producer`, log);
+  const queues = new QueueSet(redis, config.queues.prefix, log);
+  const removeDepthSource = addQueueDepthSource(() => queues.depths());
+
+  let evictionPolicy: string | undefined;
+  redis.on('ready', () => {
+    void checkEvictionPolicy(redis, log).then(policy => (evictionPolicy = policy));
+  });
+
+  let metricsServer: Server | undefined;
+  try {
+    metricsServer = await startMetricsServer(config.metrics.port, config.http.host, log);
+  } catch (error) {
+    log.fatal(
+      { err: error, port: config.metrics.port },
+      'cannot start the metrics server; is METRICS_PORT free?',
+    );
+    process.exit(1);
+  }
+
+  return {
+    config,
+    log,
+    db,
+    redis,
+    queues,
+    shutdown,
+    startedAt,
+    evictionPolicy: () => evictionPolicy,
+    async close() {
+      removeDepthSource();
+      await queues.close();
+      await closeRedis(redis);
+      await db.end();
+      await new Promise(resolve => metricsServer?.close(resolve));
+    },
+  };
+}

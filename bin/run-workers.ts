@@ -1,0 +1,25 @@
+import { createProcessors } from '../workers/processors/index.js';
+import { startWorkers, type WorkerRuntime } from '../workers/runtime.js';
+import type { Core } from './bootstrap.js';
+
+/** Starts the workers for `select` (all queues when undefined) and adds their shutdown step. */
+export async function runWorkers(
+  core: Core,
+  select: readonly string[] | undefined,
+): Promise<WorkerRuntime> {
+  const { config } = core;
+  const processors = createProcessors(
+    { db: core.db, queues: core.queues, log: core.log },
+    { afterMs: config.workers.sweepAfterMs, batch: config.workers.sweepBatch },
+  );
+  const runtime = await startWorkers({
+    config,
+    log: core.log,
+    db: core.db,
+    queues: core.queues,
+    processors,
+    select,
+  });
+  core.shutdown.add('workers', () => runtime.close(config.workers.shutdownGraceMs));
+  return runtime;
+}

@@ -1,0 +1,113 @@
+import {
+  createPool,
+  createTypeParserPreset,
+  sql,
+  type DatabasePool,
+  type Interceptor,
+} from 'slonik';
+import type { Config } from '../lib/config.js';
+import type { Logger } from '../lib/logger.js';
+import {
+  dbConnectTotal,
+  dbDisconnectTotal,
+  dbErrorsTotal,
+  dbRequestDuration,
+  dbRequestTotal,
+  dbSuccessTotal,
+} from '../lib/metrics.js';
+
+export type { DatabasePool };
+export { sql };
+
+/** int8 as number (ids stay below 2^53), timestamptz as ISO-8601 strings. */
+const typeParsers = [
+  ...createTypeParserPreset().filter(
+    parser => !['int8', 'timestamptz', 'timestamp'].includes(parser.name),
+  ),
+  { name: 'int8', parse: (value: string) => Number(value) },
+  { name: 'timestamptz', parse: (value: string) => new Date(value).toISOString() },
+];
+
+function metricsInterceptor(db: string): Interceptor {
+  return {
+    name: 'nexus-metrics',
+    afterPoolConnection: () => {
+      dbConnectTotal.inc({ db });
+      return null;
+    },
+    beforePoolConnectionRelease: () => {
+      dbDisconnectTotal.inc({ db });
+      return null;
+    },
+    beforeQueryExecution: context => {
+      dbRequestTotal.inc({ db });
+      context.sandbox.startedAt = process.hrtime.bigint();
+      return null;
+    },
+    afterQueryExecution: (context, _query, result) => {
+      dbSuccessTotal.inc({ db, command: result.command });
+      dbRequestDuration.observe(
+        { db, method: result.command },
+        elapsedMs(context.sandbox.startedAt),
+      );
+      return null;
+    },
+    queryExecutionError: (context, _query, error) => {
+      const cause = error.cause as { code?: unknown } | undefined;
+      const code = typeof cause?.code === 'string' ? cause.code : error.name;
+      dbErrorsTotal.inc({ db, code });
+      dbRequestDuration.observe({ db, method: 'ERROR' }, elapsedMs(context.sandbox.startedAt));
+      return null;
+    },
+  };
+}
+
+function elapsedMs(startedAt: unknown): number {
+  return typeof startedAt === 'bigint' ? Number(process.hrtime.bigint() - startedAt) / 1e6 : 0;
+}
+
+export function databaseName(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.slice(1)) || 'postgres';
+}
+
+/**
+ * The PostgreSQL pool. Connections are opened lazily, so a database that is down at start or
+ * restarts later fails queries (the API answers 503) but never the process.
+ */
+export async function createDbPool(config: Config['db'], log: Logger): Promise<DatabasePool> {
+  const pool = await createPool(config.url, {
+    maximumPoolSize: config.poolSize,
+    connectionTimeout: 5_000,
+    connectionRetryLimit: 1,
+    idleTimeout: 30_000,
+    statementTimeout: 30_000,
+    interceptors: [metricsInterceptor(databaseName(config.url))],
+    typeParsers,
+    captureStackTrace: false,
+    ssl: config.ssl ? {} : undefined,
+  });
+  let lastErrorLog = 0;
+  pool.on('error', error => {
+    const now = Date.now();
+    if (now - lastErrorLog > 10_000) {
+      lastErrorLog = now;
+      log.warn({ err: error }, 'postgres pool error');
+    }
+  });
+  return pool;
+}
+
+/** `SELECT 1` within `timeoutMs`: whether PostgreSQL answers now. */
+export async function pingDb(pool: DatabasePool, timeoutMs = 2_000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>(resolve => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([pool.oneFirst(sql.unsafe`SELECT 1`).then(() => true), timeout]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,61 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+/** Folder boundaries (docs/architecture.md): api and workers never import each other; queues and db never import each other; lib imports none of them. */
+const boundary = (from, banned) => ({
+  files: [`${from}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: banned.map(folder => ({
+          group: [`**/${folder}/*`, `../${folder}/*`, `./${folder}/*`],
+          message: `${from}/ must not import ${folder}/ (see docs/architecture.md, "Dependency direction").`,
+        })),
+      },
+    ],
+  },
+});
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'coverage/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/await-thenable': 'error',
+      '@typescript-eslint/switch-exhaustiveness-check': 'error',
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
+      eqeqeq: ['error', 'smart'],
+      curly: ['error', 'multi-line'],
+      'no-restricted-properties': [
+        'error',
+        {
+          object: 'process',
+          property: 'env',
+          message: 'Read configuration through lib/config.ts.',
+        },
+      ],
+    },
+  },
+  {
+    files: ['lib/config.ts', 'test/**/*.ts', 'vitest.config.ts'],
+    rules: { 'no-restricted-properties': 'off' },
+  },
+  { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
+  boundary('api', ['workers']),
+  boundary('workers', ['api']),
+  boundary('queues', ['db', 'api', 'workers']),
+  boundary('db', ['queues', 'api', 'workers']),
+  boundary('lib', ['db', 'queues', 'api', 'workers']),
+);

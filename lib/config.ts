@@ -1,0 +1,243 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+/**
+ * The only module that reads `process.env`. Every variable is documented in the README's
+ * configuration table; keep the two in step (test/unit/config.test.ts checks it).
+ */
+
+const booleanString = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'], {
+    errorMap: () => ({ message: 'must be one of true, false, 1, 0, yes, no' }),
+  })
+  .transform(value => value === 'true' || value === '1' || value === 'yes');
+
+const port = z.coerce
+  .number({ invalid_type_error: 'must be a port number' })
+  .int('must be an integer')
+  .min(0, 'must be between 0 and 65535')
+  .max(65535, 'must be between 0 and 65535');
+
+const positiveInt = z.coerce
+  .number({ invalid_type_error: 'must be a number' })
+  .int('must be an integer')
+  .positive('must be greater than 0');
+
+const redisNode = z
+  .string()
+  .trim()
+  .refine(value => {
+    try {
+      const url = new URL(value);
+      return url.protocol === 'redis:' || url.protocol === 'rediss:';
+    } catch {
+      return false;
+    }
+  }, 'each node must be a redis:// or rediss:// URL');
+
+const KNOWN_QUEUES_PATTERN = /^[a-z][a-z0-9-]*$/;
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  PORT: port.default(4000),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  METRICS_PORT: port.default(4004),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DATABASE_URL: z
+    .string()
+    .default('postgres://postgres@127.0.0.1:5432/nexus')
+    .refine(value => /^postgres(ql)?:\/\//.test(value), 'must be a postgres:// URL'),
+  DB_POOL_SIZE: positiveInt.default(10),
+  DB_SSL: booleanString.default('false'),
+  REDIS_URL: z
+    .string()
+    .default('redis://127.0.0.1:6379')
+    .transform(value =>
+      value
+        .split(',')
+        .map(node => node.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(redisNode).min(1, 'must name at least one node')),
+  REDIS_CLUSTER: booleanString.default('false'),
+  REDIS_TLS: booleanString.default('false'),
+  REDIS_PASSWORD: z.string().optional(),
+  NEXUS_QUEUE_PREFIX: z
+    .string()
+    .min(1, 'must not be empty')
+    .refine(value => !value.includes(':'), 'must not contain ":"')
+    .default('{nexus}'),
+  NEXUS_SECRET_KEY: z
+    .string()
+    .refine(
+      value => decodeKey(value) !== undefined,
+      'must be 32 bytes, as 64 hex characters or base64',
+    )
+    .optional(),
+  NEXUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  NEXUS_BODY_LIMIT: z
+    .string()
+    .regex(/^\d+(b|kb|mb)$/i, 'must look like 100kb or 1mb')
+    .default('1mb'),
+  NEXUS_MIGRATE_ON_START: booleanString.default('true'),
+  NEXUS_WORKER_QUEUES: z
+    .string()
+    .optional()
+    .transform(value =>
+      value
+        ? value
+            .split(',')
+            .map(name => name.trim())
+            .filter(Boolean)
+        : undefined,
+    )
+    .pipe(
+      z
+        .array(
+          z.string().regex(KNOWN_QUEUES_PATTERN, 'must be a comma-separated list of queue names'),
+        )
+        .optional(),
+    ),
+  NEXUS_WORKER_CONCURRENCY: positiveInt.default(10),
+  NEXUS_SHUTDOWN_GRACE_MS: positiveInt.default(25_000),
+  NEXUS_SWEEP_INTERVAL_MS: positiveInt.default(30_000),
+  NEXUS_SWEEP_AFTER_MS: positiveInt.default(120_000),
+  NEXUS_SWEEP_BATCH: positiveInt.default(500),
+  NEXUS_BUILD_CHANGESET: z.string().default('development'),
+  NEXUS_BUILD_TIMESTAMP: z.string().optional(),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+/** Frozen, typed configuration. Build it once per process with {@link loadConfig}. */
+export interface Config {
+  readonly env: 'development' | 'test' | 'production';
+  readonly http: { readonly host: string; readonly port: number; readonly bodyLimit: string };
+  readonly metrics: { readonly port: number };
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  readonly db: {
+    readonly url: string;
+    readonly poolSize: number;
+    readonly ssl: boolean;
+    readonly migrateOnStart: boolean;
+  };
+  readonly redis: {
+    readonly nodes: readonly string[];
+    readonly cluster: boolean;
+    readonly tls: boolean;
+    readonly password: string | undefined;
+  };
+  readonly queues: { readonly prefix: string };
+  readonly secretKey: Buffer;
+  readonly adminToken: string;
+  readonly workers: {
+    readonly queues: readonly string[] | undefined;
+    readonly concurrency: number;
+    readonly shutdownGraceMs: number;
+    readonly sweepIntervalMs: number;
+    readonly sweepAfterMs: number;
+    readonly sweepBatch: number;
+  };
+  /** The build's identity for `/health/detail`, stamped by the image build. */
+  readonly build: { readonly changeset: string; readonly timestamp: string | undefined };
+  /** Insecure defaults in use; logged at start. Empty in production, where they are errors. */
+  readonly warnings: readonly string[];
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly code = 'NEXUS_ERR_CONFIG_INVALID';
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid environment variables: ${problems.join('; ')}`);
+  }
+}
+
+const DEV_ADMIN_TOKEN = 'nexus-dev-admin-token';
+
+function decodeKey(value: string): Buffer | undefined {
+  if (/^[0-9a-f]{64}$/i.test(value)) return Buffer.from(value, 'hex');
+  const decoded = Buffer.from(value, 'base64');
+  return decoded.length === 32 ? decoded : undefined;
+}
+
+/**
+ * Parses the environment once. Throws a {@link ConfigError} naming every bad variable, so an
+ * operator fixes them all in one go. Variables that are set but empty count as unset.
+ */
+export function loadConfig(source: Record<string, string | undefined> = process.env): Config {
+  const env = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ''));
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map(issue => `${issue.path.join('.')} ${issue.message}`);
+    throw new ConfigError(problems);
+  }
+  const e = parsed.data;
+
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  let secretKey = e.NEXUS_SECRET_KEY ? decodeKey(e.NEXUS_SECRET_KEY) : undefined;
+  if (!secretKey) {
+    if (e.NODE_ENV === 'production')
+      problems.push('NEXUS_SECRET_KEY is required when NODE_ENV=production');
+    else
+      warnings.push(
+        'NEXUS_SECRET_KEY is not set: using a fixed development key; secrets at rest are not protected',
+      );
+    secretKey = createHash('sha256').update('nexus-development-secret-key').digest();
+  }
+  let adminToken = e.NEXUS_ADMIN_TOKEN;
+  if (!adminToken) {
+    if (e.NODE_ENV === 'production')
+      problems.push('NEXUS_ADMIN_TOKEN is required when NODE_ENV=production');
+    else warnings.push(`NEXUS_ADMIN_TOKEN is not set: the admin token is "${DEV_ADMIN_TOKEN}"`);
+    adminToken = DEV_ADMIN_TOKEN;
+  }
+  if (e.REDIS_CLUSTER && !e.NEXUS_QUEUE_PREFIX.startsWith('{')) {
+    problems.push('NEXUS_QUEUE_PREFIX must be hash-tagged (e.g. {nexus}) when REDIS_CLUSTER=true');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const config: Config = {
+    env: e.NODE_ENV,
+    http: { host: e.HOST, port: e.PORT, bodyLimit: e.NEXUS_BODY_LIMIT },
+    metrics: { port: e.METRICS_PORT },
+    logLevel: e.LOG_LEVEL,
+    db: {
+      url: e.DATABASE_URL,
+      poolSize: e.DB_POOL_SIZE,
+      ssl: e.DB_SSL,
+      migrateOnStart: e.NEXUS_MIGRATE_ON_START,
+    },
+    redis: {
+      nodes: e.REDIS_URL,
+      cluster: e.REDIS_CLUSTER,
+      tls: e.REDIS_TLS,
+      password: e.REDIS_PASSWORD,
+    },
+    queues: { prefix: e.NEXUS_QUEUE_PREFIX },
+    secretKey,
+    adminToken,
+    workers: {
+      queues: e.NEXUS_WORKER_QUEUES,
+      concurrency: e.NEXUS_WORKER_CONCURRENCY,
+      shutdownGraceMs: e.NEXUS_SHUTDOWN_GRACE_MS,
+      sweepIntervalMs: e.NEXUS_SWEEP_INTERVAL_MS,
+      sweepAfterMs: e.NEXUS_SWEEP_AFTER_MS,
+      sweepBatch: e.NEXUS_SWEEP_BATCH,
+    },
+    build: { changeset: e.NEXUS_BUILD_CHANGESET, timestamp: e.NEXUS_BUILD_TIMESTAMP },
+    warnings,
+  };
+  return deepFreeze(config);
+}
+
+/** The variable names {@link loadConfig} understands, for the README check. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Buffer.isBuffer(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,114 @@
+/**
+ * The error catalogue. Every error the API answers with, and every error a start-up can fail
+ * with, is one entry here: a stable code, an HTTP status and a message. `docs/errors.md` lists
+ * them; test/unit/errors.test.ts keeps the two in step. Codes MUST NOT be reused for another
+ * meaning.
+ */
+
+export interface ErrorDefinition {
+  readonly code: string;
+  readonly status: number;
+  readonly message: string;
+}
+
+const define = <const C extends string>(code: C, status: number, message: string) =>
+  ({ code, status, message }) as const satisfies ErrorDefinition;
+
+export const ERRORS = {
+  // Requests
+  NEXUS_ERR_VALIDATION: define('NEXUS_ERR_VALIDATION', 400, 'The request is invalid'),
+  NEXUS_ERR_BAD_JSON: define('NEXUS_ERR_BAD_JSON', 400, 'The request body is not valid JSON'),
+  NEXUS_ERR_BODY_TOO_LARGE: define(
+    'NEXUS_ERR_BODY_TOO_LARGE',
+    413,
+    'The request body is too large',
+  ),
+  NEXUS_ERR_UNSUPPORTED_CHARSET: define(
+    'NEXUS_ERR_UNSUPPORTED_CHARSET',
+    415,
+    'The request body charset is not supported',
+  ),
+  NEXUS_ERR_NOT_FOUND: define('NEXUS_ERR_NOT_FOUND', 404, 'Not found'),
+  // Authentication and authorization
+  NEXUS_ERR_UNAUTHORIZED: define('NEXUS_ERR_UNAUTHORIZED', 401, 'Missing or invalid credentials'),
+  NEXUS_ERR_FORBIDDEN: define(
+    'NEXUS_ERR_FORBIDDEN',
+    403,
+    'The credentials do not allow this operation',
+  ),
+  // Undelivered work
+  NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE: define(
+    'NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE',
+    409,
+    'The work is not in a failed state, so there is nothing to replay',
+  ),
+  // Dependencies
+  NEXUS_ERR_DB_UNAVAILABLE: define(
+    'NEXUS_ERR_DB_UNAVAILABLE',
+    503,
+    'The database is unavailable; nothing was stored',
+  ),
+  NEXUS_ERR_INTERNAL: define('NEXUS_ERR_INTERNAL', 500, 'Internal error'),
+  // Start-up
+  NEXUS_ERR_CONFIG_INVALID: define(
+    'NEXUS_ERR_CONFIG_INVALID',
+    500,
+    'Invalid environment variables',
+  ),
+  NEXUS_ERR_WORKER_NO_PROCESSOR: define(
+    'NEXUS_ERR_WORKER_NO_PROCESSOR',
+    500,
+    'A selected queue has no processor',
+  ),
+  NEXUS_ERR_WORKER_UNKNOWN_QUEUE: define(
+    'NEXUS_ERR_WORKER_UNKNOWN_QUEUE',
+    500,
+    'An unknown queue was selected',
+  ),
+  NEXUS_ERR_MIGRATION_FAILED: define(
+    'NEXUS_ERR_MIGRATION_FAILED',
+    500,
+    'A database migration failed',
+  ),
+  NEXUS_ERR_MIGRATION_CHANGED: define(
+    'NEXUS_ERR_MIGRATION_CHANGED',
+    500,
+    'An applied migration file was edited; add a new migration instead',
+  ),
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error with a catalogue code. `field` names the offending input for validation errors. */
+export class AppError extends Error {
+  override readonly name = 'AppError';
+  readonly status: number;
+
+  constructor(
+    readonly code: ErrorCode,
+    message?: string,
+    readonly field?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message ?? ERRORS[code].message, options);
+    this.status = ERRORS[code].status;
+  }
+}
+
+export const isAppError = (error: unknown): error is AppError => error instanceof AppError;
+
+/** Turns anything thrown into an Error, keeping the original as `cause`. */
+export function coerceError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  const message =
+    typeof thrown === 'string' ? thrown : `Non-error thrown: ${safeStringify(thrown)}`;
+  return new Error(message, { cause: thrown });
+}
+
+function safeStringify(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

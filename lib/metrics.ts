@@ -1,0 +1,239 @@
+import { createServer, type Server } from 'node:http';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from './logger.js';
+
+/**
+ * Every metric the process exposes, in one registry, with the names the guide documents
+ * (`nexus_request_total`, `nexus_errors_total`, `nexus_redis_*`, `nexus_db_*`, and prom-client's
+ * process / Node.js metrics under the `nexus_` prefix). One registry per process: the API and the
+ * workers share it when they run in one process.
+ */
+export const registry = new Registry();
+collectDefaultMetrics({ register: registry, prefix: 'nexus_' });
+
+// HTTP
+export const requestTotal = new Counter({
+  name: 'nexus_request_total',
+  help: 'The total number of requests.',
+  labelNames: ['method', 'route', 'code'] as const,
+  registers: [registry],
+});
+export const errorsTotal = new Counter({
+  name: 'nexus_errors_total',
+  help: 'The total number of requests that resulted in an error (HTTP 5xx).',
+  labelNames: ['method', 'route', 'code'] as const,
+  registers: [registry],
+});
+export const requestDuration = new Histogram({
+  name: 'nexus_request_duration_seconds',
+  help: 'HTTP request duration.',
+  labelNames: ['method', 'route'] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+  registers: [registry],
+});
+
+// Redis
+export const redisErrorsTotal = new Counter({
+  name: 'nexus_redis_errors_total',
+  help: 'The total number of Redis connection errors.',
+  registers: [registry],
+});
+export const redisDurationUntilReady = new Histogram({
+  name: 'nexus_redis_duration_until_ready',
+  help: 'Seconds from opening (or starting to reopen) a Redis connection until it is ready.',
+  buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60],
+  registers: [registry],
+});
+
+/** What the Redis gauges count; lib/redis.ts keeps it current. */
+export interface RedisConnectionCensus {
+  established(): number;
+  reconnecting(): number;
+  ready(): number;
+}
+let redisCensus: RedisConnectionCensus = {
+  established: () => 0,
+  reconnecting: () => 0,
+  ready: () => 0,
+};
+export function setRedisCensus(census: RedisConnectionCensus): void {
+  redisCensus = census;
+}
+new Gauge({
+  name: 'nexus_redis_connections_established',
+  help: 'The current number of established Redis connections.',
+  registers: [registry],
+  collect() {
+    this.set(redisCensus.established());
+  },
+});
+new Gauge({
+  name: 'nexus_redis_connections_reconnecting',
+  help: 'The current number of reconnecting Redis connections.',
+  registers: [registry],
+  collect() {
+    this.set(redisCensus.reconnecting());
+  },
+});
+new Gauge({
+  name: 'nexus_redis_connections_ready',
+  help: 'The current number of ready Redis connections.',
+  registers: [registry],
+  collect() {
+    this.set(redisCensus.ready());
+  },
+});
+
+// PostgreSQL
+export const dbConnectTotal = new Counter({
+  name: 'nexus_db_connect_total',
+  help: 'The total number of all database connection requests.',
+  labelNames: ['db'] as const,
+  registers: [registry],
+});
+export const dbDisconnectTotal = new Counter({
+  name: 'nexus_db_disconnect_total',
+  help: 'The total number of all database disconnection requests.',
+  labelNames: ['db'] as const,
+  registers: [registry],
+});
+export const dbRequestTotal = new Counter({
+  name: 'nexus_db_request_total',
+  help: 'The total number of all database requests sent.',
+  labelNames: ['db'] as const,
+  registers: [registry],
+});
+export const dbSuccessTotal = new Counter({
+  name: 'nexus_db_success_total',
+  help: 'The total number of all database requests executed successfully.',
+  labelNames: ['db', 'command'] as const,
+  registers: [registry],
+});
+export const dbErrorsTotal = new Counter({
+  name: 'nexus_db_errors_total',
+  help: 'The total number of all database errors.',
+  labelNames: ['db', 'code'] as const,
+  registers: [registry],
+});
+export const dbRequestDuration = new Histogram({
+  name: 'nexus_db_request_duration_milliseconds',
+  help: 'The database request duration in milliseconds.',
+  labelNames: ['db', 'method'] as const,
+  buckets: [0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000],
+  registers: [registry],
+});
+
+// Jobs
+export const jobDuration = new Histogram({
+  name: 'nexus_job_duration_seconds',
+  help: 'Job processing duration, by outcome.',
+  labelNames: ['queue', 'outcome'] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+  registers: [registry],
+});
+export const jobsTotal = new Counter({
+  name: 'nexus_jobs_total',
+  help: 'Jobs processed, by outcome: completed, stale (a duplicate run that changed nothing), retry, failed.',
+  labelNames: ['queue', 'outcome'] as const,
+  registers: [registry],
+});
+export const jobsActive = new Gauge({
+  name: 'nexus_jobs_active',
+  help: 'Jobs being processed by this process.',
+  labelNames: ['queue'] as const,
+  registers: [registry],
+});
+export const undeliveredTotal = new Counter({
+  name: 'nexus_undelivered_total',
+  help: 'Jobs that exhausted their attempts or failed permanently and were recorded as undelivered.',
+  labelNames: ['queue'] as const,
+  registers: [registry],
+});
+export const enqueueDeferredTotal = new Counter({
+  name: 'nexus_enqueue_deferred_total',
+  help: 'Work committed to PostgreSQL whose job could not be added to Redis at once; the sweeper adds it.',
+  labelNames: ['queue'] as const,
+  registers: [registry],
+});
+export const sweeperReenqueuedTotal = new Counter({
+  name: 'nexus_sweeper_reenqueued_total',
+  help: 'Pending work the sweeper found missing from Redis and enqueued again.',
+  labelNames: ['queue'] as const,
+  registers: [registry],
+});
+
+/** One queue's job counts, as the queue-depth gauges read them at scrape time. */
+export interface QueueDepth {
+  queue: string;
+  counts: Record<string, number>;
+  oldestWaitingAgeSeconds: number;
+}
+const depthSources = new Set<() => Promise<QueueDepth[]>>();
+/** Registers a source of queue depths; returns a function that removes it. */
+export function addQueueDepthSource(source: () => Promise<QueueDepth[]>): () => void {
+  depthSources.add(source);
+  return () => depthSources.delete(source);
+}
+async function readDepths(): Promise<QueueDepth[]> {
+  const all = await Promise.all([...depthSources].map(source => source().catch(() => [])));
+  return all.flat();
+}
+let pendingDepths: Promise<QueueDepth[]> | undefined;
+/** Both gauges read one snapshot per scrape. */
+function depthsForScrape(): Promise<QueueDepth[]> {
+  pendingDepths ??= readDepths().finally(() => setTimeout(() => (pendingDepths = undefined), 0));
+  return pendingDepths;
+}
+new Gauge({
+  name: 'nexus_queue_jobs',
+  help: 'Jobs in each queue, by state (waiting, active, delayed, prioritized, completed, failed, ...).',
+  labelNames: ['queue', 'state'] as const,
+  registers: [registry],
+  async collect() {
+    this.reset();
+    for (const { queue, counts } of await depthsForScrape()) {
+      for (const [state, count] of Object.entries(counts)) this.set({ queue, state }, count);
+    }
+  },
+});
+new Gauge({
+  name: 'nexus_queue_oldest_waiting_seconds',
+  help: 'Age of the oldest job waiting in each queue (0 when none waits).',
+  labelNames: ['queue'] as const,
+  registers: [registry],
+  async collect() {
+    this.reset();
+    for (const { queue, oldestWaitingAgeSeconds } of await depthsForScrape()) {
+      this.set({ queue }, oldestWaitingAgeSeconds);
+    }
+  },
+});
+
+/** Serves `GET /metrics` on its own port (the guide's 4004), apart from the API. */
+export async function startMetricsServer(port: number, host: string, log: Logger): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.method === 'GET' && req.url?.split('?')[0] === '/metrics') {
+      registry
+        .metrics()
+        .then(body => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(body);
+        })
+        .catch((error: unknown) => {
+          log.error({ err: error }, 'metrics collection failed');
+          res.writeHead(500).end();
+        });
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  log.info({ port: (server.address() as { port: number }).port }, 'metrics server listening');
+  return server;
+}

@@ -1,0 +1,188 @@
+import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
+import { z } from 'zod';
+import type { Logger } from '../lib/logger.js';
+import { enqueueDeferredTotal } from '../lib/metrics.js';
+import type { PayloadOf, QueueDefinition } from './definition.js';
+import { isQueueName, type QueueSet } from './index.js';
+
+/**
+ * The Postgres-first rule (design §2). Work is a `work` row committed with state `pending`
+ * before any job exists; the job id is the row's key; a processor ends the row with a
+ * conditional update, so a duplicate run changes nothing; the sweeper adds the job again when
+ * Redis lost it. The SQL for the `work` table lives here because the table is the durable half
+ * of the queues.
+ */
+
+export type WorkState = 'pending' | 'done' | 'failed';
+
+export const workRow = z.object({
+  id: z.number(),
+  queue: z.string(),
+  job_id: z.string(),
+  tenant_id: z.string().nullable(),
+  payload: z.unknown(),
+  state: z.enum(['pending', 'done', 'failed']),
+  created_at: z.string(),
+});
+export type WorkRow = z.infer<typeof workRow>;
+
+export interface WorkRecord {
+  readonly id: number;
+  readonly queue: string;
+  readonly jobId: string;
+  readonly payload: unknown;
+  readonly state: WorkState;
+  /** False when the same work (same idempotency key) had been recorded before. */
+  readonly created: boolean;
+}
+
+/** What enqueueing needs: the pool, the producers, and the sweeper's bound. */
+export interface EnqueueContext {
+  readonly db: DatabasePool;
+  readonly queues: QueueSet;
+  readonly log: Logger;
+  /** How long a pending row waits before the sweeper checks that its job exists. */
+  readonly sweepAfterMs: number;
+}
+
+const recorded = z.object({ id: z.number(), state: z.enum(['pending', 'done', 'failed']) });
+
+/**
+ * Writes the work row inside the caller's transaction. Idempotent on the queue's key: recording
+ * the same work twice returns the first row with `created: false`.
+ * Call {@link dispatchWork} after the transaction commits.
+ */
+export async function recordWork<D extends QueueDefinition>(
+  tx: CommonQueryMethods,
+  definition: D,
+  payload: PayloadOf<D>,
+  sweepAfterMs: number,
+): Promise<WorkRecord> {
+  const data: unknown = definition.schema.parse(payload);
+  const jobId = definition.jobId(data);
+  const tenantId = definition.tenantOf(data) ?? null;
+  const inserted = await tx.maybeOne(sql.type(recorded)`
+    INSERT INTO work (queue, job_id, tenant_id, payload, next_sweep_at)
+    VALUES (${definition.name}, ${jobId}, ${tenantId}, ${sql.jsonb(data as never)},
+            now() + make_interval(secs => ${sweepAfterMs / 1000}))
+    ON CONFLICT (queue, job_id) DO NOTHING
+    RETURNING id, state`);
+  if (inserted) return { ...inserted, queue: definition.name, jobId, payload: data, created: true };
+  const existing = await tx.one(sql.type(recorded)`
+    SELECT id, state FROM work WHERE queue = ${definition.name} AND job_id = ${jobId}`);
+  return { ...existing, queue: definition.name, jobId, payload: data, created: false };
+}
+
+/**
+ * Adds the jobs of committed, still-pending work. A Redis failure is not the caller's failure:
+ * the row is committed, so it is logged, counted, and left for the sweeper's next tick.
+ */
+export async function dispatchWork(
+  ctx: EnqueueContext,
+  records: readonly WorkRecord[],
+): Promise<void> {
+  for (const record of records) {
+    if (record.state !== 'pending' || !isQueueName(record.queue)) continue;
+    try {
+      await ctx.queues.get(record.queue).add(record.queue, record.payload, { jobId: record.jobId });
+    } catch (error) {
+      enqueueDeferredTotal.inc({ queue: record.queue });
+      ctx.log.warn(
+        { err: error, queue: record.queue, jobId: record.jobId },
+        'enqueue deferred to the sweeper',
+      );
+      await ctx.db
+        .query(
+          sql.unsafe`UPDATE work SET next_sweep_at = now() WHERE id = ${record.id} AND state = 'pending'`,
+        )
+        .catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * Records work and enqueues it: `within` (optional) writes the rows the work belongs to, in the
+ * same transaction as the work row; the job is added only after that transaction commits.
+ * When PostgreSQL is down this throws and nothing is stored or enqueued.
+ */
+export async function enqueueDurably<D extends QueueDefinition>(
+  ctx: EnqueueContext,
+  definition: D,
+  payload: PayloadOf<D>,
+  within?: (tx: CommonQueryMethods) => Promise<void>,
+): Promise<WorkRecord> {
+  const record = await ctx.db.transaction(async tx => {
+    await within?.(tx);
+    return recordWork(tx, definition, payload, ctx.sweepAfterMs);
+  });
+  await dispatchWork(ctx, [record]);
+  return record;
+}
+
+export async function findWork(
+  db: CommonQueryMethods,
+  queue: string,
+  jobId: string,
+): Promise<WorkRow | null> {
+  return db.maybeOne(sql.type(workRow)`
+    SELECT id, queue, job_id, tenant_id, payload, state, created_at
+    FROM work WHERE queue = ${queue} AND job_id = ${jobId}`);
+}
+
+/** Ends pending work. False when the row was not pending: this run is a stale duplicate. */
+export async function completeWork(
+  tx: CommonQueryMethods,
+  queue: string,
+  jobId: string,
+): Promise<boolean> {
+  const result = await tx.query(sql.unsafe`
+    UPDATE work SET state = 'done', finished_at = now(), updated_at = now()
+    WHERE queue = ${queue} AND job_id = ${jobId} AND state = 'pending'`);
+  return result.rowCount === 1;
+}
+
+/** Marks pending work failed. False when it was not pending (someone else ended it first). */
+export async function failWork(
+  tx: CommonQueryMethods,
+  queue: string,
+  jobId: string,
+): Promise<boolean> {
+  const result = await tx.query(sql.unsafe`
+    UPDATE work SET state = 'failed', finished_at = now(), updated_at = now()
+    WHERE queue = ${queue} AND job_id = ${jobId} AND state = 'pending'`);
+  return result.rowCount === 1;
+}
+
+/** Puts failed work back to pending for a replay. Returns the row, or null when it was not failed. */
+export async function reopenFailedWork(
+  tx: CommonQueryMethods,
+  queue: string,
+  jobId: string,
+  sweepAfterMs: number,
+): Promise<WorkRow | null> {
+  return tx.maybeOne(sql.type(workRow)`
+    UPDATE work SET state = 'pending', finished_at = NULL, updated_at = now(),
+                    next_sweep_at = now() + make_interval(secs => ${sweepAfterMs / 1000})
+    WHERE queue = ${queue} AND job_id = ${jobId} AND state = 'failed'
+    RETURNING id, queue, job_id, tenant_id, payload, state, created_at`);
+}
+
+/**
+ * Claims up to `limit` pending rows due for a sweep and pushes their next check `afterMs` away,
+ * so successive sweeps walk the whole backlog instead of re-reading its head.
+ */
+export async function claimDueWork(
+  tx: CommonQueryMethods,
+  limit: number,
+  afterMs: number,
+): Promise<readonly WorkRow[]> {
+  return tx.any(sql.type(workRow)`
+    UPDATE work SET next_sweep_at = now() + make_interval(secs => ${afterMs / 1000})
+    WHERE id IN (
+      SELECT id FROM work
+      WHERE state = 'pending' AND next_sweep_at <= now()
+      ORDER BY next_sweep_at
+      LIMIT ${limit}
+      FOR UPDATE SKIP LOCKED)
+    RETURNING id, queue, job_id, tenant_id, payload, state, created_at`);
+}

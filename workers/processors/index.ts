@@ -1,0 +1,28 @@
+import type { QueueName, QueueOf } from '../../queues/index.js';
+import type { Processor } from '../run-processor.js';
+import type { SweepDeps } from '../sweeper.js';
+import { processAiConnector } from './ai-connector.js';
+import { processInbound } from './inbound.js';
+import { createMaintenanceProcessor } from './maintenance.js';
+import { processOutboundEmail } from './outbound-email.js';
+import { processOutboundSms } from './outbound-sms.js';
+import { processReceipt } from './receipts.js';
+import { processWebhook } from './webhooks.js';
+
+/** One processor per queue; a queue added to `QUEUES` without one here fails the type check. */
+export type ProcessorMap = { [N in QueueName]: Processor<QueueOf<N>> };
+
+export function createProcessors(
+  deps: SweepDeps,
+  sweep: { afterMs: number; batch: number },
+): ProcessorMap {
+  return {
+    inbound: processInbound,
+    'outbound-sms': processOutboundSms,
+    'outbound-email': processOutboundEmail,
+    webhooks: processWebhook,
+    'ai-connector': processAiConnector,
+    receipts: processReceipt,
+    maintenance: createMaintenanceProcessor(deps, sweep),
+  };
+}

@@ -1,0 +1,149 @@
+import { UnrecoverableError, type Job, type Processor as BullProcessor } from 'bullmq';
+import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
+import { z } from 'zod';
+import { coerceError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { jobDuration, jobsActive, jobsTotal } from '../lib/metrics.js';
+import type { PayloadOf, QueueDefinition } from '../queues/definition.js';
+import { completeWork } from '../queues/work.js';
+import { recordFinalFailure } from './undelivered.js';
+
+/** What a processor gets besides its payload. */
+export interface JobContext {
+  readonly log: Logger;
+  readonly db: DatabasePool;
+  readonly job: Job;
+  /** Aborted when the job is cancelled. */
+  readonly signal: AbortSignal | undefined;
+  /**
+   * Ends the job's work: runs `within` and marks the work row done in one transaction. When the
+   * row is no longer pending (a duplicate run finished first), `within` is rolled back and the
+   * job ends as `stale`. Called by the runner when the processor does not call it.
+   */
+  complete<T>(within?: (tx: CommonQueryMethods) => Promise<T>): Promise<T | undefined>;
+}
+
+/**
+ * A processor: one async function per queue. Throw to retry (BullMQ's attempts and backoff
+ * apply); throw `UnrecoverableError` for a permanent failure; return for success or a no-op.
+ */
+export type Processor<D extends QueueDefinition = QueueDefinition> = (
+  payload: PayloadOf<D>,
+  context: JobContext,
+) => Promise<void>;
+
+type Outcome = 'completed' | 'stale' | 'retry' | 'failed';
+
+/** Thrown inside the completing transaction to roll back a stale duplicate's writes. */
+class StaleWorkError extends Error {
+  override readonly name = 'StaleWorkError';
+}
+
+const claimed = z.object({ attempts: z.number(), first_attempt_at: z.string() });
+
+/**
+ * Wraps a processor with everything every job needs: payload validation, the work-row check
+ * (a job whose row is not pending is a stale duplicate and does nothing), the conditional
+ * completion, undelivered recording on the final failure, the active gauge, the duration
+ * histogram, the outcome counter, and a child logger bound to queue, job id and attempt.
+ * Errors are rethrown so BullMQ applies attempts and backoff.
+ */
+export function instrumentProcessor<D extends QueueDefinition>(
+  definition: D,
+  processor: Processor<D>,
+  deps: { db: DatabasePool; log: Logger },
+): BullProcessor {
+  const queue = definition.name;
+  return async (job: Job, _token?: string, signal?: AbortSignal) => {
+    const jobId = job.id ?? '';
+    const attempt = job.attemptsMade + 1;
+    const log = deps.log.child({ queue, jobId, attempt });
+    const stopTimer = jobDuration.startTimer({ queue });
+    jobsActive.inc({ queue });
+    let outcome: Outcome = 'completed';
+    let firstAttemptAt: Date | null = null;
+    let attempts = attempt;
+    try {
+      const parsed = definition.schema.safeParse(job.data);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw new UnrecoverableError(
+          `invalid payload: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim(),
+        );
+      }
+      if (definition.durable) {
+        // Claim check: count the attempt on the work row; no pending row means nothing to do.
+        const row = await deps.db.maybeOne(sql.type(claimed)`
+          UPDATE work SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
+                          last_attempt_at = now(), updated_at = now()
+          WHERE queue = ${queue} AND job_id = ${jobId} AND state = 'pending'
+          RETURNING attempts, first_attempt_at`);
+        if (!row) {
+          outcome = 'stale';
+          log.info('work is not pending: duplicate run skipped');
+          return { stale: true };
+        }
+        attempts = row.attempts;
+        firstAttemptAt = new Date(row.first_attempt_at);
+      }
+
+      let completed = false;
+      const context: JobContext = {
+        log,
+        db: deps.db,
+        job,
+        signal,
+        complete: async within => {
+          completed = true;
+          if (!definition.durable) return within ? deps.db.transaction(within) : undefined;
+          return deps.db.transaction(async tx => {
+            const result = within ? await within(tx) : undefined;
+            if (!(await completeWork(tx, queue, jobId))) throw new StaleWorkError();
+            return result;
+          });
+        },
+      };
+      await processor(parsed.data as PayloadOf<D>, context);
+      if (!completed) await context.complete();
+      return undefined;
+    } catch (thrown) {
+      if (thrown instanceof StaleWorkError) {
+        outcome = 'stale';
+        log.info('work ended by another run: this run changed nothing');
+        return { stale: true };
+      }
+      const error = coerceError(thrown);
+      const unrecoverable =
+        error instanceof UnrecoverableError || error.name === 'UnrecoverableError';
+      const final = unrecoverable || attempt >= (job.opts.attempts ?? 1);
+      if (!final) {
+        outcome = 'retry';
+        log.warn({ err: error }, 'job failed; will retry');
+        throw error;
+      }
+      outcome = 'failed';
+      log.error({ err: error }, 'job failed for good');
+      if (definition.durable) {
+        try {
+          await recordFinalFailure(deps.db, {
+            queue,
+            jobId,
+            tenantId: definition.tenantOf(job.data as PayloadOf<D>) ?? null,
+            reason: error.message || error.name,
+            attempts,
+            firstAttemptAt,
+            lastAttemptAt: new Date(),
+          });
+        } catch (recordError) {
+          // The sweeper records it later: the row stays pending and BullMQ keeps the failed job.
+          log.error({ err: recordError }, 'could not record undelivered work; the sweeper will');
+        }
+      }
+      throw error;
+    } finally {
+      jobsActive.dec({ queue });
+      stopTimer({ outcome });
+      jobsTotal.inc({ queue, outcome });
+    }
+  };
+}

@@ -1,0 +1,146 @@
+import { Worker } from 'bullmq';
+import type { DatabasePool } from 'slonik';
+import type { Config } from '../lib/config.js';
+import { AppError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { closeRedis, createRedis, type RedisConnection } from '../lib/redis.js';
+import { sleep } from '../lib/shutdown.js';
+import {
+  QUEUE_NAMES,
+  QUEUES,
+  isQueueName,
+  type QueueName,
+  type QueueSet,
+} from '../queues/index.js';
+import type { ProcessorMap } from './processors/index.js';
+import { instrumentProcessor, type Processor } from './run-processor.js';
+import { ensureSweepScheduler } from './sweeper.js';
+
+export interface WorkerRuntimeOptions {
+  config: Config;
+  log: Logger;
+  db: DatabasePool;
+  /** Producers: the sweeper adds jobs through them. */
+  queues: QueueSet;
+  /** Processors by queue name; a selected queue without one refuses to start. */
+  processors: Partial<ProcessorMap>;
+  /** Queue names to run; all queues when undefined. */
+  select?: readonly string[] | undefined;
+  /** Overrides BullMQ's lock timings (tests shrink them). */
+  lock?: { lockDuration?: number; stalledInterval?: number };
+}
+
+export interface WorkerRuntime {
+  readonly queues: readonly QueueName[];
+  readonly workers: ReadonlyMap<QueueName, Worker>;
+  /**
+   * Stops taking jobs, waits up to `graceMs` for active ones, then closes the connection.
+   * Jobs still running after the grace are abandoned: BullMQ's stall check hands them to another
+   * worker once their lock expires, and their work rows keep them from running twice.
+   */
+  close(graceMs: number): Promise<void>;
+}
+
+/** Resolves `--queues` / NEXUS_WORKER_QUEUES against the known queues and the processors present. */
+export function selectQueues(
+  select: readonly string[] | undefined,
+  processors: Partial<ProcessorMap>,
+): QueueName[] {
+  const requested = select && select.length > 0 ? [...new Set(select)] : QUEUE_NAMES;
+  const unknown = requested.filter(name => !isQueueName(name));
+  if (unknown.length > 0) {
+    throw new AppError(
+      'NEXUS_ERR_WORKER_UNKNOWN_QUEUE',
+      `unknown queue(s): ${unknown.join(', ')}; known queues: ${QUEUE_NAMES.join(', ')}`,
+    );
+  }
+  const names = requested as QueueName[];
+  const missing = names.filter(name => !processors[name]);
+  if (missing.length > 0) {
+    throw new AppError(
+      'NEXUS_ERR_WORKER_NO_PROCESSOR',
+      `no processor for queue(s): ${missing.join(', ')}; add one to workers/processors/index.ts`,
+    );
+  }
+  return names;
+}
+
+export function parseQueuesFlag(argv: readonly string[]): string[] | undefined {
+  const index = argv.findIndex(arg => arg === '--queues' || arg.startsWith('--queues='));
+  if (index === -1) return undefined;
+  const arg = argv[index] ?? '';
+  const value = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : argv[index + 1];
+  if (!value || value.startsWith('--')) {
+    throw new AppError(
+      'NEXUS_ERR_WORKER_UNKNOWN_QUEUE',
+      '--queues needs a comma-separated list of queue names',
+    );
+  }
+  return value
+    .split(',')
+    .map(name => name.trim())
+    .filter(Boolean);
+}
+
+export async function startWorkers(options: WorkerRuntimeOptions): Promise<WorkerRuntime> {
+  const { config, log, db, processors } = options;
+  const names = selectQueues(options.select, processors);
+  const connection: RedisConnection = createRedis(config.redis, 'worker', 'worker', log);
+  const workers = new Map<QueueName, Worker>();
+  for (const name of names) {
+    const definition = QUEUES[name];
+    const processor = processors[name] as Processor;
+    const worker = new Worker(name, instrumentProcessor(definition, processor, { db, log }), {
+      connection,
+      prefix: config.queues.prefix,
+      concurrency: name === 'maintenance' ? 1 : config.workers.concurrency,
+      ...options.lock,
+    });
+    worker.on('error', error => log.error({ err: error, queue: name }, 'worker error'));
+    workers.set(name, worker);
+  }
+
+  let schedulerTimer: NodeJS.Timeout | undefined;
+  if (workers.has('maintenance')) {
+    const queue = options.queues.get('maintenance');
+    const keepScheduled = () =>
+      ensureSweepScheduler(queue, config.workers.sweepIntervalMs)
+        .then(created => {
+          if (created) log.info({ everyMs: config.workers.sweepIntervalMs }, 'sweeper scheduled');
+        })
+        .catch((error: unknown) =>
+          log.warn({ err: error }, 'could not schedule the sweeper; retrying'),
+        );
+    await keepScheduled();
+    schedulerTimer = setInterval(() => void keepScheduled(), config.workers.sweepIntervalMs);
+    schedulerTimer.unref();
+  }
+  log.info({ queues: names, concurrency: config.workers.concurrency }, 'workers started');
+
+  let closing: Promise<void> | undefined;
+  return {
+    queues: names,
+    workers,
+    close(graceMs) {
+      closing ??= (async () => {
+        clearInterval(schedulerTimer);
+        await Promise.all(
+          [...workers].map(async ([name, worker]) => {
+            const finished = await Promise.race([
+              worker.close().then(() => true),
+              sleep(graceMs).then(() => false),
+            ]);
+            if (!finished)
+              log.warn(
+                { queue: name, graceMs },
+                'grace elapsed with jobs still active; abandoning them to the stall check',
+              );
+          }),
+        );
+        await closeRedis(connection);
+        log.info('workers closed');
+      })();
+      return closing;
+    },
+  };
+}

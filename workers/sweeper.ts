@@ -1,0 +1,103 @@
+import type { Queue } from 'bullmq';
+import { sql, type DatabasePool } from 'slonik';
+import { z } from 'zod';
+import type { Logger } from '../lib/logger.js';
+import { sweeperReenqueuedTotal } from '../lib/metrics.js';
+import { isQueueName, QUEUES, SWEEP_SCHEDULER_ID, type QueueSet } from '../queues/index.js';
+import { claimDueWork } from '../queues/work.js';
+import { recordFinalFailure } from './undelivered.js';
+
+/** Any constant unique to the sweeper: only one sweep runs at a time across all replicas. */
+const SWEEP_LOCK_KEY = 0x73776565; // "swee"
+
+export interface SweepResult {
+  /** True when another replica held the sweep lock. */
+  skipped: boolean;
+  checked: number;
+  reenqueued: number;
+  failed: number;
+}
+
+export interface SweepDeps {
+  db: DatabasePool;
+  queues: QueueSet;
+  log: Logger;
+}
+
+/**
+ * Re-drives pending work whose job Redis no longer has (Redis restarted without persistence,
+ * failed over, or was flushed). For each pending row due for a check, asks BullMQ for its job:
+ * - missing: adds it again with the same job id;
+ * - completed while the row is still pending (a replay raced with retention): adds it again;
+ * - failed without the runner having recorded it (e.g. stalled too often): records it undelivered;
+ * - waiting, delayed, active: in flight, nothing to do.
+ * The row's next check moves `afterMs` away either way. Safe to run concurrently with workers:
+ * a re-added job whose work has since ended is skipped as stale by the runner.
+ */
+export async function sweepPendingWork(
+  deps: SweepDeps,
+  options: { afterMs: number; batch: number },
+): Promise<SweepResult> {
+  const result: SweepResult = { skipped: false, checked: 0, reenqueued: 0, failed: 0 };
+  await deps.db.transaction(async tx => {
+    const locked = await tx.oneFirst(
+      sql.type(
+        z.object({ locked: z.boolean() }),
+      )`SELECT pg_try_advisory_xact_lock(${SWEEP_LOCK_KEY}) AS locked`,
+    );
+    if (!locked) {
+      result.skipped = true;
+      return;
+    }
+    const rows = await claimDueWork(tx, options.batch, options.afterMs);
+    for (const row of rows) {
+      if (!isQueueName(row.queue)) {
+        deps.log.warn({ queue: row.queue, jobId: row.job_id }, 'pending work for an unknown queue');
+        continue;
+      }
+      result.checked++;
+      const queue = deps.queues.get(row.queue);
+      const state = await queue.getJobState(row.job_id);
+      if (state === 'unknown' || state === 'completed') {
+        if (state === 'completed') await queue.remove(row.job_id);
+        await queue.add(row.queue, row.payload, {
+          ...QUEUES[row.queue].jobOptions,
+          jobId: row.job_id,
+        });
+        sweeperReenqueuedTotal.inc({ queue: row.queue });
+        result.reenqueued++;
+      } else if (state === 'failed') {
+        const job = await queue.getJob(row.job_id);
+        const recorded = await recordFinalFailure(tx, {
+          queue: row.queue,
+          jobId: row.job_id,
+          tenantId: row.tenant_id,
+          reason: job?.failedReason || 'job failed without a recorded reason',
+          attempts: job?.attemptsMade ?? 0,
+          firstAttemptAt: job?.processedOn ? new Date(job.processedOn) : null,
+          lastAttemptAt: new Date(job?.finishedOn ?? Date.now()),
+        });
+        if (recorded) result.failed++;
+      }
+    }
+  });
+  if (result.reenqueued > 0 || result.failed > 0)
+    deps.log.info(result, 'sweep re-drove pending work');
+  return result;
+}
+
+/**
+ * Makes sure the sweeper's repeatable job exists with the configured interval. Called at start
+ * and on every interval by each worker that runs the maintenance queue: the schedule lives in
+ * Redis, and losing Redis's data must not stop the sweeps that recover from it.
+ */
+export async function ensureSweepScheduler(queue: Queue, everyMs: number): Promise<boolean> {
+  const existing = await queue.getJobScheduler(SWEEP_SCHEDULER_ID);
+  if (existing?.every === everyMs) return false;
+  await queue.upsertJobScheduler(
+    SWEEP_SCHEDULER_ID,
+    { every: everyMs },
+    { name: 'sweep', data: { task: 'sweep-pending-work' }, opts: QUEUES.maintenance.jobOptions },
+  );
+  return true;
+}
