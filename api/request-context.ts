@@ -21,6 +21,7 @@ export function traceIdOf(req: IncomingMessage): string {
  * on every request, echoed on the response and bound to the request's child logger (`req.log`).
  */
 export function requestContext(log: Logger): RequestHandler {
+  const traces = new WeakMap<IncomingMessage, string>();
   const httpLogger = pinoHttp({
     logger: log,
     genReqId: (req, res) => {
@@ -30,17 +31,20 @@ export function requestContext(log: Logger): RequestHandler {
       res.setHeader('X-Request-Id', id);
       return id;
     },
-    customProps: (req, res) => {
-      const traceId = traceIdOf(req);
-      res.setHeader('X-B3-TraceId', traceId);
-      return { traceId };
-    },
+    // Called when the request starts and again when it ends: read-only here.
+    customProps: req => ({ traceId: traces.get(req) }),
     customAttributeKeys: { reqId: 'reqId' },
     autoLogging: { ignore: req => (req.url ?? '').startsWith('/health/') },
     customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? 'error' : 'info'),
     wrapSerializers: true,
   });
-  return (req, res, next) => httpLogger(req, res, next);
+  return (req, res, next) => {
+    const traceId = traceIdOf(req);
+    traces.set(req, traceId);
+    res.locals.traceId = traceId;
+    res.setHeader('X-B3-TraceId', traceId);
+    httpLogger(req, res, next);
+  };
 }
 
 /** `nexus_request_total`, `nexus_errors_total` (5xx) and the duration histogram, by route. */

@@ -61,12 +61,7 @@ export async function bootCore(role: 'api' | 'worker' | 'all'): Promise<Core> {
   if (config.db.migrateOnStart) {
     try {
       await ensureDatabase(config.db.url, log);
-      const pool = await createDbPool({ ...config.db, poolSize: 1 }, log);
-      try {
-        await migrate(pool, log);
-      } finally {
-        await pool.end();
-      }
+      await migrate(config.db.url, log);
     } catch (error) {
       log.fatal(
         { err: error },

@@ -3,8 +3,6 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { sql, type DatabasePool } from 'slonik';
-import { z } from 'zod';
 import { AppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { databaseName } from './pool.js';
@@ -55,75 +53,67 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFil
   return migrations;
 }
 
-/** A raw multi-statement script: no parameters, so pg sends it with the simple protocol. */
-function script(text: string) {
-  const strings = Object.assign([text], { raw: [text] }) as unknown as TemplateStringsArray;
-  return sql.unsafe(strings);
-}
-
-const appliedRow = z.object({ version: z.number(), checksum: z.string() });
-
 /**
  * Applies the migrations not yet recorded in `nexus_migrations`, each in its own transaction,
  * under a session advisory lock so replicas that start together apply each file exactly once.
- * Refuses to run when an applied file was edited.
+ * Refuses to run when an applied file was edited. Uses a plain pg client: migration files hold
+ * several statements, which slonik (rightly, for application queries) refuses.
  */
-export async function migrate(
-  pool: DatabasePool,
-  log: Logger,
-  dir = MIGRATIONS_DIR,
-): Promise<number[]> {
+export async function migrate(url: string, log: Logger, dir = MIGRATIONS_DIR): Promise<number[]> {
   const migrations = await readMigrations(dir);
-  return pool.connect(async connection => {
-    await connection.query(sql.unsafe`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
-    try {
-      await connection.query(sql.unsafe`
-        CREATE TABLE IF NOT EXISTS nexus_migrations (
-          version integer PRIMARY KEY,
-          name text NOT NULL,
-          checksum text NOT NULL,
-          applied_at timestamptz NOT NULL DEFAULT now()
-        )`);
-      const applied = new Map(
-        (
-          await connection.any(sql.type(appliedRow)`SELECT version, checksum FROM nexus_migrations`)
-        ).map(row => [row.version, row.checksum]),
-      );
-      const done: number[] = [];
-      for (const migration of migrations) {
-        const checksum = applied.get(migration.version);
-        if (checksum !== undefined) {
-          if (checksum !== migration.checksum) {
-            throw new AppError(
-              'NEXUS_ERR_MIGRATION_CHANGED',
-              `migration ${migration.version} (${migration.name}) was edited after it was applied; add a new migration instead`,
-            );
-          }
-          continue;
-        }
-        try {
-          await connection.transaction(async tx => {
-            await tx.query(script(migration.sql));
-            await tx.query(sql.unsafe`
-              INSERT INTO nexus_migrations (version, name, checksum)
-              VALUES (${migration.version}, ${migration.name}, ${migration.checksum})`);
-          });
-        } catch (error) {
+  const client = new pg.Client({ connectionString: url, application_name: 'nexus-migrate' });
+  await client.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    await client.query(`
+      CREATE TABLE IF NOT EXISTS nexus_migrations (
+        version integer PRIMARY KEY,
+        name text NOT NULL,
+        checksum text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`);
+    const { rows } = await client.query<{ version: number; checksum: string }>(
+      'SELECT version, checksum FROM nexus_migrations',
+    );
+    const applied = new Map(rows.map(row => [row.version, row.checksum]));
+    const done: number[] = [];
+    for (const migration of migrations) {
+      const checksum = applied.get(migration.version);
+      if (checksum !== undefined) {
+        if (checksum !== migration.checksum) {
           throw new AppError(
-            'NEXUS_ERR_MIGRATION_FAILED',
-            `migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`,
-            undefined,
-            { cause: error },
+            'NEXUS_ERR_MIGRATION_CHANGED',
+            `migration ${migration.version} (${migration.name}) was edited after it was applied; add a new migration instead`,
           );
         }
-        log.info({ version: migration.version, name: migration.name }, 'migration applied');
-        done.push(migration.version);
+        continue;
       }
-      return done;
-    } finally {
-      await connection.query(sql.unsafe`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`);
+      try {
+        await client.query('BEGIN');
+        await client.query(migration.sql);
+        await client.query('INSERT INTO nexus_migrations (version, name, checksum) VALUES ($1, $2, $3)', [
+          migration.version,
+          migration.name,
+          migration.checksum,
+        ]);
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw new AppError(
+          'NEXUS_ERR_MIGRATION_FAILED',
+          `migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`,
+          undefined,
+          { cause: error },
+        );
+      }
+      log.info({ version: migration.version, name: migration.name }, 'migration applied');
+      done.push(migration.version);
     }
-  });
+    return done;
+  } finally {
+    // Ending the session releases the advisory lock too.
+    await client.end().catch(() => undefined);
+  }
 }
 
 /**

@@ -66,6 +66,8 @@ function elapsedMs(startedAt: unknown): number {
   return typeof startedAt === 'bigint' ? Number(process.hrtime.bigint() - startedAt) / 1e6 : 0;
 }
 
+const CONNECTION_ERRORS = new Set(['ConnectionError', 'BackendTerminatedError', 'BackendTerminatedUnexpectedlyError']);
+
 export function databaseName(url: string): string {
   return decodeURIComponent(new URL(url).pathname.slice(1)) || 'postgres';
 }
@@ -86,12 +88,14 @@ export async function createDbPool(config: Config['db'], log: Logger): Promise<D
     captureStackTrace: false,
     ssl: config.ssl ? {} : undefined,
   });
+  // Without a listener, an idle client killed by a PostgreSQL restart would crash the process.
+  // slonik also reports ordinary query errors here; those reach their caller anyway.
   let lastErrorLog = 0;
   pool.on('error', error => {
     const now = Date.now();
-    if (now - lastErrorLog > 10_000) {
+    if (CONNECTION_ERRORS.has(error.name) && now - lastErrorLog > 10_000) {
       lastErrorLog = now;
-      log.warn({ err: error }, 'postgres pool error');
+      log.warn({ err: error }, 'postgres connection error');
     }
   });
   return pool;
