@@ -66,7 +66,11 @@ function elapsedMs(startedAt: unknown): number {
   return typeof startedAt === 'bigint' ? Number(process.hrtime.bigint() - startedAt) / 1e6 : 0;
 }
 
-const CONNECTION_ERRORS = new Set(['ConnectionError', 'BackendTerminatedError', 'BackendTerminatedUnexpectedlyError']);
+const CONNECTION_ERRORS = new Set([
+  'ConnectionError',
+  'BackendTerminatedError',
+  'BackendTerminatedUnexpectedlyError',
+]);
 
 export function databaseName(url: string): string {
   return decodeURIComponent(new URL(url).pathname.slice(1)) || 'postgres';

@@ -168,7 +168,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   const env = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ''));
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map(issue => `${issue.path.join('.')} ${issue.message}`);
+    const problems = parsed.error.issues.map(issue => `${String(issue.path[0])} ${issue.message}`);
     throw new ConfigError(problems);
   }
   const e = parsed.data;

@@ -1,4 +1,4 @@
-import { Queue, type JobType } from 'bullmq';
+import { Queue, type JobType, type JobsOptions } from 'bullmq';
 import type { RedisConnection } from '../lib/redis.js';
 import type { Logger } from '../lib/logger.js';
 import type { QueueDepth } from '../lib/metrics.js';
@@ -58,20 +58,31 @@ const COUNTED_STATES: JobType[] = [
 export class QueueSet {
   private readonly queues = new Map<QueueName, Queue>();
 
+  /** `overrides` replaces job options per queue (tests shrink attempts and backoff). */
   constructor(
-    connection: RedisConnection,
+    private readonly connection: RedisConnection,
     readonly prefix: string,
     log: Logger,
+    overrides: Partial<Record<QueueName, JobsOptions>> = {},
   ) {
     for (const name of QUEUE_NAMES) {
-      const queue = new Queue(name, {
-        connection,
-        prefix,
-        defaultJobOptions: QUEUES[name].jobOptions,
+      const defaultJobOptions = { ...QUEUES[name].jobOptions, ...overrides[name] };
+      const queue = new Queue(name, { connection, prefix, defaultJobOptions });
+      // Connection errors are logged, throttled, by lib/redis.ts; the queues re-emit each of them.
+      queue.on('error', error => {
+        if (this.ready) log.warn({ err: error, queue: name }, 'queue error');
       });
-      queue.on('error', error => log.warn({ err: error, queue: name }, 'queue error'));
       this.queues.set(name, queue);
     }
+  }
+
+  /** Whether the producers' connection can take commands now. */
+  get ready(): boolean {
+    return this.connection.status === 'ready';
+  }
+
+  get connectionStatus(): string {
+    return this.connection.status;
   }
 
   get(name: QueueName): Queue {

@@ -23,6 +23,7 @@ export const workRow = z.object({
   payload: z.unknown(),
   state: z.enum(['pending', 'done', 'failed']),
   created_at: z.string(),
+  updated_at: z.string(),
 });
 export type WorkRow = z.infer<typeof workRow>;
 
@@ -84,7 +85,12 @@ export async function dispatchWork(
   for (const record of records) {
     if (record.state !== 'pending' || !isQueueName(record.queue)) continue;
     try {
-      await ctx.queues.get(record.queue).add(record.queue, record.payload, { jobId: record.jobId });
+      if (!ctx.queues.ready) throw new Error(`redis is not ready (${ctx.queues.connectionStatus})`);
+      await withTimeout(
+        ctx.queues.get(record.queue).add(record.queue, record.payload, { jobId: record.jobId }),
+        ADD_TIMEOUT_MS,
+        'adding the job to redis timed out',
+      );
     } catch (error) {
       enqueueDeferredTotal.inc({ queue: record.queue });
       ctx.log.warn(
@@ -98,6 +104,20 @@ export async function dispatchWork(
         .catch(() => undefined);
     }
   }
+}
+
+/**
+ * How long a request waits for Redis to accept a job before leaving it to the sweeper. BullMQ
+ * waits for a connection that drops mid-command; the request must not.
+ */
+const ADD_TIMEOUT_MS = 2_000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**
@@ -125,7 +145,7 @@ export async function findWork(
   jobId: string,
 ): Promise<WorkRow | null> {
   return db.maybeOne(sql.type(workRow)`
-    SELECT id, queue, job_id, tenant_id, payload, state, created_at
+    SELECT id, queue, job_id, tenant_id, payload, state, created_at, updated_at
     FROM work WHERE queue = ${queue} AND job_id = ${jobId}`);
 }
 
@@ -164,7 +184,7 @@ export async function reopenFailedWork(
     UPDATE work SET state = 'pending', finished_at = NULL, updated_at = now(),
                     next_sweep_at = now() + make_interval(secs => ${sweepAfterMs / 1000})
     WHERE queue = ${queue} AND job_id = ${jobId} AND state = 'failed'
-    RETURNING id, queue, job_id, tenant_id, payload, state, created_at`);
+    RETURNING id, queue, job_id, tenant_id, payload, state, created_at, updated_at`);
 }
 
 /**
@@ -184,5 +204,5 @@ export async function claimDueWork(
       ORDER BY next_sweep_at
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED)
-    RETURNING id, queue, job_id, tenant_id, payload, state, created_at`);
+    RETURNING id, queue, job_id, tenant_id, payload, state, created_at, updated_at`);
 }

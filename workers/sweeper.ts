@@ -28,7 +28,7 @@ export interface SweepDeps {
  * Re-drives pending work whose job Redis no longer has (Redis restarted without persistence,
  * failed over, or was flushed). For each pending row due for a check, asks BullMQ for its job:
  * - missing: adds it again with the same job id;
- * - completed while the row is still pending (a replay raced with retention): adds it again;
+ * - completed, or failed before the row was last reopened (a replay raced with Redis): adds it again;
  * - failed without the runner having recorded it (e.g. stalled too often): records it undelivered;
  * - waiting, delayed, active: in flight, nothing to do.
  * The row's next check moves `afterMs` away either way. Safe to run concurrently with workers:
@@ -58,16 +58,16 @@ export async function sweepPendingWork(
       result.checked++;
       const queue = deps.queues.get(row.queue);
       const state = await queue.getJobState(row.job_id);
-      if (state === 'unknown' || state === 'completed') {
-        if (state === 'completed') await queue.remove(row.job_id);
-        await queue.add(row.queue, row.payload, {
-          ...QUEUES[row.queue].jobOptions,
-          jobId: row.job_id,
-        });
+      const job = state === 'failed' ? await queue.getJob(row.job_id) : undefined;
+      // A failure older than the row's last change predates a replay that reopened the row.
+      const staleFailure =
+        job?.finishedOn !== undefined && job.finishedOn < Date.parse(row.updated_at);
+      if (state === 'unknown' || state === 'completed' || staleFailure) {
+        if (state !== 'unknown') await queue.remove(row.job_id);
+        await queue.add(row.queue, row.payload, { jobId: row.job_id });
         sweeperReenqueuedTotal.inc({ queue: row.queue });
         result.reenqueued++;
       } else if (state === 'failed') {
-        const job = await queue.getJob(row.job_id);
         const recorded = await recordFinalFailure(tx, {
           queue: row.queue,
           jobId: row.job_id,

@@ -1,0 +1,98 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { CONFIG_VARIABLES, ConfigError, loadConfig } from './config.js';
+
+describe('loadConfig', () => {
+  it('works with no variables set, with development defaults and warnings', () => {
+    const config = loadConfig({});
+    expect(config.db.url).toBe('postgres://postgres@127.0.0.1:5432/nexus');
+    expect(config.redis.nodes).toEqual(['redis://127.0.0.1:6379']);
+    expect(config.http.port).toBe(4000);
+    expect(config.metrics.port).toBe(4004);
+    expect(config.queues.prefix).toBe('{nexus}');
+    expect(config.secretKey).toHaveLength(32);
+    expect(config.warnings.join('\n')).toMatch(/NEXUS_SECRET_KEY[\s\S]*NEXUS_ADMIN_TOKEN/);
+  });
+
+  it('names every bad variable in one error', () => {
+    let error: unknown;
+    try {
+      loadConfig({
+        PORT: 'eighty',
+        METRICS_PORT: '70000',
+        REDIS_URL: 'redis://a:6379,http://b',
+        LOG_LEVEL: 'loud',
+        DB_SSL: 'maybe',
+        NEXUS_QUEUE_PREFIX: 'a:b',
+        NEXUS_SECRET_KEY: 'short',
+        NEXUS_WORKER_CONCURRENCY: '0',
+      });
+    } catch (thrown) {
+      error = thrown;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems.join('\n');
+    for (const name of [
+      'PORT',
+      'METRICS_PORT',
+      'REDIS_URL',
+      'LOG_LEVEL',
+      'DB_SSL',
+      'NEXUS_QUEUE_PREFIX',
+      'NEXUS_SECRET_KEY',
+      'NEXUS_WORKER_CONCURRENCY',
+    ]) {
+      expect(problems).toMatch(new RegExp(`^${name} `, 'm'));
+    }
+    expect((error as ConfigError).problems).toHaveLength(8);
+    expect((error as ConfigError).message).toMatch(/^Invalid environment variables: /);
+  });
+
+  it('requires the secret key and the admin token in production', () => {
+    expect(() => loadConfig({ NODE_ENV: 'production' })).toThrow(
+      /NEXUS_SECRET_KEY is required[\s\S]*NEXUS_ADMIN_TOKEN is required/,
+    );
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      NEXUS_SECRET_KEY: 'ab'.repeat(32),
+      NEXUS_ADMIN_TOKEN: 'a-long-enough-admin-token',
+    });
+    expect(config.warnings).toEqual([]);
+    expect(config.secretKey.toString('hex')).toBe('ab'.repeat(32));
+  });
+
+  it('accepts base64 keys, several Redis nodes, and treats empty variables as unset', () => {
+    const config = loadConfig({
+      NEXUS_SECRET_KEY: Buffer.alloc(32, 7).toString('base64'),
+      REDIS_URL: 'redis://r1:6379, rediss://r2:6380',
+      REDIS_CLUSTER: 'true',
+      PORT: '',
+      NEXUS_WORKER_QUEUES: 'inbound, webhooks',
+    });
+    expect(config.secretKey.equals(Buffer.alloc(32, 7))).toBe(true);
+    expect(config.redis.nodes).toEqual(['redis://r1:6379', 'rediss://r2:6380']);
+    expect(config.http.port).toBe(4000);
+    expect(config.workers.queues).toEqual(['inbound', 'webhooks']);
+  });
+
+  it('requires a hash-tagged prefix on Redis Cluster', () => {
+    expect(() => loadConfig({ REDIS_CLUSTER: 'true', NEXUS_QUEUE_PREFIX: 'nexus' })).toThrow(
+      /hash-tagged/,
+    );
+  });
+
+  it('returns a frozen object', () => {
+    const config = loadConfig({});
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.redis.nodes)).toBe(true);
+    expect(() => {
+      (config.http as { port: number }).port = 1;
+    }).toThrow(TypeError);
+  });
+
+  it('is documented: the README configuration table lists every variable', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const documented = new Set([...readme.matchAll(/^\| `([A-Z_]+)` \|/gm)].map(match => match[1]));
+    expect(CONFIG_VARIABLES.filter(name => !documented.has(name))).toEqual([]);
+  });
+});

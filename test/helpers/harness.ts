@@ -1,0 +1,198 @@
+import { randomBytes } from 'node:crypto';
+import type { Express } from 'express';
+import pg from 'pg';
+import type { DatabasePool } from 'slonik';
+import { afterEach, beforeEach } from 'vitest';
+import { buildApp } from '../../api/app.js';
+import { createDbPool } from '../../db/pool.js';
+import { loadConfig, type Config } from '../../lib/config.js';
+import { createLogger, type Logger } from '../../lib/logger.js';
+import { closeRedis, createRedis, type RedisConnection } from '../../lib/redis.js';
+import { QueueSet, type QueueName } from '../../queues/index.js';
+import type { JobsOptions } from 'bullmq';
+import type { EnqueueContext } from '../../queues/work.js';
+import {
+  startWorkers,
+  type WorkerRuntimeOptions,
+  type WorkerRuntime,
+} from '../../workers/runtime.js';
+import { ADMIN_DATABASE_URL, TEMPLATE_DATABASE, TEST_REDIS_URL, databaseUrl } from './services.js';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+/** Everything one test needs, on its own database (cloned from the template) and queue prefix. */
+export interface Harness {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly db: DatabasePool;
+  readonly dbUrl: string;
+  readonly redis: RedisConnection;
+  readonly queues: QueueSet;
+  readonly enqueue: EnqueueContext;
+  app(): Express;
+  /** Starts workers (closed by {@link Harness.close}); lock timings are shrunk for tests. */
+  startWorkers(
+    options: Pick<WorkerRuntimeOptions, 'processors' | 'select'> & { config?: Config },
+  ): Promise<WorkerRuntime>;
+  close(): Promise<void>;
+}
+
+const open = new Set<Harness>();
+
+/** Resources a test left open; the integration setup file fails the test when this is not empty. */
+export const leakedHarnesses = () => open.size;
+
+export async function createTestDatabase(): Promise<{
+  name: string;
+  url: string;
+  drop: () => Promise<void>;
+}> {
+  const name = `nexus_test_f_${randomBytes(6).toString('hex')}`;
+  await withAdmin(client => client.query(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DATABASE}`));
+  return {
+    name,
+    url: databaseUrl(name),
+    drop: () =>
+      withAdmin(client => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(
+        () => undefined,
+      ),
+  };
+}
+
+export async function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await client.connect();
+  try {
+    return await run(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** The configuration a test process would load, with a unique queue prefix. */
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    REDIS_URL: TEST_REDIS_URL,
+    NEXUS_QUEUE_PREFIX: `{t${randomBytes(5).toString('hex')}}`,
+    NEXUS_ADMIN_TOKEN: ADMIN_TOKEN,
+    PORT: '0',
+    METRICS_PORT: '0',
+    ...env,
+  });
+}
+
+export interface HarnessOptions {
+  /** Per-queue job options (fewer attempts, shorter backoff). */
+  jobOptions?: Partial<Record<QueueName, JobsOptions>>;
+}
+
+export async function createHarness(
+  env: Record<string, string> = {},
+  options: HarnessOptions = {},
+): Promise<Harness> {
+  const database = await createTestDatabase();
+  const config = testConfig({ DATABASE_URL: database.url, ...env });
+  const log = createLogger(config.logLevel);
+  const db = await createDbPool(config.db, log);
+  const redis = createRedis(config.redis, 'producer', 'test-producer', log);
+  await waitReady(redis);
+  const queues = new QueueSet(redis, config.queues.prefix, log, options.jobOptions);
+  const runtimes: WorkerRuntime[] = [];
+
+  const harness: Harness = {
+    config,
+    log,
+    db,
+    dbUrl: database.url,
+    redis,
+    queues,
+    enqueue: { db, queues, log, sweepAfterMs: config.workers.sweepAfterMs },
+    app: () => buildApp({ config, log, db, queues, redis }),
+    async startWorkers(options) {
+      const runtime = await startWorkers({
+        config: options.config ?? config,
+        log,
+        db,
+        queues,
+        processors: options.processors,
+        select: options.select,
+        lock: { lockDuration: 2_000, stalledInterval: 1_000 },
+      });
+      runtimes.push(runtime);
+      return runtime;
+    },
+    async close() {
+      await Promise.all(runtimes.map(runtime => runtime.close(5_000)));
+      await queues.close();
+      await deleteKeys(redis, config.queues.prefix).catch(() => undefined);
+      await closeRedis(redis);
+      await db.end();
+      await database.drop();
+      open.delete(harness);
+    },
+  };
+  open.add(harness);
+  return harness;
+}
+
+/** A harness per test, closed after it. Returns a getter: `const h = useHarness(); h().db`. */
+export function useHarness(
+  env: Record<string, string> = {},
+  options: HarnessOptions = {},
+): () => Harness {
+  let current: Harness | undefined;
+  beforeEach(async () => {
+    current = await createHarness(env, options);
+  });
+  afterEach(async () => {
+    await current?.close();
+    current = undefined;
+  });
+  return () => {
+    if (!current) throw new Error('harness used outside a test');
+    return current;
+  };
+}
+
+export function waitReady(connection: RedisConnection): Promise<void> {
+  if (connection.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    connection.once('ready', resolve);
+    connection.once('end', () => reject(new Error('redis connection ended before ready')));
+  });
+}
+
+/** Deletes every key under a queue prefix (the test's queues). */
+export async function deleteKeys(connection: RedisConnection, prefix: string): Promise<void> {
+  if (!('scanStream' in connection)) return;
+  const stream = connection.scanStream({ match: `${prefix}:*`, count: 500 });
+  for await (const keys of stream as AsyncIterable<string[]>) {
+    if (keys.length > 0) await connection.del(...keys);
+  }
+}
+
+/** Polls `check` every 50 ms until it returns a truthy value or `timeoutMs` passes. */
+export async function eventually<T>(
+  check: () => Promise<T> | T,
+  timeoutMs = 15_000,
+  what = 'condition',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
+    }
+    await new Promise(resolve => setTimeout(resolve, 50));
+  }
+}

@@ -1,0 +1,108 @@
+import { randomBytes } from 'node:crypto';
+import { cp, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ensureDatabase, migrate, MIGRATIONS_DIR, readMigrations } from '../../db/migrate.js';
+import { createLogger } from '../../lib/logger.js';
+import { withAdmin } from '../helpers/harness.js';
+import { databaseUrl } from '../helpers/services.js';
+
+const log = createLogger('silent');
+const created: string[] = [];
+
+async function emptyDatabase(): Promise<string> {
+  const name = `nexus_test_f_${randomBytes(6).toString('hex')}`;
+  await withAdmin(client => client.query(`CREATE DATABASE ${name}`));
+  created.push(name);
+  return databaseUrl(name);
+}
+
+async function query<T extends pg.QueryResultRow>(url: string, text: string): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+afterEach(async () => {
+  for (const name of created.splice(0)) {
+    await withAdmin(client => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+  }
+});
+
+describe('migrations', () => {
+  it('apply each file exactly once when two replicas start together', async () => {
+    const url = await emptyDatabase();
+    const files = await readMigrations();
+    const [first, second] = await Promise.all([migrate(url, log), migrate(url, log)]);
+    // One starter applied everything, the other waited on the lock and found nothing to do.
+    expect([...first, ...second].sort()).toEqual(files.map(file => file.version));
+    expect(Math.min(first.length, second.length)).toBe(0);
+    const rows = await query<{ version: number; n: string }>(
+      url,
+      'SELECT version, count(*) AS n FROM nexus_migrations GROUP BY version ORDER BY version',
+    );
+    expect(rows.map(row => [row.version, Number(row.n)])).toEqual(
+      files.map(file => [file.version, 1]),
+    );
+    expect(await migrate(url, log)).toEqual([]);
+    const tables = await query<{ table_name: string }>(
+      url,
+      "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name",
+    );
+    expect(tables.map(row => row.table_name)).toEqual(
+      expect.arrayContaining(['nexus_migrations', 'undelivered', 'work']),
+    );
+  });
+
+  it('refuse to run when an applied file was edited', async () => {
+    const url = await emptyDatabase();
+    const dir = await mkdtemp(join(tmpdir(), 'nexus-migrations-'));
+    await cp(MIGRATIONS_DIR, dir, { recursive: true });
+    await migrate(url, log, dir);
+    const [file] = (await readMigrations(dir)).map(
+      m => `${String(m.version).padStart(4, '0')}_${m.name}.sql`,
+    );
+    await writeFile(join(dir, file!), '-- edited\nSELECT 1;\n', { flag: 'a' });
+    await expect(migrate(url, log, dir)).rejects.toMatchObject({
+      code: 'NEXUS_ERR_MIGRATION_CHANGED',
+    });
+  });
+
+  it('roll back a failing migration and record nothing for it', async () => {
+    const url = await emptyDatabase();
+    const dir = await mkdtemp(join(tmpdir(), 'nexus-migrations-'));
+    await writeFile(join(dir, '0001_good.sql'), 'CREATE TABLE good (id int);');
+    await writeFile(
+      join(dir, '0002_bad.sql'),
+      'CREATE TABLE half (id int);\nSELECT no_such_function();',
+    );
+    await expect(migrate(url, log, dir)).rejects.toMatchObject({
+      code: 'NEXUS_ERR_MIGRATION_FAILED',
+      message: expect.stringContaining('migration 2 (bad) failed') as string,
+    });
+    expect(await query(url, 'SELECT version FROM nexus_migrations')).toEqual([{ version: 1 }]);
+    expect(await query(url, "SELECT to_regclass('half') AS t")).toEqual([{ t: null }]);
+  });
+
+  it('reject badly named files', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nexus-migrations-'));
+    await writeFile(join(dir, '1_short.sql'), 'SELECT 1;');
+    await expect(readMigrations(dir)).rejects.toThrow(/must be named NNNN_name.sql/);
+  });
+
+  it('create the database when it does not exist', async () => {
+    const name = `nexus_test_f_${randomBytes(6).toString('hex')}`;
+    created.push(name);
+    await ensureDatabase(databaseUrl(name), log);
+    await ensureDatabase(databaseUrl(name), log);
+    expect(await query(databaseUrl(name), 'SELECT current_database() AS db')).toEqual([
+      { db: name },
+    ]);
+  });
+});
