@@ -11,6 +11,7 @@ import { closeRedis, createRedis, type RedisConnection } from '../../lib/redis.j
 import { QueueSet, type QueueName } from '../../queues/index.js';
 import type { JobsOptions } from 'bullmq';
 import type { EnqueueContext } from '../../queues/work.js';
+import { createMaintenanceProcessor } from '../../workers/processors/maintenance.js';
 import {
   startWorkers,
   type WorkerRuntimeOptions,
@@ -30,7 +31,10 @@ export interface Harness {
   readonly queues: QueueSet;
   readonly enqueue: EnqueueContext;
   app(): Express;
-  /** Starts workers (closed by {@link Harness.close}); lock timings are shrunk for tests. */
+  /**
+   * Starts workers (closed by {@link Harness.close}) with the real maintenance processor unless
+   * given another; lock timings are shrunk for tests.
+   */
   startWorkers(
     options: Pick<WorkerRuntimeOptions, 'processors' | 'select'> & { config?: Config },
   ): Promise<WorkerRuntime>;
@@ -111,12 +115,17 @@ export async function createHarness(
     enqueue: { db, queues, log, sweepAfterMs: config.workers.sweepAfterMs },
     app: () => buildApp({ config, log, db, queues, redis }),
     async startWorkers(options) {
+      const workerConfig = options.config ?? config;
+      const maintenance = createMaintenanceProcessor(
+        { db, queues, log },
+        { afterMs: workerConfig.workers.sweepAfterMs, batch: workerConfig.workers.sweepBatch },
+      );
       const runtime = await startWorkers({
-        config: options.config ?? config,
+        config: workerConfig,
         log,
         db,
         queues,
-        processors: options.processors,
+        processors: { maintenance, ...options.processors },
         select: options.select,
         lock: { lockDuration: 2_000, stalledInterval: 1_000 },
       });

@@ -18,7 +18,9 @@ const message = (externalId: string, tenantId = 't1'): InboundPayload => ({
 });
 
 const stateOf = (h: Harness, jobId: string) =>
-  h.db.maybeOneFirst(sql.type(z.object({ state: z.string() }))`SELECT state FROM work WHERE job_id = ${jobId}`);
+  h.db.maybeOneFirst(
+    sql.type(z.object({ state: z.string() }))`SELECT state FROM work WHERE job_id = ${jobId}`,
+  );
 
 const undelivered = z.object({
   id: z.number(),
@@ -32,11 +34,14 @@ const undelivered = z.object({
   replayed_at: z.string().nullable(),
   replays: z.number(),
 });
-const undeliveredRows = (h: Harness) => h.db.any(sql.type(undelivered)`SELECT * FROM undelivered ORDER BY id`);
+const undeliveredRows = (h: Harness) =>
+  h.db.any(sql.type(undelivered)`SELECT * FROM undelivered ORDER BY id`);
 
 async function metric(name: string, labels: Record<string, string>): Promise<number> {
   const found = (await registry.getMetricsAsJSON()).find(m => m.name === name);
-  return found?.values.find(v => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0;
+  return (
+    found?.values.find(v => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0
+  );
 }
 
 const admin = (h: Harness) => ({
@@ -49,7 +54,10 @@ const admin = (h: Harness) => ({
 });
 
 describe('worker pipeline', () => {
-  const h = useHarness({}, { jobOptions: { inbound: { attempts: 3, backoff: { type: 'fixed', delay: 20 } } } });
+  const h = useHarness(
+    {},
+    { jobOptions: { inbound: { attempts: 3, backoff: { type: 'fixed', delay: 20 } } } },
+  );
 
   it('processes a job with its parsed payload and marks the work done', async () => {
     const seen: InboundPayload[] = [];
@@ -59,11 +67,19 @@ describe('worker pipeline', () => {
     };
     await h().startWorkers({ processors: { inbound: processInbound }, select: ['inbound'] });
     const record = await enqueueDurably(h().enqueue, inboundQueue, message('ok-1'));
-    await eventually(async () => (await stateOf(h(), record.jobId)) === 'done', 10_000, 'work done');
+    await eventually(
+      async () => (await stateOf(h(), record.jobId)) === 'done',
+      10_000,
+      'work done',
+    );
     expect(seen).toEqual([expect.objectContaining({ externalId: 'ok-1', channel: 'chat' })]);
-    expect(await metric('nexus_jobs_total', { queue: 'inbound', outcome: 'completed' })).toBe(before + 1);
+    expect(await metric('nexus_jobs_total', { queue: 'inbound', outcome: 'completed' })).toBe(
+      before + 1,
+    );
     const attempts = await h().db.oneFirst(
-      sql.type(z.object({ attempts: z.number() }))`SELECT attempts FROM work WHERE job_id = ${record.jobId}`,
+      sql.type(
+        z.object({ attempts: z.number() }),
+      )`SELECT attempts FROM work WHERE job_id = ${record.jobId}`,
     );
     expect(attempts).toBe(1);
   });
@@ -82,7 +98,8 @@ describe('worker pipeline', () => {
       select: ['inbound'],
     });
     await eventually(
-      async () => (await metric('nexus_jobs_total', { queue: 'inbound', outcome: 'stale' })) === before + 1,
+      async () =>
+        (await metric('nexus_jobs_total', { queue: 'inbound', outcome: 'stale' })) === before + 1,
       10_000,
       'stale outcome',
     );
@@ -97,7 +114,9 @@ describe('worker pipeline', () => {
       processors: {
         inbound: async (_payload, context) => {
           // Another run ends the work while this one is still busy.
-          await h().db.query(sql.unsafe`UPDATE work SET state = 'done' WHERE job_id = ${record.jobId}`);
+          await h().db.query(
+            sql.unsafe`UPDATE work SET state = 'done' WHERE job_id = ${record.jobId}`,
+          );
           await context.complete(tx =>
             tx.query(sql.unsafe`INSERT INTO side_effects (job_id) VALUES (${record.jobId})`),
           );
@@ -106,13 +125,16 @@ describe('worker pipeline', () => {
       select: ['inbound'],
     });
     await eventually(
-      async () => (await metric('nexus_jobs_total', { queue: 'inbound', outcome: 'stale' })) === before + 1,
+      async () =>
+        (await metric('nexus_jobs_total', { queue: 'inbound', outcome: 'stale' })) === before + 1,
       10_000,
       'stale outcome',
     );
-    expect(await h().db.anyFirst(sql.type(z.object({ job_id: z.string() }))`SELECT job_id FROM side_effects`)).toEqual(
-      [],
-    );
+    expect(
+      await h().db.anyFirst(
+        sql.type(z.object({ job_id: z.string() }))`SELECT job_id FROM side_effects`,
+      ),
+    ).toEqual([]);
   });
 
   it('records a job that always fails as undelivered after its attempts, then replays it', async () => {
@@ -129,7 +151,11 @@ describe('worker pipeline', () => {
       select: ['inbound'],
     });
     const record = await enqueueDurably(h().enqueue, inboundQueue, message('fail-1', 'tenant-a'));
-    await eventually(async () => (await stateOf(h(), record.jobId)) === 'failed', 10_000, 'work failed');
+    await eventually(
+      async () => (await stateOf(h(), record.jobId)) === 'failed',
+      10_000,
+      'work failed',
+    );
     expect(calls).toEqual([1, 2, 3]);
     const [row] = await undeliveredRows(h());
     expect(row).toMatchObject({
@@ -148,14 +174,26 @@ describe('worker pipeline', () => {
     expect(listed.status).toBe(200);
     expect(listed.body).toMatchObject({
       status: { code: 0 },
-      data: { items: [{ id: row!.id, jobId: record.jobId, reason: 'provider answered 500', attempts: 3 }], next: null },
+      data: {
+        items: [{ id: row!.id, jobId: record.jobId, reason: 'provider answered 500', attempts: 3 }],
+        next: null,
+      },
     });
 
     failing = false;
     const replay = await admin(h()).post(`/nexus/v3/undelivered/${row!.id}/replay`);
     expect(replay.status).toBe(202);
-    expect(replay.body.data).toEqual({ id: row!.id, queue: 'inbound', jobId: record.jobId, state: 'pending' });
-    await eventually(async () => (await stateOf(h(), record.jobId)) === 'done', 10_000, 'replayed work done');
+    expect(replay.body.data).toEqual({
+      id: row!.id,
+      queue: 'inbound',
+      jobId: record.jobId,
+      state: 'pending',
+    });
+    await eventually(
+      async () => (await stateOf(h(), record.jobId)) === 'done',
+      10_000,
+      'replayed work done',
+    );
     expect(calls).toEqual([1, 2, 3, 1]);
     const [after] = await undeliveredRows(h());
     expect(after).toMatchObject({ replays: 1, failures: 1 });
@@ -185,10 +223,19 @@ describe('worker pipeline', () => {
       VALUES ('inbound', 'inbound.bad', 't1', '{}'::jsonb, now() + interval '1 hour')`);
     await h().queues.get('inbound').add('inbound', { tenantId: 't1' }, { jobId: 'inbound.bad' });
 
-    await eventually(async () => (await undeliveredRows(h())).length === 2, 10_000, 'two undelivered');
+    await eventually(
+      async () => (await undeliveredRows(h())).length === 2,
+      10_000,
+      'two undelivered',
+    );
     const rows = await undeliveredRows(h());
-    expect(rows.find(r => r.job_id === record.jobId)).toMatchObject({ reason: 'recipient opted out', attempts: 1 });
-    expect(rows.find(r => r.job_id === 'inbound.bad')?.reason).toMatch(/^invalid payload: channel /);
+    expect(rows.find(r => r.job_id === record.jobId)).toMatchObject({
+      reason: 'recipient opted out',
+      attempts: 1,
+    });
+    expect(rows.find(r => r.job_id === 'inbound.bad')?.reason).toMatch(
+      /^invalid payload: channel /,
+    );
     expect(calls).toEqual(['permanent-1']);
   });
 
@@ -199,29 +246,47 @@ describe('worker pipeline', () => {
     });
     const t0 = new Date(Date.now() - 1000).toISOString();
     const records = await Promise.all(
-      ['a', 'b', 'c'].map(id => enqueueDurably(h().enqueue, inboundQueue, message(`bulk-${id}`, `tenant-${id}`))),
+      ['a', 'b', 'c'].map(id =>
+        enqueueDurably(h().enqueue, inboundQueue, message(`bulk-${id}`, `tenant-${id}`)),
+      ),
     );
-    await eventually(async () => (await undeliveredRows(h())).length === 3, 10_000, 'three undelivered');
+    await eventually(
+      async () => (await undeliveredRows(h())).length === 3,
+      10_000,
+      'three undelivered',
+    );
 
-    const none = await admin(h()).post('/nexus/v3/undelivered/replay', { since: new Date(Date.now() + 60_000).toISOString() });
+    const none = await admin(h()).post('/nexus/v3/undelivered/replay', {
+      since: new Date(Date.now() + 60_000).toISOString(),
+    });
     expect(none.body.data).toEqual({ replayed: 0, more: false });
 
-    const one = await admin(h()).post('/nexus/v3/undelivered/replay', { since: t0, tenant: 'tenant-b' });
+    const one = await admin(h()).post('/nexus/v3/undelivered/replay', {
+      since: t0,
+      tenant: 'tenant-b',
+    });
     expect(one.status).toBe(202);
     expect(one.body.data).toEqual({ replayed: 1, more: false });
 
-    const limited = await admin(h()).post('/nexus/v3/undelivered/replay', { since: t0, queue: 'inbound', limit: 1 });
+    const limited = await admin(h()).post('/nexus/v3/undelivered/replay', {
+      since: t0,
+      queue: 'inbound',
+      limit: 1,
+    });
     expect(limited.body.data).toEqual({ replayed: 1, more: true });
     const rest = await admin(h()).post('/nexus/v3/undelivered/replay', { since: t0 });
     expect(rest.body.data).toEqual({ replayed: 1, more: false });
 
     // Replayed work fails again and is recorded again, on the same rows.
     await eventually(
-      async () => (await undeliveredRows(h())).every(r => r.failures === 2 && r.replayed_at === null),
+      async () =>
+        (await undeliveredRows(h())).every(r => r.failures === 2 && r.replayed_at === null),
       15_000,
       'replayed work failing again',
     );
-    expect((await undeliveredRows(h())).map(r => r.job_id).sort()).toEqual(records.map(r => r.jobId).sort());
+    expect((await undeliveredRows(h())).map(r => r.job_id).sort()).toEqual(
+      records.map(r => r.jobId).sort(),
+    );
   });
 
   it('answers the admin API with clear errors and stores nothing on bad input', async () => {
@@ -229,24 +294,41 @@ describe('worker pipeline', () => {
     const noAuth = await request(app).get('/nexus/v3/undelivered');
     expect(noAuth.status).toBe(401);
     expect(noAuth.body.status.code).toBe('NEXUS_ERR_UNAUTHORIZED');
-    const wrongAuth = await request(app).get('/nexus/v3/undelivered').set('Authorization', 'Bearer nope');
+    const wrongAuth = await request(app)
+      .get('/nexus/v3/undelivered')
+      .set('Authorization', 'Bearer nope');
     expect(wrongAuth.status).toBe(401);
 
     const badQueue = await admin(h()).get('/nexus/v3/undelivered?queue=nope');
     expect(badQueue.status).toBe(400);
-    expect(badQueue.body.status).toMatchObject({ code: 'NEXUS_ERR_VALIDATION', field: 'query.queue' });
+    expect(badQueue.body.status).toMatchObject({
+      code: 'NEXUS_ERR_VALIDATION',
+      field: 'query.queue',
+    });
 
     const badSince = await admin(h()).get('/nexus/v3/undelivered?since=yesterday');
-    expect(badSince.body.status).toMatchObject({ code: 'NEXUS_ERR_VALIDATION', field: 'query.since' });
+    expect(badSince.body.status).toMatchObject({
+      code: 'NEXUS_ERR_VALIDATION',
+      field: 'query.since',
+    });
 
     const unknownParam = await admin(h()).get('/nexus/v3/undelivered?tenantId=x');
     expect(unknownParam.status).toBe(400);
 
     const missingSince = await admin(h()).post('/nexus/v3/undelivered/replay', {});
-    expect(missingSince.body.status).toMatchObject({ code: 'NEXUS_ERR_VALIDATION', field: 'body.since' });
+    expect(missingSince.body.status).toMatchObject({
+      code: 'NEXUS_ERR_VALIDATION',
+      field: 'body.since',
+    });
 
-    const badLimit = await admin(h()).post('/nexus/v3/undelivered/replay', { since: new Date().toISOString(), limit: 0 });
-    expect(badLimit.body.status).toMatchObject({ code: 'NEXUS_ERR_VALIDATION', field: 'body.limit' });
+    const badLimit = await admin(h()).post('/nexus/v3/undelivered/replay', {
+      since: new Date().toISOString(),
+      limit: 0,
+    });
+    expect(badLimit.body.status).toMatchObject({
+      code: 'NEXUS_ERR_VALIDATION',
+      field: 'body.limit',
+    });
 
     const badId = await admin(h()).post('/nexus/v3/undelivered/abc/replay');
     expect(badId.body.status).toMatchObject({ code: 'NEXUS_ERR_VALIDATION', field: 'params.id' });
@@ -282,13 +364,25 @@ describe('worker pipeline', () => {
 
 describe('worker start-up', () => {
   it('refuses unknown queues and queues without a processor, naming them', () => {
-    expect(() => selectQueues(['inbound', 'nope', 'other'], { inbound: async () => undefined })).toThrow(
-      expect.objectContaining({ code: 'NEXUS_ERR_WORKER_UNKNOWN_QUEUE', message: expect.stringContaining('nope, other') }),
+    expect(() =>
+      selectQueues(['inbound', 'nope', 'other'], { inbound: async () => undefined }),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'NEXUS_ERR_WORKER_UNKNOWN_QUEUE',
+        message: expect.stringContaining('nope, other'),
+      }),
     );
     expect(() => selectQueues(['inbound', 'webhooks'], { inbound: async () => undefined })).toThrow(
-      expect.objectContaining({ code: 'NEXUS_ERR_WORKER_NO_PROCESSOR', message: expect.stringContaining('webhooks') }),
+      expect.objectContaining({
+        code: 'NEXUS_ERR_WORKER_NO_PROCESSOR',
+        message: expect.stringContaining('webhooks'),
+      }),
     );
-    expect(() => selectQueues(undefined, { inbound: async () => undefined })).toThrow(/no processor for queue\(s\): outbound-sms/);
-    expect(selectQueues(['inbound', 'inbound'], { inbound: async () => undefined })).toEqual(['inbound']);
+    expect(() => selectQueues(undefined, { inbound: async () => undefined })).toThrow(
+      /no processor for queue\(s\): outbound-sms/,
+    );
+    expect(selectQueues(['inbound', 'inbound'], { inbound: async () => undefined })).toEqual([
+      'inbound',
+    ]);
   });
 });
