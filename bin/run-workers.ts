@@ -1,17 +1,24 @@
-import { createProcessors } from '../workers/processors/index.js';
+import { createProcessors, type ProcessorMap } from '../workers/processors/index.js';
 import { startWorkers, type WorkerRuntime } from '../workers/runtime.js';
 import type { Core } from './bootstrap.js';
 
-/** Starts the workers for `select` (all queues when undefined) and adds their shutdown step. */
+/**
+ * Starts the workers for `select` (all queues when undefined) and adds their shutdown step.
+ * `overrides` replaces processors (test fixtures use it to run slow or failing jobs).
+ */
 export async function runWorkers(
   core: Core,
   select: readonly string[] | undefined,
+  overrides: Partial<ProcessorMap> = {},
 ): Promise<WorkerRuntime> {
   const { config } = core;
-  const processors = createProcessors(
-    { db: core.db, queues: core.queues, log: core.log },
-    { afterMs: config.workers.sweepAfterMs, batch: config.workers.sweepBatch },
-  );
+  const processors = {
+    ...createProcessors(
+      { db: core.db, queues: core.queues, log: core.log },
+      { afterMs: config.workers.sweepAfterMs, batch: config.workers.sweepBatch },
+    ),
+    ...overrides,
+  };
   const runtime = await startWorkers({
     config,
     log: core.log,
