@@ -1,4 +1,9 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import {
+  BackendTerminatedError,
+  BackendTerminatedUnexpectedlyError,
+  ConnectionError,
+} from 'slonik';
 import { AppError, isAppError, type ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 
@@ -9,19 +14,45 @@ export interface ErrorEnvelope {
 
 export const envelope = <T>(data: T) => ({ status: { code: 0 }, data });
 
-/** Connection-level failures of PostgreSQL (slonik / pg) that mean "try again later". */
+const UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EPIPE',
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+]);
+
+/**
+ * Connection-level failures of PostgreSQL (slonik's connection errors, or a socket / server
+ * shutdown code anywhere in the cause chain) that mean "try again later".
+ */
 function isDbUnavailable(error: unknown): boolean {
-  const name = (error as { name?: string }).name ?? '';
-  const code = (error as { code?: string }).code ?? '';
-  return (
-    ['ConnectionError', 'BackendTerminatedError', 'BackendTerminatedUnexpectedlyError'].includes(
-      name,
-    ) ||
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', '57P01', '57P03'].includes(code) ||
-    /connection terminated|timeout exceeded when trying to connect/i.test(
-      (error as Error).message ?? '',
-    )
-  );
+  for (let current = error, depth = 0; current && depth < 5; depth++) {
+    if (
+      current instanceof ConnectionError ||
+      current instanceof BackendTerminatedError ||
+      current instanceof BackendTerminatedUnexpectedlyError
+    ) {
+      return true;
+    }
+    const { code, message, cause } = current as {
+      code?: unknown;
+      message?: unknown;
+      cause?: unknown;
+    };
+    if (typeof code === 'string' && UNAVAILABLE_CODES.has(code)) return true;
+    if (
+      typeof message === 'string' &&
+      /connection terminated|timeout exceeded when trying to connect/i.test(message)
+    ) {
+      return true;
+    }
+    current = cause;
+  }
+  return false;
 }
 
 /** Body-parser errors carry `type`; these map to catalogue codes. */
@@ -52,9 +83,9 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     const parserError = fromBodyParser(thrown);
     if (isAppError(thrown)) error = thrown;
     else if (parserError) error = parserError;
-    else if (isDbUnavailable(thrown))
+    else if (isDbUnavailable(thrown)) {
       error = new AppError('NEXUS_ERR_DB_UNAVAILABLE', undefined, undefined, { cause: thrown });
-    else error = new AppError('NEXUS_ERR_INTERNAL', undefined, undefined, { cause: thrown });
+    } else error = new AppError('NEXUS_ERR_INTERNAL', undefined, undefined, { cause: thrown });
 
     const requestLog = (req as { log?: Logger }).log ?? log;
     if (error.status >= 500) requestLog.error({ err: thrown }, error.message);

@@ -23,8 +23,9 @@ export interface MigrationFile {
 const FILE_PATTERN = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 
 export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFile[]> {
-  if (!existsSync(dir))
+  if (!existsSync(dir)) {
     throw new AppError('NEXUS_ERR_MIGRATION_FAILED', `migrations folder not found: ${dir}`);
+  }
   const files = (await readdir(dir)).filter(file => file.endsWith('.sql')).sort();
   const migrations: MigrationFile[] = [];
   for (const file of files) {

@@ -177,19 +177,20 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   const warnings: string[] = [];
   let secretKey = e.NEXUS_SECRET_KEY ? decodeKey(e.NEXUS_SECRET_KEY) : undefined;
   if (!secretKey) {
-    if (e.NODE_ENV === 'production')
+    if (e.NODE_ENV === 'production') {
       problems.push('NEXUS_SECRET_KEY is required when NODE_ENV=production');
-    else
+    } else {
       warnings.push(
         'NEXUS_SECRET_KEY is not set: using a fixed development key; secrets at rest are not protected',
       );
+    }
     secretKey = createHash('sha256').update('nexus-development-secret-key').digest();
   }
   let adminToken = e.NEXUS_ADMIN_TOKEN;
   if (!adminToken) {
-    if (e.NODE_ENV === 'production')
+    if (e.NODE_ENV === 'production') {
       problems.push('NEXUS_ADMIN_TOKEN is required when NODE_ENV=production');
-    else warnings.push(`NEXUS_ADMIN_TOKEN is not set: the admin token is "${DEV_ADMIN_TOKEN}"`);
+    } else warnings.push(`NEXUS_ADMIN_TOKEN is not set: the admin token is "${DEV_ADMIN_TOKEN}"`);
     adminToken = DEV_ADMIN_TOKEN;
   }
   if (e.REDIS_CLUSTER && !e.NEXUS_QUEUE_PREFIX.startsWith('{')) {

@@ -14,7 +14,7 @@ describe('error catalogue', () => {
 
   it('docs/errors.md documents exactly the catalogue', () => {
     const doc = readFileSync(new URL('../docs/errors.md', import.meta.url), 'utf8');
-    const documented = [...doc.matchAll(/^\| `(NEXUS_ERR_[A-Z_]+)` \| (\d{3}) \|/gm)].map(m => [
+    const documented = [...doc.matchAll(/^\| `(NEXUS_ERR_[A-Z_]+)` +\| (\d{3}) +\|/gm)].map(m => [
       m[1],
       Number(m[2]),
     ]);

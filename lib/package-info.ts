@@ -7,8 +7,9 @@ function readPackage(): { version: string } {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const candidate = join(dir, 'package.json');
-    if (existsSync(candidate))
+    if (existsSync(candidate)) {
       return JSON.parse(readFileSync(candidate, 'utf8')) as { version: string };
+    }
     const parent = dirname(dir);
     if (parent === dir) return { version: '0.0.0' };
     dir = parent;

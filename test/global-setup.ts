@@ -26,6 +26,7 @@ async function dropTestDatabases(client: pg.Client): Promise<void> {
   const { rows } = await client.query<{ datname: string }>(
     "SELECT datname FROM pg_database WHERE datname LIKE 'nexus\\_test\\_f\\_%'",
   );
-  for (const { datname } of rows)
+  for (const { datname } of rows) {
     await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
+  }
 }

@@ -41,12 +41,17 @@ export interface WorkerRuntime {
   close(graceMs: number): Promise<void>;
 }
 
-/** Resolves `--queues` / NEXUS_WORKER_QUEUES against the known queues and the processors present. */
+/**
+ * Resolves `--queues` / NEXUS_WORKER_QUEUES against the known queues and the processors present.
+ * The internal `maintenance` queue (the sweeper) is always included.
+ */
 export function selectQueues(
   select: readonly string[] | undefined,
   processors: Partial<ProcessorMap>,
 ): QueueName[] {
-  const requested = select && select.length > 0 ? [...new Set(select)] : QUEUE_NAMES;
+  // Every worker process also runs the sweeper's queue: cheap, and one run at a time cluster-wide.
+  const requested =
+    select && select.length > 0 ? [...new Set([...select, 'maintenance'])] : QUEUE_NAMES;
   const unknown = requested.filter(name => !isQueueName(name));
   if (unknown.length > 0) {
     throw new AppError(
@@ -130,11 +135,12 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
               worker.close().then(() => true),
               sleep(graceMs).then(() => false),
             ]);
-            if (!finished)
+            if (!finished) {
               log.warn(
                 { queue: name, graceMs },
                 'grace elapsed with jobs still active; abandoning them to the stall check',
               );
+            }
           }),
         );
         await closeRedis(connection);

@@ -81,8 +81,9 @@ export async function sweepPendingWork(
       }
     }
   });
-  if (result.reenqueued > 0 || result.failed > 0)
+  if (result.reenqueued > 0 || result.failed > 0) {
     deps.log.info(result, 'sweep re-drove pending work');
+  }
   return result;
 }
 

@@ -59,8 +59,9 @@ function where(filter: UndeliveredFilter) {
   const conditions = [sql.fragment`TRUE`];
   if (filter.tenantId !== undefined) conditions.push(sql.fragment`tenant_id = ${filter.tenantId}`);
   if (filter.queue !== undefined) conditions.push(sql.fragment`queue = ${filter.queue}`);
-  if (filter.since !== undefined)
+  if (filter.since !== undefined) {
     conditions.push(sql.fragment`last_attempt_at >= ${filter.since.toISOString()}`);
+  }
   if (filter.openOnly) conditions.push(sql.fragment`replayed_at IS NULL`);
   return sql.join(conditions, sql.fragment` AND `);
 }

@@ -54,8 +54,9 @@ describe('sweeper', () => {
     };
 
     // Phase 1: Redis loses queued jobs before any worker ran.
-    for (let i = 0; i < 50; i++)
+    for (let i = 0; i < 50; i++) {
       await enqueueDurably(h.enqueue, inboundQueue, message(`before-${i}`));
+    }
     expect(await h.queues.get('inbound').getJobCounts('waiting')).toEqual({ waiting: 50 });
     await redis.client.flushall();
     expect(await h.queues.get('inbound').getJobCounts('waiting')).toEqual({ waiting: 0 });

@@ -381,8 +381,9 @@ describe('worker start-up', () => {
     expect(() => selectQueues(undefined, { inbound: async () => undefined })).toThrow(
       /no processor for queue\(s\): outbound-sms/,
     );
-    expect(selectQueues(['inbound', 'inbound'], { inbound: async () => undefined })).toEqual([
-      'inbound',
-    ]);
+    const maintenance = async () => undefined;
+    expect(
+      selectQueues(['inbound', 'inbound'], { inbound: async () => undefined, maintenance }),
+    ).toEqual(['inbound', 'maintenance']);
   });
 });
