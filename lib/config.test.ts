@@ -92,7 +92,9 @@ describe('loadConfig', () => {
 
   it('is documented: the README configuration table lists every variable', () => {
     const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-    const documented = new Set([...readme.matchAll(/^\| `([A-Z_]+)` +\|/gm)].map(match => match[1]));
+    const documented = new Set(
+      [...readme.matchAll(/^\| `([A-Z_]+)` +\|/gm)].map(match => match[1]),
+    );
     expect(CONFIG_VARIABLES.filter(name => !documented.has(name))).toEqual([]);
   });
 });
