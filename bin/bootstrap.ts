@@ -70,7 +70,13 @@ export async function bootCore(role: 'api' | 'worker' | 'all'): Promise<Core> {
       process.exit(1);
     }
   }
-  const db = await createDbPool(config.db, log);
+  let db: DatabasePool;
+  try {
+    db = await createDbPool(config.db, log);
+  } catch (error) {
+    log.fatal({ err: error }, 'cannot connect to PostgreSQL; is it reachable at DATABASE_URL?');
+    process.exit(1);
+  }
   const redis = createRedis(config.redis, 'producer', `${role}-producer`, log);
   const queues = new QueueSet(redis, config.queues.prefix, log);
   const removeDepthSource = addQueueDepthSource(() => queues.depths());
