@@ -3,14 +3,23 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import express, { type Express } from 'express';
 import type { DatabasePool } from 'slonik';
+import swaggerUi from 'swagger-ui-express';
 import type { Config } from '../lib/config.js';
+import type { InvalidationBus } from '../lib/invalidation.js';
 import type { Logger } from '../lib/logger.js';
 import type { RedisConnection } from '../lib/redis.js';
+import { SecretBox } from '../lib/secrets.js';
 import type { QueueSet } from '../queues/index.js';
 import { requireAdmin } from './admin-auth.js';
+import { Authenticator } from './auth/authenticator.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
+import { Api } from './openapi.js';
 import { requestContext, requestMetrics } from './request-context.js';
+import { apiKeyRoutes } from './routes/apikeys.js';
+import { channelRoutes } from './routes/channels.js';
 import { healthRoutes } from './routes/health.js';
+import { serviceRoutes } from './routes/services.js';
+import { tenantRoutes } from './routes/tenants.js';
 import { undeliveredRoutes } from './routes/undelivered.js';
 
 export interface AppDeps {
@@ -19,20 +28,30 @@ export interface AppDeps {
   db: DatabasePool;
   /** Producers on a fail-fast connection. */
   queues: QueueSet;
-  /** The producers' connection, for health. */
+  /** The producers' connection, for health and rate limits. */
   redis: RedisConnection;
+  /** Cross-replica cache invalidation (API keys, tenants, services, channels). */
+  bus: InvalidationBus;
   startedAt?: Date;
   evictionPolicy?: () => string | undefined;
 }
 
 export const BULL_BOARD_PATH = '/admin/queues';
+export const OPENAPI_PATH = '/nexus/v3/openapi.json';
+export const API_REFERENCE_PATH = '/nexus/v3/docs';
+
+/** The app and the route declarations it was built from (tests compare them to the document). */
+export interface BuiltApp extends Express {
+  readonly api: Api;
+}
 
 /**
- * Builds the HTTP app without opening a port (tests drive it with supertest). Routes are added
- * here by resource; every error ends in the one error handler.
+ * Builds the HTTP app without opening a port (tests drive it with supertest). Routes are
+ * declared through {@link Api}, which mounts and documents them; every error ends in the one
+ * error handler.
  */
-export function buildApp(deps: AppDeps): Express {
-  const { config, log } = deps;
+export function buildApp(deps: AppDeps): BuiltApp {
+  const { config, log, db, bus } = deps;
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
@@ -42,24 +61,38 @@ export function buildApp(deps: AppDeps): Express {
   app.use(express.json({ limit: config.http.bodyLimit }));
   app.use(express.urlencoded({ extended: false, limit: config.http.bodyLimit }));
 
-  app.use(
-    healthRoutes({
-      config,
-      db: deps.db,
-      redis: deps.redis,
-      startedAt: deps.startedAt ?? new Date(),
-      evictionPolicy: deps.evictionPolicy ?? (() => undefined),
-    }),
-  );
+  const secrets = new SecretBox(config.secretKey, config.previousSecretKeys);
+  const auth = new Authenticator({ config, db, bus, redis: deps.redis, log });
+  const api = new Api(app, auth);
 
-  const admin = requireAdmin(config.adminToken);
-  app.use('/nexus/v3/undelivered', admin);
+  healthRoutes(api, {
+    config,
+    db,
+    redis: deps.redis,
+    startedAt: deps.startedAt ?? new Date(),
+    evictionPolicy: deps.evictionPolicy ?? (() => undefined),
+  });
+  tenantRoutes({ api, db, secrets, bus });
+  apiKeyRoutes({ api, db, bus });
+  serviceRoutes({ api, db, secrets, bus, log });
+  channelRoutes({ api, db, bus });
+  undeliveredRoutes(api, {
+    db,
+    queues: deps.queues,
+    log,
+    sweepAfterMs: config.workers.sweepAfterMs,
+  });
+
+  const document = api.openapi();
+  app.get(OPENAPI_PATH, (_req, res) => {
+    res.json(document);
+  });
   app.use(
-    undeliveredRoutes({
-      db: deps.db,
-      queues: deps.queues,
-      log,
-      sweepAfterMs: config.workers.sweepAfterMs,
+    API_REFERENCE_PATH,
+    swaggerUi.serve,
+    swaggerUi.setup(undefined, {
+      customSiteTitle: 'Nexus API reference',
+      swaggerOptions: { url: OPENAPI_PATH },
     }),
   );
 
@@ -69,9 +102,9 @@ export function buildApp(deps: AppDeps): Express {
     queues: deps.queues.all().map(queue => new BullMQAdapter(queue)),
     serverAdapter: board,
   });
-  app.use(BULL_BOARD_PATH, admin, board.getRouter() as express.Router);
+  app.use(BULL_BOARD_PATH, requireAdmin(config.adminToken), board.getRouter() as express.Router);
 
   app.use(notFoundHandler);
   app.use(errorHandler(log));
-  return app;
+  return Object.assign(app, { api });
 }

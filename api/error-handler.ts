@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import {
   BackendTerminatedError,
   BackendTerminatedUnexpectedlyError,
@@ -13,6 +13,19 @@ export interface ErrorEnvelope {
 }
 
 export const envelope = <T>(data: T) => ({ status: { code: 0 }, data });
+
+/**
+ * Answers `{status: {code: 0}, data, operationId}`. The operation id is the request id
+ * (`X-Request-Id`), so a caller can quote it and an operator find the request's log lines.
+ */
+export function reply(res: Response, status: number, data: unknown): void {
+  const operationId = res.getHeader('X-Request-Id');
+  res.status(status).json({
+    status: { code: 0 },
+    data,
+    ...(typeof operationId === 'string' ? { operationId } : {}),
+  });
+}
 
 const UNAVAILABLE_CODES = new Set([
   'ECONNREFUSED',

@@ -11,6 +11,7 @@ import {
   createRedis,
   type RedisConnection,
 } from '../lib/redis.js';
+import { InvalidationBus } from '../lib/invalidation.js';
 import { Shutdown } from '../lib/shutdown.js';
 import { QueueSet } from '../queues/index.js';
 
@@ -22,6 +23,8 @@ export interface Core {
   /** Fail-fast producer connection and the queues on it. */
   redis: RedisConnection;
   queues: QueueSet;
+  /** Cross-replica cache invalidation over Redis pub/sub. */
+  bus: InvalidationBus;
   shutdown: Shutdown;
   startedAt: Date;
   evictionPolicy: () => string | undefined;
@@ -79,6 +82,7 @@ export async function bootCore(role: 'api' | 'worker' | 'all'): Promise<Core> {
   }
   const redis = createRedis(config.redis, 'producer', `${role}-producer`, log);
   const queues = new QueueSet(redis, config.queues.prefix, log);
+  const bus = InvalidationBus.create(config, redis, log, `${role}-invalidation`);
   const removeDepthSource = addQueueDepthSource(() => queues.depths());
 
   let evictionPolicy: string | undefined;
@@ -103,12 +107,14 @@ export async function bootCore(role: 'api' | 'worker' | 'all'): Promise<Core> {
     db,
     redis,
     queues,
+    bus,
     shutdown,
     startedAt,
     evictionPolicy: () => evictionPolicy,
     async close() {
       removeDepthSource();
       await queues.close();
+      await bus.close();
       await closeRedis(redis);
       await db.end();
       await new Promise(resolve => metricsServer?.close(resolve));

@@ -10,6 +10,7 @@ export async function serveApi(core: Core): Promise<Server> {
     db: core.db,
     queues: core.queues,
     redis: core.redis,
+    bus: core.bus,
     startedAt: core.startedAt,
     evictionPolicy: core.evictionPolicy,
   });

@@ -74,7 +74,28 @@ const envSchema = z.object({
       'must be 32 bytes, as 64 hex characters or base64',
     )
     .optional(),
+  NEXUS_SECRET_KEYS_PREVIOUS: z
+    .string()
+    .optional()
+    .transform(value =>
+      value
+        ? value
+            .split(',')
+            .map(key => key.trim())
+            .filter(Boolean)
+        : [],
+    )
+    .refine(
+      keys => keys.every(key => decodeKey(key) !== undefined),
+      'each key must be 32 bytes, as 64 hex characters or base64',
+    ),
   NEXUS_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  NEXUS_JWT_ISSUER: z.string().min(1).optional(),
+  NEXUS_JWT_JWKS_URL: z.string().url('must be an http(s) URL').optional(),
+  NEXUS_JWT_AUDIENCE: z.string().min(1).optional(),
+  NEXUS_JWT_TENANT_CLAIM: z.string().min(1).default('ccid'),
+  NEXUS_JWT_ROLE_CLAIM: z.string().min(1).default('role'),
+  NEXUS_AUTH_CACHE_TTL_MS: positiveInt.default(60_000),
   NEXUS_BODY_LIMIT: z
     .string()
     .regex(/^\d+(b|kb|mb)$/i, 'must look like 100kb or 1mb')
@@ -129,7 +150,21 @@ export interface Config {
   };
   readonly queues: { readonly prefix: string };
   readonly secretKey: Buffer;
+  /** Keys that only decrypt: secrets sealed before a rotation, until re-encrypted. */
+  readonly previousSecretKeys: readonly Buffer[];
   readonly adminToken: string;
+  /** Operator JWTs: verified against the issuer's JWKS when both are set. */
+  readonly jwt:
+    | {
+        readonly issuer: string;
+        readonly jwksUrl: string;
+        readonly audience: string | undefined;
+        readonly tenantClaim: string;
+        readonly roleClaim: string;
+      }
+    | undefined;
+  /** How long an API key lookup is cached (revocations are pushed to every replica at once). */
+  readonly authCacheTtlMs: number;
   readonly workers: {
     readonly queues: readonly string[] | undefined;
     readonly concurrency: number;
@@ -193,6 +228,9 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     } else warnings.push(`NEXUS_ADMIN_TOKEN is not set: the admin token is "${DEV_ADMIN_TOKEN}"`);
     adminToken = DEV_ADMIN_TOKEN;
   }
+  if (Boolean(e.NEXUS_JWT_ISSUER) !== Boolean(e.NEXUS_JWT_JWKS_URL)) {
+    problems.push('NEXUS_JWT_ISSUER and NEXUS_JWT_JWKS_URL must be set together');
+  }
   if (e.REDIS_CLUSTER && !e.NEXUS_QUEUE_PREFIX.startsWith('{')) {
     problems.push('NEXUS_QUEUE_PREFIX must be hash-tagged (e.g. {nexus}) when REDIS_CLUSTER=true');
   }
@@ -217,7 +255,19 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     },
     queues: { prefix: e.NEXUS_QUEUE_PREFIX },
     secretKey,
+    previousSecretKeys: e.NEXUS_SECRET_KEYS_PREVIOUS.map(key => decodeKey(key) as Buffer),
     adminToken,
+    jwt:
+      e.NEXUS_JWT_ISSUER && e.NEXUS_JWT_JWKS_URL
+        ? {
+            issuer: e.NEXUS_JWT_ISSUER,
+            jwksUrl: e.NEXUS_JWT_JWKS_URL,
+            audience: e.NEXUS_JWT_AUDIENCE,
+            tenantClaim: e.NEXUS_JWT_TENANT_CLAIM,
+            roleClaim: e.NEXUS_JWT_ROLE_CLAIM,
+          }
+        : undefined,
+    authCacheTtlMs: e.NEXUS_AUTH_CACHE_TTL_MS,
     workers: {
       queues: e.NEXUS_WORKER_QUEUES,
       concurrency: e.NEXUS_WORKER_CONCURRENCY,

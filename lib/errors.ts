@@ -36,6 +36,28 @@ export const ERRORS = {
     403,
     'The credentials do not allow this operation',
   ),
+  NEXUS_ERR_RATE_LIMITED: define(
+    'NEXUS_ERR_RATE_LIMITED',
+    429,
+    'Too many requests for this API key; retry after the time in Retry-After',
+  ),
+  // Tenancy and provisioning
+  NEXUS_ERR_TENANT_DISABLED: define('NEXUS_ERR_TENANT_DISABLED', 403, 'The tenant is disabled'),
+  NEXUS_ERR_TENANT_EXISTS: define(
+    'NEXUS_ERR_TENANT_EXISTS',
+    409,
+    'A tenant with this id already exists',
+  ),
+  NEXUS_ERR_CHANNEL_ID_TAKEN: define(
+    'NEXUS_ERR_CHANNEL_ID_TAKEN',
+    409,
+    'Another channel of the tenant has this channelId',
+  ),
+  NEXUS_ERR_SECRET_UNREADABLE: define(
+    'NEXUS_ERR_SECRET_UNREADABLE',
+    500,
+    'A stored secret cannot be decrypted with the configured keys',
+  ),
   // Undelivered work
   NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE: define(
     'NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE',

@@ -1,4 +1,3 @@
-import { Router } from 'express';
 import type { DatabasePool } from 'slonik';
 import { z } from 'zod';
 import {
@@ -18,8 +17,8 @@ import {
   type WorkRecord,
   type WorkRow,
 } from '../../queues/work.js';
-import { envelope } from '../error-handler.js';
-import { parseInput } from '../validate.js';
+import { reply } from '../error-handler.js';
+import { envelopeOf, type Api } from '../openapi.js';
 
 export interface UndeliveredDeps {
   db: DatabasePool;
@@ -59,7 +58,23 @@ const replayAllBody = z
   })
   .strict();
 
-const present = (row: UndeliveredRow) => ({
+const undeliveredView = z
+  .object({
+    id: z.number(),
+    queue: z.string(),
+    jobId: z.string(),
+    tenantId: z.string().nullable(),
+    reason: z.string(),
+    attempts: z.number(),
+    failures: z.number(),
+    firstAttemptAt: z.string().nullable(),
+    lastAttemptAt: z.string(),
+    replayedAt: z.string().nullable(),
+    replays: z.number(),
+  })
+  .openapi('Undelivered');
+
+const present = (row: UndeliveredRow): z.infer<typeof undeliveredView> => ({
   id: row.id,
   queue: row.queue,
   jobId: row.job_id,
@@ -90,8 +105,7 @@ const asRecord = (row: WorkRow): WorkRecord => ({
  * A replay puts the work row back to pending and enqueues it under its original job id; if Redis
  * is down the sweeper enqueues it later.
  */
-export function undeliveredRoutes(deps: UndeliveredDeps): Router {
-  const router = Router();
+export function undeliveredRoutes(api: Api, deps: UndeliveredDeps): void {
   const ctx: EnqueueContext = {
     db: deps.db,
     queues: deps.queues,
@@ -110,61 +124,107 @@ export function undeliveredRoutes(deps: UndeliveredDeps): Router {
     await dispatchWork(ctx, rows.map(asRecord));
   };
 
-  router.get('/nexus/v3/undelivered', async (req, res) => {
-    const query = parseInput(listQuery, req.query, 'query');
-    const rows = await listUndelivered(
-      deps.db,
-      { tenantId: query.tenant, queue: query.queue, since: query.since },
-      { limit: query.limit, before: query.before },
-    );
-    const last = rows.at(-1);
-    res.json(
-      envelope({
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/undelivered',
+    tag: 'Undelivered',
+    summary: 'List undelivered work',
+    description:
+      'Jobs that exhausted their attempts or failed permanently, newest first. Page with `before` (the last id of the previous page).',
+    auth: 'nexus:cluster:*',
+    query: listQuery,
+    responses: {
+      200: {
+        description: 'Undelivered records',
+        schema: envelopeOf(
+          z.object({ items: z.array(undeliveredView), next: z.number().nullable() }),
+        ),
+      },
+    },
+    async handle({ query, res }) {
+      const rows = await listUndelivered(
+        deps.db,
+        { tenantId: query.tenant, queue: query.queue, since: query.since },
+        { limit: query.limit, before: query.before },
+      );
+      const last = rows.at(-1);
+      reply(res, 200, {
         items: rows.map(present),
         next: rows.length === query.limit && last ? last.id : null,
-      }),
-    );
+      });
+    },
   });
 
-  router.post('/nexus/v3/undelivered/:id/replay', async (req, res) => {
-    const { id } = parseInput(idParams, req.params, 'params');
-    const reopened = await deps.db.transaction(async tx => {
-      const row = await findUndelivered(tx, id);
-      if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `undelivered record ${id} not found`);
-      const work = await reopenFailedWork(tx, row.queue, row.job_id, deps.sweepAfterMs);
-      if (!work) throw new AppError('NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE');
-      await markReplayed(tx, [row.id]);
-      return work;
-    });
-    await redispatch([reopened]);
-    res
-      .status(202)
-      .json(envelope({ id, queue: reopened.queue, jobId: reopened.job_id, state: 'pending' }));
-  });
-
-  router.post('/nexus/v3/undelivered/replay', async (req, res) => {
-    const body = parseInput(replayAllBody, req.body, 'body');
-    const { reopened, more } = await deps.db.transaction(async tx => {
-      const rows = await lockOpenUndelivered(
-        tx,
-        { tenantId: body.tenant, queue: body.queue, since: body.since },
-        body.limit + 1,
-      );
-      const batch = rows.slice(0, body.limit);
-      const works: WorkRow[] = [];
-      for (const row of batch) {
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/undelivered/:id/replay',
+    tag: 'Undelivered',
+    summary: 'Replay one undelivered record',
+    description: 'Puts the work back to pending and enqueues it under its original job id.',
+    auth: 'nexus:cluster:*',
+    params: idParams,
+    responses: {
+      202: {
+        description: 'Replayed',
+        schema: envelopeOf(
+          z.object({
+            id: z.number(),
+            queue: z.string(),
+            jobId: z.string(),
+            state: z.literal('pending'),
+          }),
+        ),
+      },
+    },
+    async handle({ params, res }) {
+      const { id } = params;
+      const reopened = await deps.db.transaction(async tx => {
+        const row = await findUndelivered(tx, id);
+        if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `undelivered record ${id} not found`);
         const work = await reopenFailedWork(tx, row.queue, row.job_id, deps.sweepAfterMs);
-        if (work) works.push(work);
-      }
-      await markReplayed(
-        tx,
-        batch.map(row => row.id),
-      );
-      return { reopened: works, more: rows.length > body.limit };
-    });
-    await redispatch(reopened);
-    res.status(202).json(envelope({ replayed: reopened.length, more }));
+        if (!work) throw new AppError('NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE');
+        await markReplayed(tx, [row.id]);
+        return work;
+      });
+      await redispatch([reopened]);
+      reply(res, 202, { id, queue: reopened.queue, jobId: reopened.job_id, state: 'pending' });
+    },
   });
 
-  return router;
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/undelivered/replay',
+    tag: 'Undelivered',
+    summary: 'Replay every open undelivered record since T',
+    auth: 'nexus:cluster:*',
+    body: replayAllBody,
+    responses: {
+      202: {
+        description: 'Replayed',
+        schema: envelopeOf(z.object({ replayed: z.number(), more: z.boolean() })),
+      },
+    },
+    async handle({ body, res }) {
+      const { reopened, more } = await deps.db.transaction(async tx => {
+        const rows = await lockOpenUndelivered(
+          tx,
+          { tenantId: body.tenant, queue: body.queue, since: body.since },
+          body.limit + 1,
+        );
+        const batch = rows.slice(0, body.limit);
+        const works: WorkRow[] = [];
+        for (const row of batch) {
+          const work = await reopenFailedWork(tx, row.queue, row.job_id, deps.sweepAfterMs);
+          if (work) works.push(work);
+        }
+        await markReplayed(
+          tx,
+          batch.map(row => row.id),
+        );
+        return { reopened: works, more: rows.length > body.limit };
+      });
+      await redispatch(reopened);
+      reply(res, 202, { replayed: reopened.length, more });
+    },
+  });
 }

@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { Express } from 'express';
 import pg from 'pg';
 import type { DatabasePool } from 'slonik';
 import { afterEach, beforeEach } from 'vitest';
-import { buildApp } from '../../api/app.js';
+import { buildApp, type BuiltApp } from '../../api/app.js';
 import { createDbPool } from '../../db/pool.js';
 import { loadConfig, type Config } from '../../lib/config.js';
+import { InvalidationBus } from '../../lib/invalidation.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
 import { closeRedis, createRedis, type RedisConnection } from '../../lib/redis.js';
 import { QueueSet, type QueueName } from '../../queues/index.js';
@@ -29,8 +29,10 @@ export interface Harness {
   readonly dbUrl: string;
   readonly redis: RedisConnection;
   readonly queues: QueueSet;
+  readonly bus: InvalidationBus;
   readonly enqueue: EnqueueContext;
-  app(): Express;
+  /** A new app (its own caches) on the harness's connections. */
+  app(): BuiltApp;
   /**
    * Starts workers (closed by {@link Harness.close}) with the real maintenance processor unless
    * given another; lock timings are shrunk for tests.
@@ -90,6 +92,8 @@ export function testConfig(env: Record<string, string> = {}): Config {
 export interface HarnessOptions {
   /** Per-queue job options (fewer attempts, shorter backoff). */
   jobOptions?: Partial<Record<QueueName, JobsOptions>>;
+  /** The apps' logger (tests that read the logs). */
+  log?: Logger;
 }
 
 export async function createHarness(
@@ -103,6 +107,8 @@ export async function createHarness(
   const redis = createRedis(config.redis, 'producer', 'test-producer', log);
   await waitReady(redis);
   const queues = new QueueSet(redis, config.queues.prefix, log, options.jobOptions);
+  const bus = InvalidationBus.create(config, redis, log);
+  await eventually(() => bus.live, 5_000, 'the invalidation bus');
   const runtimes: WorkerRuntime[] = [];
 
   const harness: Harness = {
@@ -112,8 +118,9 @@ export async function createHarness(
     dbUrl: database.url,
     redis,
     queues,
+    bus,
     enqueue: { db, queues, log, sweepAfterMs: config.workers.sweepAfterMs },
-    app: () => buildApp({ config, log, db, queues, redis }),
+    app: () => buildApp({ config, log: options.log ?? log, db, queues, redis, bus }),
     async startWorkers(options) {
       const workerConfig = options.config ?? config;
       const maintenance = createMaintenanceProcessor(
@@ -135,6 +142,7 @@ export async function createHarness(
     async close() {
       await Promise.all(runtimes.map(runtime => runtime.close(5_000)));
       await queues.close();
+      await bus.close();
       await deleteKeys(redis, config.queues.prefix).catch(() => undefined);
       await closeRedis(redis);
       await db.end();

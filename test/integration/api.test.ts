@@ -41,8 +41,16 @@ describe('API shell', () => {
   });
 
   it('is yellow when Redis may evict jobs', async () => {
-    const { config, log, db, queues, redis } = h();
-    const app = buildApp({ config, log, db, queues, redis, evictionPolicy: () => 'allkeys-lru' });
+    const { config, log, db, queues, redis, bus } = h();
+    const app = buildApp({
+      config,
+      log,
+      db,
+      queues,
+      redis,
+      bus,
+      evictionPolicy: () => 'allkeys-lru',
+    });
     const res = await request(app).get('/health/detail').expect(200);
     expect(res.body.state).toBe('yellow');
   });
@@ -54,8 +62,8 @@ describe('API shell', () => {
     url.port = String(proxy.port);
     const db: DatabasePool = await createDbPool({ ...h().config.db, url: url.toString() }, h().log);
     cleanups.push(() => db.end());
-    const { config, log, queues, redis } = h();
-    const app = buildApp({ config, log, db, queues, redis });
+    const { config, log, queues, redis, bus } = h();
+    const app = buildApp({ config, log, db, queues, redis, bus });
     await request(app).get('/health/detail').expect(200);
 
     await proxy.cut();
@@ -83,13 +91,13 @@ describe('API shell', () => {
   it('turns red when Redis is unreachable and green again when it is back', async () => {
     const proxy: TcpProxy = await startTcpProxy(6379);
     cleanups.push(() => proxy.close());
-    const { config, log, db } = h();
+    const { config, log, db, bus } = h();
     const redisConfig = { ...config.redis, nodes: [`redis://127.0.0.1:${proxy.port}`] };
     const redis = createRedis(redisConfig, 'producer', 'api-test', log);
     cleanups.push(() => closeRedis(redis));
     const queues = new QueueSet(redis, config.queues.prefix, log);
     cleanups.push(() => queues.close());
-    const app = buildApp({ config, log, db, queues, redis });
+    const app = buildApp({ config, log, db, queues, redis, bus });
     await eventually(async () => (await request(app).get('/health/detail')).status === 200);
 
     await proxy.cut();

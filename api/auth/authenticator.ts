@@ -1,0 +1,170 @@
+import { createHash } from 'node:crypto';
+import type { Request, RequestHandler } from 'express';
+import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import type { DatabasePool } from 'slonik';
+import { findApiKeyByHash, type ApiKeyAuthRow } from '../../db/queries/api-keys.js';
+import type { Config } from '../../lib/config.js';
+import { AppError } from '../../lib/errors.js';
+import { SharedCache, type InvalidationBus } from '../../lib/invalidation.js';
+import type { Logger } from '../../lib/logger.js';
+import type { RedisConnection } from '../../lib/redis.js';
+import { presentedToken, secretsEqual } from '../admin-auth.js';
+import { CLUSTER, type Permission } from './permissions.js';
+import { can, setPrincipal, type Principal } from './principal.js';
+import { KeyRateLimiter } from './rate-limit.js';
+
+export interface AuthenticatorDeps {
+  config: Config;
+  db: DatabasePool;
+  bus: InvalidationBus;
+  /** The producers' fail-fast connection: rate-limit counters. */
+  redis: RedisConnection;
+  log: Logger;
+}
+
+/** SHA-256 of a presented API key: what the database stores. */
+export const hashApiKey = (key: string) => createHash('sha256').update(key, 'utf8').digest();
+
+/** Operator roles a JWT may carry, and what each grants. */
+const ROLE_PERMISSIONS: Record<string, readonly string[]> = {
+  cluster: [CLUSTER],
+  admin: ['nexus:provisioning:*'],
+};
+
+const header = (req: Request, name: string) => {
+  const value = req.headers[name];
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
+};
+
+/**
+ * Authenticates requests: `x-api-key` (with `x-ccid` where sent), or `Authorization` carrying
+ * the admin token or an operator JWT (`Bearer <token>`, or the bare token as the guide sends
+ * it). API key lookups are cached per replica and dropped on every replica when a key or its
+ * tenant changes (see {@link SharedCache}).
+ */
+export class Authenticator {
+  private readonly keys: SharedCache<string, ApiKeyAuthRow>;
+  private readonly limiter: KeyRateLimiter;
+  private readonly jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
+
+  constructor(private readonly deps: AuthenticatorDeps) {
+    this.keys = new SharedCache(
+      deps.bus,
+      { max: 50_000, ttlMs: deps.config.authCacheTtlMs },
+      (change, _hash, row) =>
+        (change.kind === 'apikey' && change.id === row.id) ||
+        (change.kind === 'tenant' && change.id === row.tenant_id),
+    );
+    this.limiter = new KeyRateLimiter(deps.redis, deps.config.queues.prefix, deps.log);
+    this.jwks = deps.config.jwt
+      ? createRemoteJWKSet(new URL(deps.config.jwt.jwksUrl), {
+          timeoutDuration: 5_000,
+          cooldownDuration: 30_000,
+        })
+      : undefined;
+  }
+
+  /** Middleware: authenticates, checks `permission` (when given), counts the key's rate limit. */
+  require(permission: Permission | undefined): RequestHandler {
+    return async (req, res, next) => {
+      const principal = await this.authenticate(req);
+      if (permission && !can(principal, permission)) {
+        throw new AppError(
+          'NEXUS_ERR_FORBIDDEN',
+          `The credentials lack the permission ${permission}`,
+          principal.via === 'apikey' ? 'header.x-api-key' : 'header.authorization',
+        );
+      }
+      if (principal.key) await this.limiter.consume(principal.key, res);
+      setPrincipal(req, principal);
+      next();
+    };
+  }
+
+  async authenticate(req: Request): Promise<Principal> {
+    const apiKey = header(req, 'x-api-key');
+    const ccid = header(req, 'x-ccid');
+    if (apiKey !== undefined) return this.fromApiKey(apiKey, ccid);
+    const authorization = header(req, 'authorization');
+    if (authorization !== undefined) return this.fromToken(authorization, ccid);
+    throw new AppError(
+      'NEXUS_ERR_UNAUTHORIZED',
+      'Missing credentials: send x-api-key or Authorization',
+    );
+  }
+
+  private async fromApiKey(key: string, ccid: string | undefined): Promise<Principal> {
+    const invalid = (message: string) =>
+      new AppError('NEXUS_ERR_UNAUTHORIZED', message, 'header.x-api-key');
+    if (key.length > 256) throw invalid('Invalid API key');
+    const hash = hashApiKey(key);
+    const row = await this.keys.get(hash.toString('hex'), () =>
+      findApiKeyByHash(this.deps.db, hash),
+    );
+    if (!row) throw invalid('Invalid API key');
+    if (row.revoked_at) throw invalid('The API key is revoked');
+    if (!row.enabled) throw invalid('The API key is disabled');
+    if (row.expires_at && Date.parse(row.expires_at) <= Date.now()) {
+      throw invalid('The API key has expired');
+    }
+    if (row.tenant_id !== null && row.tenant_enabled === false) {
+      throw new AppError('NEXUS_ERR_TENANT_DISABLED', undefined, 'header.x-api-key');
+    }
+    if (ccid !== undefined && row.tenant_id !== null && ccid !== row.tenant_id) {
+      throw new AppError(
+        'NEXUS_ERR_FORBIDDEN',
+        'x-ccid names another tenant than the API key',
+        'header.x-ccid',
+      );
+    }
+    return {
+      via: 'apikey',
+      subject: `apikey:${row.id}`,
+      tenant: row.tenant_id,
+      permissions: row.permissions,
+      key: { id: row.id, capacity: row.capacity, frequency: row.frequency },
+      ccid: ccid ?? row.tenant_id ?? undefined,
+    };
+  }
+
+  private async fromToken(authorization: string, ccid: string | undefined): Promise<Principal> {
+    // `Bearer <token>`, the password of `Basic` (browsers), or the bare token as the guide sends it.
+    const token = presentedToken(authorization) ?? authorization.trim();
+    if (secretsEqual(token, this.deps.config.adminToken)) {
+      return { via: 'admin-token', subject: 'admin', tenant: null, permissions: [CLUSTER], ccid };
+    }
+    const jwt = this.deps.config.jwt;
+    if (!jwt || !this.jwks || token.split('.').length !== 3) {
+      throw new AppError('NEXUS_ERR_UNAUTHORIZED', 'Invalid token', 'header.authorization');
+    }
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, this.jwks, {
+        issuer: jwt.issuer,
+        audience: jwt.audience,
+      }));
+    } catch (error) {
+      this.deps.log.info({ err: error }, 'operator token refused');
+      throw new AppError('NEXUS_ERR_UNAUTHORIZED', 'Invalid token', 'header.authorization');
+    }
+    const roles = [payload[jwt.roleClaim]].flat().filter(role => typeof role === 'string');
+    const permissions = [...new Set(roles.flatMap(role => ROLE_PERMISSIONS[role] ?? []))];
+    const cluster = permissions.includes(CLUSTER);
+    const tenantClaim = payload[jwt.tenantClaim];
+    const tenant = typeof tenantClaim === 'string' && tenantClaim ? tenantClaim : null;
+    if (!cluster && tenant === null) {
+      throw new AppError(
+        'NEXUS_ERR_FORBIDDEN',
+        `The token names no tenant (claim ${jwt.tenantClaim}) and is not a cluster token`,
+        'header.authorization',
+      );
+    }
+    return {
+      via: 'jwt',
+      subject: typeof payload.sub === 'string' ? payload.sub : 'jwt',
+      tenant: cluster ? null : tenant,
+      permissions,
+      ccid: ccid ?? tenant ?? undefined,
+    };
+  }
+}

@@ -1,0 +1,226 @@
+import type { DatabasePool } from 'slonik';
+import { z } from 'zod';
+import {
+  deleteService,
+  findService,
+  listServices,
+  upsertService,
+  type ServiceRow,
+} from '../../db/queries/services.js';
+import { findTenant } from '../../db/queries/tenants.js';
+import { AppError } from '../../lib/errors.js';
+import type { InvalidationBus } from '../../lib/invalidation.js';
+import type { Logger } from '../../lib/logger.js';
+import { describeSecret, type SecretBox } from '../../lib/secrets.js';
+import {
+  SERVICE_NAMES,
+  serviceBodySchema,
+  serviceShape,
+  type ServiceShape,
+} from '../../lib/service-catalogue.js';
+import { assertTenant, type Principal } from '../auth/principal.js';
+import { reply } from '../error-handler.js';
+import { envelopeOf, type Api } from '../openapi.js';
+import { parseInput } from '../validate.js';
+import { tenantId } from './tenants.js';
+
+export interface ServiceRouteDeps {
+  api: Api;
+  db: DatabasePool;
+  secrets: SecretBox;
+  bus: InvalidationBus;
+  log: Logger;
+}
+
+/** The context a service's sealed secret is bound to (lib/secrets.ts). */
+export const serviceSecretContext = (tenant: string, name: string) => `service:${tenant}/${name}`;
+
+const serviceBody = z
+  .object({
+    url: z.string().optional(),
+    data: z.record(z.unknown()).optional(),
+    secret: z.union([z.record(z.unknown()), z.string()]).optional(),
+  })
+  .passthrough()
+  .openapi('ServiceDefinition', {
+    description: `The body depends on the service: ${SERVICE_NAMES.join(', ')} (docs/provisioning.md).`,
+  });
+
+const serviceView = z
+  .object({
+    tenant: z.string(),
+    name: z.string(),
+    url: z.string().nullable(),
+    data: z.record(z.unknown()),
+    secret: z
+      .unknown()
+      .describe('Which secret fields are set (`true`); secret values are never returned'),
+    version: z.number(),
+    created: z.string(),
+    updated: z.string(),
+    updatedby: z.string(),
+  })
+  .openapi('Service');
+
+const tenantParams = z.object({ ccid: tenantId });
+const serviceParams = z.object({ ccid: tenantId, serviceName: z.string().max(128) });
+
+/**
+ * `/nexus/v3/provisioning/services/{ccid}/{ServiceName}`: the guide's NexusServices. Create or
+ * replace (POST as the guide, or PUT), read, list, delete. Bodies are validated per service;
+ * secrets are sealed at rest and reads only say which secret fields are set. Every change is
+ * pushed to every replica's cache (workers read services through db/service-directory.ts).
+ */
+export function serviceRoutes({ api, db, secrets, bus, log }: ServiceRouteDeps): void {
+  const shapeOf = (name: string): ServiceShape => {
+    const shape = serviceShape(name);
+    if (!shape) {
+      throw new AppError(
+        'NEXUS_ERR_VALIDATION',
+        `params.serviceName: unknown service ${name}; known services: ${SERVICE_NAMES.join(', ')}`,
+        'params.serviceName',
+      );
+    }
+    return shape;
+  };
+
+  const present = (row: ServiceRow): z.infer<typeof serviceView> => {
+    let secret: unknown = {};
+    if (row.secret_sealed) {
+      try {
+        secret = describeSecret(
+          secrets.open(row.secret_sealed, serviceSecretContext(row.tenant_id, row.name)),
+        );
+      } catch (error) {
+        log.error({ err: error, tenant: row.tenant_id, service: row.name }, 'unreadable secret');
+        throw new AppError('NEXUS_ERR_SECRET_UNREADABLE', undefined, undefined, { cause: error });
+      }
+    }
+    return {
+      tenant: row.tenant_id,
+      name: row.name,
+      url: row.url,
+      data: row.data,
+      secret,
+      version: row.version,
+      created: row.created_at,
+      updated: row.updated_at,
+      updatedby: row.updated_by,
+    };
+  };
+
+  const tenantFor = async (principal: Principal, ccid: string) => {
+    assertTenant(principal, ccid);
+    if (principal.ccid !== undefined && principal.ccid !== ccid && principal.tenant === null) {
+      throw new AppError(
+        'NEXUS_ERR_VALIDATION',
+        'header.x-ccid: names another tenant than the path',
+        'header.x-ccid',
+      );
+    }
+    if (!(await findTenant(db, ccid))) {
+      throw new AppError('NEXUS_ERR_NOT_FOUND', `tenant ${ccid} not found`);
+    }
+  };
+
+  for (const method of ['post', 'put'] as const) {
+    api.route({
+      method,
+      path: '/nexus/v3/provisioning/services/:ccid/:serviceName',
+      tag: 'Services',
+      summary: method === 'post' ? 'Create or replace a service' : 'Replace a service',
+      description: `Known services: ${SERVICE_NAMES.join(', ')}. Answers 201 when created, 200 when replaced.`,
+      auth: 'nexus:provisioning:*',
+      params: serviceParams,
+      body: serviceBody,
+      responses: {
+        200: { description: 'Replaced', schema: envelopeOf(serviceView) },
+        201: { description: 'Created', schema: envelopeOf(serviceView) },
+      },
+      async handle({ params, req, principal, res }) {
+        const shape = shapeOf(params.serviceName);
+        await tenantFor(principal, params.ccid);
+        const body: {
+          url?: string;
+          data?: Record<string, unknown>;
+          secret?: Record<string, unknown>;
+        } = parseInput(serviceBodySchema(shape), req.body, 'body');
+        const secret =
+          body.secret && Object.keys(body.secret).length > 0
+            ? secrets.seal(body.secret, serviceSecretContext(params.ccid, params.serviceName))
+            : null;
+        const { row, created } = await upsertService(db, {
+          tenantId: params.ccid,
+          name: params.serviceName,
+          url: body.url ?? null,
+          data: body.data ?? {},
+          secretSealed: secret,
+          secretKeyId: secret ? secrets.currentKeyId : null,
+          updatedBy: principal.subject,
+        });
+        await bus.publish({ kind: 'service', tenant: params.ccid, name: params.serviceName });
+        reply(res, created ? 201 : 200, present(row));
+      },
+    });
+  }
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/provisioning/services/:ccid',
+    tag: 'Services',
+    summary: "List a tenant's services",
+    auth: 'nexus:provisioning:*',
+    params: tenantParams,
+    responses: {
+      200: {
+        description: 'Services',
+        schema: envelopeOf(z.object({ items: z.array(serviceView) })),
+      },
+    },
+    async handle({ params, principal, res }) {
+      await tenantFor(principal, params.ccid);
+      const rows = await listServices(db, params.ccid);
+      reply(res, 200, { items: rows.map(present) });
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/provisioning/services/:ccid/:serviceName',
+    tag: 'Services',
+    summary: 'Read a service',
+    auth: 'nexus:provisioning:*',
+    params: serviceParams,
+    responses: { 200: { description: 'The service', schema: envelopeOf(serviceView) } },
+    async handle({ params, principal, res }) {
+      shapeOf(params.serviceName);
+      await tenantFor(principal, params.ccid);
+      const row = await findService(db, params.ccid, params.serviceName);
+      if (!row) {
+        throw new AppError('NEXUS_ERR_NOT_FOUND', `service ${params.serviceName} not found`);
+      }
+      reply(res, 200, present(row));
+    },
+  });
+
+  api.route({
+    method: 'delete',
+    path: '/nexus/v3/provisioning/services/:ccid/:serviceName',
+    tag: 'Services',
+    summary: 'Delete a service',
+    auth: 'nexus:provisioning:*',
+    params: serviceParams,
+    responses: {
+      200: { description: 'Deleted', schema: envelopeOf(z.object({ deleted: z.literal(true) })) },
+    },
+    async handle({ params, principal, res }) {
+      shapeOf(params.serviceName);
+      await tenantFor(principal, params.ccid);
+      if (!(await deleteService(db, params.ccid, params.serviceName))) {
+        throw new AppError('NEXUS_ERR_NOT_FOUND', `service ${params.serviceName} not found`);
+      }
+      await bus.publish({ kind: 'service', tenant: params.ccid, name: params.serviceName });
+      reply(res, 200, { deleted: true });
+    },
+  });
+}

@@ -1,0 +1,98 @@
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+
+export const channelRow = z.object({
+  tenant_id: z.string(),
+  name: z.string(),
+  channel_id: z.string(),
+  channel_type: z.string(),
+  endpoint: z.string().nullable(),
+  interaction_subtype: z.string().nullable(),
+  interaction_type: z.string().nullable(),
+  media: z.string().nullable(),
+  cxc_only: z.boolean(),
+  provider: z.string().nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+export type ChannelRow = z.infer<typeof channelRow>;
+
+const columns = sql.fragment`tenant_id, name, channel_id, channel_type, endpoint,
+  interaction_subtype, interaction_type, media, cxc_only, provider, created_at, updated_at`;
+
+export interface ChannelDefinition {
+  tenantId: string;
+  name: string;
+  channelId: string;
+  channelType: string;
+  endpoint: string | null;
+  interactionSubtype: string | null;
+  interactionType: string | null;
+  media: string | null;
+  cxcOnly: boolean;
+  provider: string | null;
+}
+
+/**
+ * Creates or replaces a channel section. Throws slonik's UniqueIntegrityConstraintViolationError
+ * (constraint `channels_tenant_channel_id_key`) when another section of the tenant has the
+ * channel id.
+ */
+export async function upsertChannel(
+  db: CommonQueryMethods,
+  channel: ChannelDefinition,
+): Promise<{ row: ChannelRow; created: boolean }> {
+  const row = await db.one(sql.type(channelRow.extend({ created: z.boolean() }))`
+    INSERT INTO channels (tenant_id, name, channel_id, channel_type, endpoint, interaction_subtype,
+                          interaction_type, media, cxc_only, provider)
+    VALUES (${channel.tenantId}, ${channel.name}, ${channel.channelId}, ${channel.channelType},
+            ${channel.endpoint}, ${channel.interactionSubtype}, ${channel.interactionType},
+            ${channel.media}, ${channel.cxcOnly}, ${channel.provider})
+    ON CONFLICT (tenant_id, name) DO UPDATE SET
+      channel_id = EXCLUDED.channel_id, channel_type = EXCLUDED.channel_type,
+      endpoint = EXCLUDED.endpoint, interaction_subtype = EXCLUDED.interaction_subtype,
+      interaction_type = EXCLUDED.interaction_type, media = EXCLUDED.media,
+      cxc_only = EXCLUDED.cxc_only, provider = EXCLUDED.provider, updated_at = now()
+    RETURNING ${columns}, (xmax = 0) AS created`);
+  const { created, ...rest } = row;
+  return { row: rest, created };
+}
+
+export async function findChannel(
+  db: CommonQueryMethods,
+  tenantId: string,
+  name: string,
+): Promise<ChannelRow | undefined> {
+  const row = await db.maybeOne(sql.type(channelRow)`
+    SELECT ${columns} FROM channels WHERE tenant_id = ${tenantId} AND name = ${name}`);
+  return row ?? undefined;
+}
+
+/** The channel a message to `channelId` (a number, a domain) belongs to. */
+export async function findChannelByChannelId(
+  db: CommonQueryMethods,
+  tenantId: string,
+  channelId: string,
+): Promise<ChannelRow | undefined> {
+  const row = await db.maybeOne(sql.type(channelRow)`
+    SELECT ${columns} FROM channels WHERE tenant_id = ${tenantId} AND channel_id = ${channelId}`);
+  return row ?? undefined;
+}
+
+export async function listChannels(
+  db: CommonQueryMethods,
+  tenantId: string,
+): Promise<readonly ChannelRow[]> {
+  return db.any(sql.type(channelRow)`
+    SELECT ${columns} FROM channels WHERE tenant_id = ${tenantId} ORDER BY name`);
+}
+
+export async function deleteChannel(
+  db: CommonQueryMethods,
+  tenantId: string,
+  name: string,
+): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    DELETE FROM channels WHERE tenant_id = ${tenantId} AND name = ${name}`);
+  return result.rowCount > 0;
+}

@@ -1,0 +1,235 @@
+import { z, type ZodTypeAny } from 'zod';
+
+/**
+ * The services a tenant provisions (`POST /nexus/v3/provisioning/services/{ccid}/{name}`), each
+ * with the shape of its `url`, `data` and `secret`. The API validates bodies with these; workers
+ * read the stored values with them. `secret` is sealed at rest and never returned.
+ */
+
+const MAX_TEXT = 1_024;
+const MAX_SECRET = 4_096;
+
+const text = (max = MAX_TEXT) => z.string().min(1, 'must not be empty').max(max);
+const secretText = text(MAX_SECRET);
+
+export const httpUrl = z
+  .string()
+  .max(2_048)
+  .url('must be a URL')
+  .refine(value => /^https?:\/\//i.test(value), 'must be an http(s) URL');
+
+/** `url` of services that have none: the guide sends "N/A". */
+const notApplicableUrl = z.string().max(2_048).optional();
+
+/** An HTTP header name after `header:` (RFC 9110 token), not one the hub sets itself. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
+const RESERVED_HEADERS = new Set([
+  'content-type',
+  'content-length',
+  'host',
+  'x-hub-signature',
+  'x-hub-signature-256',
+  'x-b3-traceid',
+  'webhook-id',
+  'webhook-timestamp',
+  'webhook-signature',
+]);
+
+/**
+ * A strict object that also accepts the guide's `header:<name>` entries (custom HTTP headers the
+ * hub adds to its calls to the provider), each a string.
+ */
+function withCustomHeaders<S extends z.ZodRawShape>(shape: S) {
+  return z
+    .object(shape)
+    .catchall(z.unknown())
+    .superRefine((value, ctx) => {
+      for (const [key, entry] of Object.entries(value)) {
+        if (key in shape) continue;
+        if (!key.startsWith('header:')) {
+          ctx.addIssue({ code: 'custom', path: [key], message: 'is not a known field' });
+          continue;
+        }
+        const name = key.slice('header:'.length);
+        if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase())) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [key],
+            message: 'must name a valid HTTP header the hub does not set itself',
+          });
+        } else if (typeof entry !== 'string' || entry.length > MAX_TEXT || /[\r\n]/.test(entry)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [key],
+            message: `must be a single-line string of at most ${MAX_TEXT} characters`,
+          });
+        }
+      }
+    });
+}
+
+const noData = z.object({}).strict().default({});
+const noSecret = z.object({}).strict().optional();
+
+const SMS_PROVIDERS = ['mGage', 'Async', 'Portico', 'Kannel'] as const;
+const EMAIL_PROVIDERS = ['SparkPost', 'Async', 'Portico'] as const;
+
+const asyncChannel = z
+  .object({ channelId: text(255), webhook: z.object({ url: httpUrl }).strict() })
+  .strict();
+const asyncChannelSecret = z
+  .object({
+    channelId: text(255),
+    webhook: z.object({ secret: secretText }).strict(),
+    api: z.object({ secret: secretText }).strict(),
+  })
+  .strict();
+
+/** Signature schemes a webhook target may ask for (default: all). */
+export const SIGNATURE_SCHEMES = [
+  'x-hub-signature',
+  'x-hub-signature-256',
+  'standard-webhooks',
+] as const;
+
+export interface ServiceShape {
+  readonly description: string;
+  readonly url: ZodTypeAny;
+  readonly data: ZodTypeAny;
+  readonly secret: ZodTypeAny;
+  /** Cross-field rules on the whole body. */
+  readonly check?: (body: { data: unknown; secret: unknown }, ctx: z.RefinementCtx) => void;
+}
+
+const SERVICES: Record<string, ServiceShape> = {
+  SMS: {
+    description: 'Enables SMS for the tenant and selects its provider.',
+    url: notApplicableUrl,
+    data: z
+      .object({
+        provider: z.enum(SMS_PROVIDERS).optional(),
+        tokenProvider: z.enum(['Purecloud']).optional(),
+      })
+      .strict()
+      .default({}),
+    secret: noSecret,
+  },
+  mGageSMS: {
+    description: 'Kaleyra (formerly mGage) DirectTEXT credentials for sending SMS.',
+    url: httpUrl,
+    data: withCustomHeaders({}).default({}),
+    secret: z.object({ username: secretText, password: secretText }).strict(),
+  },
+  Async: {
+    description:
+      'A custom gateway through the Third-Party Messaging API: per channel, the aggregator webhook and the secrets of both directions.',
+    url: notApplicableUrl,
+    data: withCustomHeaders({ channels: z.array(asyncChannel).min(1).max(500) }),
+    secret: z.object({ channels: z.array(asyncChannelSecret).min(1).max(500) }).strict(),
+    check: (body, ctx) => {
+      const data = body.data as { channels: { channelId: string }[] };
+      const secret = body.secret as { channels: { channelId: string }[] };
+      const configured = new Set(data.channels.map(channel => channel.channelId));
+      const secured = new Set(secret.channels.map(channel => channel.channelId));
+      data.channels.forEach((channel, index) => {
+        if (data.channels.findIndex(other => other.channelId === channel.channelId) !== index) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['data', 'channels', index, 'channelId'],
+            message: 'is listed twice',
+          });
+        }
+        if (!secured.has(channel.channelId)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['secret', 'channels'],
+            message: `has no entry for channelId ${channel.channelId}`,
+          });
+        }
+      });
+      secret.channels.forEach((channel, index) => {
+        if (!configured.has(channel.channelId)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['secret', 'channels', index, 'channelId'],
+            message: 'is not one of data.channels',
+          });
+        }
+      });
+    },
+  },
+  PorticoSMS: {
+    description: 'SMS through Genesys Cloud SMS aggregation (its API URL).',
+    url: httpUrl,
+    data: noData,
+    secret: noSecret,
+  },
+  PurecloudIDP: {
+    description: 'The Genesys Cloud organization the tenant authenticates to (OAuth client).',
+    url: httpUrl,
+    data: noData,
+    secret: z.object({ clientId: secretText, clientSecret: secretText }).strict(),
+  },
+  Email: {
+    description: 'Enables outbound email for the tenant and selects its provider.',
+    url: notApplicableUrl,
+    data: z.object({ provider: z.enum(EMAIL_PROVIDERS) }).strict(),
+    secret: noSecret,
+  },
+  SparkPostEmail: {
+    description: 'SparkPost credentials for sending email.',
+    url: httpUrl,
+    data: noData,
+    secret: z.object({ apikey: secretText }).strict(),
+  },
+  PorticoEmail: {
+    description: 'Email through Genesys Cloud messaging aggregation (its API URL).',
+    url: httpUrl,
+    data: noData,
+    secret: noSecret,
+  },
+  PlatformUCS: {
+    description: 'The Universal Contact Service connection.',
+    url: httpUrl,
+    data: noData,
+    secret: noSecret,
+  },
+};
+
+const webhookTarget: ServiceShape = {
+  description:
+    'A webhook target (`WebhookTransportTarget-<name>`; `ai-connector` is the AI Connector): where events are POSTed, which ones, how they are signed.',
+  url: httpUrl,
+  data: withCustomHeaders({
+    /** Event types delivered; all when absent. */
+    events: z.array(text(128)).max(100).optional(),
+    /** `interactions` sends the guide's Interactions Webhook payload; `events` our catalogue. */
+    format: z.enum(['interactions', 'events']).optional(),
+    signatures: z.array(z.enum(SIGNATURE_SCHEMES)).min(1).optional(),
+    /** Delays in seconds between attempts, overriding the default schedule. */
+    retrySchedule: z.array(z.number().int().min(0).max(86_400)).min(1).max(20).optional(),
+  }).default({}),
+  secret: z
+    .union([secretText, z.object({ secret: secretText }).strict()])
+    .transform(value => (typeof value === 'string' ? { secret: value } : value))
+    .optional(),
+};
+
+export const WEBHOOK_TARGET_PREFIX = 'WebhookTransportTarget-';
+const WEBHOOK_TARGET_NAME = /^WebhookTransportTarget-[A-Za-z0-9_-]{1,64}$/;
+
+export const SERVICE_NAMES = [...Object.keys(SERVICES), `${WEBHOOK_TARGET_PREFIX}<name>`];
+
+/** The shape of a service name, or undefined when the name is not a known service. */
+export function serviceShape(name: string): ServiceShape | undefined {
+  if (Object.hasOwn(SERVICES, name)) return SERVICES[name];
+  return WEBHOOK_TARGET_NAME.test(name) ? webhookTarget : undefined;
+}
+
+/** The body schema of one service: `{url, data, secret}`, strict. */
+export function serviceBodySchema(shape: ServiceShape) {
+  return z
+    .object({ url: shape.url, data: shape.data, secret: shape.secret })
+    .strict()
+    .superRefine((body, ctx) => shape.check?.(body as { data: unknown; secret: unknown }, ctx));
+}
