@@ -83,9 +83,19 @@ export function buildApp(deps: AppDeps): BuiltApp {
     sweepAfterMs: config.workers.sweepAfterMs,
   });
 
-  const document = api.openapi();
-  app.get(OPENAPI_PATH, (_req, res) => {
-    res.json(document);
+  let document: ReturnType<Api['openapi']> | undefined;
+  api.route({
+    method: 'get',
+    path: OPENAPI_PATH,
+    tag: 'Operations',
+    summary: 'This OpenAPI 3.1 document',
+    description: `A readable reference is served at ${API_REFERENCE_PATH}.`,
+    auth: 'public',
+    responses: { 200: { description: 'The document' } },
+    handle({ res }) {
+      document ??= api.openapi();
+      res.json(document);
+    },
   });
   app.use(
     API_REFERENCE_PATH,

@@ -13,6 +13,11 @@ export function parseInput<S extends z.ZodTypeAny>(
   const parsed = schema.safeParse(value ?? {});
   if (parsed.success) return parsed.data as z.infer<S>;
   const issue = parsed.error.issues[0];
-  const field = [where, ...(issue?.path ?? [])].join('.');
+  // An unknown key is named in the field, as any other offending input.
+  const path = [
+    ...(issue?.path ?? []),
+    ...(issue?.code === 'unrecognized_keys' ? issue.keys.slice(0, 1) : []),
+  ];
+  const field = [where, ...path].join('.');
   throw new AppError('NEXUS_ERR_VALIDATION', `${field}: ${issue?.message ?? 'invalid'}`, field);
 }

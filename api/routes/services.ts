@@ -8,6 +8,7 @@ import {
   type ServiceRow,
 } from '../../db/queries/services.js';
 import { findTenant } from '../../db/queries/tenants.js';
+import { serviceSecretContext } from '../../db/service-directory.js';
 import { AppError } from '../../lib/errors.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
@@ -32,8 +33,6 @@ export interface ServiceRouteDeps {
   log: Logger;
 }
 
-/** The context a service's sealed secret is bound to (lib/secrets.ts). */
-export const serviceSecretContext = (tenant: string, name: string) => `service:${tenant}/${name}`;
 
 const serviceBody = z
   .object({

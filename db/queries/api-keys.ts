@@ -82,8 +82,9 @@ export async function listApiKeys(
 ): Promise<readonly ApiKeyRow[]> {
   const conditions = [sql.fragment`TRUE`];
   if (filter.tenantId === null) conditions.push(sql.fragment`tenant_id IS NULL`);
-  else if (filter.tenantId !== undefined)
-    {conditions.push(sql.fragment`tenant_id = ${filter.tenantId}`);}
+  else if (filter.tenantId !== undefined) {
+    conditions.push(sql.fragment`tenant_id = ${filter.tenantId}`);
+  }
   if (page.before) {
     conditions.push(
       sql.fragment`(created_at, id) < (${page.before.createdAt}::timestamptz, ${page.before.id}::uuid)`,

@@ -1,0 +1,481 @@
+import { sql } from 'slonik';
+import request from 'supertest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { buildApp, type BuiltApp } from '../../api/app.js';
+import { SecretBox } from '../../lib/secrets.js';
+import { InvalidationBus } from '../../lib/invalidation.js';
+import { ServiceDirectory } from '../../db/service-directory.js';
+import { createHarness, eventually, type Harness } from '../helpers/harness.js';
+import { startIdentityProvider, type IdentityProvider } from '../helpers/identity-provider.js';
+
+const A = 'tenant-a';
+const B = 'tenant-b';
+
+interface Fixture {
+  admin: string;
+  /** Provisioning keys of A and B. */
+  keyA: string;
+  keyB: string;
+  /** A chat key of B and its id. */
+  chatKeyB: { id: string; key: string };
+}
+
+async function provision(app: BuiltApp, adminToken: string): Promise<Fixture> {
+  const admin = `Bearer ${adminToken}`;
+  for (const id of [A, B]) {
+    await request(app)
+      .post('/nexus/v3/provisioning/tenants')
+      .set('Authorization', admin)
+      .send({ id, name: id })
+      .expect(201);
+  }
+  const key = async (tenant: string, permissions: string[]) =>
+    (
+      await request(app)
+        .post('/nexus/v3/apikeys')
+        .set('Authorization', admin)
+        .send({ tenant, name: `${tenant} ${permissions.join(' ')}`, permissions })
+        .expect(201)
+    ).body as { id: string; key: string };
+  const keyA = (await key(A, ['nexus:provisioning:*'])).key;
+  const keyB = (await key(B, ['nexus:provisioning:*'])).key;
+  const chatKeyB = await key(B, ['nexus:consumer:chat']);
+  await request(app)
+    .post(`/nexus/v3/provisioning/services/${B}/SMS`)
+    .set('x-api-key', keyB)
+    .send({ url: 'N/A', data: { provider: 'Async' } })
+    .expect(201);
+  await request(app)
+    .put(`/nexus/v3/provisioning/channels/${B}/chat.Main`)
+    .set('x-api-key', keyB)
+    .send({ channelId: '15550001', endpoint: 'chat.Main' })
+    .expect(201);
+  return { admin, keyA, keyB, chatKeyB };
+}
+
+describe('authorization', () => {
+  let idp: IdentityProvider;
+  let h: Harness;
+  const extraBuses: InvalidationBus[] = [];
+
+  beforeAll(async () => {
+    idp = await startIdentityProvider();
+  });
+  afterAll(() => idp.close());
+  beforeEach(async () => {
+    h = await createHarness({ NEXUS_JWT_ISSUER: idp.issuer, NEXUS_JWT_JWKS_URL: idp.jwksUrl });
+  });
+  afterEach(async () => {
+    for (const bus of extraBuses.splice(0)) await bus.close();
+    await h.close();
+  });
+
+  /** Another API replica: its own app, caches and invalidation subscription. */
+  async function replica(): Promise<BuiltApp> {
+    const bus = InvalidationBus.create(h.config, h.redis, h.log, 'replica');
+    extraBuses.push(bus);
+    await eventually(() => bus.live, 5_000, 'the replica bus');
+    return buildApp({
+      config: h.config,
+      log: h.log,
+      db: h.db,
+      queues: h.queues,
+      redis: h.redis,
+      bus,
+    });
+  }
+
+  it("keeps every route of tenant B away from tenant A's key", async () => {
+    const app = h.app();
+    const f = await provision(app, h.config.adminToken);
+    const asA = (req: request.Test) => req.set('x-api-key', f.keyA);
+    const attempts: Record<string, () => request.Test> = {
+      'POST /nexus/v3/provisioning/tenants': () =>
+        asA(request(app).post('/nexus/v3/provisioning/tenants')).send({ id: B, name: 'x' }),
+      'GET /nexus/v3/provisioning/tenants/{id}': () =>
+        asA(request(app).get(`/nexus/v3/provisioning/tenants/${B}`)),
+      'PATCH /nexus/v3/provisioning/tenants/{id}': () =>
+        asA(request(app).patch(`/nexus/v3/provisioning/tenants/${B}`)).send({ name: 'pwned' }),
+      'DELETE /nexus/v3/provisioning/tenants/{id}': () =>
+        asA(request(app).delete(`/nexus/v3/provisioning/tenants/${B}`)),
+      'POST /nexus/v3/apikeys': () =>
+        asA(request(app).post('/nexus/v3/apikeys')).send({
+          tenant: B,
+          name: 'x',
+          permissions: ['nexus:consumer:chat'],
+        }),
+      'GET /nexus/v3/apikeys/{id}': () =>
+        asA(request(app).get(`/nexus/v3/apikeys/${f.chatKeyB.id}`)),
+      'PATCH /nexus/v3/apikeys/{id}': () =>
+        asA(request(app).patch(`/nexus/v3/apikeys/${f.chatKeyB.id}`)).send({ enabled: false }),
+      'DELETE /nexus/v3/apikeys/{id}': () =>
+        asA(request(app).delete(`/nexus/v3/apikeys/${f.chatKeyB.id}`)),
+      'GET /nexus/v3/apikeys': () => asA(request(app).get(`/nexus/v3/apikeys?tenant=${B}`)),
+      'POST /nexus/v3/provisioning/services/{ccid}/{serviceName}': () =>
+        asA(request(app).post(`/nexus/v3/provisioning/services/${B}/SMS`)).send({
+          data: { provider: 'mGage' },
+        }),
+      'PUT /nexus/v3/provisioning/services/{ccid}/{serviceName}': () =>
+        asA(request(app).put(`/nexus/v3/provisioning/services/${B}/SMS`)).send({
+          data: { provider: 'mGage' },
+        }),
+      'GET /nexus/v3/provisioning/services/{ccid}/{serviceName}': () =>
+        asA(request(app).get(`/nexus/v3/provisioning/services/${B}/SMS`)),
+      'DELETE /nexus/v3/provisioning/services/{ccid}/{serviceName}': () =>
+        asA(request(app).delete(`/nexus/v3/provisioning/services/${B}/SMS`)),
+      'GET /nexus/v3/provisioning/services/{ccid}': () =>
+        asA(request(app).get(`/nexus/v3/provisioning/services/${B}`)),
+      'POST /nexus/v3/provisioning/channels/{ccid}/{name}': () =>
+        asA(request(app).post(`/nexus/v3/provisioning/channels/${B}/chat.Main`)).send({
+          channelId: '1',
+          endpoint: 'x',
+        }),
+      'PUT /nexus/v3/provisioning/channels/{ccid}/{name}': () =>
+        asA(request(app).put(`/nexus/v3/provisioning/channels/${B}/chat.Main`)).send({
+          channelId: '1',
+          endpoint: 'x',
+        }),
+      'GET /nexus/v3/provisioning/channels/{ccid}/{name}': () =>
+        asA(request(app).get(`/nexus/v3/provisioning/channels/${B}/chat.Main`)),
+      'DELETE /nexus/v3/provisioning/channels/{ccid}/{name}': () =>
+        asA(request(app).delete(`/nexus/v3/provisioning/channels/${B}/chat.Main`)),
+      'GET /nexus/v3/provisioning/channels/{ccid}': () =>
+        asA(request(app).get(`/nexus/v3/provisioning/channels/${B}`)),
+      'GET /nexus/v3/undelivered': () => asA(request(app).get(`/nexus/v3/undelivered?tenant=${B}`)),
+      'POST /nexus/v3/undelivered/{id}/replay': () =>
+        asA(request(app).post('/nexus/v3/undelivered/1/replay')),
+      'POST /nexus/v3/undelivered/replay': () =>
+        asA(request(app).post('/nexus/v3/undelivered/replay')).send({
+          since: '2026-01-01T00:00:00Z',
+          tenant: B,
+        }),
+    };
+    // Routes that answer only the caller's own tenant, whatever it asks.
+    const scoped = {
+      'GET /nexus/v3/provisioning/tenants': async () => {
+        const res = await asA(request(app).get('/nexus/v3/provisioning/tenants')).expect(200);
+        expect(res.body.data.items.map((t: { id: string }) => t.id)).toEqual([A]);
+      },
+      'GET /nexus/v3/apikeys/current': async () => {
+        const res = await asA(request(app).get('/nexus/v3/apikeys/current')).expect(200);
+        expect(res.body.tenant).toBe(A);
+      },
+    };
+    const publicRoutes = [
+      'GET /health/live',
+      'GET /health/ready',
+      'GET /health/detail',
+      'GET /nexus/v3/openapi.json',
+    ];
+    // Every documented route has a case here: a new route must say how it keeps tenants apart.
+    expect([...Object.keys(attempts), ...Object.keys(scoped), ...publicRoutes].sort()).toEqual(
+      [...app.api.operations()].sort(),
+    );
+
+    for (const [operation, attempt] of Object.entries(attempts)) {
+      const res = await attempt();
+      expect([403, 404], `${operation} answered ${res.status}`).toContain(res.status);
+      expect(JSON.stringify(res.body)).not.toMatch(/15550001|Async|chat\.Main|tenant-b .*chat/);
+    }
+    for (const check of Object.values(scoped)) await check();
+
+    // Tenant B is untouched.
+    const asB = (req: request.Test) => req.set('x-api-key', f.keyB);
+    expect(
+      (await asB(request(app).get(`/nexus/v3/provisioning/tenants/${B}`)).expect(200)).body.data,
+    ).toMatchObject({ name: B, enabled: true });
+    expect(
+      (await asB(request(app).get(`/nexus/v3/provisioning/services/${B}/SMS`)).expect(200)).body
+        .data,
+    ).toMatchObject({ version: 1, data: { provider: 'Async' } });
+    expect(
+      (await asB(request(app).get(`/nexus/v3/provisioning/channels/${B}/chat.Main`)).expect(200))
+        .body.data,
+    ).toMatchObject({ channelId: '15550001' });
+    expect(
+      (await asB(request(app).get(`/nexus/v3/apikeys/${f.chatKeyB.id}`)).expect(200)).body,
+    ).toMatchObject({ enabled: true, revoked: false });
+    // A's key with x-ccid of B is refused outright.
+    const spoof = await request(app)
+      .get(`/nexus/v3/provisioning/services/${A}`)
+      .set('x-api-key', f.keyA)
+      .set('x-ccid', B)
+      .expect(403);
+    expect(spoof.body.status.field).toBe('header.x-ccid');
+  });
+
+  it('refuses a revoked or disabled key on another replica within one second', async () => {
+    const appA = h.app();
+    const appB = await replica();
+    const f = await provision(appA, h.config.adminToken);
+    const chat = f.chatKeyB.key;
+    // Replica B has the key cached.
+    await request(appB).get('/nexus/v3/apikeys/current').set('x-api-key', chat).expect(200);
+    await request(appB).get('/nexus/v3/apikeys/current').set('x-api-key', chat).expect(200);
+
+    await request(appA)
+      .patch(`/nexus/v3/apikeys/${f.chatKeyB.id}`)
+      .set('Authorization', f.admin)
+      .send({ enabled: false })
+      .expect(200);
+    let started = Date.now();
+    await eventually(
+      async () =>
+        (await request(appB).get('/nexus/v3/apikeys/current').set('x-api-key', chat)).status ===
+        401,
+      1_000,
+      'disabled on B',
+    );
+    const disabledAfter = Date.now() - started;
+
+    await request(appA)
+      .patch(`/nexus/v3/apikeys/${f.chatKeyB.id}`)
+      .set('Authorization', f.admin)
+      .send({ enabled: true })
+      .expect(200);
+    await eventually(
+      async () =>
+        (await request(appB).get('/nexus/v3/apikeys/current').set('x-api-key', chat)).status ===
+        200,
+      1_000,
+      'enabled on B',
+    );
+
+    await request(appA)
+      .delete(`/nexus/v3/apikeys/${f.chatKeyB.id}`)
+      .set('Authorization', f.admin)
+      .expect(200);
+    started = Date.now();
+    await eventually(
+      async () => {
+        const res = await request(appB).get('/nexus/v3/apikeys/current').set('x-api-key', chat);
+        return res.status === 401 && res.body.status.message === 'The API key is revoked';
+      },
+      1_000,
+      'revoked on B',
+    );
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(disabledAfter).toBeLessThan(1_000);
+
+    // Disabling the tenant stops its keys on every replica too.
+    await request(appB)
+      .get(`/nexus/v3/provisioning/services/${B}`)
+      .set('x-api-key', f.keyB)
+      .expect(200);
+    await request(appA)
+      .delete(`/nexus/v3/provisioning/tenants/${B}`)
+      .set('Authorization', f.admin)
+      .expect(200);
+    await eventually(
+      async () => {
+        const res = await request(appB)
+          .get(`/nexus/v3/provisioning/services/${B}`)
+          .set('x-api-key', f.keyB);
+        return res.status === 403 && res.body.status.code === 'NEXUS_ERR_TENANT_DISABLED';
+      },
+      1_000,
+      'tenant disabled on B',
+    );
+  });
+
+  it('answers the 121st request in a minute with 429, counted across replicas', async () => {
+    const appA = h.app();
+    const appB = await replica();
+    const f = await provision(appA, h.config.adminToken);
+    const chat = f.chatKeyB.key;
+    for (let i = 0; i < 120; i++) {
+      const res = await request(i % 2 ? appA : appB)
+        .get('/nexus/v3/apikeys/current')
+        .set('x-api-key', chat);
+      expect(res.status, `request ${i + 1}`).toBe(200);
+      expect(res.headers['ratelimit-limit']).toBe('120');
+      expect(res.headers['ratelimit-remaining']).toBe(String(119 - i));
+    }
+    const limited = await request(appA)
+      .get('/nexus/v3/apikeys/current')
+      .set('x-api-key', chat)
+      .expect(429);
+    expect(limited.body.status.code).toBe('NEXUS_ERR_RATE_LIMITED');
+    const retryAfter = Number(limited.headers['retry-after']);
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect(limited.headers['ratelimit-remaining']).toBe('0');
+    expect(limited.headers['ratelimit-policy']).toBe('120;w=60');
+    // Other keys keep their own budget.
+    await request(appB).get('/nexus/v3/apikeys/current').set('x-api-key', f.keyB).expect(200);
+
+    // A key's own capacity and frequency apply, and the window moves on.
+    const small = await request(appA)
+      .post('/nexus/v3/apikeys')
+      .set('Authorization', f.admin)
+      .send({
+        tenant: A,
+        name: 'small',
+        permissions: ['nexus:consumer:chat'],
+        capacity: 2,
+        frequency: 1,
+      })
+      .expect(201);
+    for (let i = 0; i < 2; i++)
+      await request(appA)
+        .get('/nexus/v3/apikeys/current')
+        .set('x-api-key', small.body.key)
+        .expect(200);
+    await request(appB)
+      .get('/nexus/v3/apikeys/current')
+      .set('x-api-key', small.body.key)
+      .expect(429);
+    await eventually(
+      async () =>
+        (await request(appB).get('/nexus/v3/apikeys/current').set('x-api-key', small.body.key))
+          .status === 200,
+      3_000,
+      'the next window',
+    );
+  });
+
+  it('checks key state, operator tokens and roles', async () => {
+    const app = h.app();
+    const f = await provision(app, h.config.adminToken);
+    const current = (key: string) =>
+      request(app).get('/nexus/v3/apikeys/current').set('x-api-key', key);
+
+    expect((await current('not-a-key').expect(401)).body.status).toMatchObject({
+      code: 'NEXUS_ERR_UNAUTHORIZED',
+      field: 'header.x-api-key',
+    });
+    expect((await request(app).get('/nexus/v3/apikeys').expect(401)).body.status.message).toMatch(
+      /Missing credentials/,
+    );
+    await h.db.query(
+      sql.unsafe`UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = ${f.chatKeyB.id}`,
+    );
+    await h.bus.publish({ kind: 'apikey', id: f.chatKeyB.id });
+    expect((await current(f.chatKeyB.key).expect(401)).body.status.message).toBe(
+      'The API key has expired',
+    );
+    // A chat key cannot provision.
+    const chatA = await request(app)
+      .post('/nexus/v3/apikeys')
+      .set('Authorization', f.admin)
+      .send({ tenant: A, name: 'c', permissions: ['nexus:consumer:chat'] })
+      .expect(201);
+    const denied = await request(app)
+      .get(`/nexus/v3/provisioning/services/${A}`)
+      .set('x-api-key', chatA.body.key)
+      .expect(403);
+    expect(denied.body.status.message).toBe(
+      'The credentials lack the permission nexus:provisioning:*',
+    );
+
+    const tenantToken = await idp.sign({ sub: 'a-admin', ccid: A, role: 'admin' });
+    const ok = (
+      await request(app)
+        .get(`/nexus/v3/provisioning/services/${A}`)
+        .set('Authorization', tenantToken)
+        .expect(200)
+    ).body;
+    expect(ok.status.code).toBe(0);
+    await request(app)
+      .get(`/nexus/v3/provisioning/services/${B}`)
+      .set('Authorization', `Bearer ${tenantToken}`)
+      .expect(403);
+    await request(app)
+      .post('/nexus/v3/apikeys')
+      .set('Authorization', tenantToken)
+      .send({ tenant: '*', name: 'c', permissions: ['nexus:cluster:*'] })
+      .expect(403);
+    await request(app)
+      .patch(`/nexus/v3/provisioning/tenants/${A}`)
+      .set('Authorization', tenantToken)
+      .send({ enabled: false })
+      .expect(403);
+    await request(app)
+      .delete(`/nexus/v3/provisioning/tenants/${A}`)
+      .set('Authorization', tenantToken)
+      .expect(403);
+    await request(app).get('/nexus/v3/undelivered').set('Authorization', tenantToken).expect(403);
+
+    const refused = [
+      await idp.sign({ ccid: A, role: 'admin' }, { expiresIn: '-1m' }),
+      await idp.sign({ ccid: A, role: 'admin' }, { issuer: 'https://someone-else/' }),
+      await idp.signWithStrangerKey({ ccid: A, role: 'admin', iss: idp.issuer }),
+      'not.a.jwt',
+      'random-opaque-token',
+    ];
+    for (const token of refused) {
+      const res = await request(app)
+        .get(`/nexus/v3/provisioning/services/${A}`)
+        .set('Authorization', `Bearer ${token}`)
+        .expect(401);
+      expect(res.body.status).toMatchObject({
+        code: 'NEXUS_ERR_UNAUTHORIZED',
+        field: 'header.authorization',
+      });
+    }
+    // A token with no operator role, or a tenant role with no tenant.
+    await request(app)
+      .get(`/nexus/v3/provisioning/services/${A}`)
+      .set('Authorization', await idp.sign({ ccid: A, role: 'agent' }))
+      .expect(403);
+    await request(app)
+      .get(`/nexus/v3/provisioning/services/${A}`)
+      .set('Authorization', await idp.sign({ role: 'admin' }))
+      .expect(403);
+    const cluster = await idp.sign({ role: ['cluster'] });
+    await request(app)
+      .get(`/nexus/v3/provisioning/services/${B}`)
+      .set('Authorization', cluster)
+      .expect(200);
+  });
+
+  it('lets workers see service changes without a restart', async () => {
+    const app = h.app();
+    const f = await provision(app, h.config.adminToken);
+    const workerBus = InvalidationBus.create(h.config, h.redis, h.log, 'worker');
+    extraBuses.push(workerBus);
+    await eventually(() => workerBus.live);
+    const directory = new ServiceDirectory(h.db, new SecretBox(h.config.secretKey), workerBus);
+    expect(await directory.get(B, 'SMS')).toMatchObject({
+      data: { provider: 'Async' },
+      version: 1,
+    });
+    expect(await directory.get(B, 'mGageSMS')).toBeUndefined();
+
+    await request(app)
+      .post(`/nexus/v3/provisioning/services/${B}/mGageSMS`)
+      .set('x-api-key', f.keyB)
+      .send({ url: 'https://directtext.example', secret: { username: 'u', password: 'p' } })
+      .expect(201);
+    await request(app)
+      .put(`/nexus/v3/provisioning/services/${B}/SMS`)
+      .set('x-api-key', f.keyB)
+      .send({ data: { provider: 'mGage' } })
+      .expect(200);
+    await eventually(
+      async () => (await directory.get(B, 'SMS'))?.version === 2,
+      1_000,
+      'the new SMS service',
+    );
+    expect(await directory.get(B, 'SMS')).toMatchObject({ data: { provider: 'mGage' } });
+    expect(await directory.get(B, 'mGageSMS')).toMatchObject({
+      secret: { username: 'u', password: 'p' },
+    });
+    await request(app)
+      .delete(`/nexus/v3/provisioning/services/${B}/mGageSMS`)
+      .set('x-api-key', f.keyB)
+      .expect(200);
+    await eventually(
+      async () => (await directory.get(B, 'mGageSMS')) === undefined,
+      1_000,
+      'deleted',
+    );
+    const rows = await h.db.oneFirst(
+      sql.type(
+        z.object({ n: z.number() }),
+      )`SELECT count(*)::int AS n FROM services WHERE tenant_id = ${B}`,
+    );
+    expect(rows).toBe(1);
+  });
+});
