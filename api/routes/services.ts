@@ -33,7 +33,6 @@ export interface ServiceRouteDeps {
   log: Logger;
 }
 
-
 const serviceBody = z
   .object({
     url: z.string().optional(),

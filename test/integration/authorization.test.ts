@@ -155,7 +155,8 @@ describe('authorization', () => {
     const scoped = {
       'GET /nexus/v3/provisioning/tenants': async () => {
         const res = await asA(request(app).get('/nexus/v3/provisioning/tenants')).expect(200);
-        expect(res.body.data.items.map((t: { id: string }) => t.id)).toEqual([A]);
+        const items = res.body.data.items as { id: string }[];
+        expect(items.map(t => t.id)).toEqual([A]);
       },
       'GET /nexus/v3/apikeys/current': async () => {
         const res = await asA(request(app).get('/nexus/v3/apikeys/current')).expect(200);
@@ -317,11 +318,12 @@ describe('authorization', () => {
         frequency: 1,
       })
       .expect(201);
-    for (let i = 0; i < 2; i++)
+    for (let i = 0; i < 2; i++) {
       await request(appA)
         .get('/nexus/v3/apikeys/current')
         .set('x-api-key', small.body.key)
         .expect(200);
+    }
     await request(appB)
       .get('/nexus/v3/apikeys/current')
       .set('x-api-key', small.body.key)

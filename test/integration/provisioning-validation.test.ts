@@ -1,8 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { BuiltApp } from '../../api/app.js';
+import { PERMISSION_NAMES } from '../../api/auth/permissions.js';
 import { useHarness, type Harness } from '../helpers/harness.js';
 
 const counts = async (h: Harness) =>
@@ -314,8 +316,9 @@ describe('OpenAPI document', () => {
     expect(doc.openapi).toBe('3.1.0');
     const documented = new Set<string>();
     for (const [path, operations] of Object.entries(doc.paths as Record<string, object>)) {
-      for (const method of Object.keys(operations))
+      for (const method of Object.keys(operations)) {
         documented.add(`${method.toUpperCase()} ${path}`);
+      }
     }
     // Every route layer of the Express app, as "METHOD /path/{param}".
     const served = new Set<string>();
@@ -342,6 +345,30 @@ describe('OpenAPI document', () => {
     expect(doc.components.schemas.ApiKeyCreate.properties.permissions.items.enum).toContain(
       'nexus:consumer:chat',
     );
+
+    // docs/permissions.md lists every route with the permission it needs, and the catalogue.
+    const permissionsDoc = readFileSync(
+      new URL('../../docs/permissions.md', import.meta.url),
+      'utf8',
+    );
+    const table = [...permissionsDoc.matchAll(/^\| `([A-Z]+ \/[^`]*)` +\| ([^|]+?) +\|/gm)].map(
+      match => [match[1], match[2]],
+    );
+    const expected = [...documented].map(operation => {
+      const [method, path] = operation.split(' ') as [string, string];
+      const op = doc.paths[path][method.toLowerCase()];
+      const needs = op['x-permission']
+        ? `\`${op['x-permission']}\``
+        : op.security.length
+          ? 'any valid credential'
+          : 'public';
+      return [operation, needs];
+    });
+    expect(Object.fromEntries(table)).toEqual(Object.fromEntries(expected));
+    const catalogue = [...permissionsDoc.matchAll(/^\| `(nexus:[a-z:*]+)` +\|/gm)].map(
+      match => match[1],
+    );
+    expect(catalogue.sort()).toEqual([...PERMISSION_NAMES].sort());
 
     const page = await request(app).get('/nexus/v3/docs/').expect(200);
     expect(page.text).toMatch(/swagger-ui/i);
