@@ -162,6 +162,13 @@ export const sweeperReenqueuedTotal = new Counter({
   registers: [registry],
 });
 
+export const authRejectedTotal = new Counter({
+  name: 'nexus_auth_rejected_total',
+  help: 'Requests refused by authentication, authorization or rate limiting, by error code.',
+  labelNames: ['code'] as const,
+  registers: [registry],
+});
+
 /** One queue's job counts, as the queue-depth gauges read them at scrape time. */
 export interface QueueDepth {
   queue: string;

@@ -4,9 +4,10 @@ import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
 import type { DatabasePool } from 'slonik';
 import { findApiKeyByHash, type ApiKeyAuthRow } from '../../db/queries/api-keys.js';
 import type { Config } from '../../lib/config.js';
-import { AppError } from '../../lib/errors.js';
+import { AppError, isAppError } from '../../lib/errors.js';
 import { SharedCache, type InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
+import { authRejectedTotal } from '../../lib/metrics.js';
 import type { RedisConnection } from '../../lib/redis.js';
 import { presentedToken, secretsEqual } from '../admin-auth.js';
 import { CLUSTER, type Permission } from './permissions.js';
@@ -67,16 +68,21 @@ export class Authenticator {
   /** Middleware: authenticates, checks `permission` (when given), counts the key's rate limit. */
   require(permission: Permission | undefined): RequestHandler {
     return async (req, res, next) => {
-      const principal = await this.authenticate(req);
-      if (permission && !can(principal, permission)) {
-        throw new AppError(
-          'NEXUS_ERR_FORBIDDEN',
-          `The credentials lack the permission ${permission}`,
-          principal.via === 'apikey' ? 'header.x-api-key' : 'header.authorization',
-        );
+      try {
+        const principal = await this.authenticate(req);
+        if (permission && !can(principal, permission)) {
+          throw new AppError(
+            'NEXUS_ERR_FORBIDDEN',
+            `The credentials lack the permission ${permission}`,
+            principal.via === 'apikey' ? 'header.x-api-key' : 'header.authorization',
+          );
+        }
+        if (principal.key) await this.limiter.consume(principal.key, res);
+        setPrincipal(req, principal);
+      } catch (error) {
+        if (isAppError(error)) authRejectedTotal.inc({ code: error.code });
+        throw error;
       }
-      if (principal.key) await this.limiter.consume(principal.key, res);
-      setPrincipal(req, principal);
       next();
     };
   }

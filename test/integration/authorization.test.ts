@@ -3,6 +3,7 @@ import request from 'supertest';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { buildApp, type BuiltApp } from '../../api/app.js';
+import { authRejectedTotal } from '../../lib/metrics.js';
 import { SecretBox } from '../../lib/secrets.js';
 import { InvalidationBus } from '../../lib/invalidation.js';
 import { ServiceDirectory } from '../../db/service-directory.js';
@@ -10,6 +11,9 @@ import { createHarness, eventually, type Harness } from '../helpers/harness.js';
 import { startIdentityProvider, type IdentityProvider } from '../helpers/identity-provider.js';
 
 const A = 'tenant-a';
+
+const rejected = async (code: string) =>
+  (await authRejectedTotal.get()).values.find(value => value.labels.code === code)?.value ?? 0;
 const B = 'tenant-b';
 
 interface Fixture {
@@ -293,10 +297,12 @@ describe('authorization', () => {
       expect(res.headers['ratelimit-limit']).toBe('120');
       expect(res.headers['ratelimit-remaining']).toBe(String(119 - i));
     }
+    const rejectedBefore = await rejected('NEXUS_ERR_RATE_LIMITED');
     const limited = await request(appA)
       .get('/nexus/v3/apikeys/current')
       .set('x-api-key', chat)
       .expect(429);
+    expect(await rejected('NEXUS_ERR_RATE_LIMITED')).toBe(rejectedBefore + 1);
     expect(limited.body.status.code).toBe('NEXUS_ERR_RATE_LIMITED');
     const retryAfter = Number(limited.headers['retry-after']);
     expect(retryAfter).toBeGreaterThan(0);
