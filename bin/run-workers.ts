@@ -1,3 +1,4 @@
+import { RealtimePublisher } from '../lib/realtime-publisher.js';
 import { createProcessors, type ProcessorMap } from '../workers/processors/index.js';
 import { startWorkers, type WorkerRuntime } from '../workers/runtime.js';
 import type { Core } from './bootstrap.js';
@@ -14,7 +15,12 @@ export async function runWorkers(
   const { config } = core;
   const processors = {
     ...createProcessors(
-      { db: core.db, queues: core.queues, log: core.log },
+      {
+        db: core.db,
+        queues: core.queues,
+        log: core.log,
+        publisher: new RealtimePublisher(core.redis, config, core.log),
+      },
       { afterMs: config.workers.sweepAfterMs, batch: config.workers.sweepBatch },
     ),
     ...overrides,

@@ -17,6 +17,14 @@ export const inboundPayload = z.object({
     .max(10)
     .optional(),
   receivedAt: z.string().datetime(),
+  /**
+   * `message` (default): a customer message. `session`: a chat session opened (match the
+   * contact, announce the interaction).
+   */
+  kind: z.enum(['message', 'session']).optional(),
+  /** Known when the API stored the message itself (web chat): the processor numbers it. */
+  interactionId: z.string().uuid().optional(),
+  messageId: z.string().uuid().optional(),
 });
 export type InboundPayload = z.infer<typeof inboundPayload>;
 

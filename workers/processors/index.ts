@@ -2,7 +2,8 @@ import type { QueueName, QueueOf } from '../../queues/index.js';
 import type { Processor } from '../run-processor.js';
 import type { SweepDeps } from '../sweeper.js';
 import { processAiConnector } from './ai-connector.js';
-import { processInbound } from './inbound.js';
+import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
+import { createInboundProcessor } from './inbound.js';
 import { createMaintenanceProcessor } from './maintenance.js';
 import { processOutboundEmail } from './outbound-email.js';
 import { processOutboundSms } from './outbound-sms.js';
@@ -13,11 +14,11 @@ import { processWebhook } from './webhooks.js';
 export type ProcessorMap = { [N in QueueName]: Processor<QueueOf<N>> };
 
 export function createProcessors(
-  deps: SweepDeps,
+  deps: SweepDeps & { publisher: RealtimePublisher },
   sweep: { afterMs: number; batch: number },
 ): ProcessorMap {
   return {
-    inbound: processInbound,
+    inbound: createInboundProcessor(deps),
     'outbound-sms': processOutboundSms,
     'outbound-email': processOutboundEmail,
     webhooks: processWebhook,

@@ -1,0 +1,391 @@
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+
+export const interactionRow = z.object({
+  id: z.string(),
+  tenant_id: z.string(),
+  media: z.string(),
+  subtype: z.string(),
+  state: z.enum(['open', 'done']),
+  endpoint: z.string().nullable(),
+  contact_id: z.string().nullable(),
+  last_seq: z.number(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  finished_at: z.string().nullable(),
+});
+export type InteractionRow = z.infer<typeof interactionRow>;
+const interactionColumns = sql.fragment`id, tenant_id, media, subtype, state, endpoint, contact_id,
+  last_seq, created_at, updated_at, finished_at`;
+
+export async function insertInteraction(
+  tx: CommonQueryMethods,
+  interaction: {
+    id: string;
+    tenantId: string;
+    media: string;
+    subtype: string;
+    endpoint: string | null;
+  },
+): Promise<void> {
+  await tx.query(sql.unsafe`
+    INSERT INTO interactions (id, tenant_id, media, subtype, endpoint)
+    VALUES (${interaction.id}, ${interaction.tenantId}, ${interaction.media}, ${interaction.subtype},
+            ${interaction.endpoint})`);
+}
+
+export async function findInteraction(
+  db: CommonQueryMethods,
+  tenantId: string,
+  id: string,
+): Promise<InteractionRow | undefined> {
+  const row = await db.maybeOne(sql.type(interactionRow)`
+    SELECT ${interactionColumns} FROM interactions WHERE id = ${id} AND tenant_id = ${tenantId}`);
+  return row ?? undefined;
+}
+
+/** Open interactions of the tenant, oldest first (the agent's work list). */
+export async function listOpenInteractions(
+  db: CommonQueryMethods,
+  tenantId: string,
+  limit: number,
+): Promise<readonly InteractionRow[]> {
+  return db.any(sql.type(interactionRow)`
+    SELECT ${interactionColumns} FROM interactions
+    WHERE tenant_id = ${tenantId} AND state = 'open' ORDER BY created_at LIMIT ${limit}`);
+}
+
+export async function listContactInteractions(
+  db: CommonQueryMethods,
+  tenantId: string,
+  contactId: string,
+  limit: number,
+): Promise<readonly InteractionRow[]> {
+  return db.any(sql.type(interactionRow)`
+    SELECT ${interactionColumns} FROM interactions
+    WHERE tenant_id = ${tenantId} AND contact_id = ${contactId}
+    ORDER BY created_at DESC LIMIT ${limit}`);
+}
+
+/** Marks an open interaction done; false when it was done already. */
+export async function finishInteraction(tx: CommonQueryMethods, id: string): Promise<boolean> {
+  const result = await tx.query(sql.unsafe`
+    UPDATE interactions SET state = 'done', finished_at = now(), updated_at = now()
+    WHERE id = ${id} AND state = 'open'`);
+  return result.rowCount > 0;
+}
+
+export const sessionRow = z.object({
+  id: z.string(),
+  tenant_id: z.string(),
+  interaction_id: z.string(),
+  participant_id: z.string(),
+  nickname: z.string(),
+  first_name: z.string().nullable(),
+  last_name: z.string().nullable(),
+  email: z.string().nullable(),
+  phone: z.string().nullable(),
+  stream: z.string().nullable(),
+  user_data: z.record(z.unknown()),
+  state: z.enum(['open', 'ended']),
+  created_at: z.string(),
+  ended_at: z.string().nullable(),
+});
+export type SessionRow = z.infer<typeof sessionRow>;
+const sessionColumns = sql.fragment`id, tenant_id, interaction_id, participant_id, nickname,
+  first_name, last_name, email, phone, stream, user_data, state, created_at, ended_at`;
+
+export interface NewSession {
+  id: string;
+  tenantId: string;
+  interactionId: string;
+  participantId: string;
+  nickname: string;
+  firstName: string | null;
+  lastName: string | null;
+  email: string | null;
+  phone: string | null;
+  stream: string | null;
+  userData: Record<string, string>;
+}
+
+export async function insertSession(
+  tx: CommonQueryMethods,
+  session: NewSession,
+): Promise<SessionRow> {
+  return tx.one(sql.type(sessionRow)`
+    INSERT INTO chat_sessions (id, tenant_id, interaction_id, participant_id, nickname, first_name,
+                               last_name, email, phone, stream, user_data)
+    VALUES (${session.id}, ${session.tenantId}, ${session.interactionId}, ${session.participantId},
+            ${session.nickname}, ${session.firstName}, ${session.lastName}, ${session.email},
+            ${session.phone}, ${session.stream}, ${sql.jsonb(session.userData)})
+    RETURNING ${sessionColumns}`);
+}
+
+export async function findSession(
+  db: CommonQueryMethods,
+  id: string,
+): Promise<SessionRow | undefined> {
+  const row = await db.maybeOne(sql.type(sessionRow)`
+    SELECT ${sessionColumns} FROM chat_sessions WHERE id = ${id}`);
+  return row ?? undefined;
+}
+
+export async function findSessionByInteraction(
+  db: CommonQueryMethods,
+  interactionId: string,
+): Promise<SessionRow | undefined> {
+  const row = await db.maybeOne(sql.type(sessionRow)`
+    SELECT ${sessionColumns} FROM chat_sessions WHERE interaction_id = ${interactionId}`);
+  return row ?? undefined;
+}
+
+export async function endSession(tx: CommonQueryMethods, id: string): Promise<boolean> {
+  const result = await tx.query(sql.unsafe`
+    UPDATE chat_sessions SET state = 'ended', ended_at = now() WHERE id = ${id} AND state = 'open'`);
+  return result.rowCount > 0;
+}
+
+// Endpoints
+
+export const endpointRow = z.object({
+  tenant_id: z.string(),
+  name: z.string(),
+  description: z.string().nullable(),
+  created_at: z.string(),
+});
+export type EndpointRow = z.infer<typeof endpointRow>;
+
+export async function upsertEndpoint(
+  db: CommonQueryMethods,
+  endpoint: { tenantId: string; name: string; description: string | null },
+): Promise<EndpointRow> {
+  return db.one(sql.type(endpointRow)`
+    INSERT INTO endpoints (tenant_id, name, description)
+    VALUES (${endpoint.tenantId}, ${endpoint.name}, ${endpoint.description})
+    ON CONFLICT (tenant_id, name) DO UPDATE SET description = EXCLUDED.description
+    RETURNING tenant_id, name, description, created_at`);
+}
+
+export async function findEndpoint(
+  db: CommonQueryMethods,
+  tenantId: string,
+  name: string,
+): Promise<EndpointRow | undefined> {
+  const row = await db.maybeOne(sql.type(endpointRow)`
+    SELECT tenant_id, name, description, created_at FROM endpoints
+    WHERE tenant_id = ${tenantId} AND name = ${name}`);
+  return row ?? undefined;
+}
+
+export async function listEndpoints(
+  db: CommonQueryMethods,
+  tenantId: string,
+): Promise<readonly EndpointRow[]> {
+  return db.any(sql.type(endpointRow)`
+    SELECT tenant_id, name, description, created_at FROM endpoints
+    WHERE tenant_id = ${tenantId} ORDER BY name`);
+}
+
+export async function deleteEndpoint(
+  db: CommonQueryMethods,
+  tenantId: string,
+  name: string,
+): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    DELETE FROM endpoints WHERE tenant_id = ${tenantId} AND name = ${name}`);
+  return result.rowCount > 0;
+}
+
+// Agents
+
+export const agentRow = z.object({
+  id: z.string(),
+  tenant_id: z.string(),
+  username: z.string(),
+  name: z.string(),
+  enabled: z.boolean(),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+export type AgentRow = z.infer<typeof agentRow>;
+const agentColumns = sql.fragment`id, tenant_id, username, name, enabled, created_at, updated_at`;
+
+/** Inserts an agent; undefined when the username is taken in the tenant. */
+export async function insertAgent(
+  db: CommonQueryMethods,
+  agent: { id: string; tenantId: string; username: string; name: string },
+): Promise<AgentRow | undefined> {
+  const row = await db.maybeOne(sql.type(agentRow)`
+    INSERT INTO agents (id, tenant_id, username, name)
+    VALUES (${agent.id}, ${agent.tenantId}, ${agent.username}, ${agent.name})
+    ON CONFLICT (tenant_id, username) DO NOTHING
+    RETURNING ${agentColumns}`);
+  return row ?? undefined;
+}
+
+export async function findAgent(
+  db: CommonQueryMethods,
+  tenantId: string,
+  id: string,
+): Promise<AgentRow | undefined> {
+  const row = await db.maybeOne(sql.type(agentRow)`
+    SELECT ${agentColumns} FROM agents WHERE id = ${id} AND tenant_id = ${tenantId}`);
+  return row ?? undefined;
+}
+
+export async function findAgentByUsername(
+  db: CommonQueryMethods,
+  tenantId: string,
+  username: string,
+): Promise<AgentRow | undefined> {
+  const row = await db.maybeOne(sql.type(agentRow)`
+    SELECT ${agentColumns} FROM agents WHERE tenant_id = ${tenantId} AND username = ${username}`);
+  return row ?? undefined;
+}
+
+export async function listAgents(
+  db: CommonQueryMethods,
+  tenantId: string,
+): Promise<readonly AgentRow[]> {
+  return db.any(sql.type(agentRow)`
+    SELECT ${agentColumns} FROM agents WHERE tenant_id = ${tenantId} ORDER BY username`);
+}
+
+export async function updateAgent(
+  db: CommonQueryMethods,
+  tenantId: string,
+  id: string,
+  changes: { name?: string | undefined; enabled?: boolean | undefined },
+): Promise<AgentRow | undefined> {
+  const sets = [sql.fragment`updated_at = now()`];
+  if (changes.name !== undefined) sets.push(sql.fragment`name = ${changes.name}`);
+  if (changes.enabled !== undefined) sets.push(sql.fragment`enabled = ${changes.enabled}`);
+  const row = await db.maybeOne(sql.type(agentRow)`
+    UPDATE agents SET ${sql.join(sets, sql.fragment`, `)}
+    WHERE id = ${id} AND tenant_id = ${tenantId} RETURNING ${agentColumns}`);
+  return row ?? undefined;
+}
+
+/** Adds the agent to the interaction; false when already in it. */
+export async function joinInteraction(
+  tx: CommonQueryMethods,
+  interactionId: string,
+  agentId: string,
+): Promise<boolean> {
+  const result = await tx.query(sql.unsafe`
+    INSERT INTO interaction_agents (interaction_id, agent_id) VALUES (${interactionId}, ${agentId})
+    ON CONFLICT (interaction_id, agent_id) DO UPDATE SET left_at = NULL, joined_at = now()
+    WHERE interaction_agents.left_at IS NOT NULL`);
+  return result.rowCount > 0;
+}
+
+/** Open interactions the agent works on. */
+export async function listAgentInteractionIds(
+  db: CommonQueryMethods,
+  agentId: string,
+): Promise<readonly string[]> {
+  return db.anyFirst(sql.type(z.object({ interaction_id: z.string() }))`
+    SELECT ia.interaction_id FROM interaction_agents ia JOIN interactions i ON i.id = ia.interaction_id
+    WHERE ia.agent_id = ${agentId} AND ia.left_at IS NULL AND i.state = 'open'`);
+}
+
+// Contacts
+
+export const contactRow = z.object({
+  id: z.string(),
+  tenant_id: z.string(),
+  first_name: z.string().nullable(),
+  last_name: z.string().nullable(),
+  nickname: z.string().nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+export type ContactRow = z.infer<typeof contactRow>;
+
+export type IdentifierKind = 'email' | 'phone' | 'external';
+export interface Identifier {
+  kind: IdentifierKind;
+  value: string;
+}
+
+/** The contact any of the identifiers belongs to (the oldest claim wins). */
+export async function findContactId(
+  tx: CommonQueryMethods,
+  tenantId: string,
+  identifiers: readonly Identifier[],
+): Promise<string | undefined> {
+  if (identifiers.length === 0) return undefined;
+  const matches = identifiers.map(
+    identifier => sql.fragment`(kind = ${identifier.kind} AND value = ${identifier.value})`,
+  );
+  const row = await tx.maybeOne(sql.type(z.object({ contact_id: z.string() }))`
+    SELECT contact_id FROM contact_identifiers
+    WHERE tenant_id = ${tenantId} AND (${sql.join(matches, sql.fragment` OR `)})
+    ORDER BY created_at LIMIT 1`);
+  return row?.contact_id;
+}
+
+export async function insertContact(
+  tx: CommonQueryMethods,
+  contact: {
+    id: string;
+    tenantId: string;
+    firstName: string | null;
+    lastName: string | null;
+    nickname: string | null;
+  },
+): Promise<void> {
+  await tx.query(sql.unsafe`
+    INSERT INTO contacts (id, tenant_id, first_name, last_name, nickname)
+    VALUES (${contact.id}, ${contact.tenantId}, ${contact.firstName}, ${contact.lastName}, ${contact.nickname})`);
+}
+
+/** Records identifiers for the contact; ones already claimed (by it or another) are kept. */
+export async function addIdentifiers(
+  tx: CommonQueryMethods,
+  tenantId: string,
+  contactId: string,
+  identifiers: readonly Identifier[],
+): Promise<void> {
+  for (const identifier of identifiers) {
+    await tx.query(sql.unsafe`
+      INSERT INTO contact_identifiers (tenant_id, kind, value, contact_id)
+      VALUES (${tenantId}, ${identifier.kind}, ${identifier.value}, ${contactId})
+      ON CONFLICT (tenant_id, kind, value) DO NOTHING`);
+  }
+}
+
+export async function findContact(
+  db: CommonQueryMethods,
+  tenantId: string,
+  id: string,
+): Promise<(ContactRow & { identifiers: Identifier[] }) | undefined> {
+  const row = await db.maybeOne(sql.type(contactRow)`
+    SELECT id, tenant_id, first_name, last_name, nickname, created_at, updated_at FROM contacts
+    WHERE id = ${id} AND tenant_id = ${tenantId}`);
+  if (!row) return undefined;
+  const identifiers = await db.any(
+    sql.type(z.object({ kind: z.enum(['email', 'phone', 'external']), value: z.string() }))`
+      SELECT kind, value FROM contact_identifiers WHERE contact_id = ${id} ORDER BY kind, value`,
+  );
+  return { ...row, identifiers: [...identifiers] };
+}
+
+export async function setInteractionContact(
+  tx: CommonQueryMethods,
+  interactionId: string,
+  contactId: string,
+): Promise<void> {
+  await tx.query(sql.unsafe`
+    UPDATE interactions SET contact_id = ${contactId}, updated_at = now()
+    WHERE id = ${interactionId} AND contact_id IS NULL`);
+}
+
+/** Whether the STARTED event was written; set once, under the interaction's lock. */
+export async function markStarted(tx: CommonQueryMethods, interactionId: string): Promise<boolean> {
+  const result = await tx.query(sql.unsafe`
+    UPDATE interactions SET started_event_at = now()
+    WHERE id = ${interactionId} AND started_event_at IS NULL`);
+  return result.rowCount > 0;
+}
