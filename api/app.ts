@@ -15,7 +15,13 @@ import { Authenticator } from './auth/authenticator.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
 import { Api } from './openapi.js';
 import { requestContext, requestMetrics } from './request-context.js';
+import { RealtimePublisher } from '../lib/realtime-publisher.js';
+import { TokenService } from './auth/tokens.js';
+import { ChatService } from './chat/chat-service.js';
+import { agentInteractionRoutes } from './routes/agent-interactions.js';
+import { agentRoutes } from './routes/agents.js';
 import { apiKeyRoutes } from './routes/apikeys.js';
+import { chatRoutes } from './routes/chat.js';
 import { channelRoutes } from './routes/channels.js';
 import { healthRoutes } from './routes/health.js';
 import { serviceRoutes } from './routes/services.js';
@@ -40,9 +46,11 @@ export const BULL_BOARD_PATH = '/admin/queues';
 export const OPENAPI_PATH = '/nexus/v3/openapi.json';
 export const API_REFERENCE_PATH = '/nexus/v3/docs';
 
-/** The app and the route declarations it was built from (tests compare them to the document). */
+/** The app, the route declarations it was built from, and what the sockets share with it. */
 export interface BuiltApp extends Express {
   readonly api: Api;
+  readonly chat: ChatService;
+  readonly auth: Authenticator;
 }
 
 /**
@@ -62,8 +70,17 @@ export function buildApp(deps: AppDeps): BuiltApp {
   app.use(express.urlencoded({ extended: false, limit: config.http.bodyLimit }));
 
   const secrets = new SecretBox(config.secretKey, config.previousSecretKeys);
-  const auth = new Authenticator({ config, db, bus, redis: deps.redis, log });
+  const tokens = new TokenService(config.secretKey);
+  const auth = new Authenticator({ config, db, bus, redis: deps.redis, log, tokens });
   const api = new Api(app, auth);
+  const chat = new ChatService({
+    db,
+    queues: deps.queues,
+    log,
+    sweepAfterMs: config.workers.sweepAfterMs,
+    tokens,
+    publisher: new RealtimePublisher(deps.redis, config, log),
+  });
 
   healthRoutes(api, {
     config,
@@ -76,6 +93,9 @@ export function buildApp(deps: AppDeps): BuiltApp {
   apiKeyRoutes({ api, db, bus });
   serviceRoutes({ api, db, secrets, bus, log });
   channelRoutes({ api, db, bus });
+  agentRoutes({ api, db, tokens });
+  chatRoutes({ api, chat, publicUrl: config.http.publicUrl });
+  agentInteractionRoutes({ api, db, chat });
   undeliveredRoutes(api, {
     db,
     queues: deps.queues,
@@ -116,5 +136,5 @@ export function buildApp(deps: AppDeps): BuiltApp {
 
   app.use(notFoundHandler);
   app.use(errorHandler(log));
-  return Object.assign(app, { api });
+  return Object.assign(app, { api, chat, auth });
 }

@@ -4,7 +4,8 @@ import {
   extendZodWithOpenApi,
   type RouteConfig,
 } from '@asteasolutions/zod-to-openapi';
-import type { Express, Request, Response } from 'express';
+import type { Express, NextFunction, Request, Response } from 'express';
+import { AppError, isAppError, type ErrorCode } from '../lib/errors.js';
 import { z, type AnyZodObject, type ZodTypeAny } from 'zod';
 import { PACKAGE_VERSION } from '../lib/package-info.js';
 import type { Authenticator } from './auth/authenticator.js';
@@ -59,6 +60,8 @@ export type AuthedRoute<
 > = RouteBase<P, Q, B> & {
   /** The permission the route needs (docs/permissions.md), or any valid credential. */
   auth: Permission | 'authenticated';
+  /** Answer missing or invalid credentials (401) with this code instead (the chat widget's). */
+  authFailure?: ErrorCode;
   handle(input: AuthedInput<z.infer<P>, z.infer<Q>, z.infer<B>>): Promise<void> | void;
 };
 
@@ -115,7 +118,22 @@ export class Api {
     const handlers = [];
     if (spec.auth !== 'public') {
       if (!this.auth) throw new Error(`route ${spec.path} needs authentication`);
-      handlers.push(this.auth.require(spec.auth === 'authenticated' ? undefined : spec.auth));
+      const authenticate = this.auth.require(spec.auth === 'authenticated' ? undefined : spec.auth);
+      const failure = spec.authFailure;
+      handlers.push(
+        failure
+          ? async (req: Request, res: Response, next: NextFunction) => {
+              try {
+                await authenticate(req, res, next);
+              } catch (error) {
+                if (isAppError(error) && error.status === 401) {
+                  throw new AppError(failure, error.message, error.field, { cause: error });
+                }
+                throw error;
+              }
+            }
+          : authenticate,
+      );
     }
     handlers.push(async (req: Request, res: Response) => {
       const input = {

@@ -1,8 +1,12 @@
 import type { Server } from 'node:http';
 import { buildApp } from '../api/app.js';
+import { attachRealtime } from '../api/realtime.js';
 import type { Core } from './bootstrap.js';
 
-/** Opens the API port; its shutdown step stops accepting and lets in-flight requests finish. */
+/**
+ * Opens the API port with the sockets on it; its shutdown step closes the sockets, stops
+ * accepting and lets in-flight requests finish.
+ */
 export async function serveApi(core: Core): Promise<Server> {
   const app = buildApp({
     config: core.config,
@@ -19,7 +23,15 @@ export async function serveApi(core: Core): Promise<Server> {
       error ? reject(error) : resolve(listening),
     );
   });
+  const realtime = await attachRealtime(server, {
+    config: core.config,
+    db: core.db,
+    log: core.log,
+    chat: app.chat,
+    auth: app.auth,
+  });
   core.log.info({ port: core.config.http.port }, 'api listening');
-  core.shutdown.add('http server', () => new Promise(resolve => server.close(resolve)));
+  // Closing socket.io closes the HTTP server too, after in-flight requests.
+  core.shutdown.add('http server and sockets', () => realtime.close());
   return server;
 }

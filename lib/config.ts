@@ -41,6 +41,11 @@ const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   PORT: port.default(4000),
   HOST: z.string().min(1).default('0.0.0.0'),
+  NEXUS_PUBLIC_URL: z
+    .string()
+    .url('must be a URL such as https://nexus.example.com')
+    .transform(value => value.replace(/\/+$/, ''))
+    .optional(),
   METRICS_PORT: port.default(4004),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: z
@@ -133,7 +138,13 @@ export type Env = z.input<typeof envSchema>;
 /** Frozen, typed configuration. Build it once per process with {@link loadConfig}. */
 export interface Config {
   readonly env: 'development' | 'test' | 'production';
-  readonly http: { readonly host: string; readonly port: number; readonly bodyLimit: string };
+  readonly http: {
+    readonly host: string;
+    readonly port: number;
+    readonly bodyLimit: string;
+    /** The public base URL of the API (for `selfUri`); taken from the request when unset. */
+    readonly publicUrl: string | undefined;
+  };
   readonly metrics: { readonly port: number };
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   readonly db: {
@@ -238,7 +249,12 @@ export function loadConfig(source: Record<string, string | undefined> = process.
 
   const config: Config = {
     env: e.NODE_ENV,
-    http: { host: e.HOST, port: e.PORT, bodyLimit: e.NEXUS_BODY_LIMIT },
+    http: {
+      host: e.HOST,
+      port: e.PORT,
+      bodyLimit: e.NEXUS_BODY_LIMIT,
+      publicUrl: e.NEXUS_PUBLIC_URL,
+    },
     metrics: { port: e.METRICS_PORT },
     logLevel: e.LOG_LEVEL,
     db: {

@@ -58,6 +58,34 @@ export const ERRORS = {
     500,
     'A stored secret cannot be decrypted with the configured keys',
   ),
+  // Customer chat: the widget transport's own codes (pureengage-v3-rest) keep their names.
+  INVALID_CONTACT_CENTER: define(
+    'INVALID_CONTACT_CENTER',
+    401,
+    'The x-api-key does not open chats for a contact center',
+  ),
+  INVALID_ENDPOINT: define('INVALID_ENDPOINT', 400, 'The endpoint is not one of the tenant'),
+  INVALID_NICKNAME: define(
+    'INVALID_NICKNAME',
+    400,
+    'A nickname (or a first or last name) is required',
+  ),
+  AUTHENTICATION_REQUIRED: define(
+    'AUTHENTICATION_REQUIRED',
+    401,
+    'A valid client token (x-nexus-client-key) of this session is required',
+  ),
+  NEXUS_ERR_CHAT_ENDED: define('NEXUS_ERR_CHAT_ENDED', 409, 'The chat has ended'),
+  NEXUS_ERR_AGENT_EXISTS: define(
+    'NEXUS_ERR_AGENT_EXISTS',
+    409,
+    'An agent with this username exists in the tenant',
+  ),
+  NEXUS_ERR_AGENT_REQUIRED: define(
+    'NEXUS_ERR_AGENT_REQUIRED',
+    403,
+    'This operation needs agent credentials (an agent token)',
+  ),
   // Undelivered work
   NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE: define(
     'NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE',

@@ -3,6 +3,8 @@ import type { Request, RequestHandler } from 'express';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
 import type { DatabasePool } from 'slonik';
 import { findApiKeyByHash, type ApiKeyAuthRow } from '../../db/queries/api-keys.js';
+import { findAgent, findAgentByUsername } from '../../db/queries/chat.js';
+import { findTenant } from '../../db/queries/tenants.js';
 import type { Config } from '../../lib/config.js';
 import { AppError, isAppError } from '../../lib/errors.js';
 import { SharedCache, type InvalidationBus } from '../../lib/invalidation.js';
@@ -10,12 +12,14 @@ import type { Logger } from '../../lib/logger.js';
 import { authRejectedTotal } from '../../lib/metrics.js';
 import type { RedisConnection } from '../../lib/redis.js';
 import { presentedToken, secretsEqual } from '../admin-auth.js';
-import { CLUSTER, type Permission } from './permissions.js';
+import { AGENT, CLUSTER, type Permission } from './permissions.js';
 import { can, setPrincipal, type Principal } from './principal.js';
 import { KeyRateLimiter } from './rate-limit.js';
+import type { TokenService } from './tokens.js';
 
 export interface AuthenticatorDeps {
   config: Config;
+  tokens: TokenService;
   db: DatabasePool;
   bus: InvalidationBus;
   /** The producers' fail-fast connection: rate-limit counters. */
@@ -30,6 +34,7 @@ export const hashApiKey = (key: string) => createHash('sha256').update(key, 'utf
 const ROLE_PERMISSIONS: Record<string, readonly string[]> = {
   cluster: [CLUSTER],
   admin: ['nexus:provisioning:*'],
+  agent: [AGENT],
 };
 
 const header = (req: Request, name: string) => {
@@ -87,6 +92,16 @@ export class Authenticator {
     };
   }
 
+  /** Authenticates a bare operator or agent token (the agent socket's handshake). */
+  authenticateToken(token: string): Promise<Principal> {
+    if (!token) {
+      return Promise.reject(
+        new AppError('NEXUS_ERR_UNAUTHORIZED', 'Missing credentials: send auth.token'),
+      );
+    }
+    return this.fromToken(token, undefined);
+  }
+
   async authenticate(req: Request): Promise<Principal> {
     const apiKey = header(req, 'x-api-key');
     const ccid = header(req, 'x-ccid');
@@ -139,6 +154,8 @@ export class Authenticator {
     if (secretsEqual(token, this.deps.config.adminToken)) {
       return { via: 'admin-token', subject: 'admin', tenant: null, permissions: [CLUSTER], ccid };
     }
+    const agentToken = await this.deps.tokens.verifyAgent(token);
+    if (agentToken) return this.agentPrincipal(agentToken.tenant, { id: agentToken.sub }, ccid);
     const jwt = this.deps.config.jwt;
     if (!jwt || !this.jwks || token.split('.').length !== 3) {
       throw new AppError('NEXUS_ERR_UNAUTHORIZED', 'Invalid token', 'header.authorization');
@@ -158,6 +175,9 @@ export class Authenticator {
     const cluster = permissions.includes(CLUSTER);
     const tenantClaim = payload[jwt.tenantClaim];
     const tenant = typeof tenantClaim === 'string' && tenantClaim ? tenantClaim : null;
+    if (roles.includes('agent') && tenant !== null && typeof payload.sub === 'string') {
+      return this.agentPrincipal(tenant, { username: payload.sub }, ccid);
+    }
     if (!cluster && tenant === null) {
       throw new AppError(
         'NEXUS_ERR_FORBIDDEN',
@@ -171,6 +191,44 @@ export class Authenticator {
       tenant: cluster ? null : tenant,
       permissions,
       ccid: ccid ?? tenant ?? undefined,
+    };
+  }
+
+  /** An enabled agent of an enabled tenant, found by id (agent token) or username (JWT). */
+  private async agentPrincipal(
+    tenant: string,
+    who: { id: string } | { username: string },
+    ccid: string | undefined,
+  ): Promise<Principal> {
+    const agent =
+      'id' in who
+        ? await findAgent(this.deps.db, tenant, who.id)
+        : await findAgentByUsername(this.deps.db, tenant, who.username);
+    if (!agent || !agent.enabled) {
+      throw new AppError(
+        'NEXUS_ERR_UNAUTHORIZED',
+        'Unknown or disabled agent',
+        'header.authorization',
+      );
+    }
+    const tenantRow = await findTenant(this.deps.db, tenant);
+    if (!tenantRow?.enabled) {
+      throw new AppError('NEXUS_ERR_TENANT_DISABLED', undefined, 'header.authorization');
+    }
+    if (ccid !== undefined && ccid !== tenant) {
+      throw new AppError(
+        'NEXUS_ERR_FORBIDDEN',
+        'x-ccid names another tenant than the agent',
+        'header.x-ccid',
+      );
+    }
+    return {
+      via: 'agent-token',
+      subject: `agent:${agent.id}`,
+      tenant,
+      permissions: [AGENT],
+      ccid: tenant,
+      agent: { id: agent.id, name: agent.name },
     };
   }
 }

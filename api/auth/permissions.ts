@@ -7,7 +7,7 @@ export const PERMISSIONS = {
   'nexus:consumer:chat': 'Customer chat: open chat sessions and talk in them (web widgets, apps).',
   'nexus:designer:chat':
     'Designer and bot applications: read and act on the chat interactions of the tenant.',
-  'nexus:agent:*': 'Agent desktops integrated by key: the agent API of the tenant.',
+  'nexus:agent:*': 'The agent API of the tenant: agent tokens and operator JWTs with role agent.',
   'nexus:provisioning:*': 'Provisioning of the tenant: services, channels and its API keys.',
   'nexus:sms:webhook': 'SMS aggregators: inbound messages (MO) and delivery receipts.',
   'nexus:thirdparty:webhook':
@@ -19,6 +19,7 @@ export const PERMISSIONS = {
 export type Permission = keyof typeof PERMISSIONS;
 export const PERMISSION_NAMES = Object.keys(PERMISSIONS) as Permission[];
 export const CLUSTER: Permission = 'nexus:cluster:*';
+export const AGENT: Permission = 'nexus:agent:*';
 
 export const isPermission = (value: string): value is Permission =>
   Object.hasOwn(PERMISSIONS, value);

@@ -5,7 +5,7 @@ import { CLUSTER, grants, type Permission } from './permissions.js';
 /** Who is calling, once authenticated. */
 export interface Principal {
   /** How they authenticated. */
-  readonly via: 'admin-token' | 'jwt' | 'apikey';
+  readonly via: 'admin-token' | 'jwt' | 'apikey' | 'agent-token';
   /** For audit fields (`createdby`): `admin`, the JWT subject, or `apikey:<id>`. */
   readonly subject: string;
   /** The tenant the credential belongs to; null for cluster-wide credentials. */
@@ -15,6 +15,16 @@ export interface Principal {
   readonly key?: { readonly id: string; readonly capacity: number; readonly frequency: number };
   /** The tenant named by `x-ccid`, when sent. */
   readonly ccid?: string | undefined;
+  /** An agent acting through the agent API (agent token, or an operator JWT with role agent). */
+  readonly agent?: { readonly id: string; readonly name: string } | undefined;
+}
+
+/** The agent behind the credentials, or 403 when they are not an agent's. */
+export function agentOf(principal: Principal): { id: string; name: string; tenant: string } {
+  if (!principal.agent || principal.tenant === null) {
+    throw new AppError('NEXUS_ERR_AGENT_REQUIRED', undefined, 'header.authorization');
+  }
+  return { ...principal.agent, tenant: principal.tenant };
 }
 
 export const isCluster = (principal: Principal) =>

@@ -15,7 +15,11 @@ const clientClaims = z.object({
   participantId: z.string().uuid(),
   tenant: z.string(),
 });
-const agentClaims = z.object({ typ: z.literal('agent'), sub: z.string().uuid(), tenant: z.string() });
+const agentClaims = z.object({
+  typ: z.literal('agent'),
+  sub: z.string().uuid(),
+  tenant: z.string(),
+});
 
 export type ClientToken = z.infer<typeof clientClaims>;
 export type AgentToken = z.infer<typeof agentClaims>;

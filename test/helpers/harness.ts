@@ -2,7 +2,10 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { DatabasePool } from 'slonik';
 import { afterEach, beforeEach } from 'vitest';
+import { createServer } from 'node:http';
 import { buildApp, type BuiltApp } from '../../api/app.js';
+import { attachRealtime } from '../../api/realtime.js';
+import { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { createDbPool } from '../../db/pool.js';
 import { loadConfig, type Config } from '../../lib/config.js';
 import { InvalidationBus } from '../../lib/invalidation.js';
@@ -33,6 +36,13 @@ export interface Harness {
   readonly enqueue: EnqueueContext;
   /** A new app (its own caches) on the harness's connections. */
   app(): BuiltApp;
+  /**
+   * An API replica listening on a local port, sockets included (closed by
+   * {@link Harness.close}). Each call is another replica with its own caches and subscriptions.
+   */
+  serve(): Promise<{ url: string; app: BuiltApp; close(): Promise<void> }>;
+  /** The workers' publisher of realtime events. */
+  readonly publisher: RealtimePublisher;
   /**
    * Starts workers (closed by {@link Harness.close}) with the real maintenance processor unless
    * given another; lock timings are shrunk for tests.
@@ -110,6 +120,8 @@ export async function createHarness(
   const bus = InvalidationBus.create(config, redis, log);
   await eventually(() => bus.live, 5_000, 'the invalidation bus');
   const runtimes: WorkerRuntime[] = [];
+  const servers: { close(): Promise<void> }[] = [];
+  const publisher = new RealtimePublisher(redis, config, log);
 
   const harness: Harness = {
     config,
@@ -121,6 +133,34 @@ export async function createHarness(
     bus,
     enqueue: { db, queues, log, sweepAfterMs: config.workers.sweepAfterMs },
     app: () => buildApp({ config, log: options.log ?? log, db, queues, redis, bus }),
+    publisher,
+    async serve() {
+      const replicaBus = InvalidationBus.create(config, redis, log, 'replica-invalidation');
+      await eventually(() => replicaBus.live, 5_000, 'the replica bus');
+      const app = buildApp({ config, log: options.log ?? log, db, queues, redis, bus: replicaBus });
+      const server = createServer(app);
+      await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
+      const realtime = await attachRealtime(server, {
+        config,
+        db,
+        log,
+        chat: app.chat,
+        auth: app.auth,
+      });
+      const { port } = server.address() as { port: number };
+      let closed: Promise<void> | undefined;
+      const handle = {
+        url: `http://127.0.0.1:${port}`,
+        app,
+        close: () =>
+          (closed ??= (async () => {
+            await realtime.close();
+            await replicaBus.close();
+          })()),
+      };
+      servers.push(handle);
+      return handle;
+    },
     async startWorkers(options) {
       const workerConfig = options.config ?? config;
       const maintenance = createMaintenanceProcessor(
@@ -140,6 +180,7 @@ export async function createHarness(
       return runtime;
     },
     async close() {
+      await Promise.all(servers.map(server => server.close()));
       await Promise.all(runtimes.map(runtime => runtime.close(5_000)));
       await queues.close();
       await bus.close();

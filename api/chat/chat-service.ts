@@ -1,0 +1,308 @@
+import { randomUUID } from 'node:crypto';
+import type { CommonQueryMethods, DatabasePool } from 'slonik';
+import {
+  appendEvents,
+  insertMessage,
+  listEvents,
+  sequencePendingMessages,
+  type EventType,
+  type InteractionEvent,
+} from '../../db/conversation.js';
+import {
+  endSession,
+  findEndpoint,
+  findSession,
+  finishInteraction,
+  insertInteraction,
+  insertSession,
+  joinInteraction,
+  type SessionRow,
+} from '../../db/queries/chat.js';
+import { AppError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
+import { inboundQueue, type QueueSet } from '../../queues/index.js';
+import { dispatchWork, recordWork, type EnqueueContext } from '../../queues/work.js';
+import type { TokenService } from '../auth/tokens.js';
+import { interactionState } from '../../db/queries/interaction-state.js';
+
+export interface ChatServiceDeps {
+  db: DatabasePool;
+  queues: QueueSet;
+  log: Logger;
+  sweepAfterMs: number;
+  tokens: TokenService;
+  publisher: RealtimePublisher;
+}
+
+export interface SessionStart {
+  nickname: string;
+  firstName: string | null;
+  lastName: string | null;
+  email: string | null;
+  phone: string | null;
+  endpoint: string | null;
+  stream: string | null;
+  userData: Record<string, string>;
+}
+
+export interface Participant {
+  type: 'customer' | 'agent';
+  id: string;
+  nickname: string;
+}
+
+/** Text messages are at most this long (characters). */
+export const MAX_TEXT = 4_096;
+
+/**
+ * Customer chat and agent messaging over the interaction event log. Customer messages are stored
+ * Postgres-first and numbered by the inbound processor; everything else (agent messages, reads,
+ * joins, ends) is numbered here, in the request's transaction, and published after the commit.
+ */
+export class ChatService {
+  private readonly enqueue: EnqueueContext;
+
+  constructor(private readonly deps: ChatServiceDeps) {
+    this.enqueue = {
+      db: deps.db,
+      queues: deps.queues,
+      log: deps.log,
+      sweepAfterMs: deps.sweepAfterMs,
+    };
+  }
+
+  async startSession(
+    tenantId: string,
+    start: SessionStart,
+  ): Promise<{ session: SessionRow; clientToken: string }> {
+    if (start.endpoint !== null && !(await findEndpoint(this.deps.db, tenantId, start.endpoint))) {
+      throw new AppError(
+        'INVALID_ENDPOINT',
+        `Endpoint ${start.endpoint} is not one of the tenant`,
+        'body.data.endpoint',
+      );
+    }
+    const sessionId = randomUUID();
+    const interactionId = randomUUID();
+    const participantId = randomUUID();
+    const { session, work } = await this.deps.db.transaction(async tx => {
+      await insertInteraction(tx, {
+        id: interactionId,
+        tenantId,
+        media: 'chat',
+        subtype: 'InboundNew',
+        endpoint: start.endpoint,
+      });
+      const row = await insertSession(tx, {
+        id: sessionId,
+        tenantId,
+        interactionId,
+        participantId,
+        ...start,
+      });
+      const record = await recordWork(
+        tx,
+        inboundQueue,
+        {
+          tenantId,
+          channel: 'chat',
+          kind: 'session',
+          externalId: `session-${sessionId}`,
+          from: sessionId,
+          interactionId,
+          receivedAt: new Date().toISOString(),
+        },
+        this.deps.sweepAfterMs,
+      );
+      return { session: row, work: record };
+    });
+    await dispatchWork(this.enqueue, [work]);
+    const clientToken = await this.deps.tokens.signClient({
+      sessionId,
+      participantId,
+      tenant: tenantId,
+    });
+    return { session, clientToken };
+  }
+
+  /** The session a client token opens; AUTHENTICATION_REQUIRED for anything else. */
+  async sessionFor(token: string | undefined, sessionId?: string): Promise<SessionRow> {
+    const refuse = (message: string) =>
+      new AppError('AUTHENTICATION_REQUIRED', message, 'header.x-nexus-client-key');
+    if (!token) throw refuse('Send the clientToken of the session in x-nexus-client-key');
+    const claims = await this.deps.tokens.verifyClient(token);
+    if (!claims) throw refuse('The client token is not valid');
+    if (sessionId !== undefined && claims.sessionId !== sessionId) {
+      throw refuse('The client token is for another session');
+    }
+    const session = await findSession(this.deps.db, claims.sessionId);
+    if (!session || session.tenant_id !== claims.tenant) throw refuse('Unknown session');
+    return session;
+  }
+
+  /**
+   * Accepts a customer message: stored with its client message id (a retry finds the first and
+   * does nothing more), then the inbound job numbers and publishes it.
+   */
+  async customerMessage(
+    session: SessionRow,
+    text: string,
+    clientMessageId: string | null,
+  ): Promise<{ id: string; created: boolean }> {
+    const { message, work } = await this.deps.db.transaction(async tx => {
+      await this.assertOpen(tx, session.interaction_id);
+      const stored = await insertMessage(tx, {
+        id: randomUUID(),
+        tenantId: session.tenant_id,
+        interactionId: session.interaction_id,
+        direction: 'inbound',
+        senderType: 'customer',
+        senderId: session.participant_id,
+        text,
+        clientMessageId,
+      });
+      if (!stored.created) return { message: stored, work: undefined };
+      const record = await recordWork(
+        tx,
+        inboundQueue,
+        {
+          tenantId: session.tenant_id,
+          channel: 'chat',
+          kind: 'message',
+          externalId: stored.id,
+          from: session.id,
+          interactionId: session.interaction_id,
+          messageId: stored.id,
+          receivedAt: new Date().toISOString(),
+        },
+        this.deps.sweepAfterMs,
+      );
+      return { message: stored, work: record };
+    });
+    if (work) await dispatchWork(this.enqueue, [work]);
+    return { id: message.id, created: message.created };
+  }
+
+  /** An agent's message: numbered at once (after any customer message still waiting). */
+  async agentMessage(
+    tenantId: string,
+    interactionId: string,
+    agent: { id: string; name: string },
+    text: string,
+    clientMessageId: string | null,
+  ): Promise<{ id: string; created: boolean }> {
+    let result = { id: '', created: false };
+    await this.write(async tx => {
+      await this.assertOpen(tx, interactionId, tenantId);
+      const joined = await this.joinEvents(tx, interactionId, agent);
+      const stored = await insertMessage(tx, {
+        id: randomUUID(),
+        tenantId,
+        interactionId,
+        direction: 'outbound',
+        senderType: 'agent',
+        senderId: agent.id,
+        text,
+        clientMessageId,
+      });
+      result = { id: stored.id, created: stored.created };
+      return [...joined, ...(await sequencePendingMessages(tx, interactionId))];
+    });
+    return result;
+  }
+
+  async agentJoin(
+    tenantId: string,
+    interactionId: string,
+    agent: { id: string; name: string },
+  ): Promise<void> {
+    await this.write(async tx => {
+      await this.assertOpen(tx, interactionId, tenantId);
+      return this.joinEvents(tx, interactionId, agent);
+    });
+  }
+
+  /** A read receipt: the participant has read up to `seq`. */
+  async read(
+    tenantId: string,
+    interactionId: string,
+    participant: Participant,
+    seq: number,
+  ): Promise<void> {
+    await this.write(async tx => {
+      const state = await interactionState(tx, interactionId, tenantId);
+      if (!state) throw new AppError('NEXUS_ERR_NOT_FOUND', 'interaction not found');
+      if (seq > state.lastSeq) {
+        throw new AppError(
+          'NEXUS_ERR_VALIDATION',
+          `body.seq: must be at most ${state.lastSeq}, the last event of the chat`,
+          'body.seq',
+        );
+      }
+      return appendEvents(tx, interactionId, [{ type: 'read', payload: { participant, seq } }]);
+    });
+  }
+
+  typing(tenantId: string, interactionId: string, participant: Participant, typing: boolean) {
+    this.deps.publisher.notice({ tenantId, interactionId, participant, typing });
+  }
+
+  /** Ends the chat: the customer leaves, or an agent marks it Done. Idempotent. */
+  async finish(
+    tenantId: string,
+    interactionId: string,
+    by: Participant,
+    sessionId?: string,
+  ): Promise<void> {
+    await this.write(async tx => {
+      const state = await interactionState(tx, interactionId, tenantId);
+      if (!state) throw new AppError('NEXUS_ERR_NOT_FOUND', 'interaction not found');
+      if (sessionId) await endSession(tx, sessionId);
+      if (!(await finishInteraction(tx, interactionId))) return [];
+      const pending = await sequencePendingMessages(tx, interactionId);
+      const events: { type: EventType; payload: Record<string, unknown> }[] = [];
+      if (by.type === 'customer')
+        events.push({ type: 'participant.left', payload: { participant: by } });
+      events.push({ type: 'interaction.finished', payload: { by } });
+      return [...pending, ...(await appendEvents(tx, interactionId, events))];
+    });
+  }
+
+  /** Events after `afterSeq` (the transcript), in order. */
+  events(interactionId: string, afterSeq: number, limit: number): Promise<InteractionEvent[]> {
+    return listEvents(this.deps.db, interactionId, afterSeq, limit);
+  }
+
+  private async joinEvents(
+    tx: CommonQueryMethods,
+    interactionId: string,
+    agent: { id: string; name: string },
+  ): Promise<InteractionEvent[]> {
+    if (!(await joinInteraction(tx, interactionId, agent.id))) return [];
+    return appendEvents(tx, interactionId, [
+      {
+        type: 'participant.joined',
+        payload: { participant: { id: agent.id, type: 'agent', nickname: agent.name } },
+      },
+    ]);
+  }
+
+  private async assertOpen(
+    tx: CommonQueryMethods,
+    interactionId: string,
+    tenantId?: string,
+  ): Promise<void> {
+    const state = await interactionState(tx, interactionId, tenantId);
+    if (!state) throw new AppError('NEXUS_ERR_NOT_FOUND', 'interaction not found');
+    if (state.state !== 'open') throw new AppError('NEXUS_ERR_CHAT_ENDED');
+  }
+
+  /** Runs `within` in a transaction and publishes the events it wrote after the commit. */
+  private async write(
+    within: (tx: CommonQueryMethods) => Promise<InteractionEvent[]>,
+  ): Promise<void> {
+    const events = await this.deps.db.transaction(within);
+    this.deps.publisher.events(events);
+  }
+}

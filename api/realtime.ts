@@ -1,0 +1,408 @@
+import type { Server as HttpServer } from 'node:http';
+import { createAdapter } from '@socket.io/redis-adapter';
+import type { DatabasePool } from 'slonik';
+import { Server, type Namespace, type Socket } from 'socket.io';
+import { z } from 'zod';
+import { listEvents, type InteractionEvent } from '../db/conversation.js';
+import { findInteraction, listAgentInteractionIds } from '../db/queries/chat.js';
+import type { Config } from '../lib/config.js';
+import { coerceError, isAppError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { REALTIME, socketIoKey } from '../lib/realtime-publisher.js';
+import { closeRedis, createRedis } from '../lib/redis.js';
+import type { Authenticator } from './auth/authenticator.js';
+import { agentOf } from './auth/principal.js';
+import { MAX_TEXT, type ChatService, type Participant } from './chat/chat-service.js';
+import { presentEvent } from './routes/chat.js';
+import { customer } from './routes/chat.js';
+
+export const SOCKET_PATH = '/nexus/v3/socket.io';
+/** A typing indicator not repeated within this time turns off by itself. */
+export const TYPING_EXPIRES_MS = 5_000;
+
+const SOCKET_EVENT: Record<InteractionEvent['type'], string> = {
+  'interaction.started': 'started',
+  'participant.joined': 'participant',
+  'participant.left': 'participant',
+  'message.created': 'message',
+  read: 'read',
+  'interaction.finished': 'ended',
+};
+
+interface Notice {
+  tenantId: string;
+  interactionId: string;
+  participant: Participant;
+  typing: boolean;
+}
+
+/**
+ * One socket's view of one interaction: delivers events exactly once and in seq order. Live
+ * events come from any replica through the socket.io Redis adapter; when one arrives ahead of the
+ * last delivered seq, the gap is read from PostgreSQL first. Deliveries are chained, so a
+ * catch-up and live events never interleave.
+ */
+class Feed {
+  private chain: Promise<void> = Promise.resolve();
+  private typingTimers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    readonly socket: Socket,
+    readonly interactionId: string,
+    private lastSeq: number,
+    private readonly load: (after: number, before?: number) => Promise<InteractionEvent[]>,
+    private readonly log: Logger,
+    private readonly self?: string,
+  ) {}
+
+  catchUp(): Promise<void> {
+    return this.enqueue(async () => {
+      for (;;) {
+        const batch = await this.load(this.lastSeq);
+        for (const event of batch) this.send(event);
+        if (batch.length < 500) return;
+      }
+    });
+  }
+
+  push(event: InteractionEvent): void {
+    void this.enqueue(async () => {
+      if (event.seq <= this.lastSeq) return;
+      if (event.seq > this.lastSeq + 1) {
+        for (const missing of await this.load(this.lastSeq, event.seq)) this.send(missing);
+      }
+      this.send(event);
+    });
+  }
+
+  typing(notice: Notice): void {
+    if (notice.participant.id === this.self) return;
+    const key = notice.participant.id;
+    clearTimeout(this.typingTimers.get(key));
+    this.socket.emit('typing', { ...notice, expiresInMs: notice.typing ? TYPING_EXPIRES_MS : 0 });
+    if (notice.typing) {
+      const timer = setTimeout(() => {
+        this.typingTimers.delete(key);
+        this.socket.emit('typing', { ...notice, typing: false, expired: true, expiresInMs: 0 });
+      }, TYPING_EXPIRES_MS);
+      timer.unref();
+      this.typingTimers.set(key, timer);
+    }
+  }
+
+  close(): void {
+    for (const timer of this.typingTimers.values()) clearTimeout(timer);
+  }
+
+  private send(event: InteractionEvent): void {
+    if (event.seq <= this.lastSeq) return;
+    this.lastSeq = event.seq;
+    this.socket.emit(SOCKET_EVENT[event.type], presentEvent(event));
+  }
+
+  private enqueue(step: () => Promise<void>): Promise<void> {
+    this.chain = this.chain.then(step).catch((error: unknown) => {
+      // Nothing was advanced past what was sent: the next event (or a reconnect) fills the gap.
+      this.log.warn({ err: error, interactionId: this.interactionId }, 'socket delivery failed');
+    });
+    return this.chain;
+  }
+}
+
+/** Local feeds by interaction, and agent sockets by tenant. */
+class FeedHub {
+  private readonly feeds = new Map<string, Set<Feed>>();
+  readonly agents = new Map<string, Set<Socket>>();
+
+  add(feed: Feed): boolean {
+    let set = this.feeds.get(feed.interactionId);
+    if (!set) this.feeds.set(feed.interactionId, (set = new Set()));
+    for (const existing of set) if (existing.socket === feed.socket) return false;
+    set.add(feed);
+    return true;
+  }
+
+  removeSocket(socket: Socket): void {
+    for (const [id, set] of this.feeds) {
+      for (const feed of set) {
+        if (feed.socket === socket) {
+          feed.close();
+          set.delete(feed);
+        }
+      }
+      if (set.size === 0) this.feeds.delete(id);
+    }
+  }
+
+  of(interactionId: string): ReadonlySet<Feed> {
+    return this.feeds.get(interactionId) ?? new Set();
+  }
+}
+
+export interface RealtimeDeps {
+  config: Config;
+  db: DatabasePool;
+  log: Logger;
+  chat: ChatService;
+  auth: Authenticator;
+}
+
+export interface Realtime {
+  readonly io: Server;
+  close(): Promise<void>;
+}
+
+const customerMessage = z
+  .object({
+    text: z
+      .string()
+      .max(MAX_TEXT)
+      .refine(value => value.trim().length > 0, 'must not be empty'),
+    clientMessageId: z.string().trim().min(1).max(128).optional(),
+  })
+  .strict();
+
+type Ack = (answer: unknown) => void;
+const ok = (data: unknown) => ({ status: { code: 0 }, data });
+const failure = (error: unknown) =>
+  isAppError(error)
+    ? { status: { code: error.code, message: error.message, field: error.field } }
+    : { status: { code: 'NEXUS_ERR_INTERNAL', message: 'Internal error' } };
+
+/**
+ * Socket.io on the API's HTTP server, at `/nexus/v3/socket.io`:
+ * - `/chat` for customers: `auth: {token: <clientToken>, lastSeq?}`; events `message`, `typing`,
+ *   `read`, `participant`, `ended`, `started`; the customer sends `message` (with an ack),
+ *   `typing` and `read`.
+ * - `/agent` for agents: `auth: {token: <agent token>}`; `interaction` for every new interaction
+ *   of the tenant, and every event of the interactions the agent joined; `subscribe`
+ *   `{interactionId, lastSeq}` catches one up.
+ * Replicas share events through the socket.io Redis adapter.
+ */
+export async function attachRealtime(server: HttpServer, deps: RealtimeDeps): Promise<Realtime> {
+  const { config, db, log, chat } = deps;
+  const pub = createRedis(config.redis, 'worker', 'socketio-pub', log);
+  const sub = createRedis(config.redis, 'worker', 'socketio-sub', log);
+  const io = new Server(server, { path: SOCKET_PATH, serveClient: false, cors: { origin: true } });
+  io.adapter(createAdapter(pub, sub, { key: socketIoKey(config) }));
+  const hub = new FeedHub();
+  const loader = (interactionId: string) => (after: number, before?: number) =>
+    listEvents(db, interactionId, after, before === undefined ? 500 : before - after - 1, before);
+
+  io.of('/').on(REALTIME.events, ({ events }: { events: InteractionEvent[] }) => {
+    for (const event of events) {
+      for (const feed of hub.of(event.interactionId)) feed.push(event);
+      if (event.type === 'interaction.started') {
+        for (const socket of hub.agents.get(event.tenantId) ?? []) {
+          socket.emit('interaction', presentEvent(event));
+        }
+      }
+      const participant = event.data.participant as Participant | undefined;
+      if (event.type === 'participant.joined' && participant?.type === 'agent') {
+        // The agent's sockets on this replica follow the interaction from its join on.
+        for (const socket of hub.agents.get(event.tenantId) ?? []) {
+          if ((socket.data as { agentId?: string }).agentId !== participant.id) continue;
+          const feed = new Feed(
+            socket,
+            event.interactionId,
+            event.seq - 1,
+            loader(event.interactionId),
+            log,
+            participant.id,
+          );
+          if (hub.add(feed)) feed.push(event);
+        }
+      }
+    }
+  });
+  io.of('/').on(REALTIME.notice, (notice: Notice) => {
+    for (const feed of hub.of(notice.interactionId)) feed.typing(notice);
+  });
+
+  const customers: Namespace = io.of('/chat');
+  customers.use((socket, next) => {
+    const auth = socket.handshake.auth as { token?: unknown };
+    const token = typeof auth.token === 'string' ? auth.token : undefined;
+    chat.sessionFor(token).then(
+      session => {
+        socket.data = { session };
+        next();
+      },
+      (error: unknown) => next(handshakeError(error)),
+    );
+  });
+  customers.on('connection', socket => {
+    const { session } = socket.data as { session: Awaited<ReturnType<ChatService['sessionFor']>> };
+    const me = customer(session);
+    const lastSeq = Math.max(
+      0,
+      Number((socket.handshake.auth as { lastSeq?: unknown }).lastSeq ?? 0) || 0,
+    );
+    const feed = new Feed(
+      socket,
+      session.interaction_id,
+      lastSeq,
+      loader(session.interaction_id),
+      log,
+      me.id,
+    );
+    hub.add(feed);
+    void feed.catchUp();
+    socket.on('disconnect', () => hub.removeSocket(socket));
+    socket.on('message', (payload: unknown, ack?: Ack) => {
+      const parsed = customerMessage.safeParse(payload);
+      if (!parsed.success) {
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: parsed.error.issues[0]?.message,
+            field: parsed.error.issues[0]?.path.join('.'),
+          },
+        });
+        return;
+      }
+      chat.customerMessage(session, parsed.data.text, parsed.data.clientMessageId ?? null).then(
+        result => ack?.(ok({ id: result.id, duplicate: !result.created })),
+        (error: unknown) => ack?.(failure(error)),
+      );
+    });
+    socket.on('typing', (payload: unknown) => {
+      const typing = (payload as { typing?: unknown } | undefined)?.typing !== false;
+      chat.typing(session.tenant_id, session.interaction_id, me, typing);
+    });
+    socket.on('read', (payload: unknown, ack?: Ack) => {
+      const seq = Number((payload as { seq?: unknown } | undefined)?.seq);
+      if (!Number.isInteger(seq) || seq < 1) {
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: 'seq must be a positive integer',
+            field: 'seq',
+          },
+        });
+        return;
+      }
+      chat.read(session.tenant_id, session.interaction_id, me, seq).then(
+        () => ack?.(ok({ seq })),
+        (error: unknown) => ack?.(failure(error)),
+      );
+    });
+  });
+
+  const agents: Namespace = io.of('/agent');
+  agents.use((socket, next) => {
+    const auth = socket.handshake.auth as { token?: unknown };
+    const token = typeof auth.token === 'string' ? auth.token : '';
+    deps.auth.authenticateToken(token).then(
+      principal => {
+        try {
+          const agent = agentOf(principal);
+          socket.data = { agentId: agent.id, agent };
+          next();
+        } catch (error) {
+          next(handshakeError(error));
+        }
+      },
+      (error: unknown) => next(handshakeError(error)),
+    );
+  });
+  agents.on('connection', socket => {
+    const { agent } = socket.data as { agent: ReturnType<typeof agentOf> };
+    let set = hub.agents.get(agent.tenant);
+    if (!set) hub.agents.set(agent.tenant, (set = new Set()));
+    set.add(socket);
+    socket.on('disconnect', () => {
+      hub.agents.get(agent.tenant)?.delete(socket);
+      hub.removeSocket(socket);
+    });
+    const follow = (interactionId: string, lastSeq: number) => {
+      const feed = new Feed(socket, interactionId, lastSeq, loader(interactionId), log, agent.id);
+      if (hub.add(feed)) void feed.catchUp();
+    };
+    const lastSeqs = ((socket.handshake.auth as { lastSeqs?: unknown }).lastSeqs ?? {}) as Record<
+      string,
+      unknown
+    >;
+    void listAgentInteractionIds(db, agent.id).then(
+      ids => {
+        for (const id of ids) follow(id, Math.max(0, Number(lastSeqs[id] ?? 0) || 0));
+      },
+      (error: unknown) => log.warn({ err: error }, 'could not list the agent interactions'),
+    );
+    socket.on('subscribe', (payload: unknown, ack?: Ack) => {
+      const { interactionId, lastSeq } = (payload ?? {}) as {
+        interactionId?: unknown;
+        lastSeq?: unknown;
+      };
+      if (
+        typeof interactionId !== 'string' ||
+        !z.string().uuid().safeParse(interactionId).success
+      ) {
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: 'interactionId must be an interaction id',
+            field: 'interactionId',
+          },
+        });
+        return;
+      }
+      findInteraction(db, agent.tenant, interactionId).then(
+        row => {
+          if (!row) {
+            ack?.({ status: { code: 'NEXUS_ERR_NOT_FOUND', message: 'interaction not found' } });
+            return;
+          }
+          follow(interactionId, Math.max(0, Number(lastSeq ?? 0) || 0));
+          ack?.(ok({ interactionId }));
+        },
+        (error: unknown) => ack?.(failure(error)),
+      );
+    });
+    socket.on('message', (payload: unknown, ack?: Ack) => {
+      const { interactionId, ...rest } = (payload ?? {}) as { interactionId?: unknown };
+      const parsed = customerMessage.safeParse(rest);
+      if (typeof interactionId !== 'string' || !parsed.success) {
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: 'send {interactionId, text, clientMessageId?}',
+          },
+        });
+        return;
+      }
+      chat
+        .agentMessage(
+          agent.tenant,
+          interactionId,
+          agent,
+          parsed.data.text,
+          parsed.data.clientMessageId ?? null,
+        )
+        .then(
+          result => ack?.(ok({ id: result.id, duplicate: !result.created })),
+          (error: unknown) => ack?.(failure(error)),
+        );
+    });
+  });
+
+  return {
+    io,
+    async close() {
+      await io.close();
+      await closeRedis(pub);
+      await closeRedis(sub);
+    },
+  };
+}
+
+/** A handshake refusal the client sees as `connect_error` with `data.code`. */
+function handshakeError(error: unknown): Error {
+  const cause = coerceError(error);
+  const refused = new Error(isAppError(error) ? error.message : 'Internal error') as Error & {
+    data?: unknown;
+  };
+  refused.data = { code: isAppError(error) ? error.code : 'NEXUS_ERR_INTERNAL' };
+  if (!isAppError(error)) refused.cause = cause;
+  return refused;
+}

@@ -1,0 +1,224 @@
+import type { DatabasePool } from 'slonik';
+import { z } from 'zod';
+import {
+  findContact,
+  findInteraction,
+  listAgentInteractionIds,
+  listContactInteractions,
+  listOpenInteractions,
+} from '../../db/queries/chat.js';
+import { AppError } from '../../lib/errors.js';
+import { agentOf } from '../auth/principal.js';
+import { MAX_TEXT, type ChatService } from '../chat/chat-service.js';
+import { reply } from '../error-handler.js';
+import { envelopeOf, type Api } from '../openapi.js';
+import { presentInteraction } from './agents.js';
+import { presentEvent } from './chat.js';
+
+const interactionParams = z.object({ id: z.string().uuid('must be an interaction id') });
+
+/**
+ * The agent API: the tenant's open interactions (any agent of the tenant may join any of them
+ * until routing assigns them), one interaction with its events and the customer's history,
+ * and the agent's actions: join, send, typing, read, Done.
+ */
+export function agentInteractionRoutes({
+  api,
+  db,
+  chat,
+}: {
+  api: Api;
+  db: DatabasePool;
+  chat: ChatService;
+}): void {
+  const load = async (tenant: string, id: string) => {
+    const row = await findInteraction(db, tenant, id);
+    if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `interaction ${id} not found`);
+    return row;
+  };
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/agent/interactions',
+    tag: 'Agent',
+    summary: 'Open interactions the agent may work on',
+    auth: 'nexus:agent:*',
+    query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(100) }).strict(),
+    responses: { 200: { description: 'Interactions, oldest first' } },
+    async handle({ query, principal, res }) {
+      const agent = agentOf(principal);
+      const [rows, mine] = await Promise.all([
+        listOpenInteractions(db, agent.tenant, query.limit),
+        listAgentInteractionIds(db, agent.id),
+      ]);
+      const joined = new Set(mine);
+      reply(res, 200, {
+        items: rows.map(row => ({ ...presentInteraction(row), joined: joined.has(row.id) })),
+      });
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/agent/interactions/:id',
+    tag: 'Agent',
+    summary: 'An interaction with its events and the customer',
+    description:
+      "Events after `after`, in seq order; the contact with identifiers; the contact's previous interactions.",
+    auth: 'nexus:agent:*',
+    params: interactionParams,
+    query: z
+      .object({
+        after: z.coerce.number().int().min(0).default(0),
+        limit: z.coerce.number().int().min(1).max(500).default(500),
+      })
+      .strict(),
+    responses: { 200: { description: 'The interaction' } },
+    async handle({ params, query, principal, res }) {
+      const agent = agentOf(principal);
+      const interaction = await load(agent.tenant, params.id);
+      const events = await chat.events(interaction.id, query.after, query.limit);
+      const contact = interaction.contact_id
+        ? await findContact(db, agent.tenant, interaction.contact_id)
+        : undefined;
+      const history = interaction.contact_id
+        ? (await listContactInteractions(db, agent.tenant, interaction.contact_id, 51)).filter(
+            row => row.id !== interaction.id,
+          )
+        : [];
+      reply(res, 200, {
+        interaction: presentInteraction(interaction),
+        events: events.map(presentEvent),
+        contact: contact
+          ? {
+              id: contact.id,
+              firstName: contact.first_name,
+              lastName: contact.last_name,
+              nickname: contact.nickname,
+              identifiers: contact.identifiers,
+            }
+          : null,
+        previousInteractions: history.slice(0, 50).map(presentInteraction),
+      });
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/agent/interactions/:id/join',
+    tag: 'Agent',
+    summary: 'Join an interaction',
+    description:
+      'The agent joins (a participant.joined event); its socket then receives every event of it.',
+    auth: 'nexus:agent:*',
+    params: interactionParams,
+    responses: {
+      200: { description: 'Joined', schema: envelopeOf(z.object({ joined: z.literal(true) })) },
+    },
+    async handle({ params, principal, res }) {
+      const agent = agentOf(principal);
+      await chat.agentJoin(agent.tenant, params.id, agent);
+      reply(res, 200, { joined: true });
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/agent/interactions/:id/messages',
+    tag: 'Agent',
+    summary: 'Send a message',
+    description: `\`text\` (1-${MAX_TEXT} characters), optional \`clientMessageId\` (a retry with it stores nothing more). Joins the agent first when needed.`,
+    auth: 'nexus:agent:*',
+    params: interactionParams,
+    body: z
+      .object({
+        text: z
+          .string()
+          .max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`)
+          .refine(value => value.trim().length > 0, 'must not be empty'),
+        clientMessageId: z.string().trim().min(1).max(128).optional(),
+      })
+      .strict()
+      .openapi('AgentMessage'),
+    responses: {
+      201: {
+        description: 'Sent',
+        schema: envelopeOf(z.object({ id: z.string().uuid(), duplicate: z.boolean() })),
+      },
+    },
+    async handle({ params, body, principal, res }) {
+      const agent = agentOf(principal);
+      const result = await chat.agentMessage(
+        agent.tenant,
+        params.id,
+        agent,
+        body.text,
+        body.clientMessageId ?? null,
+      );
+      reply(res, 201, { id: result.id, duplicate: !result.created });
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/agent/interactions/:id/typing',
+    tag: 'Agent',
+    summary: 'Typing indicator',
+    auth: 'nexus:agent:*',
+    params: interactionParams,
+    body: z.object({ typing: z.boolean().default(true) }).strict(),
+    responses: { 200: { description: 'Sent' } },
+    async handle({ params, body, principal, res }) {
+      const agent = agentOf(principal);
+      await load(agent.tenant, params.id);
+      chat.typing(
+        agent.tenant,
+        params.id,
+        { type: 'agent', id: agent.id, nickname: agent.name },
+        body.typing,
+      );
+      reply(res, 200, { typing: body.typing });
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/agent/interactions/:id/read',
+    tag: 'Agent',
+    summary: 'Read receipt',
+    auth: 'nexus:agent:*',
+    params: interactionParams,
+    body: z.object({ seq: z.number().int().min(1) }).strict(),
+    responses: { 200: { description: 'Recorded' } },
+    async handle({ params, body, principal, res }) {
+      const agent = agentOf(principal);
+      await chat.read(
+        agent.tenant,
+        params.id,
+        { type: 'agent', id: agent.id, nickname: agent.name },
+        body.seq,
+      );
+      reply(res, 200, { seq: body.seq });
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/agent/interactions/:id/done',
+    tag: 'Agent',
+    summary: 'Mark Done',
+    description: 'Ends the interaction (FINISHED). Idempotent.',
+    auth: 'nexus:agent:*',
+    params: interactionParams,
+    responses: { 200: { description: 'Done' } },
+    async handle({ params, principal, res }) {
+      const agent = agentOf(principal);
+      await chat.finish(agent.tenant, params.id, {
+        type: 'agent',
+        id: agent.id,
+        nickname: agent.name,
+      });
+      reply(res, 200, { state: 'done' });
+    },
+  });
+}

@@ -1,0 +1,312 @@
+import { randomUUID } from 'node:crypto';
+import type { DatabasePool } from 'slonik';
+import { z } from 'zod';
+import {
+  deleteEndpoint,
+  findAgent,
+  findContact,
+  insertAgent,
+  listAgents,
+  listContactInteractions,
+  listEndpoints,
+  updateAgent,
+  upsertEndpoint,
+  type AgentRow,
+  type InteractionRow,
+} from '../../db/queries/chat.js';
+import { findTenant } from '../../db/queries/tenants.js';
+import { AppError } from '../../lib/errors.js';
+import { assertTenant, tenantOf, type Principal } from '../auth/principal.js';
+import type { TokenService } from '../auth/tokens.js';
+import { reply } from '../error-handler.js';
+import { envelopeOf, type Api } from '../openapi.js';
+import { tenantId } from './tenants.js';
+
+const agentView = z
+  .object({
+    id: z.string().uuid(),
+    tenant: z.string(),
+    username: z.string(),
+    name: z.string(),
+    enabled: z.boolean(),
+    created: z.string(),
+    updated: z.string(),
+  })
+  .openapi('Agent');
+
+const presentAgent = (row: AgentRow): z.infer<typeof agentView> => ({
+  id: row.id,
+  tenant: row.tenant_id,
+  username: row.username,
+  name: row.name,
+  enabled: row.enabled,
+  created: row.created_at,
+  updated: row.updated_at,
+});
+
+export const presentInteraction = (row: InteractionRow) => ({
+  id: row.id,
+  mediaType: row.media,
+  interactionSubtype: row.subtype,
+  state: row.state,
+  endpoint: row.endpoint,
+  contactId: row.contact_id,
+  lastSeq: row.last_seq,
+  created: row.created_at,
+  updated: row.updated_at,
+  finished: row.finished_at,
+});
+
+const username = z
+  .string()
+  .trim()
+  .regex(/^[\w.@+-]{1,128}$/, 'must be 1-128 letters, digits or "_", ".", "@", "+", "-"');
+const agentId = z.object({ id: z.string().uuid('must be an agent id') });
+
+/**
+ * Agents (create, list, read, update, disable; issue tokens for the agent API), routing
+ * endpoints a chat may name, and contacts with their history. Tenant-scoped: operators of the
+ * tenant, or cluster operators with `x-ccid`.
+ */
+export function agentRoutes({
+  api,
+  db,
+  tokens,
+}: {
+  api: Api;
+  db: DatabasePool;
+  tokens: TokenService;
+}): void {
+  const loadAgent = async (principal: Principal, id: string) => {
+    const tenant = tenantOf(principal);
+    const row = await findAgent(db, tenant, id);
+    if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `agent ${id} not found`);
+    return row;
+  };
+
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/agents',
+    tag: 'Agents',
+    summary: 'Create an agent',
+    description: 'In the tenant of the credentials (`x-ccid` for cluster credentials).',
+    auth: 'nexus:provisioning:*',
+    body: z
+      .object({ username, name: z.string().trim().min(1).max(255) })
+      .strict()
+      .openapi('AgentCreate'),
+    responses: { 201: { description: 'Created', schema: envelopeOf(agentView) } },
+    async handle({ body, principal, res }) {
+      const tenant = tenantOf(principal);
+      if (!(await findTenant(db, tenant)))
+        throw new AppError('NEXUS_ERR_NOT_FOUND', `tenant ${tenant} not found`);
+      const row = await insertAgent(db, {
+        id: randomUUID(),
+        tenantId: tenant,
+        username: body.username,
+        name: body.name,
+      });
+      if (!row) {
+        throw new AppError(
+          'NEXUS_ERR_AGENT_EXISTS',
+          `Agent ${body.username} exists in tenant ${tenant}`,
+          'body.username',
+        );
+      }
+      reply(res, 201, presentAgent(row));
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/agents',
+    tag: 'Agents',
+    summary: "List the tenant's agents",
+    auth: 'nexus:provisioning:*',
+    responses: {
+      200: { description: 'Agents', schema: envelopeOf(z.object({ items: z.array(agentView) })) },
+    },
+    async handle({ principal, res }) {
+      reply(res, 200, { items: (await listAgents(db, tenantOf(principal))).map(presentAgent) });
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/agents/:id',
+    tag: 'Agents',
+    summary: 'Read an agent',
+    auth: 'nexus:provisioning:*',
+    params: agentId,
+    responses: { 200: { description: 'The agent', schema: envelopeOf(agentView) } },
+    async handle({ params, principal, res }) {
+      reply(res, 200, presentAgent(await loadAgent(principal, params.id)));
+    },
+  });
+
+  api.route({
+    method: 'patch',
+    path: '/nexus/v3/agents/:id',
+    tag: 'Agents',
+    summary: 'Update or disable an agent',
+    description: '`enabled: false` stops the agent token and the agent API for this agent.',
+    auth: 'nexus:provisioning:*',
+    params: agentId,
+    body: z
+      .object({
+        name: z.string().trim().min(1).max(255).optional(),
+        enabled: z.boolean().optional(),
+      })
+      .strict()
+      .refine(body => Object.keys(body).length > 0, 'must change at least one field'),
+    responses: { 200: { description: 'The agent', schema: envelopeOf(agentView) } },
+    async handle({ params, body, principal, res }) {
+      await loadAgent(principal, params.id);
+      const row = await updateAgent(db, tenantOf(principal), params.id, body);
+      if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `agent ${params.id} not found`);
+      reply(res, 200, presentAgent(row));
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/agents/:id/tokens',
+    tag: 'Agents',
+    summary: 'Issue an agent token',
+    description:
+      'A token for the agent API and the agent socket (`Authorization: Bearer <token>`), valid 12 hours. A disabled agent cannot use it.',
+    auth: 'nexus:provisioning:*',
+    params: agentId,
+    responses: {
+      201: {
+        description: 'Issued',
+        schema: envelopeOf(z.object({ token: z.string(), expiresAt: z.string() })),
+      },
+    },
+    async handle({ params, principal, res }) {
+      const agent = await loadAgent(principal, params.id);
+      if (!agent.enabled)
+        throw new AppError('NEXUS_ERR_FORBIDDEN', 'The agent is disabled', 'params.id');
+      reply(res, 201, await tokens.signAgent(agent.id, agent.tenant_id));
+    },
+  });
+
+  const endpointName = z.object({
+    ccid: tenantId,
+    name: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/,
+        'must be 1-128 letters, digits, "_", ".", ":" or "-"',
+      ),
+  });
+  const endpointView = z
+    .object({
+      tenant: z.string(),
+      name: z.string(),
+      description: z.string().nullable(),
+      created: z.string(),
+    })
+    .openapi('Endpoint');
+
+  api.route({
+    method: 'put',
+    path: '/nexus/v3/provisioning/endpoints/:ccid/:name',
+    tag: 'Endpoints',
+    summary: 'Create or replace a chat endpoint',
+    description:
+      'A routing endpoint a chat may name in `data[endpoint]` (the widget config `endpoint`).',
+    auth: 'nexus:provisioning:*',
+    params: endpointName,
+    body: z.object({ description: z.string().trim().max(1_024).optional() }).strict(),
+    responses: { 200: { description: 'Stored', schema: envelopeOf(endpointView) } },
+    async handle({ params, body, principal, res }) {
+      assertTenant(principal, params.ccid);
+      if (!(await findTenant(db, params.ccid)))
+        throw new AppError('NEXUS_ERR_NOT_FOUND', `tenant ${params.ccid} not found`);
+      const row = await upsertEndpoint(db, {
+        tenantId: params.ccid,
+        name: params.name,
+        description: body.description ?? null,
+      });
+      reply(res, 200, {
+        tenant: row.tenant_id,
+        name: row.name,
+        description: row.description,
+        created: row.created_at,
+      });
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/provisioning/endpoints/:ccid',
+    tag: 'Endpoints',
+    summary: "List the tenant's chat endpoints",
+    auth: 'nexus:provisioning:*',
+    params: z.object({ ccid: tenantId }),
+    responses: {
+      200: {
+        description: 'Endpoints',
+        schema: envelopeOf(z.object({ items: z.array(endpointView) })),
+      },
+    },
+    async handle({ params, principal, res }) {
+      assertTenant(principal, params.ccid);
+      const rows = await listEndpoints(db, params.ccid);
+      reply(res, 200, {
+        items: rows.map(row => ({
+          tenant: row.tenant_id,
+          name: row.name,
+          description: row.description,
+          created: row.created_at,
+        })),
+      });
+    },
+  });
+
+  api.route({
+    method: 'delete',
+    path: '/nexus/v3/provisioning/endpoints/:ccid/:name',
+    tag: 'Endpoints',
+    summary: 'Delete a chat endpoint',
+    auth: 'nexus:provisioning:*',
+    params: endpointName,
+    responses: {
+      200: { description: 'Deleted', schema: envelopeOf(z.object({ deleted: z.literal(true) })) },
+    },
+    async handle({ params, principal, res }) {
+      assertTenant(principal, params.ccid);
+      if (!(await deleteEndpoint(db, params.ccid, params.name))) {
+        throw new AppError('NEXUS_ERR_NOT_FOUND', `endpoint ${params.name} not found`);
+      }
+      reply(res, 200, { deleted: true });
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/contacts/:id',
+    tag: 'Contacts',
+    summary: 'Read a contact with its identifiers and interactions',
+    description: 'Agents and operators of the tenant. Interactions newest first (up to 50).',
+    auth: 'nexus:agent:*',
+    params: z.object({ id: z.string().uuid('must be a contact id') }),
+    responses: { 200: { description: 'The contact' } },
+    async handle({ params, principal, res }) {
+      const tenant = tenantOf(principal);
+      const contact = await findContact(db, tenant, params.id);
+      if (!contact) throw new AppError('NEXUS_ERR_NOT_FOUND', `contact ${params.id} not found`);
+      const interactions = await listContactInteractions(db, tenant, params.id, 50);
+      reply(res, 200, {
+        id: contact.id,
+        firstName: contact.first_name,
+        lastName: contact.last_name,
+        nickname: contact.nickname,
+        identifiers: contact.identifiers,
+        created: contact.created_at,
+        interactions: interactions.map(presentInteraction),
+      });
+    },
+  });
+}

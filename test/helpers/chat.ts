@@ -1,0 +1,75 @@
+import { io, type Socket } from 'socket.io-client';
+import request from 'supertest';
+import type { BuiltApp } from '../../api/app.js';
+import { SOCKET_PATH } from '../../api/realtime.js';
+import type { Harness } from './harness.js';
+
+export interface ChatTenant {
+  tenant: string;
+  chatKey: string;
+  agent: { id: string; token: string };
+}
+
+/** A tenant with its chat key, an endpoint and one agent with a token, provisioned by API. */
+export async function provisionChatTenant(
+  h: Harness,
+  app: BuiltApp,
+  tenant = 'chat-tenant',
+): Promise<ChatTenant> {
+  const admin = `Bearer ${h.config.adminToken}`;
+  const created = await request(app)
+    .post('/nexus/v3/provisioning/tenants')
+    .set('Authorization', admin)
+    .send({ id: tenant, name: tenant })
+    .expect(201);
+  await request(app)
+    .put(`/nexus/v3/provisioning/endpoints/${tenant}/GlobalChatSwitchboard`)
+    .set('Authorization', admin)
+    .send({})
+    .expect(200);
+  const agent = await request(app)
+    .post('/nexus/v3/agents')
+    .set('Authorization', admin)
+    .set('x-ccid', tenant)
+    .send({ username: 'alice', name: 'Alice' })
+    .expect(201);
+  const token = await request(app)
+    .post(`/nexus/v3/agents/${agent.body.data.id}/tokens`)
+    .set('Authorization', admin)
+    .set('x-ccid', tenant)
+    .expect(201);
+  return {
+    tenant,
+    chatKey: created.body.data.xapikey as string,
+    agent: { id: agent.body.data.id as string, token: token.body.data.token as string },
+  };
+}
+
+/** Every event a socket received, by name, in arrival order. */
+export interface Received {
+  name: string;
+  seq?: number;
+  type?: string;
+  data?: Record<string, unknown>;
+  interactionId?: string;
+}
+
+export function connect(
+  url: string,
+  namespace: '/chat' | '/agent',
+  auth: Record<string, unknown>,
+): { socket: Socket; received: Received[]; connected: Promise<void> } {
+  const socket = io(`${url}${namespace}`, {
+    path: SOCKET_PATH,
+    auth,
+    transports: ['websocket'],
+    reconnection: false,
+  });
+  const received: Received[] = [];
+  socket.onAny((name: string, payload: Received) => received.push({ ...payload, name }));
+  const connected = new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('connect_error', reject);
+  });
+  return { socket, received, connected };
+}
