@@ -8,7 +8,7 @@ import { AppError } from '../lib/errors.js';
 export function parseInput<S extends z.ZodTypeAny>(
   schema: S,
   value: unknown,
-  where: 'body' | 'query' | 'params',
+  where: 'body' | 'query' | 'params' | 'body.data',
 ): z.infer<S> {
   const parsed = schema.safeParse(value ?? {});
   if (parsed.success) return parsed.data as z.infer<S>;

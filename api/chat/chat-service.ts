@@ -229,6 +229,7 @@ export class ChatService {
     interactionId: string,
     participant: Participant,
     seq: number,
+    field = 'body.seq',
   ): Promise<void> {
     await this.write(async tx => {
       const state = await interactionState(tx, interactionId, tenantId);
@@ -236,8 +237,8 @@ export class ChatService {
       if (seq > state.lastSeq) {
         throw new AppError(
           'NEXUS_ERR_VALIDATION',
-          `body.seq: must be at most ${state.lastSeq}, the last event of the chat`,
-          'body.seq',
+          `${field}: must be at most ${state.lastSeq}, the last event of the chat`,
+          field,
         );
       }
       return appendEvents(tx, interactionId, [{ type: 'read', payload: { participant, seq } }]);

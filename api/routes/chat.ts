@@ -167,7 +167,7 @@ export function chatRoutes({
       },
       async handle({ req, res, principal }) {
         const tenant = tenantOf(principal);
-        const data = parseInput(sessionData, widgetData(req.body), 'body');
+        const data = parseInput(sessionData, widgetData(req.body), 'body.data');
         const firstName = data.firstName || null;
         const lastName = data.lastName || null;
         const nickname = data.nickname || [firstName, lastName].filter(Boolean).join(' ');
@@ -250,7 +250,7 @@ export function chatRoutes({
       },
       async handle({ params, req, res }) {
         const session = await chat.sessionFor(clientKey(req), params.sessionId);
-        const data = parseInput(messageData, widgetData(req.body), 'body');
+        const data = parseInput(messageData, widgetData(req.body), 'body.data');
         const result = await chat.customerMessage(session, data.text, data.clientMessageId ?? null);
         reply(res, 202, { id: result.id, duplicate: !result.created });
       },
@@ -281,7 +281,7 @@ export function chatRoutes({
             })
             .strict(),
           widgetData(req.body),
-          'body',
+          'body.data',
         );
         chat.typing(session.tenant_id, session.interaction_id, customer(session), data.typing);
         reply(res, 200, { typing: data.typing });
@@ -306,9 +306,15 @@ export function chatRoutes({
         const data = parseInput(
           z.object({ seq: z.coerce.number().int().min(1) }).strict(),
           widgetData(req.body),
-          'body',
+          'body.data',
         );
-        await chat.read(session.tenant_id, session.interaction_id, customer(session), data.seq);
+        await chat.read(
+          session.tenant_id,
+          session.interaction_id,
+          customer(session),
+          data.seq,
+          'body.data.seq',
+        );
         reply(res, 200, { seq: data.seq });
       },
     });
