@@ -179,7 +179,7 @@ const failure = (error: unknown) =>
  *   `{interactionId, lastSeq}` catches one up.
  * Replicas share events through the socket.io Redis adapter.
  */
-export async function attachRealtime(server: HttpServer, deps: RealtimeDeps): Promise<Realtime> {
+export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime {
   const { config, db, log, chat } = deps;
   const pub = createRedis(config.redis, 'worker', 'socketio-pub', log);
   const sub = createRedis(config.redis, 'worker', 'socketio-sub', log);

@@ -23,7 +23,7 @@ export async function serveApi(core: Core): Promise<Server> {
       error ? reject(error) : resolve(listening),
     );
   });
-  const realtime = await attachRealtime(server, {
+  const realtime = attachRealtime(server, {
     config: core.config,
     db: core.db,
     log: core.log,

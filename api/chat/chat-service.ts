@@ -263,8 +263,9 @@ export class ChatService {
       if (!(await finishInteraction(tx, interactionId))) return [];
       const pending = await sequencePendingMessages(tx, interactionId);
       const events: { type: EventType; payload: Record<string, unknown> }[] = [];
-      if (by.type === 'customer')
+      if (by.type === 'customer') {
         events.push({ type: 'participant.left', payload: { participant: by } });
+      }
       events.push({ type: 'interaction.finished', payload: { by } });
       return [...pending, ...(await appendEvents(tx, interactionId, events))];
     });

@@ -98,8 +98,9 @@ export function agentRoutes({
     responses: { 201: { description: 'Created', schema: envelopeOf(agentView) } },
     async handle({ body, principal, res }) {
       const tenant = tenantOf(principal);
-      if (!(await findTenant(db, tenant)))
+      if (!(await findTenant(db, tenant))) {
         throw new AppError('NEXUS_ERR_NOT_FOUND', `tenant ${tenant} not found`);
+      }
       const row = await insertAgent(db, {
         id: randomUUID(),
         tenantId: tenant,
@@ -185,8 +186,9 @@ export function agentRoutes({
     },
     async handle({ params, principal, res }) {
       const agent = await loadAgent(principal, params.id);
-      if (!agent.enabled)
+      if (!agent.enabled) {
         throw new AppError('NEXUS_ERR_FORBIDDEN', 'The agent is disabled', 'params.id');
+      }
       reply(res, 201, await tokens.signAgent(agent.id, agent.tenant_id));
     },
   });
@@ -222,8 +224,9 @@ export function agentRoutes({
     responses: { 200: { description: 'Stored', schema: envelopeOf(endpointView) } },
     async handle({ params, body, principal, res }) {
       assertTenant(principal, params.ccid);
-      if (!(await findTenant(db, params.ccid)))
+      if (!(await findTenant(db, params.ccid))) {
         throw new AppError('NEXUS_ERR_NOT_FOUND', `tenant ${params.ccid} not found`);
+      }
       const row = await upsertEndpoint(db, {
         tenantId: params.ccid,
         name: params.name,

@@ -140,7 +140,7 @@ export async function createHarness(
       const app = buildApp({ config, log: options.log ?? log, db, queues, redis, bus: replicaBus });
       const server = createServer(app);
       await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
-      const realtime = await attachRealtime(server, {
+      const realtime = attachRealtime(server, {
         config,
         db,
         log,

@@ -94,7 +94,107 @@ describe('authorization', () => {
     const app = h.app();
     const f = await provision(app, h.config.adminToken);
     const asA = (req: request.Test) => req.set('x-api-key', f.keyA);
+    // Chat: a session and an agent in each tenant.
+    const chatKeyA = (
+      await request(app)
+        .post('/nexus/v3/apikeys')
+        .set('Authorization', f.admin)
+        .send({ tenant: A, name: 'chat', permissions: ['nexus:consumer:chat'] })
+        .expect(201)
+    ).body.key as string;
+    const session = async (key: string) =>
+      (
+        await request(app)
+          .post('/nexus/v3/chat/sessions')
+          .set('x-api-key', key)
+          .send({ data: { nickname: 'n' } })
+          .expect(201)
+      ).body.data as { id: string; clientToken: string; interactionId: string };
+    const sessionA = await session(chatKeyA);
+    const sessionB = await session(f.chatKeyB.key);
+    const agent = async (tenant: string) => {
+      const created = await request(app)
+        .post('/nexus/v3/agents')
+        .set('Authorization', f.admin)
+        .set('x-ccid', tenant)
+        .send({ username: `agent-${tenant}`, name: 'Agent' })
+        .expect(201);
+      const token = await request(app)
+        .post(`/nexus/v3/agents/${created.body.data.id}/tokens`)
+        .set('Authorization', f.admin)
+        .set('x-ccid', tenant)
+        .expect(201);
+      return { id: created.body.data.id as string, token: `Bearer ${token.body.data.token}` };
+    };
+    const agentA = await agent(A);
+    const agentB = await agent(B);
+    await request(app)
+      .put(`/nexus/v3/provisioning/endpoints/${B}/Sales`)
+      .set('x-api-key', f.keyB)
+      .send({})
+      .expect(200);
+    const asAgentA = (req: request.Test) => req.set('Authorization', agentA.token);
+    const withTokenA = (req: request.Test) => req.set('x-nexus-client-key', sessionA.clientToken);
+    const chatAttempts = (prefix: string): Record<string, () => request.Test> => ({
+      [`POST ${prefix}/sessions`]: () =>
+        request(app)
+          .post(`${prefix}/sessions`)
+          .set('x-api-key', chatKeyA)
+          .set('x-ccid', B)
+          .send({ data: { nickname: 'x' } }),
+      [`GET ${prefix}/sessions/{sessionId}/messages`]: () =>
+        withTokenA(request(app).get(`${prefix}/sessions/${sessionB.id}/messages`)),
+      [`POST ${prefix}/sessions/{sessionId}/messages`]: () =>
+        withTokenA(request(app).post(`${prefix}/sessions/${sessionB.id}/messages`)).send({
+          data: { text: 'x' },
+        }),
+      [`POST ${prefix}/sessions/{sessionId}/typing`]: () =>
+        withTokenA(request(app).post(`${prefix}/sessions/${sessionB.id}/typing`)).send({}),
+      [`POST ${prefix}/sessions/{sessionId}/read`]: () =>
+        withTokenA(request(app).post(`${prefix}/sessions/${sessionB.id}/read`)).send({
+          data: { seq: 1 },
+        }),
+      [`POST ${prefix}/sessions/{sessionId}/end`]: () =>
+        withTokenA(request(app).post(`${prefix}/sessions/${sessionB.id}/end`)),
+    });
     const attempts: Record<string, () => request.Test> = {
+      ...chatAttempts('/nexus/v3/chat'),
+      ...chatAttempts('/chat/v3/chat'),
+      'POST /nexus/v3/agents': () =>
+        asA(request(app).post('/nexus/v3/agents'))
+          .set('x-ccid', B)
+          .send({ username: 'mole', name: 'x' }),
+      'GET /nexus/v3/agents/{id}': () => asA(request(app).get(`/nexus/v3/agents/${agentB.id}`)),
+      'PATCH /nexus/v3/agents/{id}': () =>
+        asA(request(app).patch(`/nexus/v3/agents/${agentB.id}`)).send({ enabled: false }),
+      'POST /nexus/v3/agents/{id}/tokens': () =>
+        asA(request(app).post(`/nexus/v3/agents/${agentB.id}/tokens`)),
+      'PUT /nexus/v3/provisioning/endpoints/{ccid}/{name}': () =>
+        asA(request(app).put(`/nexus/v3/provisioning/endpoints/${B}/Sales`)).send({}),
+      'GET /nexus/v3/provisioning/endpoints/{ccid}': () =>
+        asA(request(app).get(`/nexus/v3/provisioning/endpoints/${B}`)),
+      'DELETE /nexus/v3/provisioning/endpoints/{ccid}/{name}': () =>
+        asA(request(app).delete(`/nexus/v3/provisioning/endpoints/${B}/Sales`)),
+      'GET /nexus/v3/contacts/{id}': () =>
+        asAgentA(request(app).get(`/nexus/v3/contacts/${sessionB.interactionId}`)),
+      'GET /nexus/v3/agent/interactions/{id}': () =>
+        asAgentA(request(app).get(`/nexus/v3/agent/interactions/${sessionB.interactionId}`)),
+      'POST /nexus/v3/agent/interactions/{id}/join': () =>
+        asAgentA(request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/join`)),
+      'POST /nexus/v3/agent/interactions/{id}/messages': () =>
+        asAgentA(
+          request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/messages`),
+        ).send({ text: 'x' }),
+      'POST /nexus/v3/agent/interactions/{id}/typing': () =>
+        asAgentA(
+          request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/typing`),
+        ).send({}),
+      'POST /nexus/v3/agent/interactions/{id}/read': () =>
+        asAgentA(
+          request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/read`),
+        ).send({ seq: 1 }),
+      'POST /nexus/v3/agent/interactions/{id}/done': () =>
+        asAgentA(request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/done`)),
       'POST /nexus/v3/provisioning/tenants': () =>
         asA(request(app).post('/nexus/v3/provisioning/tenants')).send({ id: B, name: 'x' }),
       'GET /nexus/v3/provisioning/tenants/{id}': () =>
@@ -157,6 +257,16 @@ describe('authorization', () => {
     };
     // Routes that answer only the caller's own tenant, whatever it asks.
     const scoped = {
+      'GET /nexus/v3/agents': async () => {
+        const res = await asA(request(app).get('/nexus/v3/agents')).expect(200);
+        expect(res.body.data.items.map((a: { id: string }) => a.id)).toEqual([agentA.id]);
+      },
+      'GET /nexus/v3/agent/interactions': async () => {
+        const res = await asAgentA(request(app).get('/nexus/v3/agent/interactions')).expect(200);
+        expect(res.body.data.items.map((i: { id: string }) => i.id)).toEqual([
+          sessionA.interactionId,
+        ]);
+      },
       'GET /nexus/v3/provisioning/tenants': async () => {
         const res = await asA(request(app).get('/nexus/v3/provisioning/tenants')).expect(200);
         const items = res.body.data.items as { id: string }[];
@@ -180,13 +290,31 @@ describe('authorization', () => {
 
     for (const [operation, attempt] of Object.entries(attempts)) {
       const res = await attempt();
-      expect([403, 404], `${operation} answered ${res.status}`).toContain(res.status);
+      // Client-token routes answer the widget's AUTHENTICATION_REQUIRED (401).
+      const refusals = operation.includes('/sessions/{sessionId}') ? [401] : [403, 404];
+      expect(refusals, `${operation} answered ${res.status}`).toContain(res.status);
       expect(JSON.stringify(res.body)).not.toMatch(/15550001|Async|chat\.Main|tenant-b .*chat/);
     }
     for (const check of Object.values(scoped)) await check();
 
     // Tenant B is untouched.
     const asB = (req: request.Test) => req.set('x-api-key', f.keyB);
+    const transcriptB = await request(app)
+      .get(`/nexus/v3/chat/sessions/${sessionB.id}/messages`)
+      .set('x-nexus-client-key', sessionB.clientToken)
+      .expect(200);
+    expect(transcriptB.body.data).toMatchObject({ messages: [], state: 'open' });
+    expect(
+      (await request(app).get(`/nexus/v3/agents/${agentB.id}`).set('Authorization', agentB.token))
+        .status,
+    ).toBe(403);
+    expect(
+      (await asB(request(app).get(`/nexus/v3/agents/${agentB.id}`)).expect(200)).body.data,
+    ).toMatchObject({ enabled: true });
+    expect(
+      (await asB(request(app).get(`/nexus/v3/provisioning/endpoints/${B}`)).expect(200)).body.data
+        .items,
+    ).toHaveLength(1);
     expect(
       (await asB(request(app).get(`/nexus/v3/provisioning/tenants/${B}`)).expect(200)).body.data,
     ).toMatchObject({ name: B, enabled: true });

@@ -1,0 +1,69 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Harness } from './harness.js';
+import { eventually } from './harness.js';
+import { freePort } from './redis-server.js';
+import { TEST_REDIS_URL } from './services.js';
+
+export interface HubProcess {
+  readonly child: ChildProcess;
+  readonly output: string[];
+  readonly exited: Promise<number | null>;
+  /** The API's base URL (API processes only). */
+  readonly url: string | undefined;
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Runs an entry point of bin/ as its own process against the harness's database and queue
+ * prefix (what `npm run api` / `npm run worker` run, from source through tsx).
+ */
+export async function startHubProcess(
+  h: Harness,
+  entry: 'api' | 'worker',
+  env: Record<string, string> = {},
+): Promise<HubProcess> {
+  const port = entry === 'api' ? await freePort() : 0;
+  const child = spawn(process.execPath, ['--import', 'tsx', `bin/${entry}.ts`], {
+    env: {
+      ...process.env,
+      NODE_ENV: 'test',
+      DATABASE_URL: h.dbUrl,
+      REDIS_URL: TEST_REDIS_URL,
+      NEXUS_QUEUE_PREFIX: h.config.queues.prefix,
+      NEXUS_ADMIN_TOKEN: h.config.adminToken,
+      NEXUS_SECRET_KEY: h.config.secretKey.toString('hex'),
+      NEXUS_MIGRATE_ON_START: 'false',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      METRICS_PORT: '0',
+      LOG_LEVEL: 'warn',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  child.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  const exited = new Promise<number | null>(resolve => child.once('exit', resolve));
+  const url = entry === 'api' ? `http://127.0.0.1:${port}` : undefined;
+  if (url) {
+    await eventually(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`api exited: ${output.join('')}`);
+        return (await fetch(`${url}/health/ready`).catch(() => undefined))?.status === 200;
+      },
+      30_000,
+      `the api process on port ${port}`,
+    );
+  }
+  return {
+    child,
+    output,
+    exited,
+    url,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
