@@ -292,7 +292,8 @@ export function agentRoutes({
     path: '/nexus/v3/contacts/:id',
     tag: 'Contacts',
     summary: 'Read a contact with its identifiers and interactions',
-    description: 'Agents and operators of the tenant. Interactions newest first (up to 50).',
+    description:
+      'Agents of the tenant, and cluster operators with `x-ccid`. Interactions newest first (up to 50).',
     auth: 'nexus:agent:*',
     params: z.object({ id: z.string().uuid('must be a contact id') }),
     responses: { 200: { description: 'The contact' } },

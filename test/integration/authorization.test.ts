@@ -559,6 +559,27 @@ describe('authorization', () => {
       .get(`/nexus/v3/provisioning/services/${A}`)
       .set('Authorization', await idp.sign({ role: 'admin' }))
       .expect(403);
+    // An operator JWT with role agent acts as the agent whose username is its subject.
+    await request(app)
+      .post('/nexus/v3/agents')
+      .set('Authorization', f.admin)
+      .set('x-ccid', A)
+      .send({ username: 'alice', name: 'Alice' })
+      .expect(201);
+    const agentJwt = await idp.sign({ sub: 'alice', ccid: A, role: 'agent' });
+    await request(app)
+      .get('/nexus/v3/agent/interactions')
+      .set('Authorization', agentJwt)
+      .expect(200);
+    await request(app)
+      .get(`/nexus/v3/provisioning/services/${A}`)
+      .set('Authorization', agentJwt)
+      .expect(403);
+    const stranger = await idp.sign({ sub: 'mallory', ccid: A, role: 'agent' });
+    await request(app)
+      .get('/nexus/v3/agent/interactions')
+      .set('Authorization', stranger)
+      .expect(401);
     const cluster = await idp.sign({ role: ['cluster'] });
     await request(app)
       .get(`/nexus/v3/provisioning/services/${B}`)
