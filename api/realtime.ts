@@ -8,6 +8,7 @@ import { findInteraction, listAgentInteractionIds } from '../db/queries/chat.js'
 import type { Config } from '../lib/config.js';
 import { coerceError, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { socketConnections, socketEventsDelivered } from '../lib/metrics.js';
 import { REALTIME, socketIoKey } from '../lib/realtime-publisher.js';
 import { closeRedis, createRedis } from '../lib/redis.js';
 import type { Authenticator } from './auth/authenticator.js';
@@ -59,7 +60,7 @@ class Feed {
     return this.enqueue(async () => {
       for (;;) {
         const batch = await this.load(this.lastSeq);
-        for (const event of batch) this.send(event);
+        for (const event of batch) this.send(event, 'stored');
         if (batch.length < 500) return;
       }
     });
@@ -69,9 +70,11 @@ class Feed {
     void this.enqueue(async () => {
       if (event.seq <= this.lastSeq) return;
       if (event.seq > this.lastSeq + 1) {
-        for (const missing of await this.load(this.lastSeq, event.seq)) this.send(missing);
+        for (const missing of await this.load(this.lastSeq, event.seq)) {
+          this.send(missing, 'stored');
+        }
       }
-      this.send(event);
+      this.send(event, 'live');
     });
   }
 
@@ -94,10 +97,11 @@ class Feed {
     for (const timer of this.typingTimers.values()) clearTimeout(timer);
   }
 
-  private send(event: InteractionEvent): void {
+  private send(event: InteractionEvent, source: 'live' | 'stored'): void {
     if (event.seq <= this.lastSeq) return;
     this.lastSeq = event.seq;
     this.socket.emit(SOCKET_EVENT[event.type], presentEvent(event));
+    socketEventsDelivered.inc({ namespace: this.socket.nsp.name.slice(1), source });
   }
 
   private enqueue(step: () => Promise<void>): Promise<void> {
@@ -232,6 +236,8 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
     );
   });
   customers.on('connection', socket => {
+    socketConnections.inc({ namespace: 'chat' });
+    socket.on('disconnect', () => socketConnections.dec({ namespace: 'chat' }));
     const { session } = socket.data as { session: Awaited<ReturnType<ChatService['sessionFor']>> };
     const me = customer(session);
     const lastSeq = Math.max(
@@ -307,6 +313,8 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
     );
   });
   agents.on('connection', socket => {
+    socketConnections.inc({ namespace: 'agent' });
+    socket.on('disconnect', () => socketConnections.dec({ namespace: 'agent' }));
     const { agent } = socket.data as { agent: ReturnType<typeof agentOf> };
     let set = hub.agents.get(agent.tenant);
     if (!set) hub.agents.set(agent.tenant, (set = new Set()));

@@ -169,6 +169,19 @@ export const authRejectedTotal = new Counter({
   registers: [registry],
 });
 
+export const socketConnections = new Gauge({
+  name: 'nexus_socket_connections',
+  help: 'Open socket.io connections on this process, by namespace (chat: customers, agent: agents).',
+  labelNames: ['namespace'] as const,
+  registers: [registry],
+});
+export const socketEventsDelivered = new Counter({
+  name: 'nexus_socket_events_delivered_total',
+  help: 'Interaction events delivered to sockets, by namespace; gap_filled counts those read from PostgreSQL to fill a gap or catch up.',
+  labelNames: ['namespace', 'source'] as const,
+  registers: [registry],
+});
+
 /** One queue's job counts, as the queue-depth gauges read them at scrape time. */
 export interface QueueDepth {
   queue: string;

@@ -2,6 +2,7 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { socketEventsDelivered } from '../../lib/metrics.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { connect, provisionChatTenant, type Received } from '../helpers/chat.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
@@ -165,6 +166,13 @@ describe('customer chat and agents', () => {
       )`SELECT count(*)::int AS n FROM messages WHERE seq IS NOT NULL`,
     );
     expect(stored).toBe(100);
+
+    // The reconnect's catch-up came from PostgreSQL.
+    const delivered = (await socketEventsDelivered.get()).values;
+    const stored = delivered.find(
+      v => v.labels.namespace === 'chat' && v.labels.source === 'stored',
+    );
+    expect(stored?.value).toBeGreaterThan(0);
 
     customer.socket.disconnect();
     agentSocket.socket.disconnect();
