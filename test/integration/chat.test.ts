@@ -169,10 +169,10 @@ describe('customer chat and agents', () => {
 
     // The reconnect's catch-up came from PostgreSQL.
     const delivered = (await socketEventsDelivered.get()).values;
-    const stored = delivered.find(
+    const fromStore = delivered.find(
       v => v.labels.namespace === 'chat' && v.labels.source === 'stored',
     );
-    expect(stored?.value).toBeGreaterThan(0);
+    expect(fromStore?.value).toBeGreaterThan(0);
 
     customer.socket.disconnect();
     agentSocket.socket.disconnect();
