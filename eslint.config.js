@@ -49,7 +49,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['lib/config.ts', 'test/**/*.ts', 'vitest.config.ts'],
+    files: ['lib/config.ts', 'test/**/*.ts', 'bench/**/*.ts', 'vitest.config.ts'],
     rules: { 'no-restricted-properties': 'off' },
   },
   {
