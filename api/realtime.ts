@@ -267,7 +267,13 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
         });
         return;
       }
-      chat.customerMessage(session, parsed.data.text, parsed.data.clientMessageId ?? null).then(
+      const client = {
+        sessionId: session.id,
+        tenantId: session.tenant_id,
+        interactionId: session.interaction_id,
+        participantId: session.participant_id,
+      };
+      chat.customerMessage(client, parsed.data.text, parsed.data.clientMessageId ?? null).then(
         result => ack?.(ok({ id: result.id, duplicate: !result.created })),
         (error: unknown) => ack?.(failure(error)),
       );

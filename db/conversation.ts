@@ -127,9 +127,12 @@ const pendingMessage = z.object({
 export async function sequencePendingMessages(
   tx: CommonQueryMethods,
   interactionId: string,
+  options: { locked?: boolean } = {},
 ): Promise<InteractionEvent[]> {
-  // Lock the interaction first: concurrent processors of the same interaction queue up here.
-  await tx.query(sql.unsafe`SELECT 1 FROM interactions WHERE id = ${interactionId} FOR UPDATE`);
+  // Lock the interaction first (unless the caller holds it): concurrent writers queue up here.
+  if (!options.locked) {
+    await tx.query(sql.unsafe`SELECT 1 FROM interactions WHERE id = ${interactionId} FOR UPDATE`);
+  }
   const pending = await tx.any(sql.type(pendingMessage)`
     SELECT m.id, m.sender_type, m.sender_id, m.type, m.text, m.client_message_id, m.created_at,
            coalesce(s.nickname, a.name) AS nickname

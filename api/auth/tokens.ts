@@ -14,6 +14,8 @@ const clientClaims = z.object({
   sessionId: z.string().uuid(),
   participantId: z.string().uuid(),
   tenant: z.string(),
+  /** Lets a message be accepted without reading the session first. */
+  interactionId: z.string().uuid().optional(),
 });
 const agentClaims = z.object({
   typ: z.literal('agent'),

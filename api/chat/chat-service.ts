@@ -24,6 +24,7 @@ import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { inboundQueue, type QueueSet } from '../../queues/index.js';
 import { dispatchWork, recordWork, type EnqueueContext } from '../../queues/work.js';
 import type { TokenService } from '../auth/tokens.js';
+import { acceptCustomerMessage, findCustomerMessageId } from '../../db/queries/intake.js';
 import { interactionState } from '../../db/queries/interaction-state.js';
 
 export interface ChatServiceDeps {
@@ -44,6 +45,14 @@ export interface SessionStart {
   endpoint: string | null;
   stream: string | null;
   userData: Record<string, string>;
+}
+
+/** Who sends as the customer of a chat session. */
+export interface ChatClient {
+  sessionId: string;
+  tenantId: string;
+  interactionId: string;
+  participantId: string;
 }
 
 export interface Participant {
@@ -122,6 +131,7 @@ export class ChatService {
       sessionId,
       participantId,
       tenant: tenantId,
+      interactionId,
     });
     return { session, clientToken };
   }
@@ -142,46 +152,87 @@ export class ChatService {
   }
 
   /**
-   * Accepts a customer message: stored with its client message id (a retry finds the first and
-   * does nothing more), then the inbound job numbers and publishes it.
+   * Who a client token speaks for, from its signed claims alone when they name the interaction
+   * (the hot path of sending a message reads nothing first); otherwise from the session row.
+   */
+  async clientFor(token: string | undefined, sessionId: string): Promise<ChatClient> {
+    const claims = token ? await this.deps.tokens.verifyClient(token) : undefined;
+    if (claims?.interactionId && claims.sessionId === sessionId) {
+      return {
+        sessionId,
+        tenantId: claims.tenant,
+        interactionId: claims.interactionId,
+        participantId: claims.participantId,
+      };
+    }
+    const session = await this.sessionFor(token, sessionId);
+    return {
+      sessionId: session.id,
+      tenantId: session.tenant_id,
+      interactionId: session.interaction_id,
+      participantId: session.participant_id,
+    };
+  }
+
+  /**
+   * Accepts a customer message: the message and its inbound work row are stored in one
+   * statement, only while the chat is open, and at most once per client message id (a retry
+   * finds the first and does nothing more); then the inbound job numbers and publishes it.
    */
   async customerMessage(
-    session: SessionRow,
+    client: ChatClient,
     text: string,
     clientMessageId: string | null,
   ): Promise<{ id: string; created: boolean }> {
-    const { message, work } = await this.deps.db.transaction(async tx => {
-      await this.assertOpen(tx, session.interaction_id);
-      const stored = await insertMessage(tx, {
-        id: randomUUID(),
-        tenantId: session.tenant_id,
-        interactionId: session.interaction_id,
-        direction: 'inbound',
-        senderType: 'customer',
-        senderId: session.participant_id,
-        text,
-        clientMessageId,
-      });
-      if (!stored.created) return { message: stored, work: undefined };
-      const record = await recordWork(
-        tx,
-        inboundQueue,
-        {
-          tenantId: session.tenant_id,
-          channel: 'chat',
-          kind: 'message',
-          externalId: stored.id,
-          from: session.id,
-          interactionId: session.interaction_id,
-          messageId: stored.id,
-          receivedAt: new Date().toISOString(),
-        },
-        this.deps.sweepAfterMs,
-      );
-      return { message: stored, work: record };
+    const id = randomUUID();
+    const payload = {
+      tenantId: client.tenantId,
+      channel: 'chat' as const,
+      kind: 'message' as const,
+      externalId: id,
+      from: client.sessionId,
+      interactionId: client.interactionId,
+      messageId: id,
+      receivedAt: new Date().toISOString(),
+    };
+    const jobId = inboundQueue.jobId(payload);
+    const result = await acceptCustomerMessage(this.deps.db, {
+      messageId: id,
+      tenantId: client.tenantId,
+      interactionId: client.interactionId,
+      participantId: client.participantId,
+      text,
+      clientMessageId,
+      work: { queue: inboundQueue.name, jobId, payload, sweepAfterMs: this.deps.sweepAfterMs },
     });
-    if (work) await dispatchWork(this.enqueue, [work]);
-    return { id: message.id, created: message.created };
+    if (!result.open) {
+      const exists = await interactionState(this.deps.db, client.interactionId, client.tenantId);
+      throw exists
+        ? new AppError('NEXUS_ERR_CHAT_ENDED')
+        : new AppError('NEXUS_ERR_NOT_FOUND', 'interaction not found');
+    }
+    if (!result.stored || result.workId === null) {
+      const existing = clientMessageId
+        ? await findCustomerMessageId(
+            this.deps.db,
+            client.interactionId,
+            client.participantId,
+            clientMessageId,
+          )
+        : undefined;
+      return { id: existing ?? id, created: false };
+    }
+    await dispatchWork(this.enqueue, [
+      {
+        id: result.workId,
+        queue: inboundQueue.name,
+        jobId,
+        payload,
+        state: 'pending',
+        created: true,
+      },
+    ]);
+    return { id, created: true };
   }
 
   /** An agent's message: numbered at once (after any customer message still waiting). */

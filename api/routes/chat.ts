@@ -249,9 +249,9 @@ export function chatRoutes({
         },
       },
       async handle({ params, req, res }) {
-        const session = await chat.sessionFor(clientKey(req), params.sessionId);
+        const client = await chat.clientFor(clientKey(req), params.sessionId);
         const data = parseInput(messageData, widgetData(req.body), 'body.data');
-        const result = await chat.customerMessage(session, data.text, data.clientMessageId ?? null);
+        const result = await chat.customerMessage(client, data.text, data.clientMessageId ?? null);
         reply(res, 202, { id: result.id, duplicate: !result.created });
       },
     });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CommonQueryMethods } from 'slonik';
 import { sql } from 'slonik';
+import { z } from 'zod';
 import {
   addIdentifiers,
   findContactId,
@@ -104,14 +105,15 @@ export function createInboundProcessor(deps: {
     const interactionId = payload.interactionId;
     const events = await ctx.complete(async tx => {
       const interaction = await tx.maybeOne(
-        sql.type(interactionRow)`SELECT id, tenant_id, media, subtype, state, endpoint, contact_id,
-          last_seq, created_at, updated_at, finished_at
+        sql.type(interactionRow.extend({ started: z.boolean() }))`
+          SELECT id, tenant_id, media, subtype, state, endpoint, contact_id, last_seq, created_at,
+                 updated_at, finished_at, started_event_at IS NOT NULL AS started
           FROM interactions WHERE id = ${interactionId} FOR UPDATE`,
       );
       if (!interaction) return [];
       return [
-        ...(await startChat(tx, interaction)),
-        ...(await sequencePendingMessages(tx, interactionId)),
+        ...(interaction.started ? [] : await startChat(tx, interaction)),
+        ...(await sequencePendingMessages(tx, interactionId, { locked: true })),
       ];
     });
     if (events?.length) deps.publisher.events(events);
