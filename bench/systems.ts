@@ -40,8 +40,12 @@ async function freshDatabase(name: string): Promise<string> {
   return databaseUrl(name);
 }
 
+/** BENCH_PROFILE=1 writes a V8 CPU profile per process into bench/results/profiles. */
+const PROFILE =
+  process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', '--cpu-prof-dir=bench/results/profiles'] : [];
+
 function run(entry: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+  const child = spawn(process.execPath, [...PROFILE, '--import', 'tsx', entry], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
