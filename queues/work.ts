@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Logger } from '../lib/logger.js';
 import { enqueueDeferredTotal } from '../lib/metrics.js';
 import type { PayloadOf, QueueDefinition } from './definition.js';
-import { isQueueName, type QueueSet } from './index.js';
+import { isQueueName, type QueueName, type QueueSet } from './index.js';
 
 /**
  * The Postgres-first rule (design §2). Work is a `work` row committed with state `pending`
@@ -75,31 +75,55 @@ export async function recordWork<D extends QueueDefinition>(
 }
 
 /**
- * Adds the jobs of committed, still-pending work. A Redis failure is not the caller's failure:
- * the row is committed, so it is logged, counted, and left for the sweeper's next tick.
+ * Adds the jobs of committed work rows, in one Redis round trip per queue (BullMQ `addBulk`; ids
+ * already known to BullMQ are ignored). Never throws: when Redis is not ready or does not answer
+ * within 2 s, the rows are left pending for the sweeper, which adds them later.
  */
 export async function dispatchWork(
   ctx: EnqueueContext,
   records: readonly WorkRecord[],
 ): Promise<void> {
+  const byQueue = new Map<QueueName, WorkRecord[]>();
   for (const record of records) {
     if (record.state !== 'pending' || !isQueueName(record.queue)) continue;
+    const list = byQueue.get(record.queue) ?? [];
+    list.push(record);
+    byQueue.set(record.queue, list);
+  }
+  for (const [queue, list] of byQueue) {
     try {
       if (!ctx.queues.ready) throw new Error(`redis is not ready (${ctx.queues.connectionStatus})`);
       await withTimeout(
-        ctx.queues.get(record.queue).add(record.queue, record.payload, { jobId: record.jobId }),
+        ctx.queues
+          .get(queue)
+          .addBulk(
+            list.map(record => ({
+              name: queue,
+              data: record.payload,
+              opts: { jobId: record.jobId },
+            })),
+          ),
         ADD_TIMEOUT_MS,
-        'adding the job to redis timed out',
+        'adding the jobs to redis timed out',
       );
     } catch (error) {
-      enqueueDeferredTotal.inc({ queue: record.queue });
+      enqueueDeferredTotal.inc({ queue }, list.length);
       ctx.log.warn(
-        { err: error, queue: record.queue, jobId: record.jobId },
+        {
+          err: error,
+          queue,
+          jobIds: list.slice(0, 10).map(record => record.jobId),
+          count: list.length,
+        },
         'enqueue deferred to the sweeper',
       );
       await ctx.db
         .query(
-          sql.unsafe`UPDATE work SET next_sweep_at = now() WHERE id = ${record.id} AND state = 'pending'`,
+          sql.unsafe`UPDATE work SET next_sweep_at = now()
+            WHERE id = ANY(${sql.array(
+              list.map(record => record.id),
+              'int8',
+            )}) AND state = 'pending'`,
         )
         .catch(() => undefined);
     }

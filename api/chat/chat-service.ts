@@ -22,9 +22,20 @@ import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { inboundQueue, type QueueSet } from '../../queues/index.js';
-import { dispatchWork, recordWork, type EnqueueContext } from '../../queues/work.js';
+import {
+  dispatchWork,
+  recordWork,
+  type EnqueueContext,
+  type WorkRecord,
+} from '../../queues/work.js';
 import type { TokenService } from '../auth/tokens.js';
-import { acceptCustomerMessage, findCustomerMessageId } from '../../db/queries/intake.js';
+import {
+  acceptCustomerMessages,
+  findCustomerMessageId,
+  type CustomerMessageIntake,
+  type IntakeResult,
+} from '../../db/queries/intake.js';
+import { GroupCommit } from '../../lib/group-commit.js';
 import { interactionState } from '../../db/queries/interaction-state.js';
 
 export interface ChatServiceDeps {
@@ -71,6 +82,29 @@ export const MAX_TEXT = 4_096;
  */
 export class ChatService {
   private readonly enqueue: EnqueueContext;
+  /**
+   * Customer messages of concurrent requests are stored in one statement and their jobs added
+   * in one Redis call (group commit); each request answers once its batch is committed.
+   */
+  private readonly intake = new GroupCommit<CustomerMessageIntake, IntakeResult>(async intakes => {
+    const results = await acceptCustomerMessages(this.deps.db, intakes);
+    const records: WorkRecord[] = [];
+    results.forEach((result, index) => {
+      const intake = intakes[index];
+      if (intake && result.workId !== null) {
+        records.push({
+          id: result.workId,
+          queue: intake.work.queue,
+          jobId: intake.work.jobId,
+          payload: intake.work.payload,
+          state: 'pending',
+          created: true,
+        });
+      }
+    });
+    await dispatchWork(this.enqueue, records);
+    return results;
+  });
 
   constructor(private readonly deps: ChatServiceDeps) {
     this.enqueue = {
@@ -196,7 +230,7 @@ export class ChatService {
       receivedAt: new Date().toISOString(),
     };
     const jobId = inboundQueue.jobId(payload);
-    const result = await acceptCustomerMessage(this.deps.db, {
+    const result = await this.intake.submit({
       messageId: id,
       tenantId: client.tenantId,
       interactionId: client.interactionId,
@@ -222,16 +256,6 @@ export class ChatService {
         : undefined;
       return { id: existing ?? id, created: false };
     }
-    await dispatchWork(this.enqueue, [
-      {
-        id: result.workId,
-        queue: inboundQueue.name,
-        jobId,
-        payload,
-        state: 'pending',
-        created: true,
-      },
-    ]);
     return { id, created: true };
   }
 

@@ -12,45 +12,76 @@ export interface CustomerMessageIntake {
   work: { queue: string; jobId: string; payload: unknown; sweepAfterMs: number };
 }
 
-const intakeResult = z.object({
+export interface IntakeResult {
+  /** The chat was open: the message was stored, or was stored before (a retry). */
+  open: boolean;
+  /** Stored now (false for a retry, or a closed chat). */
+  stored: boolean;
+  workId: number | null;
+}
+
+const intakeRow = z.object({
+  ord: z.number(),
   open: z.boolean(),
-  message_id: z.string().nullable(),
+  stored: z.boolean(),
   work_id: z.number().nullable(),
 });
 
 /**
- * Stores a customer message and its work row in one statement (one round trip, one commit): only
- * if the interaction is open, and at most once per client message id. `stored: false` with
- * `open: true` is a retry of a message already stored.
+ * Stores customer messages and their work rows in one statement (one round trip, one commit) for
+ * a whole batch: each only if its interaction is open, and at most once per client message id.
+ * Messages keep the batch's order (their arrival order). Results are in the input's order.
  */
-export async function acceptCustomerMessage(
+export async function acceptCustomerMessages(
   db: CommonQueryMethods,
-  intake: CustomerMessageIntake,
-): Promise<{ open: boolean; stored: boolean; workId: number | null }> {
-  const row = await db.one(sql.type(intakeResult)`
-    WITH open AS (
-      SELECT id FROM interactions
-      WHERE id = ${intake.interactionId} AND tenant_id = ${intake.tenantId} AND state = 'open'
+  intakes: readonly CustomerMessageIntake[],
+): Promise<IntakeResult[]> {
+  if (intakes.length === 0) return [];
+  const rows = await db.any(sql.type(intakeRow)`
+    WITH input AS (
+      SELECT * FROM ${sql.unnest(
+        intakes.map((intake, index) => [
+          index,
+          intake.messageId,
+          intake.tenantId,
+          intake.interactionId,
+          intake.participantId,
+          intake.text,
+          intake.clientMessageId,
+          intake.work.queue,
+          intake.work.jobId,
+          JSON.stringify(intake.work.payload),
+          intake.work.sweepAfterMs / 1000,
+        ]),
+        ['int4', 'uuid', 'text', 'uuid', 'text', 'text', 'text', 'text', 'text', 'jsonb', 'float8'],
+      )} AS t(ord, id, tenant_id, interaction_id, participant_id, text, client_message_id, queue,
+              job_id, payload, sweep_after)
+    ), open AS (
+      SELECT input.* FROM input
+      JOIN interactions i ON i.id = input.interaction_id AND i.tenant_id = input.tenant_id
+      WHERE i.state = 'open'
     ), message AS (
       INSERT INTO messages (id, tenant_id, interaction_id, direction, sender_type, sender_id, text, client_message_id)
-      SELECT ${intake.messageId}, ${intake.tenantId}, open.id, 'inbound', 'customer',
-             ${intake.participantId}, ${intake.text}, ${intake.clientMessageId}
-      FROM open
+      SELECT id, tenant_id, interaction_id, 'inbound', 'customer', participant_id, text, client_message_id
+      FROM open ORDER BY ord
       ON CONFLICT (interaction_id, sender_id, client_message_id) DO NOTHING
       RETURNING id
     ), work AS (
       INSERT INTO work (queue, job_id, tenant_id, payload, next_sweep_at)
-      SELECT ${intake.work.queue}, ${intake.work.jobId}, ${intake.tenantId},
-             ${sql.jsonb(intake.work.payload as never)},
-             now() + make_interval(secs => ${intake.work.sweepAfterMs / 1000})
-      FROM message
+      SELECT open.queue, open.job_id, open.tenant_id, open.payload,
+             now() + make_interval(secs => open.sweep_after)
+      FROM open JOIN message ON message.id = open.id
       ON CONFLICT (queue, job_id) DO NOTHING
-      RETURNING id
+      RETURNING id, job_id
     )
-    SELECT EXISTS (SELECT 1 FROM open) AS open,
-           (SELECT id FROM message) AS message_id,
-           (SELECT id FROM work) AS work_id`);
-  return { open: row.open, stored: row.message_id !== null, workId: row.work_id };
+    SELECT input.ord, open.id IS NOT NULL AS open, message.id IS NOT NULL AS stored,
+           work.id AS work_id
+    FROM input
+    LEFT JOIN open ON open.ord = input.ord
+    LEFT JOIN message ON message.id = input.id
+    LEFT JOIN work ON work.job_id = input.job_id
+    ORDER BY input.ord`);
+  return rows.map(row => ({ open: row.open, stored: row.stored, workId: row.work_id }));
 }
 
 /** The id of a message already stored under a client message id. */

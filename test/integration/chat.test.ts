@@ -207,16 +207,28 @@ describe('chat input, retries and history', () => {
       expect(res.body.data.duplicate).toBe(i > 0);
     }
     expect(ids.size).toBe(1);
-    await eventually(() => messagesOf(customer.received).length === 1, 10_000);
+    // The same, 20 at once: they share a group commit, and still store one message.
+    const parallel = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        request(api.url)
+          .post(`/nexus/v3/chat/sessions/${session.id}/messages`)
+          .set('x-nexus-client-key', session.clientToken)
+          .send({ data: { type: 'Text', text: 'only once too', clientMessageId: 'retry-2' } })
+          .expect(202),
+      ),
+    );
+    expect(new Set(parallel.map(res => res.body.data.id as string)).size).toBe(1);
+    expect(parallel.filter(res => res.body.data.duplicate === false)).toHaveLength(1);
+    await eventually(() => messagesOf(customer.received).length === 2, 10_000);
     await new Promise(resolve => setTimeout(resolve, 300));
-    expect(messagesOf(customer.received)).toHaveLength(1);
+    expect(messagesOf(customer.received)).toHaveLength(2);
     const counts = await h().db.one(sql.type(
       z.object({ messages: z.number(), events: z.number(), work: z.number() }),
     )`
       SELECT (SELECT count(*)::int FROM messages) AS messages,
              (SELECT count(*)::int FROM events WHERE type = 'message.created') AS events,
              (SELECT count(*)::int FROM work WHERE payload->>'kind' = 'message') AS work`);
-    expect(counts).toEqual({ messages: 1, events: 1, work: 1 });
+    expect(counts).toEqual({ messages: 2, events: 2, work: 2 });
     customer.socket.disconnect();
   });
 
