@@ -36,3 +36,28 @@ describe('GroupCommit', () => {
     expect(sizes).toEqual([1, 3, 3, 1]);
   });
 });
+
+describe('GroupCommit with several flushes in flight', () => {
+  it('starts up to maxInFlight flushes and batches the rest', async () => {
+    let running = 0;
+    let most = 0;
+    const sizes: number[] = [];
+    const group = new GroupCommit<number, number>(
+      async items => {
+        running++;
+        most = Math.max(most, running);
+        sizes.push(items.length);
+        await new Promise(resolve => setTimeout(resolve, 10));
+        running--;
+        return items;
+      },
+      100,
+      2,
+    );
+    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => group.submit(i)));
+    expect(results).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(most).toBe(2);
+    expect(sizes.slice(0, 2)).toEqual([1, 1]);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(10);
+  });
+});

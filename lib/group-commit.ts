@@ -1,27 +1,30 @@
 /**
- * Group commit: calls made while a flush is in flight are gathered and flushed together, so N
- * concurrent requests cost one database round trip instead of N. The first call flushes at once
- * (a batch of one): batching adds no delay when there is no concurrency.
+ * Group commit: calls made while flushes are in flight are gathered and flushed together, so N
+ * concurrent requests cost one database round trip instead of N. Up to `maxInFlight` flushes run
+ * at once (commits overlap their fsync waits); a call flushes at once when a slot is free, so
+ * batching adds no delay when there is no concurrency. Calls in different flushes have no order
+ * between them.
  */
 export class GroupCommit<I, O> {
   private pending: { item: I; resolve: (out: O) => void; reject: (error: unknown) => void }[] = [];
-  private flushing = false;
+  private inFlight = 0;
 
   constructor(
     /** Handles a batch; answers one result per item, in order. */
     private readonly flush: (items: readonly I[]) => Promise<readonly O[]>,
     private readonly maxBatch = 256,
+    private readonly maxInFlight = 1,
   ) {}
 
   submit(item: I): Promise<O> {
     return new Promise<O>((resolve, reject) => {
       this.pending.push({ item, resolve, reject });
-      if (!this.flushing) void this.drain();
+      if (this.inFlight < this.maxInFlight) void this.drain();
     });
   }
 
   private async drain(): Promise<void> {
-    this.flushing = true;
+    this.inFlight++;
     try {
       while (this.pending.length > 0) {
         const batch = this.pending.splice(0, this.maxBatch);
@@ -33,7 +36,7 @@ export class GroupCommit<I, O> {
         }
       }
     } finally {
-      this.flushing = false;
+      this.inFlight--;
     }
   }
 }

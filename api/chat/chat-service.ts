@@ -86,25 +86,29 @@ export class ChatService {
    * Customer messages of concurrent requests are stored in one statement and their jobs added
    * in one Redis call (group commit); each request answers once its batch is committed.
    */
-  private readonly intake = new GroupCommit<CustomerMessageIntake, IntakeResult>(async intakes => {
-    const results = await acceptCustomerMessages(this.deps.db, intakes);
-    const records: WorkRecord[] = [];
-    results.forEach((result, index) => {
-      const intake = intakes[index];
-      if (intake && result.workId !== null) {
-        records.push({
-          id: result.workId,
-          queue: intake.work.queue,
-          jobId: intake.work.jobId,
-          payload: intake.work.payload,
-          state: 'pending',
-          created: true,
-        });
-      }
-    });
-    await dispatchWork(this.enqueue, records);
-    return results;
-  });
+  private readonly intake = new GroupCommit<CustomerMessageIntake, IntakeResult>(
+    async intakes => {
+      const results = await acceptCustomerMessages(this.deps.db, intakes);
+      const records: WorkRecord[] = [];
+      results.forEach((result, index) => {
+        const intake = intakes[index];
+        if (intake && result.workId !== null) {
+          records.push({
+            id: result.workId,
+            queue: intake.work.queue,
+            jobId: intake.work.jobId,
+            payload: intake.work.payload,
+            state: 'pending',
+            created: true,
+          });
+        }
+      });
+      await dispatchWork(this.enqueue, records);
+      return results;
+    },
+    256,
+    4,
+  );
 
   constructor(private readonly deps: ChatServiceDeps) {
     this.enqueue = {
