@@ -204,3 +204,72 @@ export async function insertMessage(
       AND client_message_id = ${message.clientMessageId}`);
   return { id: existing.id, created: false, seq: existing.seq };
 }
+
+/**
+ * {@link sequencePendingMessages} for many interactions at once, in a fixed number of
+ * statements whatever their count. The caller holds the interactions' row locks.
+ */
+export async function sequencePendingMessagesOf(
+  tx: CommonQueryMethods,
+  interactionIds: readonly string[],
+): Promise<InteractionEvent[]> {
+  if (interactionIds.length === 0) return [];
+  const pending = await tx.any(sql.type(pendingMessage.extend({ interaction_id: z.string() }))`
+    SELECT m.id, m.interaction_id, m.sender_type, m.sender_id, m.type, m.text, m.client_message_id,
+           m.created_at, coalesce(s.nickname, a.name) AS nickname
+    FROM messages m
+    LEFT JOIN chat_sessions s ON m.sender_type = 'customer' AND s.interaction_id = m.interaction_id
+    LEFT JOIN agents a ON m.sender_type = 'agent' AND a.id::text = m.sender_id
+    WHERE m.interaction_id = ANY(${sql.array([...interactionIds], 'uuid')}) AND m.seq IS NULL
+    ORDER BY m.interaction_id, m.received`);
+  if (pending.length === 0) return [];
+  const counts = new Map<string, number>();
+  for (const message of pending) {
+    counts.set(message.interaction_id, (counts.get(message.interaction_id) ?? 0) + 1);
+  }
+  const taken = await tx.any(sql.type(
+    z.object({ id: z.string(), last_seq: z.number(), tenant_id: z.string() }),
+  )`
+    UPDATE interactions i SET last_seq = i.last_seq + v.k, updated_at = now()
+    FROM ${sql.unnest(
+      [...counts].map(([id, k]) => [id, k]),
+      ['uuid', 'int8'],
+    )} AS v(id, k)
+    WHERE i.id = v.id
+    RETURNING i.id, i.last_seq, i.tenant_id`);
+  const next = new Map(
+    taken.map(row => [
+      row.id,
+      { seq: row.last_seq - (counts.get(row.id) ?? 0) + 1, tenant: row.tenant_id },
+    ]),
+  );
+  const events = pending.map(message => {
+    const slot = next.get(message.interaction_id) as { seq: number; tenant: string };
+    const seq = slot.seq++;
+    return { message, seq, tenant: slot.tenant, id: randomUUID() };
+  });
+  const rows = await tx.any(sql.type(eventRow)`
+    INSERT INTO events (id, tenant_id, interaction_id, seq, type, payload)
+    SELECT * FROM ${sql.unnest(
+      events.map(event => [
+        event.id,
+        event.tenant,
+        event.message.interaction_id,
+        event.seq,
+        'message.created',
+        JSON.stringify(messagePayload(event.message)),
+      ]),
+      ['uuid', 'text', 'uuid', 'int8', 'text', 'jsonb'],
+    )}
+    RETURNING ${eventColumns}`);
+  await tx.query(sql.unsafe`
+    UPDATE messages m SET seq = v.seq
+    FROM ${sql.unnest(
+      events.map(event => [event.message.id, event.seq]),
+      ['uuid', 'int8'],
+    )} AS v(id, seq)
+    WHERE m.id = v.id`);
+  return [...rows]
+    .sort((a, b) => a.interaction_id.localeCompare(b.interaction_id) || a.seq - b.seq)
+    .map(toEvent);
+}

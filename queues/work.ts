@@ -94,15 +94,13 @@ export async function dispatchWork(
     try {
       if (!ctx.queues.ready) throw new Error(`redis is not ready (${ctx.queues.connectionStatus})`);
       await withTimeout(
-        ctx.queues
-          .get(queue)
-          .addBulk(
-            list.map(record => ({
-              name: queue,
-              data: record.payload,
-              opts: { jobId: record.jobId },
-            })),
-          ),
+        ctx.queues.get(queue).addBulk(
+          list.map(record => ({
+            name: queue,
+            data: record.payload,
+            opts: { jobId: record.jobId },
+          })),
+        ),
         ADD_TIMEOUT_MS,
         'adding the jobs to redis timed out',
       );
@@ -174,6 +172,19 @@ export async function findWork(
 }
 
 /** Ends pending work. False when the row was not pending: this run is a stale duplicate. */
+/** Marks several jobs' work done (conditionally); answers the job ids that were pending. */
+export async function completeWorkBatch(
+  tx: CommonQueryMethods,
+  queue: string,
+  jobIds: readonly string[],
+): Promise<Set<string>> {
+  const done = await tx.anyFirst(sql.type(z.object({ job_id: z.string() }))`
+    UPDATE work SET state = 'done', finished_at = now(), updated_at = now()
+    WHERE queue = ${queue} AND job_id = ANY(${sql.array([...jobIds], 'text')}) AND state = 'pending'
+    RETURNING job_id`);
+  return new Set(done);
+}
+
 export async function completeWork(
   tx: CommonQueryMethods,
   queue: string,

@@ -6,6 +6,7 @@ import type { Logger } from '../lib/logger.js';
 import { jobDuration, jobsActive, jobsTotal } from '../lib/metrics.js';
 import type { PayloadOf, QueueDefinition } from '../queues/definition.js';
 import { completeWork } from '../queues/work.js';
+import { GroupCommit } from '../lib/group-commit.js';
 import { recordFinalFailure } from './undelivered.js';
 
 /** What a processor gets besides its payload. */
@@ -21,6 +22,12 @@ export interface JobContext {
    * job ends as `stale`. Called by the runner when the processor does not call it.
    */
   complete<T>(within?: (tx: CommonQueryMethods) => Promise<T>): Promise<T | undefined>;
+  /**
+   * Declares that the processor marks the work row done itself (conditionally, in its own
+   * transaction, e.g. for a batch of jobs) instead of through {@link JobContext.complete}. It then
+   * throws {@link StaleWorkError} when the row was not pending.
+   */
+  completedHere(): void;
 }
 
 /**
@@ -34,12 +41,41 @@ export type Processor<D extends QueueDefinition = QueueDefinition> = (
 
 type Outcome = 'completed' | 'stale' | 'retry' | 'failed';
 
-/** Thrown inside the completing transaction to roll back a stale duplicate's writes. */
-class StaleWorkError extends Error {
+/**
+ * Thrown inside the completing transaction to roll back a stale duplicate's writes; processors
+ * that complete their work themselves ({@link JobContext.completedHere}) throw it for a job whose
+ * row was no longer pending.
+ */
+export class StaleWorkError extends Error {
   override readonly name = 'StaleWorkError';
 }
 
-const claimed = z.object({ attempts: z.number(), first_attempt_at: z.string() });
+const claimed = z.object({
+  job_id: z.string(),
+  attempts: z.number(),
+  first_attempt_at: z.string(),
+});
+type Claim = z.infer<typeof claimed>;
+
+/**
+ * Claims of concurrent jobs of a queue share one statement (group commit): the attempt is counted
+ * on every pending row at once, and a job whose row is not pending gets nothing back.
+ */
+function claimer(db: DatabasePool, queue: string): GroupCommit<string, Claim | undefined> {
+  return new GroupCommit(
+    async jobIds => {
+      const rows = await db.any(sql.type(claimed)`
+        UPDATE work SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
+                        last_attempt_at = now(), updated_at = now()
+        WHERE queue = ${queue} AND job_id = ANY(${sql.array([...jobIds], 'text')}) AND state = 'pending'
+        RETURNING job_id, attempts, first_attempt_at`);
+      const byId = new Map(rows.map(row => [row.job_id, row]));
+      return jobIds.map(jobId => byId.get(jobId));
+    },
+    256,
+    2,
+  );
+}
 
 /**
  * Wraps a processor with everything every job needs: payload validation, the work-row check
@@ -54,6 +90,7 @@ export function instrumentProcessor<D extends QueueDefinition>(
   deps: { db: DatabasePool; log: Logger },
 ): BullProcessor {
   const queue = definition.name;
+  const claims = claimer(deps.db, queue);
   return async (job: Job, _token?: string, signal?: AbortSignal) => {
     const jobId = job.id ?? '';
     const attempt = job.attemptsMade + 1;
@@ -73,11 +110,7 @@ export function instrumentProcessor<D extends QueueDefinition>(
       }
       if (definition.durable) {
         // Claim check: count the attempt on the work row; no pending row means nothing to do.
-        const row = await deps.db.maybeOne(sql.type(claimed)`
-          UPDATE work SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
-                          last_attempt_at = now(), updated_at = now()
-          WHERE queue = ${queue} AND job_id = ${jobId} AND state = 'pending'
-          RETURNING attempts, first_attempt_at`);
+        const row = await claims.submit(jobId);
         if (!row) {
           outcome = 'stale';
           log.info('work is not pending: duplicate run skipped');
@@ -93,6 +126,9 @@ export function instrumentProcessor<D extends QueueDefinition>(
         db: deps.db,
         job,
         signal,
+        completedHere: () => {
+          completed = true;
+        },
         complete: async within => {
           completed = true;
           if (!definition.durable) return within ? deps.db.transaction(within) : undefined;

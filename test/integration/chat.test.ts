@@ -9,7 +9,7 @@ import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 
 const startWorkers = (h: Harness) =>
   h.startWorkers({
-    processors: { inbound: createInboundProcessor({ publisher: h.publisher }) },
+    processors: { inbound: createInboundProcessor({ db: h.db, publisher: h.publisher }) },
     select: ['inbound'],
   });
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { CommonQueryMethods } from 'slonik';
+import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import {
@@ -15,12 +15,14 @@ import {
 } from '../../db/queries/chat.js';
 import {
   appendEvents,
-  sequencePendingMessages,
+  sequencePendingMessagesOf,
   type InteractionEvent,
 } from '../../db/conversation.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
+import { GroupCommit } from '../../lib/group-commit.js';
 import { inboundQueue, type InboundPayload } from '../../queues/index.js';
-import type { Processor } from '../run-processor.js';
+import { completeWorkBatch } from '../../queues/work.js';
+import { StaleWorkError, type Processor } from '../run-processor.js';
 import { parkUntilBuilt } from './unbuilt.js';
 
 /** Normalised identifiers a chat customer gave: email lower-cased, phone digits (and "+"). */
@@ -92,30 +94,53 @@ async function startChat(
 
 /**
  * The inbound processor. Web chat: the API stored the session or message; here the interaction
- * is started once (contact matched, STARTED event), pending messages are numbered in arrival
- * order with their events, all in the job's completing transaction, and the events are then
- * published to every API replica. Other channels arrive with the SMS and third-party features.
+ * is started once (contact matched, STARTED event) and pending messages are numbered in arrival
+ * order with their events. Concurrent jobs are handled together (group commit): one transaction
+ * locks their interactions in id order, starts those not started, numbers every pending message
+ * of all of them in a fixed number of statements, and marks the jobs' work rows done; the events
+ * are published after the commit. A job whose row was no longer pending ends as stale. Other
+ * channels arrive with the SMS and third-party features.
  */
 export function createInboundProcessor(deps: {
+  db: DatabasePool;
   publisher: RealtimePublisher;
 }): Processor<typeof inboundQueue> {
   const notBuilt = parkUntilBuilt(inboundQueue, 'inbound SMS, third-party and email');
+  const batch = new GroupCommit<{ jobId: string; interactionId: string }, { stale: boolean }>(
+    async items => {
+      const ids = [...new Set(items.map(item => item.interactionId))].sort();
+      const { events, done } = await deps.db.transaction(async tx => {
+        const interactions = await tx.any(
+          sql.type(interactionRow.extend({ started: z.boolean() }))`
+            SELECT id, tenant_id, media, subtype, state, endpoint, contact_id, last_seq, created_at,
+                   updated_at, finished_at, started_event_at IS NOT NULL AS started
+            FROM interactions WHERE id = ANY(${sql.array(ids, 'uuid')}) ORDER BY id FOR UPDATE`,
+        );
+        const written: InteractionEvent[] = [];
+        for (const interaction of interactions) {
+          if (!interaction.started) written.push(...(await startChat(tx, interaction)));
+        }
+        written.push(...(await sequencePendingMessagesOf(tx, ids)));
+        const completed = await completeWorkBatch(
+          tx,
+          inboundQueue.name,
+          items.map(item => item.jobId),
+        );
+        return { events: written, done: completed };
+      });
+      deps.publisher.events(events);
+      return items.map(item => ({ stale: !done.has(item.jobId) }));
+    },
+    100,
+    1,
+  );
   return async (payload: InboundPayload, ctx) => {
     if (payload.channel !== 'chat' || !payload.interactionId) return notBuilt(payload, ctx);
-    const interactionId = payload.interactionId;
-    const events = await ctx.complete(async tx => {
-      const interaction = await tx.maybeOne(
-        sql.type(interactionRow.extend({ started: z.boolean() }))`
-          SELECT id, tenant_id, media, subtype, state, endpoint, contact_id, last_seq, created_at,
-                 updated_at, finished_at, started_event_at IS NOT NULL AS started
-          FROM interactions WHERE id = ${interactionId} FOR UPDATE`,
-      );
-      if (!interaction) return [];
-      return [
-        ...(interaction.started ? [] : await startChat(tx, interaction)),
-        ...(await sequencePendingMessages(tx, interactionId, { locked: true })),
-      ];
+    ctx.completedHere();
+    const { stale } = await batch.submit({
+      jobId: ctx.job.id ?? '',
+      interactionId: payload.interactionId,
     });
-    if (events?.length) deps.publisher.events(events);
+    if (stale) throw new StaleWorkError();
   };
 }
