@@ -1,5 +1,6 @@
 import { hkdfSync } from 'node:crypto';
 import { SignJWT, jwtVerify } from 'jose';
+import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 
 /**
@@ -30,6 +31,11 @@ const ISSUER = 'nexus';
 
 export class TokenService {
   private readonly key: Uint8Array;
+  /**
+   * Client tokens verified before (they never expire and cannot change): sending a message is
+   * the hot path, and an HMAC verification through WebCrypto costs more than the rest of it.
+   */
+  private readonly verifiedClients = new LRUCache<string, ClientToken>({ max: 50_000 });
 
   constructor(
     secretKey: Buffer,
@@ -60,7 +66,11 @@ export class TokenService {
 
   /** The client token's claims, or undefined when it is not one of ours. */
   async verifyClient(token: string): Promise<ClientToken | undefined> {
-    return this.verify(token, clientClaims);
+    const known = this.verifiedClients.get(token);
+    if (known) return known;
+    const claims = await this.verify(token, clientClaims);
+    if (claims) this.verifiedClients.set(token, claims);
+    return claims;
   }
 
   async verifyAgent(token: string): Promise<AgentToken | undefined> {
