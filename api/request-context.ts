@@ -25,9 +25,7 @@ export function requestContext(log: Logger): RequestHandler {
   const httpLogger = pinoHttp({
     logger: log,
     genReqId: (req, res) => {
-      const incoming = req.headers['x-request-id'];
-      const id =
-        typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+      const id = requestId(req);
       res.setHeader('X-Request-Id', id);
       return id;
     },
@@ -38,6 +36,27 @@ export function requestContext(log: Logger): RequestHandler {
     customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? 'error' : 'info'),
     wrapSerializers: true,
   });
+  const requestId = (req: IncomingMessage) => {
+    const incoming = req.headers['x-request-id'];
+    return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+  };
+  // Access logs are written at info. Below that level pino-http would build a logger and
+  // serializers per request for nothing: bind a child logger only when something logs.
+  if (!log.isLevelEnabled('info')) {
+    return (req, res, next) => {
+      const traceId = traceIdOf(req);
+      const reqId = requestId(req);
+      res.locals.traceId = traceId;
+      res.setHeader('X-B3-TraceId', traceId);
+      res.setHeader('X-Request-Id', reqId);
+      let child: Logger | undefined;
+      Object.defineProperty(req, 'log', {
+        configurable: true,
+        get: () => (child ??= log.child({ reqId, traceId })),
+      });
+      next();
+    };
+  }
   return (req, res, next) => {
     const traceId = traceIdOf(req);
     traces.set(req, traceId);
