@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Percentile of a sorted array (nearest rank). */
 export function percentile(sorted: readonly number[], p: number): number {
@@ -52,4 +52,19 @@ export async function waitFor(
     }
     await sleep(50);
   }
+}
+
+/** CPU seconds used so far by every process whose command name is `comm` (e.g. postgres). */
+export function cpuSecondsOf(comm: string): number {
+  let total = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== comm) continue;
+      total += cpuSeconds(Number(entry));
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return total;
 }

@@ -7,7 +7,7 @@
  * BENCH_SYSTEMS (baseline,hub), BENCH_SCENARIOS (chat-max,chat-paced).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpuSeconds, Latencies, peakRssMiB, sleep, waitFor } from './measure.js';
+import { cpuSeconds, cpuSecondsOf, Latencies, peakRssMiB, sleep, waitFor } from './measure.js';
 import { startBaseline, startHub, type Shape, type System } from './systems.js';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -77,7 +77,14 @@ async function scenario(system: System, name: string): Promise<Result> {
     }
   };
 
-  const cpuBefore = Object.fromEntries(system.processes.map(p => [p.role, cpuSeconds(p.pid)]));
+  // The system's processes, and what they share the machine with.
+  const cpuNow = (): Record<string, number> => ({
+    ...Object.fromEntries(system.processes.map(p => [p.role, cpuSeconds(p.pid)])),
+    postgres: cpuSecondsOf('postgres'),
+    redis: cpuSecondsOf('redis-server'),
+    loadgen: cpuSeconds(process.pid),
+  });
+  const cpuBefore = cpuNow();
   const startedAt = performance.now();
   const endAt = startedAt + SECONDS * 1000;
   if (name === 'chat-max') {
@@ -109,9 +116,9 @@ async function scenario(system: System, name: string): Promise<Result> {
   await sleep(300);
   const wall = Math.max(windowEnd, lastDelivery) - startedAt;
   const cpu = Object.fromEntries(
-    system.processes.map(p => [
-      p.role,
-      (cpuSeconds(p.pid) - (cpuBefore[p.role] ?? 0)) / (wall / 1000),
+    Object.entries(cpuNow()).map(([role, seconds]) => [
+      role,
+      (seconds - (cpuBefore[role] ?? 0)) / (wall / 1000),
     ]),
   );
   const persisted = (await system.persisted()) - persistedBefore;
