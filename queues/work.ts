@@ -172,14 +172,19 @@ export async function findWork(
 }
 
 /** Ends pending work. False when the row was not pending: this run is a stale duplicate. */
-/** Marks several jobs' work done (conditionally); answers the job ids that were pending. */
+/**
+ * Marks several jobs' work done (conditionally), counting this attempt on each; answers the job
+ * ids that were pending. For processors that claim their own work (`claimsItself`).
+ */
 export async function completeWorkBatch(
   tx: CommonQueryMethods,
   queue: string,
   jobIds: readonly string[],
 ): Promise<Set<string>> {
   const done = await tx.anyFirst(sql.type(z.object({ job_id: z.string() }))`
-    UPDATE work SET state = 'done', finished_at = now(), updated_at = now()
+    UPDATE work SET state = 'done', attempts = attempts + 1,
+                    first_attempt_at = coalesce(first_attempt_at, now()), last_attempt_at = now(),
+                    finished_at = now(), updated_at = now()
     WHERE queue = ${queue} AND job_id = ANY(${sql.array([...jobIds], 'text')}) AND state = 'pending'
     RETURNING job_id`);
   return new Set(done);

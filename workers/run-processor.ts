@@ -34,10 +34,16 @@ export interface JobContext {
  * A processor: one async function per queue. Throw to retry (BullMQ's attempts and backoff
  * apply); throw `UnrecoverableError` for a permanent failure; return for success or a no-op.
  */
-export type Processor<D extends QueueDefinition = QueueDefinition> = (
+export type Processor<D extends QueueDefinition = QueueDefinition> = ((
   payload: PayloadOf<D>,
   context: JobContext,
-) => Promise<void>;
+) => Promise<void>) & {
+  /**
+   * The processor counts the attempt and completes the work row itself, in one conditional
+   * statement of its own transaction (batch processors): the runner skips its separate claim.
+   */
+  readonly claimsItself?: boolean;
+};
 
 type Outcome = 'completed' | 'stale' | 'retry' | 'failed';
 
@@ -108,7 +114,7 @@ export function instrumentProcessor<D extends QueueDefinition>(
           `invalid payload: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim(),
         );
       }
-      if (definition.durable) {
+      if (definition.durable && !processor.claimsItself) {
         // Claim check: count the attempt on the work row; no pending row means nothing to do.
         const row = await claims.submit(jobId);
         if (!row) {

@@ -2,7 +2,7 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { socketEventsDelivered } from '../../lib/metrics.js';
+import { jobsTotal, socketEventsDelivered } from '../../lib/metrics.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { connect, provisionChatTenant, type Received } from '../helpers/chat.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
@@ -229,6 +229,39 @@ describe('chat input, retries and history', () => {
              (SELECT count(*)::int FROM events WHERE type = 'message.created') AS events,
              (SELECT count(*)::int FROM work WHERE payload->>'kind' = 'message') AS work`);
     expect(counts).toEqual({ messages: 2, events: 2, work: 2 });
+
+    // A stale duplicate of a finished job (Redis lost the completion, say) changes nothing.
+    const jobId = await h().db.oneFirst(sql.type(z.object({ job_id: z.string() }))`
+      SELECT job_id FROM work WHERE payload->>'kind' = 'message' ORDER BY id LIMIT 1`);
+    const queue = h().queues.get('inbound');
+    const before = await jobsTotal.get();
+    await queue.remove(jobId);
+    await queue.add(
+      'inbound',
+      await h().db.oneFirst(sql.type(z.object({ payload: z.record(z.unknown()) }))`
+      SELECT payload FROM work WHERE job_id = ${jobId}`),
+      { jobId },
+    );
+    await eventually(
+      async () => (await queue.getJobState(jobId)) === 'completed',
+      10_000,
+      'the duplicate to run',
+    );
+    const stale =
+      (await jobsTotal.get()).values.find(
+        v => v.labels.queue === 'inbound' && v.labels.outcome === 'stale',
+      )?.value ?? 0;
+    const staleBefore =
+      before.values.find(v => v.labels.queue === 'inbound' && v.labels.outcome === 'stale')
+        ?.value ?? 0;
+    expect(stale).toBe(staleBefore + 1);
+    expect(
+      await h().db.oneFirst(
+        sql.type(
+          z.object({ n: z.number() }),
+        )`SELECT count(*)::int AS n FROM events WHERE type = 'message.created'`,
+      ),
+    ).toBe(2);
     customer.socket.disconnect();
   });
 

@@ -22,7 +22,7 @@ import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { GroupCommit } from '../../lib/group-commit.js';
 import { inboundQueue, type InboundPayload } from '../../queues/index.js';
 import { completeWorkBatch } from '../../queues/work.js';
-import { StaleWorkError, type Processor } from '../run-processor.js';
+import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
 import { parkUntilBuilt } from './unbuilt.js';
 
 /** Normalised identifiers a chat customer gave: email lower-cased, phone digits (and "+"). */
@@ -134,7 +134,7 @@ export function createInboundProcessor(deps: {
     100,
     1,
   );
-  return async (payload: InboundPayload, ctx) => {
+  const processor = async (payload: InboundPayload, ctx: JobContext) => {
     if (payload.channel !== 'chat' || !payload.interactionId) return notBuilt(payload, ctx);
     ctx.completedHere();
     const { stale } = await batch.submit({
@@ -143,4 +143,6 @@ export function createInboundProcessor(deps: {
     });
     if (stale) throw new StaleWorkError();
   };
+  // The batch's completion counts the attempt: no separate claim round trip (and commit) per job.
+  return Object.assign(processor, { claimsItself: true });
 }
