@@ -80,6 +80,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     sweepAfterMs: config.workers.sweepAfterMs,
     tokens,
     publisher: new RealtimePublisher(deps.redis, config, log),
+    sessionLimit: config.chatSessionLimit,
   });
 
   healthRoutes(api, {

@@ -105,6 +105,8 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     else requestLog.info({ code: error.code, field: error.field }, error.message);
 
     if (res.headersSent) return;
+    const retryAfter = (error as { retryAfter?: unknown }).retryAfter;
+    if (typeof retryAfter === 'number') res.setHeader('Retry-After', String(retryAfter));
     const body: ErrorEnvelope = { status: { code: error.code, message: error.message } };
     if (error.field) body.status.field = error.field;
     res.status(error.status).json(body);

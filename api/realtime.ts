@@ -273,14 +273,22 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
         interactionId: session.interaction_id,
         participantId: session.participant_id,
       };
-      chat.customerMessage(client, parsed.data.text, parsed.data.clientMessageId ?? null).then(
-        result => ack?.(ok({ id: result.id, duplicate: !result.created })),
-        (error: unknown) => ack?.(failure(error)),
-      );
+      chat
+        .limitSession(session.id)
+        .then(() =>
+          chat.customerMessage(client, parsed.data.text, parsed.data.clientMessageId ?? null),
+        )
+        .then(
+          result => ack?.(ok({ id: result.id, duplicate: !result.created })),
+          (error: unknown) => ack?.(failure(error)),
+        );
     });
     socket.on('typing', (payload: unknown) => {
       const typing = (payload as { typing?: unknown } | undefined)?.typing !== false;
-      chat.typing(session.tenant_id, session.interaction_id, me, typing);
+      chat.limitSession(session.id).then(
+        () => chat.typing(session.tenant_id, session.interaction_id, me, typing),
+        () => undefined,
+      );
     });
     socket.on('read', (payload: unknown, ack?: Ack) => {
       const seq = Number((payload as { seq?: unknown } | undefined)?.seq);

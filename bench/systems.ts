@@ -113,6 +113,7 @@ export async function startHub(shape: Shape, port: number): Promise<System> {
     HOST: '127.0.0.1',
     NEXUS_WORKER_CONCURRENCY: '50',
     DB_POOL_SIZE: '20',
+    NEXUS_CHAT_SESSION_LIMIT: '10000/1',
   };
   const children: ChildProcess[] = [];
   const processes: { role: string; pid: number }[] = [];

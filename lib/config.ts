@@ -101,6 +101,15 @@ const envSchema = z.object({
   NEXUS_JWT_TENANT_CLAIM: z.string().min(1).default('ccid'),
   NEXUS_JWT_ROLE_CLAIM: z.string().min(1).default('role'),
   NEXUS_AUTH_CACHE_TTL_MS: positiveInt.default(60_000),
+  NEXUS_CHAT_SESSION_LIMIT: z
+    .string()
+    .regex(/^\d+\/\d+$/, 'must look like 30/10 (requests per seconds)')
+    .default('30/10')
+    .transform(value => {
+      const [points, seconds] = value.split('/').map(Number) as [number, number];
+      return { points, seconds };
+    })
+    .refine(limit => limit.points > 0 && limit.seconds > 0, 'both numbers must be positive'),
   NEXUS_BODY_LIMIT: z
     .string()
     .regex(/^\d+(b|kb|mb)$/i, 'must look like 100kb or 1mb')
@@ -176,6 +185,8 @@ export interface Config {
     | undefined;
   /** How long an API key lookup is cached (revocations are pushed to every replica at once). */
   readonly authCacheTtlMs: number;
+  /** What one chat session may send (messages, typing, reads) per replica. */
+  readonly chatSessionLimit: { readonly points: number; readonly seconds: number };
   readonly workers: {
     readonly queues: readonly string[] | undefined;
     readonly concurrency: number;
@@ -284,6 +295,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
           }
         : undefined,
     authCacheTtlMs: e.NEXUS_AUTH_CACHE_TTL_MS,
+    chatSessionLimit: e.NEXUS_CHAT_SESSION_LIMIT,
     workers: {
       queues: e.NEXUS_WORKER_QUEUES,
       concurrency: e.NEXUS_WORKER_CONCURRENCY,

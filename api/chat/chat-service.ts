@@ -36,6 +36,7 @@ import {
   type IntakeResult,
 } from '../../db/queries/intake.js';
 import { GroupCommit } from '../../lib/group-commit.js';
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { interactionState } from '../../db/queries/interaction-state.js';
 
 export interface ChatServiceDeps {
@@ -45,6 +46,8 @@ export interface ChatServiceDeps {
   sweepAfterMs: number;
   tokens: TokenService;
   publisher: RealtimePublisher;
+  /** What one session may send per replica (messages, typing, reads); see NEXUS_CHAT_SESSION_LIMIT. */
+  sessionLimit?: { points: number; seconds: number };
 }
 
 export interface SessionStart {
@@ -110,7 +113,11 @@ export class ChatService {
     4,
   );
 
+  private readonly sessionLimiter: RateLimiterMemory;
+
   constructor(private readonly deps: ChatServiceDeps) {
+    const limit = deps.sessionLimit ?? { points: 30, seconds: 10 };
+    this.sessionLimiter = new RateLimiterMemory({ points: limit.points, duration: limit.seconds });
     this.enqueue = {
       db: deps.db,
       queues: deps.queues,
@@ -172,6 +179,26 @@ export class ChatService {
       interactionId,
     });
     return { session, clientToken };
+  }
+
+  /**
+   * Counts one customer action of a session (the client-token routes have no API key to limit);
+   * throws 429 `NEXUS_ERR_RATE_LIMITED` with the seconds to wait in `retryAfter`.
+   */
+  async limitSession(sessionId: string): Promise<void> {
+    try {
+      await this.sessionLimiter.consume(sessionId);
+    } catch (thrown) {
+      if (!(thrown instanceof RateLimiterRes)) throw thrown;
+      const retryAfter = Math.max(1, Math.ceil(thrown.msBeforeNext / 1000));
+      throw Object.assign(
+        new AppError(
+          'NEXUS_ERR_RATE_LIMITED',
+          `Too many requests in this chat session; retry in ${retryAfter} s`,
+        ),
+        { retryAfter },
+      );
+    }
   }
 
   /** The session a client token opens; AUTHENTICATION_REQUIRED for anything else. */

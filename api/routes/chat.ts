@@ -250,6 +250,7 @@ export function chatRoutes({
       },
       async handle({ params, req, res }) {
         const client = await chat.clientFor(clientKey(req), params.sessionId);
+        await chat.limitSession(client.sessionId);
         const data = parseInput(messageData, widgetData(req.body), 'body.data');
         const result = await chat.customerMessage(client, data.text, data.clientMessageId ?? null);
         reply(res, 202, { id: result.id, duplicate: !result.created });
@@ -272,6 +273,7 @@ export function chatRoutes({
       },
       async handle({ params, req, res }) {
         const session = await chat.sessionFor(clientKey(req), params.sessionId);
+        await chat.limitSession(session.id);
         const data = parseInput(
           z
             .object({
@@ -303,6 +305,7 @@ export function chatRoutes({
       },
       async handle({ params, req, res }) {
         const session = await chat.sessionFor(clientKey(req), params.sessionId);
+        await chat.limitSession(session.id);
         const data = parseInput(
           z.object({ seq: z.coerce.number().int().min(1) }).strict(),
           widgetData(req.body),

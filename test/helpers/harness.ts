@@ -95,6 +95,8 @@ export function testConfig(env: Record<string, string> = {}): Config {
     NEXUS_ADMIN_TOKEN: ADMIN_TOKEN,
     PORT: '0',
     METRICS_PORT: '0',
+    // Tests send faster than a person types; the limit itself has its own test.
+    NEXUS_CHAT_SESSION_LIMIT: '10000/1',
     ...env,
   });
 }

@@ -37,6 +37,7 @@ export async function startHubProcess(
       HOST: '127.0.0.1',
       METRICS_PORT: '0',
       LOG_LEVEL: 'warn',
+      NEXUS_CHAT_SESSION_LIMIT: '10000/1',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

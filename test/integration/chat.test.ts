@@ -578,3 +578,45 @@ describe('chat input, retries and history', () => {
     customer.socket.disconnect();
   });
 });
+
+describe('chat session limit', () => {
+  const h = useHarness({ NEXUS_CHAT_SESSION_LIMIT: '5/60' });
+
+  it('answers 429 with Retry-After once a session sends more than its limit', async () => {
+    const api = await h().serve();
+    const t = await provisionChatTenant(h(), api.app);
+    const session = (
+      await request(api.url)
+        .post('/nexus/v3/chat/sessions')
+        .set('x-api-key', t.chatKey)
+        .send({ data: { nickname: 'Hal' } })
+        .expect(201)
+    ).body.data;
+    const send = (i: number) =>
+      request(api.url)
+        .post(`/nexus/v3/chat/sessions/${session.id}/messages`)
+        .set('x-nexus-client-key', session.clientToken)
+        .send({ data: { text: `m${i}` } });
+    for (let i = 0; i < 5; i++) await send(i).expect(202);
+    const limited = await send(5).expect(429);
+    expect(limited.body.status.code).toBe('NEXUS_ERR_RATE_LIMITED');
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    const stored = await h().db.oneFirst(
+      sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM messages`,
+    );
+    expect(stored).toBe(5);
+    // Another session is not affected.
+    const other = (
+      await request(api.url)
+        .post('/nexus/v3/chat/sessions')
+        .set('x-api-key', t.chatKey)
+        .send({ data: { nickname: 'Ivy' } })
+        .expect(201)
+    ).body.data;
+    await request(api.url)
+      .post(`/nexus/v3/chat/sessions/${other.id}/messages`)
+      .set('x-nexus-client-key', other.clientToken)
+      .send({ data: { text: 'hello' } })
+      .expect(202);
+  });
+});
