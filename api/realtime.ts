@@ -116,6 +116,7 @@ class Feed {
 /** Local feeds by interaction, and agent sockets by tenant. */
 class FeedHub {
   private readonly feeds = new Map<string, Set<Feed>>();
+  private readonly bySocket = new Map<Socket, Set<Feed>>();
   readonly agents = new Map<string, Set<Socket>>();
 
   add(feed: Feed): boolean {
@@ -123,19 +124,20 @@ class FeedHub {
     if (!set) this.feeds.set(feed.interactionId, (set = new Set()));
     for (const existing of set) if (existing.socket === feed.socket) return false;
     set.add(feed);
+    let mine = this.bySocket.get(feed.socket);
+    if (!mine) this.bySocket.set(feed.socket, (mine = new Set()));
+    mine.add(feed);
     return true;
   }
 
   removeSocket(socket: Socket): void {
-    for (const [id, set] of this.feeds) {
-      for (const feed of set) {
-        if (feed.socket === socket) {
-          feed.close();
-          set.delete(feed);
-        }
-      }
-      if (set.size === 0) this.feeds.delete(id);
+    for (const feed of this.bySocket.get(socket) ?? []) {
+      feed.close();
+      const set = this.feeds.get(feed.interactionId);
+      set?.delete(feed);
+      if (set?.size === 0) this.feeds.delete(feed.interactionId);
     }
+    this.bySocket.delete(socket);
   }
 
   of(interactionId: string): ReadonlySet<Feed> {

@@ -9,7 +9,7 @@ import {
   type InteractionEvent,
 } from '../../db/conversation.js';
 import {
-  endSession,
+  endSessionOf,
   findEndpoint,
   findSession,
   finishInteraction,
@@ -365,7 +365,8 @@ export class ChatService {
     await this.write(async tx => {
       const state = await interactionState(tx, interactionId, tenantId);
       if (!state) throw new AppError('NEXUS_ERR_NOT_FOUND', 'interaction not found');
-      if (sessionId) await endSession(tx, sessionId);
+      // The customer's session ends with the chat, whoever ends it.
+      await endSessionOf(tx, interactionId, sessionId);
       if (!(await finishInteraction(tx, interactionId))) return [];
       const pending = await sequencePendingMessages(tx, interactionId);
       const events: { type: EventType; payload: Record<string, unknown> }[] = [];

@@ -140,9 +140,16 @@ export async function findSessionByInteraction(
   return row ?? undefined;
 }
 
-export async function endSession(tx: CommonQueryMethods, id: string): Promise<boolean> {
+/** Ends the chat session of an interaction (the given one, when known). */
+export async function endSessionOf(
+  tx: CommonQueryMethods,
+  interactionId: string,
+  sessionId?: string,
+): Promise<boolean> {
   const result = await tx.query(sql.unsafe`
-    UPDATE chat_sessions SET state = 'ended', ended_at = now() WHERE id = ${id} AND state = 'open'`);
+    UPDATE chat_sessions SET state = 'ended', ended_at = now()
+    WHERE interaction_id = ${interactionId} AND state = 'open'
+      ${sessionId === undefined ? sql.fragment`` : sql.fragment`AND id = ${sessionId}`}`);
   return result.rowCount > 0;
 }
 

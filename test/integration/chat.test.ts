@@ -315,6 +315,12 @@ describe('chat input, retries and history', () => {
       .send({ data: { text: 'too late' } })
       .expect(409);
     expect(afterDone.body.status.code).toBe('NEXUS_ERR_CHAT_ENDED');
+    const ended = await request(api.url)
+      .get(`/nexus/v3/chat/sessions/${first.id}/messages?after=0`)
+      .set('x-nexus-client-key', first.clientToken)
+      .expect(200);
+    expect(ended.body.data.state).toBe('ended');
+    expect(ended.body.data.messages.at(-1).type).toBe('interaction.finished');
 
     // The same customer (email in another case) starts a new chat: the agent sees the first one.
     const second = (
