@@ -22,6 +22,7 @@ import { agentInteractionRoutes } from './routes/agent-interactions.js';
 import { agentRoutes } from './routes/agents.js';
 import { apiKeyRoutes } from './routes/apikeys.js';
 import { chatRoutes } from './routes/chat.js';
+import { routingRoutes } from './routes/routing.js';
 import { channelRoutes } from './routes/channels.js';
 import { healthRoutes } from './routes/health.js';
 import { serviceRoutes } from './routes/services.js';
@@ -97,6 +98,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   agentRoutes({ api, db, tokens });
   chatRoutes({ api, chat, publicUrl: config.http.publicUrl });
   agentInteractionRoutes({ api, db, chat });
+  routingRoutes({ api, db, chat });
   undeliveredRoutes(api, {
     db,
     queues: deps.queues,

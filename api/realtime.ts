@@ -27,6 +27,7 @@ const SOCKET_EVENT: Record<InteractionEvent['type'], string> = {
   'participant.left': 'participant',
   'message.created': 'message',
   read: 'read',
+  'interaction.assigned': 'assigned',
   'interaction.finished': 'ended',
 };
 

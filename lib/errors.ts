@@ -53,6 +53,11 @@ export const ERRORS = {
     409,
     'Another channel of the tenant has this channelId',
   ),
+  NEXUS_ERR_ENDPOINT_TAKEN: define(
+    'NEXUS_ERR_ENDPOINT_TAKEN',
+    409,
+    'An endpoint already leads to another routing queue of the tenant',
+  ),
   NEXUS_ERR_SECRET_UNREADABLE: define(
     'NEXUS_ERR_SECRET_UNREADABLE',
     500,

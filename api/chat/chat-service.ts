@@ -36,6 +36,9 @@ import {
   type IntakeResult,
 } from '../../db/queries/intake.js';
 import { GroupCommit } from '../../lib/group-commit.js';
+import { queuesOfAgent, routeQueue } from '../../db/routing.js';
+import { sql } from 'slonik';
+import { z } from 'zod';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { interactionState } from '../../db/queries/interaction-state.js';
 
@@ -376,6 +379,49 @@ export class ChatService {
       events.push({ type: 'interaction.finished', payload: { by } });
       return [...pending, ...(await appendEvents(tx, interactionId, events))];
     });
+    // The agent it was assigned to has room again: its queue may have someone waiting.
+    const routed = await this.deps.db.maybeOne(
+      sql.type(z.object({ queue_name: z.string() }))`
+        SELECT queue_name FROM interactions
+        WHERE id = ${interactionId} AND tenant_id = ${tenantId} AND queue_name IS NOT NULL`,
+    );
+    if (routed) await this.route(tenantId, routed.queue_name);
+  }
+
+  /** Assigns what waits in a queue; routing errors are logged (the maintenance sweep retries). */
+  async route(tenantId: string, queue: string): Promise<void> {
+    await routeQueue(this.deps.db, tenantId, queue, events =>
+      this.deps.publisher.events(events),
+    ).catch((error: unknown) =>
+      this.deps.log.warn({ err: error, queue }, 'routing failed; the sweep retries'),
+    );
+  }
+
+  /** An agent becomes ready or not, or changes capacity; a ready agent gets waiting work. */
+  async presence(
+    tenantId: string,
+    agentId: string,
+    change: { ready?: boolean | undefined; capacity?: number | undefined },
+  ): Promise<{ ready: boolean; capacity: number; load: number }> {
+    const row = await this.deps.db.one(sql.type(
+      z.object({ ready: z.boolean(), capacity: z.number() }),
+    )`
+      UPDATE agents SET
+        ready = coalesce(${change.ready ?? null}::boolean, ready),
+        capacity = coalesce(${change.capacity ?? null}::int, capacity),
+        idle_since = CASE WHEN ${change.ready ?? null}::boolean AND NOT ready THEN now() ELSE idle_since END,
+        updated_at = now()
+      WHERE id = ${agentId} AND tenant_id = ${tenantId}
+      RETURNING ready, capacity`);
+    if (row.ready) {
+      for (const { tenantId: tenant, queue } of await queuesOfAgent(this.deps.db, agentId)) {
+        await this.route(tenant, queue);
+      }
+    }
+    const load = await this.deps.db.oneFirst(sql.type(z.object({ n: z.number() }))`
+      SELECT count(*)::int AS n FROM interactions
+      WHERE assigned_agent_id = ${agentId} AND routing_state = 'assigned' AND state = 'open'`);
+    return { ...row, load };
   }
 
   /** Events after `afterSeq` (the transcript), in order. */

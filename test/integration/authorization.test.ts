@@ -133,6 +133,11 @@ describe('authorization', () => {
       .set('x-api-key', f.keyB)
       .send({})
       .expect(200);
+    await request(app)
+      .put(`/nexus/v3/provisioning/queues/${B}/Sales`)
+      .set('x-api-key', f.keyB)
+      .send({ endpoints: ['Sales'], agents: [agentB.id] })
+      .expect(201);
     const asAgentA = (req: request.Test) => req.set('Authorization', agentA.token);
     const withTokenA = (req: request.Test) => req.set('x-nexus-client-key', sessionA.clientToken);
     const chatAttempts = (prefix: string): Record<string, () => request.Test> => ({
@@ -175,6 +180,14 @@ describe('authorization', () => {
         asA(request(app).get(`/nexus/v3/provisioning/endpoints/${B}`)),
       'DELETE /nexus/v3/provisioning/endpoints/{ccid}/{name}': () =>
         asA(request(app).delete(`/nexus/v3/provisioning/endpoints/${B}/Sales`)),
+      'PUT /nexus/v3/provisioning/queues/{ccid}/{name}': () =>
+        asA(request(app).put(`/nexus/v3/provisioning/queues/${B}/Sales`)).send({}),
+      'GET /nexus/v3/provisioning/queues/{ccid}': () =>
+        asA(request(app).get(`/nexus/v3/provisioning/queues/${B}`)),
+      'GET /nexus/v3/provisioning/queues/{ccid}/{name}': () =>
+        asA(request(app).get(`/nexus/v3/provisioning/queues/${B}/Sales`)),
+      'DELETE /nexus/v3/provisioning/queues/{ccid}/{name}': () =>
+        asA(request(app).delete(`/nexus/v3/provisioning/queues/${B}/Sales`)),
       'GET /nexus/v3/contacts/{id}': () =>
         asAgentA(request(app).get(`/nexus/v3/contacts/${sessionB.interactionId}`)),
       'GET /nexus/v3/agent/interactions/{id}': () =>
@@ -257,6 +270,22 @@ describe('authorization', () => {
     };
     // Routes that answer only the caller's own tenant, whatever it asks.
     const scoped = {
+      'GET /nexus/v3/agent/presence': async () => {
+        await asAgentA(request(app).get('/nexus/v3/agent/presence')).expect(200);
+      },
+      'POST /nexus/v3/agent/presence': async () => {
+        const res = await asAgentA(request(app).post('/nexus/v3/agent/presence'))
+          .send({ ready: true })
+          .expect(200);
+        expect(res.body.data).toMatchObject({ ready: true, load: 0 });
+        // Only agent A changed.
+        const b = await h.db.oneFirst(
+          sql.type(
+            z.object({ ready: z.boolean() }),
+          )`SELECT ready FROM agents WHERE id = ${agentB.id}`,
+        );
+        expect(b).toBe(false);
+      },
       'GET /nexus/v3/agents': async () => {
         const res = await asA(request(app).get('/nexus/v3/agents')).expect(200);
         expect(res.body.data.items.map((a: { id: string }) => a.id)).toEqual([agentA.id]);
@@ -299,6 +328,10 @@ describe('authorization', () => {
 
     // Tenant B is untouched.
     const asB = (req: request.Test) => req.set('x-api-key', f.keyB);
+    expect(
+      (await asB(request(app).get(`/nexus/v3/provisioning/queues/${B}/Sales`)).expect(200)).body
+        .data,
+    ).toMatchObject({ endpoints: ['Sales'], agents: [agentB.id] });
     const transcriptB = await request(app)
       .get(`/nexus/v3/chat/sessions/${sessionB.id}/messages`)
       .set('x-nexus-client-key', sessionB.clientToken)

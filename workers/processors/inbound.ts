@@ -20,6 +20,8 @@ import {
 } from '../../db/conversation.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { GroupCommit } from '../../lib/group-commit.js';
+import type { Logger } from '../../lib/logger.js';
+import { queueInteraction, routeQueue } from '../../db/routing.js';
 import { inboundQueue, type InboundPayload } from '../../queues/index.js';
 import { completeWorkBatch } from '../../queues/work.js';
 import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
@@ -104,12 +106,13 @@ async function startChat(
 export function createInboundProcessor(deps: {
   db: DatabasePool;
   publisher: RealtimePublisher;
+  log?: Logger;
 }): Processor<typeof inboundQueue> {
   const notBuilt = parkUntilBuilt(inboundQueue, 'inbound SMS, third-party and email');
   const batch = new GroupCommit<{ jobId: string; interactionId: string }, { stale: boolean }>(
     async items => {
       const ids = [...new Set(items.map(item => item.interactionId))].sort();
-      const { events, done } = await deps.db.transaction(async tx => {
+      const { events, done, queued } = await deps.db.transaction(async tx => {
         const interactions = await tx.any(
           sql.type(interactionRow.extend({ started: z.boolean() }))`
             SELECT id, tenant_id, media, subtype, state, endpoint, contact_id, last_seq, created_at,
@@ -117,8 +120,17 @@ export function createInboundProcessor(deps: {
             FROM interactions WHERE id = ANY(${sql.array(ids, 'uuid')}) ORDER BY id FOR UPDATE`,
         );
         const written: InteractionEvent[] = [];
+        const queued = new Map<string, { tenantId: string; queue: string }>();
         for (const interaction of interactions) {
-          if (!interaction.started) written.push(...(await startChat(tx, interaction)));
+          if (interaction.started) continue;
+          written.push(...(await startChat(tx, interaction)));
+          const queue = await queueInteraction(tx, interaction);
+          if (queue) {
+            queued.set(`${interaction.tenant_id}/${queue}`, {
+              tenantId: interaction.tenant_id,
+              queue,
+            });
+          }
         }
         written.push(...(await sequencePendingMessagesOf(tx, ids)));
         const completed = await completeWorkBatch(
@@ -126,9 +138,17 @@ export function createInboundProcessor(deps: {
           inboundQueue.name,
           items.map(item => item.jobId),
         );
-        return { events: written, done: completed };
+        return { events: written, done: completed, queued: [...queued.values()] };
       });
       deps.publisher.events(events);
+      // New interactions wait in their queues: hand them to agents now (the maintenance sweep
+      // routes anything left waiting).
+      for (const { tenantId, queue } of queued) {
+        await routeQueue(deps.db, tenantId, queue, routed => deps.publisher.events(routed)).catch(
+          (error: unknown) =>
+            deps.log?.warn({ err: error, queue }, 'routing failed; the sweep retries'),
+        );
+      }
       return items.map(item => ({ stale: !done.has(item.jobId) }));
     },
     100,

@@ -1,0 +1,97 @@
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+
+export const queueView = z.object({
+  name: z.string(),
+  offer_timeout_ms: z.number(),
+  bot_first: z.boolean(),
+  endpoints: z.array(z.string()),
+  agents: z.array(z.string()),
+  waiting: z.number(),
+  oldest_wait_ms: z.number().nullable(),
+  agents_ready: z.number(),
+  assigned: z.number(),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+export type QueueView = z.infer<typeof queueView>;
+
+export interface QueueDefinition {
+  tenantId: string;
+  name: string;
+  offerTimeoutMs: number;
+  botFirst: boolean;
+  endpoints: readonly string[];
+  agents: readonly string[];
+}
+
+/**
+ * Creates or replaces a queue with its endpoints and agents. Throws slonik's
+ * UniqueIntegrityConstraintViolationError when an endpoint leads to another queue already.
+ */
+export async function upsertQueue(
+  tx: CommonQueryMethods,
+  queue: QueueDefinition,
+): Promise<boolean> {
+  const created = await tx.oneFirst(sql.type(z.object({ created: z.boolean() }))`
+    INSERT INTO routing_queues (tenant_id, name, offer_timeout_ms, bot_first)
+    VALUES (${queue.tenantId}, ${queue.name}, ${queue.offerTimeoutMs}, ${queue.botFirst})
+    ON CONFLICT (tenant_id, name) DO UPDATE SET
+      offer_timeout_ms = EXCLUDED.offer_timeout_ms, bot_first = EXCLUDED.bot_first, updated_at = now()
+    RETURNING (xmax = 0) AS created`);
+  await tx.query(sql.unsafe`
+    DELETE FROM routing_queue_endpoints WHERE tenant_id = ${queue.tenantId} AND queue_name = ${queue.name}`);
+  await tx.query(sql.unsafe`
+    DELETE FROM routing_queue_agents WHERE tenant_id = ${queue.tenantId} AND queue_name = ${queue.name}`);
+  if (queue.endpoints.length > 0) {
+    await tx.query(sql.unsafe`
+      INSERT INTO routing_queue_endpoints (tenant_id, endpoint, queue_name)
+      SELECT ${queue.tenantId}, e, ${queue.name} FROM unnest(${sql.array([...queue.endpoints], 'text')}::text[]) AS e`);
+  }
+  if (queue.agents.length > 0) {
+    await tx.query(sql.unsafe`
+      INSERT INTO routing_queue_agents (tenant_id, queue_name, agent_id)
+      SELECT ${queue.tenantId}, ${queue.name}, a FROM unnest(${sql.array([...queue.agents], 'uuid')}::uuid[]) AS a`);
+  }
+  return created;
+}
+
+/** Queues of a tenant with their endpoints, agents and live statistics. */
+export async function listQueues(
+  db: CommonQueryMethods,
+  tenantId: string,
+  name?: string,
+): Promise<readonly QueueView[]> {
+  return db.any(sql.type(queueView)`
+    SELECT q.name, q.offer_timeout_ms, q.bot_first, q.created_at, q.updated_at,
+      coalesce((SELECT array_agg(endpoint ORDER BY endpoint) FROM routing_queue_endpoints e
+                WHERE e.tenant_id = q.tenant_id AND e.queue_name = q.name), '{}') AS endpoints,
+      coalesce((SELECT array_agg(agent_id::text ORDER BY agent_id) FROM routing_queue_agents a
+                WHERE a.tenant_id = q.tenant_id AND a.queue_name = q.name), '{}') AS agents,
+      (SELECT count(*)::int FROM interactions i WHERE i.tenant_id = q.tenant_id AND i.queue_name = q.name
+         AND i.routing_state = 'queued' AND i.state = 'open') AS waiting,
+      (SELECT (extract(epoch FROM now() - min(i.queued_at)) * 1000)::bigint FROM interactions i
+         WHERE i.tenant_id = q.tenant_id AND i.queue_name = q.name
+           AND i.routing_state = 'queued' AND i.state = 'open') AS oldest_wait_ms,
+      (SELECT count(*)::int FROM routing_queue_agents a JOIN agents g ON g.id = a.agent_id
+         WHERE a.tenant_id = q.tenant_id AND a.queue_name = q.name AND g.ready AND g.enabled) AS agents_ready,
+      (SELECT count(*)::int FROM interactions i WHERE i.tenant_id = q.tenant_id AND i.queue_name = q.name
+         AND i.routing_state = 'assigned' AND i.state = 'open') AS assigned
+    FROM routing_queues q
+    WHERE q.tenant_id = ${tenantId} ${name === undefined ? sql.fragment`` : sql.fragment`AND q.name = ${name}`}
+    ORDER BY q.name`);
+}
+
+/** Deletes a queue; interactions waiting in it stop waiting (they stay open, unrouted). */
+export async function deleteQueue(
+  tx: CommonQueryMethods,
+  tenantId: string,
+  name: string,
+): Promise<boolean> {
+  await tx.query(sql.unsafe`
+    UPDATE interactions SET routing_state = NULL
+    WHERE tenant_id = ${tenantId} AND queue_name = ${name} AND routing_state = 'queued'`);
+  const result = await tx.query(sql.unsafe`
+    DELETE FROM routing_queues WHERE tenant_id = ${tenantId} AND name = ${name}`);
+  return result.rowCount > 0;
+}

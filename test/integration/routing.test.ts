@@ -1,0 +1,175 @@
+import { sql } from 'slonik';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { routeQueue } from '../../db/routing.js';
+import { createInboundProcessor } from '../../workers/processors/inbound.js';
+import { connect, provisionChatTenant } from '../helpers/chat.js';
+import { eventually, useHarness, type Harness } from '../helpers/harness.js';
+
+const loads = (h: Harness) =>
+  h.db.any(sql.type(z.object({ agent: z.string(), n: z.number() }))`
+    SELECT assigned_agent_id::text AS agent, count(*)::int AS n FROM interactions
+    WHERE routing_state = 'assigned' AND state = 'open' GROUP BY assigned_agent_id`);
+
+describe('routing', () => {
+  const h = useHarness();
+
+  async function setup(agentCount: number, capacity: number) {
+    const api = await h().serve();
+    const t = await provisionChatTenant(h(), api.app);
+    const admin = { Authorization: `Bearer ${h().config.adminToken}`, 'x-ccid': t.tenant };
+    const agents = [{ id: t.agent.id, token: t.agent.token }];
+    for (let i = 1; i < agentCount; i++) {
+      const created = await request(api.url)
+        .post('/nexus/v3/agents')
+        .set(admin)
+        .send({ username: `agent${i}`, name: `Agent ${i}` })
+        .expect(201);
+      const token = await request(api.url)
+        .post(`/nexus/v3/agents/${created.body.data.id}/tokens`)
+        .set(admin)
+        .expect(201);
+      agents.push({ id: created.body.data.id, token: token.body.data.token });
+    }
+    await request(api.url)
+      .put(`/nexus/v3/provisioning/queues/${t.tenant}/Sales`)
+      .set(admin)
+      .send({ endpoints: ['GlobalChatSwitchboard'], agents: agents.map(a => a.id) })
+      .expect(201);
+    for (const agent of agents) {
+      await request(api.url)
+        .post('/nexus/v3/agent/presence')
+        .set('Authorization', `Bearer ${agent.token}`)
+        .send({ ready: true, capacity })
+        .expect(200);
+    }
+    return { api, t, agents, admin };
+  }
+
+  it('3 agents of capacity 2 and 20 chats: never more than 2 each, the backlog drains oldest first', async () => {
+    const { api, t, agents, admin } = await setup(3, 2);
+    await h().startWorkers({
+      processors: { inbound: createInboundProcessor({ db: h().db, publisher: h().publisher }) },
+      select: ['inbound'],
+    });
+    const sockets = agents.map(agent => connect(api.url, '/agent', { token: agent.token }));
+    await Promise.all(sockets.map(s => s.connected));
+
+    const interactions: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const res = await request(api.url)
+        .post('/nexus/v3/chat/sessions')
+        .set('x-api-key', t.chatKey)
+        .send({ data: { nickname: `Customer ${i}`, endpoint: 'GlobalChatSwitchboard' } })
+        .expect(201);
+      interactions.push(res.body.data.interactionId);
+    }
+    const stats = async () =>
+      (
+        await request(api.url)
+          .get(`/nexus/v3/provisioning/queues/${t.tenant}/Sales`)
+          .set(admin)
+          .expect(200)
+      ).body.data.stats;
+    await eventually(
+      async () => {
+        const s = await stats();
+        return s.assigned === 6 && s.waiting === 14;
+      },
+      15_000,
+      '6 assigned, 14 waiting',
+    );
+    expect((await loads(h())).map(l => l.n)).toEqual([2, 2, 2]);
+    const assigned = await h().db.anyFirst(sql.type(z.object({ id: z.string() }))`
+      SELECT id FROM interactions WHERE routing_state = 'assigned' ORDER BY id`);
+    expect([...assigned].sort()).toEqual(interactions.slice(0, 6).sort());
+    // Each agent's socket heard of its own assignments.
+    await eventually(
+      () => sockets.every(s => s.received.filter(e => e.name === 'assigned').length === 2),
+      10_000,
+      'assigned events',
+    );
+
+    // Freeing capacity drains the backlog, oldest first, to the agent who has room.
+    for (let round = 0; round < 14; round++) {
+      const agent = agents[round % 3] as { id: string; token: string };
+      const mine = await h().db.oneFirst(sql.type(z.object({ id: z.string() }))`
+        SELECT id FROM interactions WHERE assigned_agent_id = ${agent.id} AND state = 'open' ORDER BY queued_at LIMIT 1`);
+      await request(api.url)
+        .post(`/nexus/v3/agent/interactions/${mine}/done`)
+        .set('Authorization', `Bearer ${agent.token}`)
+        .expect(200);
+      const next = interactions[6 + round] as string;
+      await eventually(
+        async () =>
+          (await h().db.maybeOneFirst(sql.type(z.object({ a: z.string().nullable() }))`
+        SELECT assigned_agent_id::text AS a FROM interactions WHERE id = ${next}`)) === agent.id,
+        10_000,
+        `interaction ${6 + round} to reach the freed agent`,
+      );
+      expect((await loads(h())).every(l => l.n <= 2)).toBe(true);
+    }
+    expect((await stats()).waiting).toBe(0);
+    const decisions = await h().db.any(sql.type(z.object({ decision: z.string(), n: z.number() }))`
+      SELECT decision, count(*)::int AS n FROM routing_decisions GROUP BY decision ORDER BY decision`);
+    expect(decisions).toEqual([
+      { decision: 'assigned', n: 20 },
+      { decision: 'queued', n: 20 },
+    ]);
+    for (const s of sockets) s.socket.disconnect();
+  });
+
+  it('concurrent routers assign each interaction once and never exceed capacity', async () => {
+    const { api, t } = await setup(5, 3);
+    // 60 chats wait (no worker routes them: they are queued by hand, as the processor would).
+    const ids: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const res = await request(api.url)
+        .post('/nexus/v3/chat/sessions')
+        .set('x-api-key', t.chatKey)
+        .send({ data: { nickname: `C${i}`, endpoint: 'GlobalChatSwitchboard' } })
+        .expect(201);
+      ids.push(res.body.data.interactionId);
+    }
+    await h().db.query(sql.unsafe`
+      UPDATE interactions SET queue_name = 'Sales', routing_state = 'queued', queued_at = now() + (random() * interval '1 second')`);
+    const results = await Promise.all(
+      Array.from({ length: 12 }, () => routeQueue(h().db, t.tenant, 'Sales', () => undefined)),
+    );
+    expect(results.reduce((a, b) => a + b, 0)).toBe(15);
+    const perAgent = await loads(h());
+    expect(perAgent).toHaveLength(5);
+    expect(perAgent.every(l => l.n === 3)).toBe(true);
+    const twice = await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
+      SELECT count(*)::int AS n FROM (SELECT interaction_id FROM routing_decisions WHERE decision = 'assigned'
+        GROUP BY interaction_id HAVING count(*) > 1) d`);
+    expect(twice).toBe(0);
+  });
+
+  it('refuses bad queue definitions and changes nothing', async () => {
+    const { api, t, admin } = await setup(1, 2);
+    const put = (name: string, body: object) =>
+      request(api.url)
+        .put(`/nexus/v3/provisioning/queues/${t.tenant}/${name}`)
+        .set(admin)
+        .send(body);
+    const unknownEndpoint = await put('Support', { endpoints: ['Nowhere'] }).expect(400);
+    expect(unknownEndpoint.body.status).toMatchObject({
+      code: 'NEXUS_ERR_VALIDATION',
+      field: 'body.endpoints.0',
+    });
+    const unknownAgent = await put('Support', {
+      agents: ['00000000-0000-4000-8000-000000000000'],
+    }).expect(400);
+    expect(unknownAgent.body.status.field).toBe('body.agents.0');
+    const taken = await put('Support', { endpoints: ['GlobalChatSwitchboard'] }).expect(409);
+    expect(taken.body.status.code).toBe('NEXUS_ERR_ENDPOINT_TAKEN');
+    await put('bad name', {}).expect(400);
+    const list = await request(api.url)
+      .get(`/nexus/v3/provisioning/queues/${t.tenant}`)
+      .set(admin)
+      .expect(200);
+    expect(list.body.data.items.map((q: { name: string }) => q.name)).toEqual(['Sales']);
+  });
+});
