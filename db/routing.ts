@@ -162,7 +162,8 @@ export async function routeWaiting(
     SELECT DISTINCT tenant_id, queue_name FROM interactions
     WHERE routing_state = 'queued' AND state = 'open'`);
   let assigned = 0;
-  for (const row of queues)
-    {assigned += await routeQueue(db, row.tenant_id, row.queue_name, publish);}
+  for (const row of queues) {
+    assigned += await routeQueue(db, row.tenant_id, row.queue_name, publish);
+  }
   return assigned;
 }

@@ -102,8 +102,9 @@ export function routingRoutes({
     },
     async handle({ params: p, body, principal, res }) {
       assertTenant(principal, p.ccid);
-      if (!(await findTenant(db, p.ccid)))
-        {throw new AppError('NEXUS_ERR_NOT_FOUND', `tenant ${p.ccid} not found`);}
+      if (!(await findTenant(db, p.ccid))) {
+        throw new AppError('NEXUS_ERR_NOT_FOUND', `tenant ${p.ccid} not found`);
+      }
       const created = await db.transaction(async tx => {
         const knownEndpoints = new Set(
           await tx.anyFirst(sql.type(z.object({ name: z.string() }))`
