@@ -27,6 +27,7 @@ const SOCKET_EVENT: Record<InteractionEvent['type'], string> = {
   'participant.left': 'participant',
   'message.created': 'message',
   read: 'read',
+  'interaction.offered': 'offer',
   'interaction.assigned': 'assigned',
   'interaction.finished': 'ended',
 };
@@ -199,6 +200,15 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
   io.of('/').on(REALTIME.events, ({ events }: { events: InteractionEvent[] }) => {
     for (const event of events) {
       for (const feed of hub.of(event.interactionId)) feed.push(event);
+      if (event.type === 'interaction.offered') {
+        // The agent has not joined: its sockets hear the offer directly.
+        const offeredTo = (event.data.agent as { id?: string } | undefined)?.id;
+        for (const socket of hub.agents.get(event.tenantId) ?? []) {
+          if ((socket.data as { agentId?: string }).agentId === offeredTo) {
+            socket.emit('offer', presentEvent(event));
+          }
+        }
+      }
       if (event.type === 'interaction.started') {
         for (const socket of hub.agents.get(event.tenantId) ?? []) {
           socket.emit('interaction', presentEvent(event));

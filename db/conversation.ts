@@ -14,6 +14,7 @@ export const EVENT_TYPES = [
   'participant.left',
   'message.created',
   'read',
+  'interaction.offered',
   'interaction.assigned',
   'interaction.finished',
 ] as const;

@@ -1,12 +1,14 @@
 import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { appendEvents, type InteractionEvent } from './conversation.js';
+import { AppError } from '../lib/errors.js';
 import { joinInteraction } from './queries/chat.js';
 
 /**
  * Routing: an interaction whose endpoint leads to a queue waits there (`routing_state` queued)
- * until an agent who serves the queue is ready and has room; the agent idle the longest gets it,
- * and the queue drains oldest first. Correct with any number of API and worker replicas routing
+ * until an agent who serves the queue is ready and has room; the agent idle the longest is
+ * offered it, and the queue drains oldest first. The agent accepts (assigned), rejects, or lets
+ * the offer expire (it waits again, for another agent). Correct with any number of API and worker replicas routing
  * at once: the interaction is taken with `FOR UPDATE SKIP LOCKED` (never assigned twice) and the
  * agent row is locked before its load is counted (never above capacity).
  */
@@ -58,29 +60,42 @@ async function recordDecision(tx: CommonQueryMethods, decision: Decision): Promi
 
 const candidate = z.object({ id: z.string(), name: z.string(), capacity: z.number() });
 
+/** An offer made: the timer that expires it is the caller's (a delayed maintenance job). */
+export interface Offer {
+  tenantId: string;
+  interactionId: string;
+  agentId: string;
+  expiresAt: Date;
+}
+
 /**
- * Assigns the queue's waiting interactions, oldest first, to ready agents with room, idle
- * longest first, until one or the other runs out. Each assignment is its own transaction;
- * `publish` gets its events after the commit. Answers how many were assigned.
+ * Offers the queue's waiting interactions, oldest first, to ready agents with room, idle
+ * longest first (skipping agents who rejected or let an offer of that interaction expire), until
+ * one or the other runs out. An offered interaction counts against the agent's capacity until
+ * it is rejected or expires. Each offer is its own transaction; `publish` gets its events after
+ * the commit and `onOffer` the offer (to time it out). Answers how many were offered.
  */
 export async function routeQueue(
   db: DatabasePool,
   tenantId: string,
   queue: string,
   publish: (events: InteractionEvent[]) => void,
+  onOffer: (offer: Offer) => void = () => undefined,
   limit = 500,
 ): Promise<number> {
-  let assigned = 0;
-  while (assigned < limit) {
-    const events = await db.transaction(async tx => {
+  let offered = 0;
+  while (offered < limit) {
+    const result = await db.transaction(async tx => {
       const waiting = await tx.maybeOne(
-        sql.type(z.object({ id: z.string(), waited_ms: z.number() }))`
-          SELECT id, (extract(epoch FROM now() - queued_at) * 1000)::bigint AS waited_ms
-          FROM interactions
-          WHERE tenant_id = ${tenantId} AND queue_name = ${queue}
-            AND routing_state = 'queued' AND state = 'open'
-          ORDER BY queued_at, id LIMIT 1
-          FOR UPDATE SKIP LOCKED`,
+        sql.type(z.object({ id: z.string(), waited_ms: z.number(), timeout_ms: z.number() }))`
+          SELECT i.id, (extract(epoch FROM now() - i.queued_at) * 1000)::bigint AS waited_ms,
+                 q.offer_timeout_ms AS timeout_ms
+          FROM interactions i
+          JOIN routing_queues q ON q.tenant_id = i.tenant_id AND q.name = i.queue_name
+          WHERE i.tenant_id = ${tenantId} AND i.queue_name = ${queue}
+            AND i.routing_state = 'queued' AND i.state = 'open'
+          ORDER BY i.queued_at, i.id LIMIT 1
+          FOR UPDATE OF i SKIP LOCKED`,
       );
       if (!waiting) return undefined;
       const candidates = await tx.any(sql.type(candidate)`
@@ -88,20 +103,27 @@ export async function routeQueue(
         JOIN routing_queue_agents qa
           ON qa.agent_id = a.id AND qa.tenant_id = ${tenantId} AND qa.queue_name = ${queue}
         WHERE a.ready AND a.enabled AND a.capacity > 0
+          AND NOT EXISTS (
+            SELECT 1 FROM routing_decisions d
+            WHERE d.interaction_id = ${waiting.id} AND d.agent_id = a.id
+              AND d.decision IN ('rejected', 'expired'))
         ORDER BY a.idle_since NULLS FIRST, a.id`);
       for (const agent of candidates) {
-        // Lock the agent, then count its load: nobody else can assign to it until we commit.
+        // Lock the agent, then count its load: nobody else can give it work until we commit.
         const locked = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`
           SELECT id FROM agents WHERE id = ${agent.id} AND ready AND enabled FOR UPDATE SKIP LOCKED`);
         if (!locked) continue;
         const load = await tx.oneFirst(sql.type(z.object({ n: z.number() }))`
           SELECT count(*)::int AS n FROM interactions
-          WHERE assigned_agent_id = ${agent.id} AND routing_state = 'assigned' AND state = 'open'`);
+          WHERE assigned_agent_id = ${agent.id} AND routing_state IN ('offered', 'assigned')
+            AND state = 'open'`);
         if (load >= agent.capacity) continue;
-        await tx.query(sql.unsafe`
-          UPDATE interactions SET routing_state = 'assigned', assigned_agent_id = ${agent.id},
-                                  updated_at = now()
-          WHERE id = ${waiting.id}`);
+        const expiresAt = await tx.oneFirst(sql.type(z.object({ offer_expires_at: z.string() }))`
+          UPDATE interactions SET routing_state = 'offered', assigned_agent_id = ${agent.id},
+                 offer_expires_at = now() + make_interval(secs => ${waiting.timeout_ms / 1000}),
+                 updated_at = now()
+          WHERE id = ${waiting.id}
+          RETURNING offer_expires_at`);
         await tx.query(sql.unsafe`UPDATE agents SET idle_since = now() WHERE id = ${agent.id}`);
         const reason = `idle longest among ready agents of ${queue} with room (${load + 1}/${agent.capacity})`;
         await recordDecision(tx, {
@@ -109,38 +131,171 @@ export async function routeQueue(
           interactionId: waiting.id,
           queue,
           agentId: agent.id,
-          decision: 'assigned',
+          decision: 'offered',
           reason,
           waitedMs: waiting.waited_ms,
         });
-        const joined = (await joinInteraction(tx, waiting.id, agent.id))
-          ? [
-              {
-                type: 'participant.joined' as const,
-                payload: { participant: { id: agent.id, type: 'agent', nickname: agent.name } },
-              },
-            ]
-          : [];
-        return appendEvents(tx, waiting.id, [
-          ...joined,
+        const events = await appendEvents(tx, waiting.id, [
           {
-            type: 'interaction.assigned',
+            type: 'interaction.offered',
             payload: {
               agent: { id: agent.id, nickname: agent.name },
               queue,
               reason,
               waitedMs: waiting.waited_ms,
+              expiresAt,
             },
           },
         ]);
+        return {
+          events,
+          offer: {
+            tenantId,
+            interactionId: waiting.id,
+            agentId: agent.id,
+            expiresAt: new Date(expiresAt),
+          },
+        };
       }
       return undefined;
     });
-    if (!events) break;
-    publish(events);
-    assigned++;
+    if (!result) break;
+    publish(result.events);
+    onOffer(result.offer);
+    offered++;
   }
-  return assigned;
+  return offered;
+}
+
+/**
+ * The agent accepts its offer: the interaction is assigned to it, the agent joins. Throws
+ * NEXUS_ERR_OFFER_INVALID (409) when the interaction is not offered to this agent (any more).
+ */
+export async function acceptOffer(
+  tx: CommonQueryMethods,
+  interaction: { id: string; tenantId: string },
+  agent: { id: string; name: string },
+): Promise<InteractionEvent[]> {
+  const offer = await tx.maybeOne(
+    sql.type(z.object({ queue_name: z.string().nullable(), waited_ms: z.number() }))`
+      SELECT queue_name, (extract(epoch FROM now() - queued_at) * 1000)::bigint AS waited_ms
+      FROM interactions
+      WHERE id = ${interaction.id} AND tenant_id = ${interaction.tenantId} AND state = 'open'
+        AND routing_state = 'offered' AND assigned_agent_id = ${agent.id} AND offer_expires_at > now()
+      FOR UPDATE`,
+  );
+  if (!offer) throw new AppError('NEXUS_ERR_OFFER_INVALID');
+  await tx.query(sql.unsafe`
+    UPDATE interactions SET routing_state = 'assigned', offer_expires_at = NULL, updated_at = now()
+    WHERE id = ${interaction.id}`);
+  const reason = 'accepted';
+  await recordDecision(tx, {
+    tenantId: interaction.tenantId,
+    interactionId: interaction.id,
+    queue: offer.queue_name,
+    agentId: agent.id,
+    decision: 'accepted',
+    reason,
+    waitedMs: offer.waited_ms,
+  });
+  const joined = (await joinInteraction(tx, interaction.id, agent.id))
+    ? [
+        {
+          type: 'participant.joined' as const,
+          payload: { participant: { id: agent.id, type: 'agent', nickname: agent.name } },
+        },
+      ]
+    : [];
+  return appendEvents(tx, interaction.id, [
+    ...joined,
+    {
+      type: 'interaction.assigned',
+      payload: {
+        agent: { id: agent.id, nickname: agent.name },
+        queue: offer.queue_name,
+        waitedMs: offer.waited_ms,
+      },
+    },
+  ]);
+}
+
+/**
+ * The agent rejects its offer: the interaction waits again (in its place: it keeps its queued
+ * time) and is not offered to this agent again. Answers the queue to route.
+ */
+export async function rejectOffer(
+  tx: CommonQueryMethods,
+  interaction: { id: string; tenantId: string },
+  agentId: string,
+): Promise<string | null> {
+  const row = await tx.maybeOne(sql.type(z.object({ queue_name: z.string().nullable() }))`
+    UPDATE interactions SET routing_state = 'queued', assigned_agent_id = NULL,
+           offer_expires_at = NULL, updated_at = now()
+    WHERE id = ${interaction.id} AND tenant_id = ${interaction.tenantId} AND state = 'open'
+      AND routing_state = 'offered' AND assigned_agent_id = ${agentId}
+    RETURNING queue_name`);
+  if (!row) throw new AppError('NEXUS_ERR_OFFER_INVALID');
+  await recordDecision(tx, {
+    tenantId: interaction.tenantId,
+    interactionId: interaction.id,
+    queue: row.queue_name,
+    agentId,
+    decision: 'rejected',
+    reason: 'the agent rejected the offer',
+    waitedMs: null,
+  });
+  return row.queue_name;
+}
+
+/**
+ * Offers not answered in time go back to waiting (not to be offered to that agent again).
+ * Answers the queues to route.
+ */
+export async function expireOffers(
+  db: DatabasePool,
+): Promise<{ tenantId: string; queue: string }[]> {
+  return db.transaction(async tx => {
+    const expired = await tx.any(
+      sql.type(
+        z.object({
+          id: z.string(),
+          tenant_id: z.string(),
+          queue_name: z.string().nullable(),
+          agent: z.string(),
+        }),
+      )`
+        WITH due AS (
+          SELECT id, assigned_agent_id FROM interactions
+          WHERE routing_state = 'offered' AND offer_expires_at <= now()
+          FOR UPDATE SKIP LOCKED
+        )
+        UPDATE interactions i SET routing_state = 'queued', assigned_agent_id = NULL,
+               offer_expires_at = NULL, updated_at = now()
+        FROM due WHERE i.id = due.id
+        RETURNING i.id, i.tenant_id, i.queue_name, due.assigned_agent_id::text AS agent`,
+    );
+    for (const row of expired) {
+      await recordDecision(tx, {
+        tenantId: row.tenant_id,
+        interactionId: row.id,
+        queue: row.queue_name,
+        agentId: row.agent,
+        decision: 'expired',
+        reason: 'the offer was not answered in time',
+        waitedMs: null,
+      });
+    }
+    const queues = new Map<string, { tenantId: string; queue: string }>();
+    for (const row of expired) {
+      if (row.queue_name) {
+        queues.set(`${row.tenant_id}/${row.queue_name}`, {
+          tenantId: row.tenant_id,
+          queue: row.queue_name,
+        });
+      }
+    }
+    return [...queues.values()];
+  });
 }
 
 /** The queues an agent serves (to drain when it becomes ready or frees capacity). */
@@ -153,17 +308,22 @@ export async function queuesOfAgent(
   return rows.map(row => ({ tenantId: row.tenant_id, queue: row.queue_name }));
 }
 
-/** Routes every queue that has interactions waiting. Answers how many were assigned. */
+/**
+ * Expires unanswered offers, then routes every queue that has interactions waiting. Answers how
+ * many were offered.
+ */
 export async function routeWaiting(
   db: DatabasePool,
   publish: (events: InteractionEvent[]) => void,
+  onOffer: (offer: Offer) => void = () => undefined,
 ): Promise<number> {
+  await expireOffers(db);
   const queues = await db.any(sql.type(z.object({ tenant_id: z.string(), queue_name: z.string() }))`
     SELECT DISTINCT tenant_id, queue_name FROM interactions
     WHERE routing_state = 'queued' AND state = 'open'`);
   let assigned = 0;
   for (const row of queues) {
-    assigned += await routeQueue(db, row.tenant_id, row.queue_name, publish);
+    assigned += await routeQueue(db, row.tenant_id, row.queue_name, publish, onOffer);
   }
   return assigned;
 }

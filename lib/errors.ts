@@ -58,6 +58,11 @@ export const ERRORS = {
     409,
     'An endpoint already leads to another routing queue of the tenant',
   ),
+  NEXUS_ERR_OFFER_INVALID: define(
+    'NEXUS_ERR_OFFER_INVALID',
+    409,
+    'The interaction is not offered to this agent (any more)',
+  ),
   NEXUS_ERR_SECRET_UNREADABLE: define(
     'NEXUS_ERR_SECRET_UNREADABLE',
     500,

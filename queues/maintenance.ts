@@ -1,11 +1,21 @@
 import { z } from 'zod';
+import type { Logger } from '../lib/logger.js';
 import { defineQueue, jobIdFrom } from './definition.js';
+import type { QueueSet } from './index.js';
 
 /**
  * Internal housekeeping: the sweeper's repeatable job. Not durable (it is its own safety net)
  * and never recorded as undelivered: a failed sweep simply runs again on the next tick.
  */
-export const maintenancePayload = z.object({ task: z.literal('sweep-pending-work') });
+export const maintenancePayload = z.discriminatedUnion('task', [
+  z.object({ task: z.literal('sweep-pending-work') }),
+  /** Expires a routing offer not answered in time (the sweep is the safety net). */
+  z.object({
+    task: z.literal('offer-timeout'),
+    interactionId: z.string().uuid(),
+    expiresAt: z.string().datetime(),
+  }),
+]);
 export type MaintenancePayload = z.infer<typeof maintenancePayload>;
 
 export const SWEEP_SCHEDULER_ID = 'sweep-pending-work';
@@ -14,7 +24,32 @@ export const maintenanceQueue = defineQueue({
   name: 'maintenance',
   schema: maintenancePayload,
   jobOptions: { attempts: 1, removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
-  jobId: p => jobIdFrom('maintenance', p.task),
+  jobId: p =>
+    p.task === 'offer-timeout'
+      ? jobIdFrom('maintenance', p.task, p.interactionId, p.expiresAt)
+      : jobIdFrom('maintenance', p.task),
   tenantOf: () => undefined,
   durable: false,
 });
+
+/** Times out a routing offer: a delayed maintenance job when it expires. Never throws. */
+export function scheduleOfferTimeout(
+  queues: QueueSet,
+  offer: { interactionId: string; expiresAt: Date },
+  log: Logger,
+): void {
+  const payload: MaintenancePayload = {
+    task: 'offer-timeout',
+    interactionId: offer.interactionId,
+    expiresAt: offer.expiresAt.toISOString(),
+  };
+  queues
+    .get('maintenance')
+    .add('offer-timeout', payload, {
+      jobId: maintenanceQueue.jobId(payload),
+      delay: Math.max(0, offer.expiresAt.getTime() - Date.now()) + 50,
+    })
+    .catch((error: unknown) =>
+      log.warn({ err: error }, 'could not time the offer; the sweep expires it'),
+    );
+}

@@ -21,7 +21,7 @@ import {
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
-import { inboundQueue, type QueueSet } from '../../queues/index.js';
+import { inboundQueue, scheduleOfferTimeout, type QueueSet } from '../../queues/index.js';
 import {
   dispatchWork,
   recordWork,
@@ -36,7 +36,7 @@ import {
   type IntakeResult,
 } from '../../db/queries/intake.js';
 import { GroupCommit } from '../../lib/group-commit.js';
-import { queuesOfAgent, routeQueue } from '../../db/routing.js';
+import { acceptOffer, queuesOfAgent, rejectOffer, routeQueue } from '../../db/routing.js';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
@@ -390,11 +390,32 @@ export class ChatService {
 
   /** Assigns what waits in a queue; routing errors are logged (the maintenance sweep retries). */
   async route(tenantId: string, queue: string): Promise<void> {
-    await routeQueue(this.deps.db, tenantId, queue, events =>
-      this.deps.publisher.events(events),
+    await routeQueue(
+      this.deps.db,
+      tenantId,
+      queue,
+      events => this.deps.publisher.events(events),
+      offer => scheduleOfferTimeout(this.deps.queues, offer, this.deps.log),
     ).catch((error: unknown) =>
       this.deps.log.warn({ err: error, queue }, 'routing failed; the sweep retries'),
     );
+  }
+
+  /** The agent accepts the interaction offered to it: assigned, joined. */
+  async acceptOffer(
+    tenantId: string,
+    interactionId: string,
+    agent: { id: string; name: string },
+  ): Promise<void> {
+    await this.write(tx => acceptOffer(tx, { id: interactionId, tenantId }, agent));
+  }
+
+  /** The agent rejects its offer: the interaction waits again and goes to someone else. */
+  async rejectOffer(tenantId: string, interactionId: string, agentId: string): Promise<void> {
+    const queue = await this.deps.db.transaction(tx =>
+      rejectOffer(tx, { id: interactionId, tenantId }, agentId),
+    );
+    if (queue) await this.route(tenantId, queue);
   }
 
   /** An agent becomes ready or not, or changes capacity; a ready agent gets waiting work. */

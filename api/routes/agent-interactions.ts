@@ -124,6 +124,52 @@ export function agentInteractionRoutes({
 
   api.route({
     method: 'post',
+    path: '/nexus/v3/agent/interactions/:id/accept',
+    tag: 'Agent',
+    summary: 'Accept an offer',
+    description:
+      'The interaction offered to this agent (socket event `offer`) becomes its own: assigned, joined. 409 `NEXUS_ERR_OFFER_INVALID` when it is not offered to this agent, or the offer expired.',
+    auth: 'nexus:agent:*',
+    params: interactionParams,
+    responses: {
+      200: {
+        description: 'Accepted',
+        schema: envelopeOf(z.object({ state: z.literal('assigned') })),
+      },
+    },
+    async handle({ params, principal, res }) {
+      const agent = agentOf(principal);
+      await load(agent.tenant, params.id);
+      await chat.acceptOffer(agent.tenant, params.id, agent);
+      reply(res, 200, { state: 'assigned' });
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/agent/interactions/:id/reject',
+    tag: 'Agent',
+    summary: 'Reject an offer',
+    description:
+      'The interaction waits again in its place and is offered to another agent (never again to this one).',
+    auth: 'nexus:agent:*',
+    params: interactionParams,
+    responses: {
+      200: {
+        description: 'Rejected',
+        schema: envelopeOf(z.object({ state: z.literal('queued') })),
+      },
+    },
+    async handle({ params, principal, res }) {
+      const agent = agentOf(principal);
+      await load(agent.tenant, params.id);
+      await chat.rejectOffer(agent.tenant, params.id, agent.id);
+      reply(res, 200, { state: 'queued' });
+    },
+  });
+
+  api.route({
+    method: 'post',
     path: '/nexus/v3/agent/interactions/:id/messages',
     tag: 'Agent',
     summary: 'Send a message',

@@ -166,7 +166,7 @@ export async function createHarness(
     async startWorkers(options) {
       const workerConfig = options.config ?? config;
       const maintenance = createMaintenanceProcessor(
-        { db, queues, log },
+        { db, queues, log, publisher },
         { afterMs: workerConfig.workers.sweepAfterMs, batch: workerConfig.workers.sweepBatch },
       );
       const runtime = await startWorkers({

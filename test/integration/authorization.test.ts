@@ -194,6 +194,14 @@ describe('authorization', () => {
         asAgentA(request(app).get(`/nexus/v3/agent/interactions/${sessionB.interactionId}`)),
       'POST /nexus/v3/agent/interactions/{id}/join': () =>
         asAgentA(request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/join`)),
+      'POST /nexus/v3/agent/interactions/{id}/accept': () =>
+        asAgentA(
+          request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/accept`),
+        ),
+      'POST /nexus/v3/agent/interactions/{id}/reject': () =>
+        asAgentA(
+          request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/reject`),
+        ),
       'POST /nexus/v3/agent/interactions/{id}/messages': () =>
         asAgentA(
           request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/messages`),

@@ -10,12 +10,25 @@ import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 const loads = (h: Harness) =>
   h.db.any(sql.type(z.object({ agent: z.string(), n: z.number() }))`
     SELECT assigned_agent_id::text AS agent, count(*)::int AS n FROM interactions
-    WHERE routing_state = 'assigned' AND state = 'open' GROUP BY assigned_agent_id`);
+    WHERE routing_state IN ('offered', 'assigned') AND state = 'open' GROUP BY assigned_agent_id`);
 
 describe('routing', () => {
   const h = useHarness();
 
-  async function setup(agentCount: number, capacity: number) {
+  const startRouting = () =>
+    h().startWorkers({
+      processors: {
+        inbound: createInboundProcessor({
+          db: h().db,
+          publisher: h().publisher,
+          queues: h().queues,
+          log: h().log,
+        }),
+      },
+      select: ['inbound', 'maintenance'],
+    });
+
+  async function setup(agentCount: number, capacity: number, offerTimeoutMs = 30_000) {
     const api = await h().serve();
     const t = await provisionChatTenant(h(), api.app);
     const admin = { Authorization: `Bearer ${h().config.adminToken}`, 'x-ccid': t.tenant };
@@ -35,7 +48,7 @@ describe('routing', () => {
     await request(api.url)
       .put(`/nexus/v3/provisioning/queues/${t.tenant}/Sales`)
       .set(admin)
-      .send({ endpoints: ['GlobalChatSwitchboard'], agents: agents.map(a => a.id) })
+      .send({ endpoints: ['GlobalChatSwitchboard'], agents: agents.map(a => a.id), offerTimeoutMs })
       .expect(201);
     for (const agent of agents) {
       await request(api.url)
@@ -49,12 +62,19 @@ describe('routing', () => {
 
   it('3 agents of capacity 2 and 20 chats: never more than 2 each, the backlog drains oldest first', async () => {
     const { api, t, agents, admin } = await setup(3, 2);
-    await h().startWorkers({
-      processors: { inbound: createInboundProcessor({ db: h().db, publisher: h().publisher }) },
-      select: ['inbound'],
-    });
+    await startRouting();
     const sockets = agents.map(agent => connect(api.url, '/agent', { token: agent.token }));
     await Promise.all(sockets.map(s => s.connected));
+    // Every agent accepts what it is offered.
+    sockets.forEach((s, i) => {
+      s.socket.on('offer', (event: { interactionId: string }) => {
+        void request(api.url)
+          .post(`/nexus/v3/agent/interactions/${event.interactionId}/accept`)
+          .set('Authorization', `Bearer ${(agents[i] as { token: string }).token}`)
+          .expect(200)
+          .then(() => undefined);
+      });
+    });
 
     const interactions: string[] = [];
     for (let i = 0; i < 20; i++) {
@@ -111,10 +131,19 @@ describe('routing', () => {
       expect((await loads(h())).every(l => l.n <= 2)).toBe(true);
     }
     expect((await stats()).waiting).toBe(0);
+    // The last offer's acceptance may still be on its way.
+    await eventually(
+      async () =>
+        (await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
+      SELECT count(*)::int AS n FROM routing_decisions WHERE decision = 'accepted'`)) === 20,
+      10_000,
+      'every offer accepted',
+    );
     const decisions = await h().db.any(sql.type(z.object({ decision: z.string(), n: z.number() }))`
       SELECT decision, count(*)::int AS n FROM routing_decisions GROUP BY decision ORDER BY decision`);
     expect(decisions).toEqual([
-      { decision: 'assigned', n: 20 },
+      { decision: 'accepted', n: 20 },
+      { decision: 'offered', n: 20 },
       { decision: 'queued', n: 20 },
     ]);
     for (const s of sockets) s.socket.disconnect();
@@ -142,9 +171,61 @@ describe('routing', () => {
     expect(perAgent).toHaveLength(5);
     expect(perAgent.every(l => l.n === 3)).toBe(true);
     const twice = await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
-      SELECT count(*)::int AS n FROM (SELECT interaction_id FROM routing_decisions WHERE decision = 'assigned'
+      SELECT count(*)::int AS n FROM (SELECT interaction_id FROM routing_decisions WHERE decision = 'offered'
         GROUP BY interaction_id HAVING count(*) > 1) d`);
     expect(twice).toBe(0);
+  });
+
+  it('moves an ignored offer on after its timeout; a rejected one too; stale accepts are refused', async () => {
+    const { api, t, agents } = await setup(2, 1, 1_000);
+    await startRouting();
+    const sockets = agents.map(agent => connect(api.url, '/agent', { token: agent.token }));
+    await Promise.all(sockets.map(s => s.connected));
+    const started = await request(api.url)
+      .post('/nexus/v3/chat/sessions')
+      .set('x-api-key', t.chatKey)
+      .send({ data: { nickname: 'Ola', endpoint: 'GlobalChatSwitchboard' } })
+      .expect(201);
+    const interaction = started.body.data.interactionId as string;
+    const offeredTo = () =>
+      h().db.maybeOneFirst(sql.type(z.object({ a: z.string().nullable() }))`
+        SELECT assigned_agent_id::text AS a FROM interactions WHERE id = ${interaction} AND routing_state = 'offered'`);
+    const first = (await eventually(offeredTo, 10_000, 'the first offer')) as string;
+    const firstIndex = agents.findIndex(a => a.id === first);
+    const second = agents[1 - firstIndex] as { id: string; token: string };
+    const firstAgent = agents[firstIndex] as { id: string; token: string };
+    await eventually(
+      () => (sockets[firstIndex]?.received ?? []).some(e => e.name === 'offer'),
+      5_000,
+      'the offer event',
+    );
+
+    // Ignored: after the timeout it goes to the other agent.
+    const offeredAt = Date.now();
+    await eventually(async () => (await offeredTo()) === second.id, 10_000, 'the offer to move on');
+    expect(Date.now() - offeredAt).toBeGreaterThanOrEqual(500);
+    const late = await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${interaction}/accept`)
+      .set('Authorization', `Bearer ${firstAgent.token}`)
+      .expect(409);
+    expect(late.body.status.code).toBe('NEXUS_ERR_OFFER_INVALID');
+
+    // Rejected: nobody else may take it (the first let it expire), so it waits.
+    await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${interaction}/reject`)
+      .set('Authorization', `Bearer ${second.token}`)
+      .expect(200);
+    const state = await h().db.oneFirst(sql.type(z.object({ s: z.string().nullable() }))`
+      SELECT routing_state AS s FROM interactions WHERE id = ${interaction}`);
+    expect(state).toBe('queued');
+    await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${interaction}/accept`)
+      .set('Authorization', `Bearer ${second.token}`)
+      .expect(409);
+    const decisions = await h().db.anyFirst(sql.type(z.object({ decision: z.string() }))`
+      SELECT decision FROM routing_decisions WHERE interaction_id = ${interaction} ORDER BY id`);
+    expect(decisions).toEqual(['queued', 'offered', 'expired', 'offered', 'rejected']);
+    for (const s of sockets) s.socket.disconnect();
   });
 
   it('refuses bad queue definitions and changes nothing', async () => {

@@ -22,7 +22,12 @@ import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { GroupCommit } from '../../lib/group-commit.js';
 import type { Logger } from '../../lib/logger.js';
 import { queueInteraction, routeQueue } from '../../db/routing.js';
-import { inboundQueue, type InboundPayload } from '../../queues/index.js';
+import {
+  inboundQueue,
+  scheduleOfferTimeout,
+  type InboundPayload,
+  type QueueSet,
+} from '../../queues/index.js';
 import { completeWorkBatch } from '../../queues/work.js';
 import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
 import { parkUntilBuilt } from './unbuilt.js';
@@ -107,6 +112,8 @@ export function createInboundProcessor(deps: {
   db: DatabasePool;
   publisher: RealtimePublisher;
   log?: Logger;
+  /** Producers, to time routing offers out (the maintenance sweep does it otherwise). */
+  queues?: QueueSet;
 }): Processor<typeof inboundQueue> {
   const notBuilt = parkUntilBuilt(inboundQueue, 'inbound SMS, third-party and email');
   const batch = new GroupCommit<{ jobId: string; interactionId: string }, { stale: boolean }>(
@@ -144,9 +151,16 @@ export function createInboundProcessor(deps: {
       // New interactions wait in their queues: hand them to agents now (the maintenance sweep
       // routes anything left waiting).
       for (const { tenantId, queue } of queued) {
-        await routeQueue(deps.db, tenantId, queue, routed => deps.publisher.events(routed)).catch(
-          (error: unknown) =>
-            deps.log?.warn({ err: error, queue }, 'routing failed; the sweep retries'),
+        await routeQueue(
+          deps.db,
+          tenantId,
+          queue,
+          routed => deps.publisher.events(routed),
+          offer => {
+            if (deps.queues && deps.log) scheduleOfferTimeout(deps.queues, offer, deps.log);
+          },
+        ).catch((error: unknown) =>
+          deps.log?.warn({ err: error, queue }, 'routing failed; the sweep retries'),
         );
       }
       return items.map(item => ({ stale: !done.has(item.jobId) }));
