@@ -29,6 +29,7 @@ const SOCKET_EVENT: Record<InteractionEvent['type'], string> = {
   read: 'read',
   'interaction.offered': 'offer',
   'interaction.assigned': 'assigned',
+  'interaction.parked': 'parked',
   'interaction.finished': 'ended',
 };
 

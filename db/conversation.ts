@@ -16,6 +16,7 @@ export const EVENT_TYPES = [
   'read',
   'interaction.offered',
   'interaction.assigned',
+  'interaction.parked',
   'interaction.finished',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];

@@ -26,9 +26,20 @@ export async function queueInteraction(
     SELECT queue_name FROM routing_queue_endpoints
     WHERE tenant_id = ${interaction.tenant_id} AND endpoint = ${interaction.endpoint}`);
   if (!queue) return undefined;
+  // A returning customer goes to the agent of their last interaction first, for a while.
+  const lastAgent = await tx.maybeOneFirst(sql.type(z.object({ agent: z.string() }))`
+    SELECT p.assigned_agent_id::text AS agent FROM interactions i
+    JOIN interactions p ON p.contact_id = i.contact_id AND p.id <> i.id
+    WHERE i.id = ${interaction.id} AND p.assigned_agent_id IS NOT NULL
+    ORDER BY p.created_at DESC LIMIT 1`);
   await tx.query(sql.unsafe`
-    UPDATE interactions SET queue_name = ${queue}, routing_state = 'queued', queued_at = created_at
-    WHERE id = ${interaction.id} AND routing_state IS NULL`);
+    UPDATE interactions i SET queue_name = ${queue}, routing_state = 'queued', queued_at = i.created_at,
+      preferred_agent_id = ${lastAgent ?? null},
+      preferred_until = CASE WHEN ${lastAgent ?? null}::uuid IS NULL THEN NULL
+                             ELSE now() + make_interval(secs => q.last_agent_wait_ms / 1000.0) END
+    FROM routing_queues q
+    WHERE i.id = ${interaction.id} AND i.routing_state IS NULL
+      AND q.tenant_id = i.tenant_id AND q.name = ${queue}`);
   await recordDecision(tx, {
     tenantId: interaction.tenant_id,
     interactionId: interaction.id,
@@ -60,6 +71,19 @@ async function recordDecision(tx: CommonQueryMethods, decision: Decision): Promi
 
 const candidate = z.object({ id: z.string(), name: z.string(), capacity: z.number() });
 
+/** Whether any ready agent of the queue has room (no locks: a hint to stop a routing pass). */
+async function anyRoom(db: DatabasePool, tenantId: string, queue: string): Promise<boolean> {
+  return db.oneFirst(sql.type(z.object({ room: z.boolean() }))`
+    SELECT EXISTS (
+      SELECT 1 FROM agents a
+      JOIN routing_queue_agents qa
+        ON qa.agent_id = a.id AND qa.tenant_id = ${tenantId} AND qa.queue_name = ${queue}
+      WHERE a.ready AND a.enabled AND a.capacity > (
+        SELECT count(*) FROM interactions i
+        WHERE i.assigned_agent_id = a.id AND i.routing_state IN ('offered', 'assigned')
+          AND i.state = 'open')) AS room`);
+}
+
 /** An offer made: the timer that expires it is the caller's (a delayed maintenance job). */
 export interface Offer {
   tenantId: string;
@@ -84,16 +108,28 @@ export async function routeQueue(
   limit = 500,
 ): Promise<number> {
   let offered = 0;
-  while (offered < limit) {
+  // Interactions this pass could not place (their preferred agent is busy, or every agent with
+  // room rejected them): the next waiting one is tried.
+  const skip: string[] = [];
+  for (let attempt = 0; offered < limit && attempt < limit * 2; attempt++) {
     const result = await db.transaction(async tx => {
       const waiting = await tx.maybeOne(
-        sql.type(z.object({ id: z.string(), waited_ms: z.number(), timeout_ms: z.number() }))`
+        sql.type(
+          z.object({
+            id: z.string(),
+            waited_ms: z.number(),
+            timeout_ms: z.number(),
+            preferred: z.string().nullable(),
+          }),
+        )`
           SELECT i.id, (extract(epoch FROM now() - i.queued_at) * 1000)::bigint AS waited_ms,
-                 q.offer_timeout_ms AS timeout_ms
+                 q.offer_timeout_ms AS timeout_ms,
+                 CASE WHEN i.preferred_until > now() THEN i.preferred_agent_id::text END AS preferred
           FROM interactions i
           JOIN routing_queues q ON q.tenant_id = i.tenant_id AND q.name = i.queue_name
           WHERE i.tenant_id = ${tenantId} AND i.queue_name = ${queue}
             AND i.routing_state = 'queued' AND i.state = 'open'
+            AND NOT (i.id = ANY(${sql.array(skip, 'uuid')}))
           ORDER BY i.queued_at, i.id LIMIT 1
           FOR UPDATE OF i SKIP LOCKED`,
       );
@@ -108,7 +144,10 @@ export async function routeQueue(
             WHERE d.interaction_id = ${waiting.id} AND d.agent_id = a.id
               AND d.decision IN ('rejected', 'expired'))
         ORDER BY a.idle_since NULLS FIRST, a.id`);
+      let room = false;
       for (const agent of candidates) {
+        // A returning customer or a parked chat waits for its agent for a while.
+        if (waiting.preferred && agent.id !== waiting.preferred) continue;
         // Lock the agent, then count its load: nobody else can give it work until we commit.
         const locked = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`
           SELECT id FROM agents WHERE id = ${agent.id} AND ready AND enabled FOR UPDATE SKIP LOCKED`);
@@ -118,6 +157,7 @@ export async function routeQueue(
           WHERE assigned_agent_id = ${agent.id} AND routing_state IN ('offered', 'assigned')
             AND state = 'open'`);
         if (load >= agent.capacity) continue;
+        room = true;
         const expiresAt = await tx.oneFirst(sql.type(z.object({ offer_expires_at: z.string() }))`
           UPDATE interactions SET routing_state = 'offered', assigned_agent_id = ${agent.id},
                  offer_expires_at = now() + make_interval(secs => ${waiting.timeout_ms / 1000}),
@@ -157,9 +197,19 @@ export async function routeQueue(
           },
         };
       }
-      return undefined;
+      // Nobody took it: the next waiting one may still fit (a preference or rejections kept this
+      // one out), unless no agent has room at all.
+      return {
+        skipped: waiting.id,
+        room: room || waiting.preferred !== null || candidates.length === 0,
+      };
     });
     if (!result) break;
+    if (result.skipped !== undefined) {
+      if (!result.room && !(await anyRoom(db, tenantId, queue))) break;
+      skip.push(result.skipped);
+      continue;
+    }
     publish(result.events);
     onOffer(result.offer);
     offered++;
@@ -326,4 +376,81 @@ export async function routeWaiting(
     assigned += await routeQueue(db, row.tenant_id, row.queue_name, publish, onOffer);
   }
   return assigned;
+}
+
+/**
+ * The agent parks its chat (`asynchold`): its capacity is free again; the chat waits for the
+ * customer, and goes back to this agent first when they write. Answers the queue to route.
+ */
+export async function parkInteraction(
+  tx: CommonQueryMethods,
+  interaction: { id: string; tenantId: string },
+  agent: { id: string; name: string },
+): Promise<{ queue: string | null; events: InteractionEvent[] }> {
+  const row = await tx.maybeOne(sql.type(z.object({ queue_name: z.string().nullable() }))`
+    UPDATE interactions SET routing_state = 'parked', preferred_agent_id = ${agent.id},
+           preferred_until = NULL, updated_at = now()
+    WHERE id = ${interaction.id} AND tenant_id = ${interaction.tenantId} AND state = 'open'
+      AND routing_state = 'assigned' AND assigned_agent_id = ${agent.id}
+    RETURNING queue_name`);
+  if (!row) throw new AppError('NEXUS_ERR_NOT_ASSIGNED');
+  await recordDecision(tx, {
+    tenantId: interaction.tenantId,
+    interactionId: interaction.id,
+    queue: row.queue_name,
+    agentId: agent.id,
+    decision: 'parked',
+    reason: 'the agent parked the chat until the customer writes',
+    waitedMs: null,
+  });
+  const events = await appendEvents(tx, interaction.id, [
+    { type: 'interaction.parked', payload: { agent: { id: agent.id, nickname: agent.name } } },
+  ]);
+  return { queue: row.queue_name, events };
+}
+
+/**
+ * Parked chats among `interactionIds` whose customer wrote again wait in their queue again,
+ * for their agent first. Answers the queues to route.
+ */
+export async function requeueParked(
+  tx: CommonQueryMethods,
+  interactionIds: readonly string[],
+): Promise<{ tenantId: string; queue: string }[]> {
+  if (interactionIds.length === 0) return [];
+  const rows = await tx.any(
+    sql.type(
+      z.object({
+        id: z.string(),
+        tenant_id: z.string(),
+        queue_name: z.string(),
+        agent: z.string().nullable(),
+      }),
+    )`
+      UPDATE interactions i SET routing_state = 'queued', queued_at = now(), assigned_agent_id = NULL,
+             preferred_agent_id = coalesce(i.preferred_agent_id, i.assigned_agent_id),
+             preferred_until = now() + make_interval(secs => q.last_agent_wait_ms / 1000.0),
+             updated_at = now()
+      FROM routing_queues q
+      WHERE i.id = ANY(${sql.array([...interactionIds], 'uuid')}) AND i.routing_state = 'parked'
+        AND i.state = 'open' AND q.tenant_id = i.tenant_id AND q.name = i.queue_name
+      RETURNING i.id, i.tenant_id, i.queue_name, i.preferred_agent_id::text AS agent`,
+  );
+  const queues = new Map<string, { tenantId: string; queue: string }>();
+  for (const row of rows) {
+    await recordDecision(tx, {
+      tenantId: row.tenant_id,
+      interactionId: row.id,
+      queue: row.queue_name,
+      agentId: row.agent,
+      decision: 'requeued',
+      reason: 'the customer wrote to a parked chat',
+      waitedMs: null,
+    });
+    queues.set(`${row.tenant_id}/${row.queue_name}`, {
+      tenantId: row.tenant_id,
+      queue: row.queue_name,
+    });
+  }
+  return [...queues.values()];
 }

@@ -63,6 +63,11 @@ export const ERRORS = {
     409,
     'The interaction is not offered to this agent (any more)',
   ),
+  NEXUS_ERR_NOT_ASSIGNED: define(
+    'NEXUS_ERR_NOT_ASSIGNED',
+    409,
+    'The interaction is not assigned to this agent',
+  ),
   NEXUS_ERR_SECRET_UNREADABLE: define(
     'NEXUS_ERR_SECRET_UNREADABLE',
     500,

@@ -36,7 +36,13 @@ import {
   type IntakeResult,
 } from '../../db/queries/intake.js';
 import { GroupCommit } from '../../lib/group-commit.js';
-import { acceptOffer, queuesOfAgent, rejectOffer, routeQueue } from '../../db/routing.js';
+import {
+  acceptOffer,
+  parkInteraction,
+  queuesOfAgent,
+  rejectOffer,
+  routeQueue,
+} from '../../db/routing.js';
 import { sql } from 'slonik';
 import { z } from 'zod';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
@@ -415,6 +421,19 @@ export class ChatService {
     const queue = await this.deps.db.transaction(tx =>
       rejectOffer(tx, { id: interactionId, tenantId }, agentId),
     );
+    if (queue) await this.route(tenantId, queue);
+  }
+
+  /** The agent parks its chat (`asynchold`) until the customer writes; its capacity frees up. */
+  async park(
+    tenantId: string,
+    interactionId: string,
+    agent: { id: string; name: string },
+  ): Promise<void> {
+    const { queue, events } = await this.deps.db.transaction(tx =>
+      parkInteraction(tx, { id: interactionId, tenantId }, agent),
+    );
+    this.deps.publisher.events(events);
     if (queue) await this.route(tenantId, queue);
   }
 

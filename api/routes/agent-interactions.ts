@@ -170,6 +170,26 @@ export function agentInteractionRoutes({
 
   api.route({
     method: 'post',
+    path: '/nexus/v3/agent/interactions/:id/park',
+    tag: 'Agent',
+    summary: 'Park (asynchold)',
+    description:
+      "Frees the agent's capacity; the chat waits for the customer, and when they write it is offered to this agent first. 409 `NEXUS_ERR_NOT_ASSIGNED` unless assigned to this agent.",
+    auth: 'nexus:agent:*',
+    params: interactionParams,
+    responses: {
+      200: { description: 'Parked', schema: envelopeOf(z.object({ state: z.literal('parked') })) },
+    },
+    async handle({ params, principal, res }) {
+      const agent = agentOf(principal);
+      await load(agent.tenant, params.id);
+      await chat.park(agent.tenant, params.id, agent);
+      reply(res, 200, { state: 'parked' });
+    },
+  });
+
+  api.route({
+    method: 'post',
     path: '/nexus/v3/agent/interactions/:id/messages',
     tag: 'Agent',
     summary: 'Send a message',

@@ -27,6 +27,8 @@ const queueBody = z
     endpoints: z.array(z.string().min(1).max(128)).max(100).default([]),
     agents: z.array(z.string().uuid('must be an agent id')).max(1_000).default([]),
     offerTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(30_000),
+    /** How long a returning customer or a parked chat waits for its agent before anyone may take it. */
+    lastAgentWaitMs: z.number().int().min(0).max(86_400_000).default(60_000),
     botFirst: z.boolean().default(false),
   })
   .strict()
@@ -38,6 +40,7 @@ const queueOut = z
     endpoints: z.array(z.string()),
     agents: z.array(z.string()),
     offerTimeoutMs: z.number(),
+    lastAgentWaitMs: z.number(),
     botFirst: z.boolean(),
     stats: z.object({
       waiting: z.number(),
@@ -55,6 +58,7 @@ const present = (row: QueueView): z.infer<typeof queueOut> => ({
   endpoints: row.endpoints,
   agents: row.agents,
   offerTimeoutMs: row.offer_timeout_ms,
+  lastAgentWaitMs: row.last_agent_wait_ms,
   botFirst: row.bot_first,
   stats: {
     waiting: row.waiting,
@@ -138,6 +142,7 @@ export function routingRoutes({
             tenantId: p.ccid,
             name: p.name,
             offerTimeoutMs: body.offerTimeoutMs,
+            lastAgentWaitMs: body.lastAgentWaitMs,
             botFirst: body.botFirst,
             endpoints: [...new Set(body.endpoints)],
             agents: [...new Set(body.agents)],

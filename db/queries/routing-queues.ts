@@ -4,6 +4,7 @@ import { z } from 'zod';
 export const queueView = z.object({
   name: z.string(),
   offer_timeout_ms: z.number(),
+  last_agent_wait_ms: z.number(),
   bot_first: z.boolean(),
   endpoints: z.array(z.string()),
   agents: z.array(z.string()),
@@ -20,6 +21,7 @@ export interface QueueDefinition {
   tenantId: string;
   name: string;
   offerTimeoutMs: number;
+  lastAgentWaitMs: number;
   botFirst: boolean;
   endpoints: readonly string[];
   agents: readonly string[];
@@ -34,10 +36,12 @@ export async function upsertQueue(
   queue: QueueDefinition,
 ): Promise<boolean> {
   const created = await tx.oneFirst(sql.type(z.object({ created: z.boolean() }))`
-    INSERT INTO routing_queues (tenant_id, name, offer_timeout_ms, bot_first)
-    VALUES (${queue.tenantId}, ${queue.name}, ${queue.offerTimeoutMs}, ${queue.botFirst})
+    INSERT INTO routing_queues (tenant_id, name, offer_timeout_ms, last_agent_wait_ms, bot_first)
+    VALUES (${queue.tenantId}, ${queue.name}, ${queue.offerTimeoutMs}, ${queue.lastAgentWaitMs},
+            ${queue.botFirst})
     ON CONFLICT (tenant_id, name) DO UPDATE SET
-      offer_timeout_ms = EXCLUDED.offer_timeout_ms, bot_first = EXCLUDED.bot_first, updated_at = now()
+      offer_timeout_ms = EXCLUDED.offer_timeout_ms, last_agent_wait_ms = EXCLUDED.last_agent_wait_ms,
+      bot_first = EXCLUDED.bot_first, updated_at = now()
     RETURNING (xmax = 0) AS created`);
   await tx.query(sql.unsafe`
     DELETE FROM routing_queue_endpoints WHERE tenant_id = ${queue.tenantId} AND queue_name = ${queue.name}`);
@@ -63,7 +67,7 @@ export async function listQueues(
   name?: string,
 ): Promise<readonly QueueView[]> {
   return db.any(sql.type(queueView)`
-    SELECT q.name, q.offer_timeout_ms, q.bot_first, q.created_at, q.updated_at,
+    SELECT q.name, q.offer_timeout_ms, q.last_agent_wait_ms, q.bot_first, q.created_at, q.updated_at,
       coalesce((SELECT array_agg(endpoint ORDER BY endpoint) FROM routing_queue_endpoints e
                 WHERE e.tenant_id = q.tenant_id AND e.queue_name = q.name), '{}') AS endpoints,
       coalesce((SELECT array_agg(agent_id::text ORDER BY agent_id) FROM routing_queue_agents a

@@ -202,6 +202,8 @@ describe('authorization', () => {
         asAgentA(
           request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/reject`),
         ),
+      'POST /nexus/v3/agent/interactions/{id}/park': () =>
+        asAgentA(request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/park`)),
       'POST /nexus/v3/agent/interactions/{id}/messages': () =>
         asAgentA(
           request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/messages`),

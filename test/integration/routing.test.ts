@@ -228,6 +228,89 @@ describe('routing', () => {
     for (const s of sockets) s.socket.disconnect();
   });
 
+  it('takes a returning customer to their last agent, and a parked chat back to its agent', async () => {
+    const { api, t, agents } = await setup(2, 2);
+    await startRouting();
+    const sockets = agents.map(agent => connect(api.url, '/agent', { token: agent.token }));
+    await Promise.all(sockets.map(s => s.connected));
+    sockets.forEach((s, i) => {
+      s.socket.on('offer', (event: { interactionId: string }) => {
+        void request(api.url)
+          .post(`/nexus/v3/agent/interactions/${event.interactionId}/accept`)
+          .set('Authorization', `Bearer ${(agents[i] as { token: string }).token}`)
+          .then(() => undefined);
+      });
+    });
+    const chat = async (nickname: string, email: string) =>
+      (
+        await request(api.url)
+          .post('/nexus/v3/chat/sessions')
+          .set('x-api-key', t.chatKey)
+          .send({ data: { nickname, email, endpoint: 'GlobalChatSwitchboard' } })
+          .expect(201)
+      ).body.data as { id: string; clientToken: string; interactionId: string };
+    const agentOf = (interactionId: string) =>
+      eventually(
+        () =>
+          h().db.maybeOneFirst(sql.type(z.object({ a: z.string().nullable() }))`
+            SELECT assigned_agent_id::text AS a FROM interactions
+            WHERE id = ${interactionId} AND routing_state = 'assigned'`),
+        10_000,
+        'the assignment',
+      ) as Promise<string>;
+    const tokenOf = (id: string) => (agents.find(a => a.id === id) as { token: string }).token;
+
+    const first = await chat('Pat', 'pat@example.com');
+    const patAgent = await agentOf(first.interactionId);
+    await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${first.interactionId}/done`)
+      .set('Authorization', `Bearer ${tokenOf(patAgent)}`)
+      .expect(200);
+    // The other agent has been idle longer, yet Pat's new chat goes to Pat's last agent.
+    const second = await chat('Pat', 'PAT@example.com');
+    expect(await agentOf(second.interactionId)).toBe(patAgent);
+
+    // Parked: the agent's capacity frees up; when Pat writes, the chat goes back to that agent.
+    await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${second.interactionId}/park`)
+      .set('Authorization', `Bearer ${tokenOf(patAgent)}`)
+      .expect(200);
+    const presence = await request(api.url)
+      .get('/nexus/v3/agent/presence')
+      .set('Authorization', `Bearer ${tokenOf(patAgent)}`)
+      .expect(200);
+    expect(presence.body.data.load).toBe(0);
+    await request(api.url)
+      .post(`/nexus/v3/chat/sessions/${second.id}/messages`)
+      .set('x-nexus-client-key', second.clientToken)
+      .send({ data: { text: 'I am back' } })
+      .expect(202);
+    expect(await agentOf(second.interactionId)).toBe(patAgent);
+    const decisions = await h().db.anyFirst(sql.type(z.object({ decision: z.string() }))`
+      SELECT decision FROM routing_decisions WHERE interaction_id = ${second.interactionId} ORDER BY id`);
+    expect(decisions).toEqual([
+      'queued',
+      'offered',
+      'accepted',
+      'parked',
+      'requeued',
+      'offered',
+      'accepted',
+    ]);
+    // Parking what is not yours, or what is done, is refused.
+    const other = agents.find(a => a.id !== patAgent) as { token: string };
+    const foreign = await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${second.interactionId}/park`)
+      .set('Authorization', `Bearer ${other.token}`)
+      .expect(409);
+    expect(foreign.body.status.code).toBe('NEXUS_ERR_NOT_ASSIGNED');
+    await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${first.interactionId}/park`)
+      .set('Authorization', `Bearer ${tokenOf(patAgent)}`)
+      .expect(409);
+    for (const s of sockets) s.socket.disconnect();
+  });
+
   it('refuses bad queue definitions and changes nothing', async () => {
     const { api, t, admin } = await setup(1, 2);
     const put = (name: string, body: object) =>

@@ -21,7 +21,7 @@ import {
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { GroupCommit } from '../../lib/group-commit.js';
 import type { Logger } from '../../lib/logger.js';
-import { queueInteraction, routeQueue } from '../../db/routing.js';
+import { queueInteraction, requeueParked, routeQueue } from '../../db/routing.js';
 import {
   inboundQueue,
   scheduleOfferTimeout,
@@ -139,7 +139,15 @@ export function createInboundProcessor(deps: {
             });
           }
         }
-        written.push(...(await sequencePendingMessagesOf(tx, ids)));
+        const sequenced = await sequencePendingMessagesOf(tx, ids);
+        written.push(...sequenced);
+        // A customer writing to a parked chat brings it back to the queue, for its agent first.
+        const wrote = sequenced
+          .filter(event => (event.data.from as { type?: string } | undefined)?.type === 'customer')
+          .map(event => event.interactionId);
+        for (const requeued of await requeueParked(tx, [...new Set(wrote)])) {
+          queued.set(`${requeued.tenantId}/${requeued.queue}`, requeued);
+        }
         const completed = await completeWorkBatch(
           tx,
           inboundQueue.name,
