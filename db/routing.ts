@@ -454,3 +454,85 @@ export async function requeueParked(
   }
   return [...queues.values()];
 }
+
+/**
+ * The agent hands its chat over: to another queue (it waits there, oldest-first by the time of
+ * the transfer) or to another agent of the same queue (preferred for the queue's
+ * `lastAgentWaitMs`, then anyone). The agent leaves the chat. Answers the queue to route.
+ */
+export async function transferInteraction(
+  tx: CommonQueryMethods,
+  interaction: { id: string; tenantId: string },
+  from: { id: string; name: string },
+  to: { queue: string } | { agentId: string },
+): Promise<{ queue: string; events: InteractionEvent[] }> {
+  const current = await tx.maybeOne(sql.type(z.object({ queue_name: z.string().nullable() }))`
+    SELECT queue_name FROM interactions
+    WHERE id = ${interaction.id} AND tenant_id = ${interaction.tenantId} AND state = 'open'
+      AND routing_state = 'assigned' AND assigned_agent_id = ${from.id}
+    FOR UPDATE`);
+  if (!current) throw new AppError('NEXUS_ERR_NOT_ASSIGNED');
+  let queue: string;
+  let preferred: string | null = null;
+  if ('queue' in to) {
+    const known = await tx.exists(sql.unsafe`
+      SELECT 1 FROM routing_queues WHERE tenant_id = ${interaction.tenantId} AND name = ${to.queue}`);
+    if (!known) {
+      throw new AppError(
+        'NEXUS_ERR_VALIDATION',
+        `body.queue: no queue ${to.queue} in the tenant`,
+        'body.queue',
+      );
+    }
+    queue = to.queue;
+  } else {
+    if (!current.queue_name) {
+      throw new AppError(
+        'NEXUS_ERR_VALIDATION',
+        'body.agentId: the chat is in no queue; transfer it to a queue',
+        'body.agentId',
+      );
+    }
+    const serves = await tx.exists(sql.unsafe`
+      SELECT 1 FROM routing_queue_agents
+      WHERE tenant_id = ${interaction.tenantId} AND queue_name = ${current.queue_name} AND agent_id = ${to.agentId}`);
+    if (!serves || to.agentId === from.id) {
+      throw new AppError(
+        'NEXUS_ERR_VALIDATION',
+        `body.agentId: not another agent of queue ${current.queue_name}`,
+        'body.agentId',
+      );
+    }
+    queue = current.queue_name;
+    preferred = to.agentId;
+  }
+  await tx.query(sql.unsafe`
+    UPDATE interactions i SET queue_name = ${queue}, routing_state = 'queued', queued_at = now(),
+           assigned_agent_id = NULL, offer_expires_at = NULL, preferred_agent_id = ${preferred},
+           preferred_until = CASE WHEN ${preferred}::uuid IS NULL THEN NULL
+                                  ELSE now() + make_interval(secs => q.last_agent_wait_ms / 1000.0) END,
+           updated_at = now()
+    FROM routing_queues q
+    WHERE i.id = ${interaction.id} AND q.tenant_id = i.tenant_id AND q.name = ${queue}`);
+  await tx.query(sql.unsafe`
+    UPDATE interaction_agents SET left_at = now()
+    WHERE interaction_id = ${interaction.id} AND agent_id = ${from.id} AND left_at IS NULL`);
+  await recordDecision(tx, {
+    tenantId: interaction.tenantId,
+    interactionId: interaction.id,
+    queue,
+    agentId: preferred,
+    decision: 'transferred',
+    reason: preferred
+      ? `transferred by ${from.id} to agent ${preferred}`
+      : `transferred by ${from.id} to queue ${queue}`,
+    waitedMs: null,
+  });
+  const events = await appendEvents(tx, interaction.id, [
+    {
+      type: 'participant.left',
+      payload: { participant: { id: from.id, type: 'agent', nickname: from.name } },
+    },
+  ]);
+  return { queue, events };
+}

@@ -42,6 +42,7 @@ import {
   queuesOfAgent,
   rejectOffer,
   routeQueue,
+  transferInteraction,
 } from '../../db/routing.js';
 import { sql } from 'slonik';
 import { z } from 'zod';
@@ -435,6 +436,24 @@ export class ChatService {
     );
     this.deps.publisher.events(events);
     if (queue) await this.route(tenantId, queue);
+  }
+
+  /** The agent hands the chat to another queue or agent (see db/routing.ts). */
+  async transfer(
+    tenantId: string,
+    interactionId: string,
+    agent: { id: string; name: string },
+    to: { queue: string } | { agentId: string },
+  ): Promise<void> {
+    const { queue, events } = await this.deps.db.transaction(tx =>
+      transferInteraction(tx, { id: interactionId, tenantId }, agent, to),
+    );
+    this.deps.publisher.events(events);
+    await this.route(tenantId, queue);
+    // The agent has room again: its own queues may have someone waiting.
+    for (const served of await queuesOfAgent(this.deps.db, agent.id)) {
+      if (served.queue !== queue) await this.route(served.tenantId, served.queue);
+    }
   }
 
   /** An agent becomes ready or not, or changes capacity; a ready agent gets waiting work. */

@@ -190,6 +190,35 @@ export function agentInteractionRoutes({
 
   api.route({
     method: 'post',
+    path: '/nexus/v3/agent/interactions/:id/transfer',
+    tag: 'Agent',
+    summary: 'Transfer to another queue or agent',
+    description:
+      '`{queue}` puts the chat in another queue of the tenant; `{agentId}` offers it to another agent of its queue first. The agent leaves the chat. 409 `NEXUS_ERR_NOT_ASSIGNED` unless assigned to this agent; 400 for an unknown queue or agent.',
+    auth: 'nexus:agent:*',
+    params: interactionParams,
+    body: z
+      .union([
+        z.object({ queue: z.string().min(1).max(128) }).strict(),
+        z.object({ agentId: z.string().uuid('must be an agent id') }).strict(),
+      ])
+      .openapi('Transfer'),
+    responses: {
+      200: {
+        description: 'Transferred',
+        schema: envelopeOf(z.object({ state: z.literal('queued') })),
+      },
+    },
+    async handle({ params, body, principal, res }) {
+      const agent = agentOf(principal);
+      await load(agent.tenant, params.id);
+      await chat.transfer(agent.tenant, params.id, agent, body);
+      reply(res, 200, { state: 'queued' });
+    },
+  });
+
+  api.route({
+    method: 'post',
     path: '/nexus/v3/agent/interactions/:id/messages',
     tag: 'Agent',
     summary: 'Send a message',

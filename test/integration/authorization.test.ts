@@ -204,6 +204,10 @@ describe('authorization', () => {
         ),
       'POST /nexus/v3/agent/interactions/{id}/park': () =>
         asAgentA(request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/park`)),
+      'POST /nexus/v3/agent/interactions/{id}/transfer': () =>
+        asAgentA(
+          request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/transfer`),
+        ).send({ queue: 'Sales' }),
       'POST /nexus/v3/agent/interactions/{id}/messages': () =>
         asAgentA(
           request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/messages`),

@@ -311,6 +311,102 @@ describe('routing', () => {
     for (const s of sockets) s.socket.disconnect();
   });
 
+  it('transfers to another queue or agent, and refuses bad transfers', async () => {
+    const { api, t, agents, admin } = await setup(3, 2);
+    const [p1, p2, q] = agents as [
+      { id: string; token: string },
+      { id: string; token: string },
+      { id: string; token: string },
+    ];
+    await request(api.url)
+      .put(`/nexus/v3/provisioning/endpoints/${t.tenant}/SupportLine`)
+      .set(admin)
+      .send({})
+      .expect(200);
+    await request(api.url)
+      .put(`/nexus/v3/provisioning/queues/${t.tenant}/Sales`)
+      .set(admin)
+      .send({ endpoints: ['GlobalChatSwitchboard'], agents: [p1.id, p2.id] })
+      .expect(200);
+    await request(api.url)
+      .put(`/nexus/v3/provisioning/queues/${t.tenant}/Support`)
+      .set(admin)
+      .send({ endpoints: ['SupportLine'], agents: [q.id] })
+      .expect(201);
+    await startRouting();
+    const sockets = agents.map(agent => connect(api.url, '/agent', { token: agent.token }));
+    await Promise.all(sockets.map(s => s.connected));
+    sockets.forEach((s, i) => {
+      s.socket.on('offer', (event: { interactionId: string }) => {
+        void request(api.url)
+          .post(`/nexus/v3/agent/interactions/${event.interactionId}/accept`)
+          .set('Authorization', `Bearer ${(agents[i] as { token: string }).token}`)
+          .then(() => undefined);
+      });
+    });
+    const started = await request(api.url)
+      .post('/nexus/v3/chat/sessions')
+      .set('x-api-key', t.chatKey)
+      .send({ data: { nickname: 'Tom', endpoint: 'GlobalChatSwitchboard' } })
+      .expect(201);
+    const id = started.body.data.interactionId as string;
+    const assignedTo = (expected: string) =>
+      eventually(
+        async () =>
+          (await h().db.maybeOneFirst(sql.type(z.object({ a: z.string().nullable() }))`
+            SELECT assigned_agent_id::text AS a FROM interactions WHERE id = ${id} AND routing_state = 'assigned'`)) ===
+          expected,
+        10_000,
+        `assignment to ${expected}`,
+      );
+    const owner = await eventually(
+      () =>
+        h().db.maybeOneFirst(sql.type(z.object({ a: z.string().nullable() }))`
+          SELECT assigned_agent_id::text AS a FROM interactions WHERE id = ${id} AND routing_state = 'assigned'`),
+      10_000,
+      'the first assignment',
+    );
+    const from = agents.find(a => a.id === owner) as { id: string; token: string };
+    const colleague = from.id === p1.id ? p2 : p1;
+    const transfer = (who: { token: string }, body: object) =>
+      request(api.url)
+        .post(`/nexus/v3/agent/interactions/${id}/transfer`)
+        .set('Authorization', `Bearer ${who.token}`)
+        .send(body);
+
+    const unknown = await transfer(from, { queue: 'Nowhere' }).expect(400);
+    expect(unknown.body.status).toMatchObject({
+      code: 'NEXUS_ERR_VALIDATION',
+      field: 'body.queue',
+    });
+    const notInQueue = await transfer(from, { agentId: q.id }).expect(400);
+    expect(notInQueue.body.status.field).toBe('body.agentId');
+    expect((await transfer(colleague, { queue: 'Support' }).expect(409)).body.status.code).toBe(
+      'NEXUS_ERR_NOT_ASSIGNED',
+    );
+    await transfer(from, { queue: 'Sales', extra: 1 }).expect(400);
+
+    // To a colleague of the same queue, then to another queue.
+    await transfer(from, { agentId: colleague.id }).expect(200);
+    await assignedTo(colleague.id);
+    await transfer(colleague, { queue: 'Support' }).expect(200);
+    await assignedTo(q.id);
+    const decisions = await h().db.anyFirst(sql.type(z.object({ decision: z.string() }))`
+      SELECT decision FROM routing_decisions WHERE interaction_id = ${id} ORDER BY id`);
+    expect(decisions).toEqual([
+      'queued',
+      'offered',
+      'accepted',
+      'transferred',
+      'offered',
+      'accepted',
+      'transferred',
+      'offered',
+      'accepted',
+    ]);
+    for (const s of sockets) s.socket.disconnect();
+  });
+
   it('refuses bad queue definitions and changes nothing', async () => {
     const { api, t, admin } = await setup(1, 2);
     const put = (name: string, body: object) =>
