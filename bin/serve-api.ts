@@ -1,6 +1,8 @@
 import type { Server } from 'node:http';
 import { buildApp } from '../api/app.js';
 import { attachRealtime } from '../api/realtime.js';
+import { routingQueueStats } from '../db/routing.js';
+import { setRoutingStatsSource } from '../lib/metrics.js';
 import type { Core } from './bootstrap.js';
 
 /**
@@ -30,6 +32,9 @@ export async function serveApi(core: Core): Promise<Server> {
     chat: app.chat,
     auth: app.auth,
   });
+  // Routing queue gauges, read from PostgreSQL at scrape time (every API replica reports the
+  // same figures: aggregate with max() in Prometheus).
+  setRoutingStatsSource(() => routingQueueStats(core.db));
   core.log.info({ port: core.config.http.port }, 'api listening');
   // Closing socket.io closes the HTTP server too, after in-flight requests.
   core.shutdown.add('http server and sockets', () => realtime.close());

@@ -2,6 +2,7 @@ import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { appendEvents, type InteractionEvent } from './conversation.js';
 import { AppError } from '../lib/errors.js';
+import { routingDecisionsTotal, type RoutingQueueStats } from '../lib/metrics.js';
 import { joinInteraction } from './queries/chat.js';
 
 /**
@@ -63,6 +64,7 @@ interface Decision {
 }
 
 async function recordDecision(tx: CommonQueryMethods, decision: Decision): Promise<void> {
+  routingDecisionsTotal.inc({ decision: decision.decision });
   await tx.query(sql.unsafe`
     INSERT INTO routing_decisions (tenant_id, interaction_id, queue_name, agent_id, decision, reason, waited_ms)
     VALUES (${decision.tenantId}, ${decision.interactionId}, ${decision.queue}, ${decision.agentId},
@@ -535,4 +537,67 @@ export async function transferInteraction(
     },
   ]);
   return { queue, events };
+}
+
+/**
+ * A chat ended while it waited or was offered: abandoned (recorded, the offer released).
+ * Call in the transaction that finishes the interaction, before it is marked done.
+ */
+export async function abandonIfWaiting(
+  tx: CommonQueryMethods,
+  interactionId: string,
+): Promise<void> {
+  const row = await tx.maybeOne(
+    sql.type(
+      z.object({ tenant_id: z.string(), queue_name: z.string().nullable(), waited_ms: z.number() }),
+    )`
+      UPDATE interactions SET routing_state = NULL, assigned_agent_id = NULL, offer_expires_at = NULL
+      WHERE id = ${interactionId} AND routing_state IN ('queued', 'offered')
+      RETURNING tenant_id, queue_name, (extract(epoch FROM now() - queued_at) * 1000)::bigint AS waited_ms`,
+  );
+  if (!row) return;
+  await recordDecision(tx, {
+    tenantId: row.tenant_id,
+    interactionId,
+    queue: row.queue_name,
+    agentId: null,
+    decision: 'abandoned',
+    reason: 'the chat ended before an agent took it',
+    waitedMs: row.waited_ms,
+  });
+}
+
+/** Live figures of every routing queue (for the metrics). */
+export async function routingQueueStats(db: CommonQueryMethods): Promise<RoutingQueueStats[]> {
+  const rows = await db.any(
+    sql.type(
+      z.object({
+        tenant: z.string(),
+        queue: z.string(),
+        waiting: z.number(),
+        oldest: z.number(),
+        ready: z.number(),
+        assigned: z.number(),
+      }),
+    )`
+      SELECT q.tenant_id AS tenant, q.name AS queue,
+        (SELECT count(*)::int FROM interactions i WHERE i.tenant_id = q.tenant_id AND i.queue_name = q.name
+           AND i.routing_state = 'queued' AND i.state = 'open') AS waiting,
+        coalesce((SELECT extract(epoch FROM now() - min(i.queued_at))::float8 FROM interactions i
+           WHERE i.tenant_id = q.tenant_id AND i.queue_name = q.name
+             AND i.routing_state = 'queued' AND i.state = 'open'), 0) AS oldest,
+        (SELECT count(*)::int FROM routing_queue_agents a JOIN agents g ON g.id = a.agent_id
+           WHERE a.tenant_id = q.tenant_id AND a.queue_name = q.name AND g.ready AND g.enabled) AS ready,
+        (SELECT count(*)::int FROM interactions i WHERE i.tenant_id = q.tenant_id AND i.queue_name = q.name
+           AND i.routing_state = 'assigned' AND i.state = 'open') AS assigned
+      FROM routing_queues q`,
+  );
+  return rows.map(row => ({
+    tenant: row.tenant,
+    queue: row.queue,
+    waiting: row.waiting,
+    oldestWaitSeconds: row.oldest,
+    agentsReady: row.ready,
+    assigned: row.assigned,
+  }));
 }

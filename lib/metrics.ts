@@ -257,3 +257,74 @@ export async function startMetricsServer(port: number, host: string, log: Logger
   log.info({ port: (server.address() as { port: number }).port }, 'metrics server listening');
   return server;
 }
+
+/** Every routing decision (queued, offered, accepted, rejected, expired, parked, ...). */
+export const routingDecisionsTotal = new Counter({
+  name: 'nexus_routing_decisions_total',
+  help: 'Routing decisions, by kind: queued, offered, accepted, rejected, expired, parked, requeued, transferred, abandoned.',
+  labelNames: ['decision'] as const,
+  registers: [registry],
+});
+
+/** One routing queue's live figures, as the routing gauges read them at scrape time. */
+export interface RoutingQueueStats {
+  tenant: string;
+  queue: string;
+  waiting: number;
+  oldestWaitSeconds: number;
+  agentsReady: number;
+  assigned: number;
+}
+
+let routingStatsSource: (() => Promise<RoutingQueueStats[]>) | undefined;
+
+/** The API process registers where routing statistics come from (PostgreSQL). */
+export function setRoutingStatsSource(
+  source: (() => Promise<RoutingQueueStats[]>) | undefined,
+): void {
+  routingStatsSource = source;
+}
+
+async function routingStats(): Promise<RoutingQueueStats[]> {
+  try {
+    return (await routingStatsSource?.()) ?? [];
+  } catch {
+    return [];
+  }
+}
+
+for (const [name, help, pick] of [
+  [
+    'nexus_routing_queue_waiting',
+    'Interactions waiting in each routing queue.',
+    (s: RoutingQueueStats) => s.waiting,
+  ],
+  [
+    'nexus_routing_queue_oldest_wait_seconds',
+    'How long the oldest interaction of each routing queue has waited (0 when none).',
+    (s: RoutingQueueStats) => s.oldestWaitSeconds,
+  ],
+  [
+    'nexus_routing_queue_agents_ready',
+    'Ready agents serving each routing queue.',
+    (s: RoutingQueueStats) => s.agentsReady,
+  ],
+  [
+    'nexus_routing_queue_assigned',
+    'Open interactions assigned from each routing queue.',
+    (s: RoutingQueueStats) => s.assigned,
+  ],
+] as const) {
+  new Gauge({
+    name,
+    help,
+    labelNames: ['tenant', 'queue'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const stats of await routingStats()) {
+        this.set({ tenant: stats.tenant, queue: stats.queue }, pick(stats));
+      }
+    },
+  });
+}

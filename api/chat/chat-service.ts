@@ -37,6 +37,7 @@ import {
 } from '../../db/queries/intake.js';
 import { GroupCommit } from '../../lib/group-commit.js';
 import {
+  abandonIfWaiting,
   acceptOffer,
   parkInteraction,
   queuesOfAgent,
@@ -377,6 +378,7 @@ export class ChatService {
       if (!state) throw new AppError('NEXUS_ERR_NOT_FOUND', 'interaction not found');
       // The customer's session ends with the chat, whoever ends it.
       await endSessionOf(tx, interactionId, sessionId);
+      await abandonIfWaiting(tx, interactionId);
       if (!(await finishInteraction(tx, interactionId))) return [];
       const pending = await sequencePendingMessages(tx, interactionId);
       const events: { type: EventType; payload: Record<string, unknown> }[] = [];

@@ -2,7 +2,8 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { routeQueue } from '../../db/routing.js';
+import { routeQueue, routingQueueStats } from '../../db/routing.js';
+import { registry, routingDecisionsTotal, setRoutingStatsSource } from '../../lib/metrics.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { connect, provisionChatTenant } from '../helpers/chat.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
@@ -405,6 +406,46 @@ describe('routing', () => {
       'accepted',
     ]);
     for (const s of sockets) s.socket.disconnect();
+  });
+
+  it('exposes queue statistics as metrics and counts abandoned chats', async () => {
+    const { api, t, agents } = await setup(1, 1);
+    await request(api.url)
+      .post('/nexus/v3/agent/presence')
+      .set('Authorization', `Bearer ${(agents[0] as { token: string }).token}`)
+      .send({ ready: false })
+      .expect(200);
+    await startRouting();
+    setRoutingStatsSource(() => routingQueueStats(h().db));
+    const started = await request(api.url)
+      .post('/nexus/v3/chat/sessions')
+      .set('x-api-key', t.chatKey)
+      .send({ data: { nickname: 'Una', endpoint: 'GlobalChatSwitchboard' } })
+      .expect(201);
+    const gauge = async (name: string) =>
+      new RegExp(`^${name}\\{tenant="${t.tenant}",queue="Sales"\\} (\\S+)$`, 'm').exec(
+        await registry.metrics(),
+      )?.[1];
+    await eventually(
+      async () => (await gauge('nexus_routing_queue_waiting')) === '1',
+      10_000,
+      'one waiting',
+    );
+    expect(Number(await gauge('nexus_routing_queue_oldest_wait_seconds'))).toBeGreaterThanOrEqual(
+      0,
+    );
+    expect(await gauge('nexus_routing_queue_agents_ready')).toBe('0');
+    const abandoned = async () =>
+      (await routingDecisionsTotal.get()).values.find(v => v.labels.decision === 'abandoned')
+        ?.value ?? 0;
+    const before = await abandoned();
+    await request(api.url)
+      .post(`/nexus/v3/chat/sessions/${started.body.data.id}/end`)
+      .set('x-nexus-client-key', started.body.data.clientToken)
+      .expect(200);
+    expect(await abandoned()).toBe(before + 1);
+    expect(await gauge('nexus_routing_queue_waiting')).toBe('0');
+    setRoutingStatsSource(undefined);
   });
 
   it('refuses bad queue definitions and changes nothing', async () => {
