@@ -66,7 +66,7 @@ export const ERRORS = {
   NEXUS_ERR_NOT_ASSIGNED: define(
     'NEXUS_ERR_NOT_ASSIGNED',
     409,
-    'The interaction is not assigned to this agent',
+    'The interaction is not assigned to this agent, or the agent does not work on it',
   ),
   NEXUS_ERR_SECRET_UNREADABLE: define(
     'NEXUS_ERR_SECRET_UNREADABLE',

@@ -376,6 +376,20 @@ export class ChatService {
     await this.write(async tx => {
       const state = await interactionState(tx, interactionId, tenantId);
       if (!state) throw new AppError('NEXUS_ERR_NOT_FOUND', 'interaction not found');
+      // An agent marks Done only a chat it works on (joined, or assigned to it).
+      if (by.type === 'agent' && state.state === 'open') {
+        const works = await tx.exists(sql.unsafe`
+          SELECT 1 FROM interactions i
+          WHERE i.id = ${interactionId}
+            AND (i.assigned_agent_id = ${by.id} OR EXISTS (
+              SELECT 1 FROM interaction_agents ia
+              WHERE ia.interaction_id = i.id AND ia.agent_id = ${by.id} AND ia.left_at IS NULL))`);
+        if (!works)
+          throw new AppError(
+            'NEXUS_ERR_NOT_ASSIGNED',
+            'The agent does not work on this interaction',
+          );
+      }
       // The customer's session ends with the chat, whoever ends it.
       await endSessionOf(tx, interactionId, sessionId);
       await abandonIfWaiting(tx, interactionId);

@@ -302,7 +302,8 @@ export function agentInteractionRoutes({
     path: '/nexus/v3/agent/interactions/:id/done',
     tag: 'Agent',
     summary: 'Mark Done',
-    description: 'Ends the interaction (FINISHED). Idempotent.',
+    description:
+      'Ends the interaction (FINISHED). Only for an agent who works on it (joined, or assigned to it): else 409 `NEXUS_ERR_NOT_ASSIGNED`. Idempotent.',
     auth: 'nexus:agent:*',
     params: interactionParams,
     responses: { 200: { description: 'Done' } },

@@ -298,7 +298,15 @@ describe('routing', () => {
       'offered',
       'accepted',
     ]);
-    // Parking what is not yours, or what is done, is refused.
+    // Marking Done what you do not work on, parking what is not yours or what is done: refused.
+    const notMine = await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${second.interactionId}/done`)
+      .set(
+        'Authorization',
+        `Bearer ${(agents.find(a => a.id !== patAgent) as { token: string }).token}`,
+      )
+      .expect(409);
+    expect(notMine.body.status.code).toBe('NEXUS_ERR_NOT_ASSIGNED');
     const other = agents.find(a => a.id !== patAgent) as { token: string };
     const foreign = await request(api.url)
       .post(`/nexus/v3/agent/interactions/${second.interactionId}/park`)
