@@ -384,11 +384,12 @@ export class ChatService {
             AND (i.assigned_agent_id = ${by.id} OR EXISTS (
               SELECT 1 FROM interaction_agents ia
               WHERE ia.interaction_id = i.id AND ia.agent_id = ${by.id} AND ia.left_at IS NULL))`);
-        if (!works)
+        if (!works) {
           throw new AppError(
             'NEXUS_ERR_NOT_ASSIGNED',
             'The agent does not work on this interaction',
           );
+        }
       }
       // The customer's session ends with the chat, whoever ends it.
       await endSessionOf(tx, interactionId, sessionId);
