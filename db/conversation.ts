@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import type { CatalogueEventType } from '../lib/event-catalogue.js';
 
 /**
  * The interaction event log (design §6): every state change is one `events` row numbered by the
@@ -20,6 +21,9 @@ export const EVENT_TYPES = [
   'interaction.finished',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
+// Every event type has a schema in the catalogue, and the catalogue nothing else (type check).
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+export const EVENT_TYPES_CATALOGUED: Same<EventType, CatalogueEventType> = true;
 
 export const eventRow = z.object({
   id: z.string(),

@@ -2,6 +2,7 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { EVENT_DATA } from '../../lib/event-catalogue.js';
 import { jobsTotal, socketEventsDelivered } from '../../lib/metrics.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { connect, provisionChatTenant, type Received } from '../helpers/chat.js';
@@ -166,6 +167,17 @@ describe('customer chat and agents', () => {
       )`SELECT count(*)::int AS n FROM messages WHERE seq IS NOT NULL`,
     );
     expect(stored).toBe(100);
+
+    // Every event matches its schema in the published catalogue.
+    for (const event of [...allCustomer, ...agentSocket.received]) {
+      if (!event.type) continue;
+      const schema = EVENT_DATA[event.type as keyof typeof EVENT_DATA];
+      expect(schema, event.type).toBeDefined();
+      const parsed = schema.safeParse(event.data);
+      expect(parsed.success, `${event.type}: ${JSON.stringify(parsed.error?.issues[0])}`).toBe(
+        true,
+      );
+    }
 
     // The reconnect's catch-up came from PostgreSQL.
     const delivered = (await socketEventsDelivered.get()).values;

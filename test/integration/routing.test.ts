@@ -3,6 +3,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { routeQueue, routingQueueStats } from '../../db/routing.js';
+import { EVENT_DATA } from '../../lib/event-catalogue.js';
 import { registry, routingDecisionsTotal, setRoutingStatsSource } from '../../lib/metrics.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { connect, provisionChatTenant } from '../helpers/chat.js';
@@ -147,6 +148,14 @@ describe('routing', () => {
       { decision: 'offered', n: 20 },
       { decision: 'queued', n: 20 },
     ]);
+    // Routing events match the published catalogue too.
+    for (const event of sockets.flatMap(s => s.received)) {
+      if (!event.type) continue;
+      const parsed = EVENT_DATA[event.type as keyof typeof EVENT_DATA].safeParse(event.data);
+      expect(parsed.success, `${event.type}: ${JSON.stringify(parsed.error?.issues[0])}`).toBe(
+        true,
+      );
+    }
     for (const s of sockets) s.socket.disconnect();
   });
 
