@@ -12,6 +12,9 @@ export const queueView = z.object({
   oldest_wait_ms: z.number().nullable(),
   agents_ready: z.number(),
   assigned: z.number(),
+  offered_total: z.number(),
+  accepted_total: z.number(),
+  abandoned_total: z.number(),
   created_at: z.string(),
   updated_at: z.string(),
 });
@@ -80,8 +83,15 @@ export async function listQueues(
       (SELECT count(*)::int FROM routing_queue_agents a JOIN agents g ON g.id = a.agent_id
          WHERE a.tenant_id = q.tenant_id AND a.queue_name = q.name AND g.ready AND g.enabled) AS agents_ready,
       (SELECT count(*)::int FROM interactions i WHERE i.tenant_id = q.tenant_id AND i.queue_name = q.name
-         AND i.routing_state = 'assigned' AND i.state = 'open') AS assigned
+         AND i.routing_state = 'assigned' AND i.state = 'open') AS assigned,
+      d.offered_total, d.accepted_total, d.abandoned_total
     FROM routing_queues q
+    LEFT JOIN LATERAL (
+      SELECT count(*) FILTER (WHERE decision = 'offered')::int AS offered_total,
+             count(*) FILTER (WHERE decision = 'accepted')::int AS accepted_total,
+             count(*) FILTER (WHERE decision = 'abandoned')::int AS abandoned_total
+      FROM routing_decisions rd WHERE rd.tenant_id = q.tenant_id AND rd.queue_name = q.name
+    ) d ON true
     WHERE q.tenant_id = ${tenantId} ${name === undefined ? sql.fragment`` : sql.fragment`AND q.name = ${name}`}
     ORDER BY q.name`);
 }

@@ -141,6 +141,7 @@ describe('routing', () => {
       10_000,
       'every offer accepted',
     );
+    expect(await stats()).toMatchObject({ waiting: 0, offered: 20, accepted: 20, abandoned: 0 });
     const decisions = await h().db.any(sql.type(z.object({ decision: z.string(), n: z.number() }))`
       SELECT decision, count(*)::int AS n FROM routing_decisions GROUP BY decision ORDER BY decision`);
     expect(decisions).toEqual([
