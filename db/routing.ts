@@ -146,7 +146,6 @@ export async function routeQueue(
             WHERE d.interaction_id = ${waiting.id} AND d.agent_id = a.id
               AND d.decision IN ('rejected', 'expired'))
         ORDER BY a.idle_since NULLS FIRST, a.id`);
-      let room = false;
       for (const agent of candidates) {
         // A returning customer or a parked chat waits for its agent for a while.
         if (waiting.preferred && agent.id !== waiting.preferred) continue;
@@ -159,7 +158,6 @@ export async function routeQueue(
           WHERE assigned_agent_id = ${agent.id} AND routing_state IN ('offered', 'assigned')
             AND state = 'open'`);
         if (load >= agent.capacity) continue;
-        room = true;
         const expiresAt = await tx.oneFirst(sql.type(z.object({ offer_expires_at: z.string() }))`
           UPDATE interactions SET routing_state = 'offered', assigned_agent_id = ${agent.id},
                  offer_expires_at = now() + make_interval(secs => ${waiting.timeout_ms / 1000}),
@@ -199,16 +197,16 @@ export async function routeQueue(
           },
         };
       }
-      // Nobody took it: the next waiting one may still fit (a preference or rejections kept this
-      // one out), unless no agent has room at all.
+      // Nobody took it. The next waiting one may still fit when a preference or rejections kept
+      // this one out (`maybeRoom`); otherwise the caller stops unless some agent has room.
       return {
         skipped: waiting.id,
-        room: room || waiting.preferred !== null || candidates.length === 0,
+        maybeRoom: waiting.preferred !== null || candidates.length === 0,
       };
     });
     if (!result) break;
     if (result.skipped !== undefined) {
-      if (!result.room && !(await anyRoom(db, tenantId, queue))) break;
+      if (!result.maybeRoom && !(await anyRoom(db, tenantId, queue))) break;
       skip.push(result.skipped);
       continue;
     }
