@@ -172,6 +172,9 @@ const customerMessage = z
   .strict();
 
 type Ack = (answer: unknown) => void;
+const presenceChange = z
+  .object({ ready: z.boolean().optional(), capacity: z.number().int().min(0).max(100).optional() })
+  .strict();
 const ok = (data: unknown) => ({ status: { code: 0 }, data });
 const failure = (error: unknown) =>
   isAppError(error)
@@ -195,6 +198,7 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
   const io = new Server(server, { path: SOCKET_PATH, serveClient: false, cors: { origin: true } });
   io.adapter(createAdapter(pub, sub, { key: socketIoKey(config) }));
   const hub = new FeedHub();
+  const notReadyTimers = new Map<string, NodeJS.Timeout>();
   const loader = (interactionId: string) => (after: number, before?: number) =>
     listEvents(db, interactionId, after, before === undefined ? 500 : before - after - 1, before);
 
@@ -347,9 +351,48 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
     let set = hub.agents.get(agent.tenant);
     if (!set) hub.agents.set(agent.tenant, (set = new Set()));
     set.add(socket);
+    // Every socket of the agent, on any replica, is in its room: presence follows the last one.
+    const room = `agent:${agent.id}`;
+    void socket.join(room);
+    clearTimeout(notReadyTimers.get(agent.id));
     socket.on('disconnect', () => {
       hub.agents.get(agent.tenant)?.delete(socket);
       hub.removeSocket(socket);
+      // The agent keeps its interactions; if no socket of it comes back within the grace, it
+      // becomes not ready (no new offers).
+      clearTimeout(notReadyTimers.get(agent.id));
+      const timer = setTimeout(() => {
+        notReadyTimers.delete(agent.id);
+        agents
+          .in(room)
+          .fetchSockets()
+          .then(async sockets => {
+            if (sockets.length > 0) return;
+            await chat.presence(agent.tenant, agent.id, { ready: false });
+            log.info({ agentId: agent.id }, 'agent disconnected past the grace: not ready');
+          })
+          .catch((error: unknown) => log.warn({ err: error }, 'could not check agent presence'));
+      }, config.agentDisconnectGraceMs);
+      timer.unref();
+      notReadyTimers.set(agent.id, timer);
+    });
+    socket.on('presence', (payload: unknown, ack?: Ack) => {
+      const parsed = presenceChange.safeParse(payload ?? {});
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+            field: issue?.path.join('.'),
+          },
+        });
+        return;
+      }
+      chat.presence(agent.tenant, agent.id, parsed.data).then(
+        presence => ack?.(ok(presence)),
+        (error: unknown) => ack?.(failure(error)),
+      );
     });
     const follow = (interactionId: string, lastSeq: number) => {
       const feed = new Feed(socket, interactionId, lastSeq, loader(interactionId), log, agent.id);
@@ -425,6 +468,7 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
   return {
     io,
     async close() {
+      for (const timer of notReadyTimers.values()) clearTimeout(timer);
       await io.close();
       await closeRedis(pub);
       await closeRedis(sub);

@@ -101,6 +101,7 @@ const envSchema = z.object({
   NEXUS_JWT_TENANT_CLAIM: z.string().min(1).default('ccid'),
   NEXUS_JWT_ROLE_CLAIM: z.string().min(1).default('role'),
   NEXUS_AUTH_CACHE_TTL_MS: positiveInt.default(60_000),
+  NEXUS_AGENT_DISCONNECT_GRACE_MS: positiveInt.default(60_000),
   NEXUS_CHAT_SESSION_LIMIT: z
     .string()
     .regex(/^\d+\/\d+$/, 'must look like 30/10 (requests per seconds)')
@@ -185,6 +186,8 @@ export interface Config {
     | undefined;
   /** How long an API key lookup is cached (revocations are pushed to every replica at once). */
   readonly authCacheTtlMs: number;
+  /** How long an agent may be without a socket before it becomes not ready. */
+  readonly agentDisconnectGraceMs: number;
   /** What one chat session may send (messages, typing, reads) per replica. */
   readonly chatSessionLimit: { readonly points: number; readonly seconds: number };
   readonly workers: {
@@ -296,6 +299,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
         : undefined,
     authCacheTtlMs: e.NEXUS_AUTH_CACHE_TTL_MS,
     chatSessionLimit: e.NEXUS_CHAT_SESSION_LIMIT,
+    agentDisconnectGraceMs: e.NEXUS_AGENT_DISCONNECT_GRACE_MS,
     workers: {
       queues: e.NEXUS_WORKER_QUEUES,
       concurrency: e.NEXUS_WORKER_CONCURRENCY,

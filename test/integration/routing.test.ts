@@ -492,3 +492,43 @@ describe('routing', () => {
     expect(list.body.data.items.map((q: { name: string }) => q.name)).toEqual(['Sales']);
   });
 });
+
+describe('agent presence over the socket', () => {
+  const h = useHarness({ NEXUS_AGENT_DISCONNECT_GRACE_MS: '500' });
+
+  it('sets presence with an ack, survives a quick reconnect, and goes not ready after the grace', async () => {
+    const api = await h().serve();
+    const t = await provisionChatTenant(h(), api.app);
+    const presence = async () =>
+      (
+        await request(api.url)
+          .get('/nexus/v3/agent/presence')
+          .set('Authorization', `Bearer ${t.agent.token}`)
+          .expect(200)
+      ).body.data as { ready: boolean; capacity: number };
+
+    let agent = connect(api.url, '/agent', { token: t.agent.token });
+    await agent.connected;
+    const ack = await agent.socket
+      .timeout(5_000)
+      .emitWithAck('presence', { ready: true, capacity: 4 });
+    expect(ack).toMatchObject({ status: { code: 0 }, data: { ready: true, capacity: 4, load: 0 } });
+    const bad = await agent.socket.timeout(5_000).emitWithAck('presence', { capacity: -1 });
+    expect(bad.status).toMatchObject({ code: 'NEXUS_ERR_VALIDATION', field: 'capacity' });
+
+    // A quick reconnect keeps the agent ready.
+    agent.socket.disconnect();
+    agent = connect(api.url, '/agent', { token: t.agent.token });
+    await agent.connected;
+    await new Promise(resolve => setTimeout(resolve, 900));
+    expect(await presence()).toMatchObject({ ready: true, capacity: 4 });
+
+    // Gone for longer than the grace: not ready.
+    agent.socket.disconnect();
+    await eventually(
+      async () => (await presence()).ready === false,
+      5_000,
+      'not ready after the grace',
+    );
+  });
+});
