@@ -30,6 +30,7 @@ const SOCKET_EVENT: Record<InteractionEvent['type'], string> = {
   'interaction.offered': 'offer',
   'interaction.assigned': 'assigned',
   'interaction.parked': 'parked',
+  'interaction.undelivered': 'undelivered',
   'interaction.finished': 'ended',
 };
 

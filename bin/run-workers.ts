@@ -1,6 +1,7 @@
 import { RealtimePublisher } from '../lib/realtime-publisher.js';
 import { createProcessors, type ProcessorMap } from '../workers/processors/index.js';
 import { startWorkers, type WorkerRuntime } from '../workers/runtime.js';
+import { flagCustomerUndelivered } from '../workers/undelivered.js';
 import type { Core } from './bootstrap.js';
 
 /**
@@ -13,13 +14,14 @@ export async function runWorkers(
   overrides: Partial<ProcessorMap> = {},
 ): Promise<WorkerRuntime> {
   const { config } = core;
+  const publisher = new RealtimePublisher(core.redis, config, core.log);
   const processors = {
     ...createProcessors(
       {
         db: core.db,
         queues: core.queues,
         log: core.log,
-        publisher: new RealtimePublisher(core.redis, config, core.log),
+        publisher,
       },
       { afterMs: config.workers.sweepAfterMs, batch: config.workers.sweepBatch },
     ),
@@ -32,6 +34,7 @@ export async function runWorkers(
     queues: core.queues,
     processors,
     select,
+    onFinalFailure: flagCustomerUndelivered(core.db, events => publisher.events(events), core.log),
   });
   core.shutdown.add('workers', () => runtime.close(config.workers.shutdownGraceMs));
   return runtime;

@@ -18,6 +18,7 @@ export const EVENT_TYPES = [
   'interaction.offered',
   'interaction.assigned',
   'interaction.parked',
+  'interaction.undelivered',
   'interaction.finished',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -279,4 +280,33 @@ export async function sequencePendingMessagesOf(
   return [...rows]
     .sort((a, b) => a.interaction_id.localeCompare(b.interaction_id) || a.seq - b.seq)
     .map(toEvent);
+}
+
+/**
+ * An outbound message to the customer finally failed: its interaction is flagged (the tenant's
+ * undelivered view) with an `interaction.undelivered` event. Answers the events, none when the
+ * message is unknown (not an interaction's message).
+ */
+export async function flagUndelivered(
+  tx: CommonQueryMethods,
+  failure: { messageId: string; queue: string; reason: string },
+): Promise<InteractionEvent[]> {
+  if (!/^[0-9a-f-]{36}$/i.test(failure.messageId)) return [];
+  const interactionId = await tx.maybeOneFirst(sql.type(z.object({ interaction_id: z.string() }))`
+    UPDATE interactions i SET undelivered_at = now(), undelivered_reason = ${failure.reason.slice(0, 2_000)},
+           updated_at = now()
+    FROM messages m
+    WHERE m.id = ${failure.messageId} AND i.id = m.interaction_id
+    RETURNING i.id AS interaction_id`);
+  if (!interactionId) return [];
+  return appendEvents(tx, interactionId, [
+    {
+      type: 'interaction.undelivered',
+      payload: {
+        messageId: failure.messageId,
+        queue: failure.queue,
+        reason: failure.reason.slice(0, 2_000),
+      },
+    },
+  ]);
 }

@@ -60,6 +60,9 @@ export const EVENT_DATA = {
     .object({ agent, queue: z.string().nullable(), waitedMs: z.number() })
     .strict(),
   'interaction.parked': z.object({ agent }).strict(),
+  'interaction.undelivered': z
+    .object({ messageId: z.string(), queue: z.string(), reason: z.string() })
+    .strict(),
   'interaction.finished': z.object({ by: participant }).strict(),
 } as const;
 

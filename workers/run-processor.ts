@@ -93,7 +93,13 @@ function claimer(db: DatabasePool, queue: string): GroupCommit<string, Claim | u
 export function instrumentProcessor<D extends QueueDefinition>(
   definition: D,
   processor: Processor<D>,
-  deps: { db: DatabasePool; log: Logger },
+  deps: {
+    db: DatabasePool;
+    log: Logger;
+    /** Called once a final failure is recorded (e.g. to flag the customer's interaction). */
+    onFinalFailure?:
+      ((queue: string, payload: unknown, reason: string) => Promise<void>) | undefined;
+  },
 ): BullProcessor {
   const queue = definition.name;
   const claims = claimer(deps.db, queue);
@@ -167,7 +173,7 @@ export function instrumentProcessor<D extends QueueDefinition>(
       log.error({ err: error }, 'job failed for good');
       if (definition.durable) {
         try {
-          await recordFinalFailure(deps.db, {
+          const recorded = await recordFinalFailure(deps.db, {
             queue,
             jobId,
             tenantId: definition.tenantOf(job.data as PayloadOf<D>) ?? null,
@@ -176,6 +182,7 @@ export function instrumentProcessor<D extends QueueDefinition>(
             firstAttemptAt,
             lastAttemptAt: new Date(),
           });
+          if (recorded) await deps.onFinalFailure?.(queue, job.data, error.message || error.name);
         } catch (recordError) {
           // The sweeper records it later: the row stays pending and BullMQ keeps the failed job.
           log.error({ err: recordError }, 'could not record undelivered work; the sweeper will');

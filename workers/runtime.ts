@@ -26,6 +26,8 @@ export interface WorkerRuntimeOptions {
   processors: Partial<ProcessorMap>;
   /** Queue names to run; all queues when undefined. */
   select?: readonly string[] | undefined;
+  /** Called once a job's final failure is recorded as undelivered. */
+  onFinalFailure?: (queue: string, payload: unknown, reason: string) => Promise<void>;
   /** Overrides BullMQ's lock timings (tests shrink them). */
   lock?: { lockDuration?: number; stalledInterval?: number };
 }
@@ -95,12 +97,20 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
   for (const name of names) {
     const definition = QUEUES[name];
     const processor = processors[name] as Processor;
-    const worker = new Worker(name, instrumentProcessor(definition, processor, { db, log }), {
-      connection,
-      prefix: config.queues.prefix,
-      concurrency: name === 'maintenance' ? 1 : config.workers.concurrency,
-      ...options.lock,
-    });
+    const worker = new Worker(
+      name,
+      instrumentProcessor(definition, processor, {
+        db,
+        log,
+        onFinalFailure: options.onFinalFailure,
+      }),
+      {
+        connection,
+        prefix: config.queues.prefix,
+        concurrency: name === 'maintenance' ? 1 : config.workers.concurrency,
+        ...options.lock,
+      },
+    );
     worker.on('error', error => log.error({ err: error, queue: name }, 'worker error'));
     workers.set(name, worker);
   }

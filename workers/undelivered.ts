@@ -1,4 +1,6 @@
-import type { CommonQueryMethods } from 'slonik';
+import type { CommonQueryMethods, DatabasePool } from 'slonik';
+import { flagUndelivered, type InteractionEvent } from '../db/conversation.js';
+import type { Logger } from '../lib/logger.js';
 import { upsertUndelivered, type UndeliveredFailure } from '../db/queries/undelivered.js';
 import { undeliveredTotal } from '../lib/metrics.js';
 import { failWork } from '../queues/work.js';
@@ -19,4 +21,26 @@ export async function recordFinalFailure(
   });
   if (recorded) undeliveredTotal.inc({ queue: failure.queue });
   return recorded;
+}
+
+/**
+ * What a final failure means for the customer: an outbound message that finally failed flags its
+ * interaction (`interaction.undelivered`, published to its sockets). Other queues' failures are
+ * operational (the undelivered records and their metric) and flag nothing.
+ */
+export function flagCustomerUndelivered(
+  db: DatabasePool,
+  publish: (events: InteractionEvent[]) => void,
+  log: Logger,
+): (queue: string, payload: unknown, reason: string) => Promise<void> {
+  return async (queue, payload, reason) => {
+    if (queue !== 'outbound-sms' && queue !== 'outbound-email') return;
+    const messageId = (payload as { messageId?: unknown } | null)?.messageId;
+    if (typeof messageId !== 'string') return;
+    try {
+      publish(await db.transaction(tx => flagUndelivered(tx, { messageId, queue, reason })));
+    } catch (error) {
+      log.warn({ err: error, messageId }, 'could not flag the undelivered interaction');
+    }
+  };
 }

@@ -6,6 +6,7 @@ import {
   listAgentInteractionIds,
   listContactInteractions,
   listOpenInteractions,
+  listUndeliveredInteractions,
 } from '../../db/queries/chat.js';
 import { AppError } from '../../lib/errors.js';
 import { agentOf } from '../auth/principal.js';
@@ -54,6 +55,29 @@ export function agentInteractionRoutes({
       const joined = new Set(mine);
       reply(res, 200, {
         items: rows.map(row => ({ ...presentInteraction(row), joined: joined.has(row.id) })),
+      });
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/agent/undelivered',
+    tag: 'Agent',
+    summary: "The tenant's undelivered view",
+    description:
+      'Open interactions whose outbound message to the customer finally failed (provider refused it, retries exhausted), most recent first, with the reason: follow up another way.',
+    auth: 'nexus:agent:*',
+    query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(100) }).strict(),
+    responses: { 200: { description: 'Undelivered interactions' } },
+    async handle({ query, principal, res }) {
+      const agent = agentOf(principal);
+      const rows = await listUndeliveredInteractions(db, agent.tenant, query.limit);
+      reply(res, 200, {
+        items: rows.map(row => ({
+          ...presentInteraction(row),
+          undeliveredAt: row.undelivered_at,
+          reason: row.undelivered_reason,
+        })),
       });
     },
   });

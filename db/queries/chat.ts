@@ -396,3 +396,22 @@ export async function markStarted(tx: CommonQueryMethods, interactionId: string)
     WHERE id = ${interactionId} AND started_event_at IS NULL`);
   return result.rowCount > 0;
 }
+
+/** Open interactions of the tenant flagged undelivered, most recent first (the undelivered view). */
+export async function listUndeliveredInteractions(
+  db: CommonQueryMethods,
+  tenantId: string,
+  limit: number,
+): Promise<
+  readonly (InteractionRow & { undelivered_at: string; undelivered_reason: string | null })[]
+> {
+  return db.any(sql.type(
+    interactionRow.extend({
+      undelivered_at: z.string(),
+      undelivered_reason: z.string().nullable(),
+    }),
+  )`
+    SELECT ${interactionColumns}, undelivered_at, undelivered_reason FROM interactions
+    WHERE tenant_id = ${tenantId} AND undelivered_at IS NOT NULL AND state = 'open'
+    ORDER BY undelivered_at DESC LIMIT ${limit}`);
+}

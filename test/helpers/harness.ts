@@ -15,6 +15,7 @@ import { QueueSet, type QueueName } from '../../queues/index.js';
 import type { JobsOptions } from 'bullmq';
 import type { EnqueueContext } from '../../queues/work.js';
 import { createMaintenanceProcessor } from '../../workers/processors/maintenance.js';
+import { flagCustomerUndelivered } from '../../workers/undelivered.js';
 import {
   startWorkers,
   type WorkerRuntimeOptions,
@@ -177,6 +178,7 @@ export async function createHarness(
         processors: { maintenance, ...options.processors },
         select: options.select,
         lock: { lockDuration: 2_000, stalledInterval: 1_000 },
+        onFinalFailure: flagCustomerUndelivered(db, events => publisher.events(events), log),
       });
       runtimes.push(runtime);
       return runtime;

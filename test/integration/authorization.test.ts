@@ -304,6 +304,10 @@ describe('authorization', () => {
         const res = await asA(request(app).get('/nexus/v3/agents')).expect(200);
         expect(res.body.data.items.map((a: { id: string }) => a.id)).toEqual([agentA.id]);
       },
+      'GET /nexus/v3/agent/undelivered': async () => {
+        const res = await asAgentA(request(app).get('/nexus/v3/agent/undelivered')).expect(200);
+        expect(res.body.data.items).toEqual([]);
+      },
       'GET /nexus/v3/agent/interactions': async () => {
         const res = await asAgentA(request(app).get('/nexus/v3/agent/interactions')).expect(200);
         expect(res.body.data.items.map((i: { id: string }) => i.id)).toEqual([

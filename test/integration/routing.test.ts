@@ -1,3 +1,4 @@
+import { UnrecoverableError } from 'bullmq';
 import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
@@ -5,6 +6,8 @@ import { z } from 'zod';
 import { routeQueue, routingQueueStats } from '../../db/routing.js';
 import { EVENT_DATA } from '../../lib/event-catalogue.js';
 import { registry, routingDecisionsTotal, setRoutingStatsSource } from '../../lib/metrics.js';
+import { outboundSmsQueue } from '../../queues/index.js';
+import { enqueueDurably } from '../../queues/work.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { connect, provisionChatTenant } from '../helpers/chat.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
@@ -530,5 +533,72 @@ describe('agent presence over the socket', () => {
       5_000,
       'not ready after the grace',
     );
+  });
+});
+
+describe('undelivered interactions', () => {
+  const h = useHarness({}, { jobOptions: { 'outbound-sms': { attempts: 1 } } });
+
+  it('flags the interaction of an outbound message that finally failed, for the undelivered view', async () => {
+    const api = await h().serve();
+    const t = await provisionChatTenant(h(), api.app);
+    await h().startWorkers({
+      processors: {
+        inbound: createInboundProcessor({ db: h().db, publisher: h().publisher }),
+        // The outbound SMS provider refuses everything: a permanent failure.
+        'outbound-sms': () =>
+          Promise.reject(new UnrecoverableError('provider refused: 21610 unsubscribed recipient')),
+      },
+      select: ['inbound', 'outbound-sms'],
+    });
+    const session = (
+      await request(api.url)
+        .post('/nexus/v3/chat/sessions')
+        .set('x-api-key', t.chatKey)
+        .send({ data: { nickname: 'Vic' } })
+        .expect(201)
+    ).body.data;
+    const agentAuth = `Bearer ${t.agent.token}`;
+    const sent = await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${session.interactionId}/messages`)
+      .set('Authorization', agentAuth)
+      .send({ text: 'Your order shipped' })
+      .expect(201);
+    const agent = connect(api.url, '/agent', { token: t.agent.token });
+    await agent.connected;
+    await enqueueDurably(h().enqueue, outboundSmsQueue, {
+      tenantId: t.tenant,
+      messageId: sent.body.data.id,
+    });
+
+    const view = await eventually(
+      async () => {
+        const res = await request(api.url)
+          .get('/nexus/v3/agent/undelivered')
+          .set('Authorization', agentAuth)
+          .expect(200);
+        return res.body.data.items.length === 1 ? res.body.data.items : undefined;
+      },
+      10_000,
+      'the undelivered view',
+    );
+    expect(view[0]).toMatchObject({
+      id: session.interactionId,
+      reason: 'provider refused: 21610 unsubscribed recipient',
+    });
+    await eventually(
+      () => agent.received.some(e => e.name === 'undelivered'),
+      5_000,
+      'the undelivered event',
+    );
+    const event = agent.received.find(e => e.name === 'undelivered');
+    expect(EVENT_DATA['interaction.undelivered'].safeParse(event?.data).success).toBe(true);
+    // The failure is also an operational undelivered record, replayable.
+    const records = await request(api.url)
+      .get('/nexus/v3/undelivered?queue=outbound-sms')
+      .set('Authorization', `Bearer ${h().config.adminToken}`)
+      .expect(200);
+    expect(records.body.data.items).toHaveLength(1);
+    agent.socket.disconnect();
   });
 });
