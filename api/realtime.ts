@@ -27,6 +27,7 @@ const SOCKET_EVENT: Record<InteractionEvent['type'], string> = {
   'participant.left': 'participant',
   'message.created': 'message',
   read: 'read',
+  'interaction.queued': 'queued',
   'interaction.offered': 'offer',
   'interaction.assigned': 'assigned',
   'interaction.parked': 'parked',

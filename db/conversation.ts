@@ -15,6 +15,7 @@ export const EVENT_TYPES = [
   'participant.left',
   'message.created',
   'read',
+  'interaction.queued',
   'interaction.offered',
   'interaction.assigned',
   'interaction.parked',

@@ -53,6 +53,15 @@ export async function queueInteraction(
   return queue;
 }
 
+/** Back to waiting: an `interaction.queued` event (the transition, with its seq). */
+function queuedEvent(
+  tx: CommonQueryMethods,
+  interactionId: string,
+  data: { queue: string; reason: string; preferredAgentId: string | null },
+): Promise<InteractionEvent[]> {
+  return appendEvents(tx, interactionId, [{ type: 'interaction.queued', payload: data }]);
+}
+
 interface Decision {
   tenantId: string;
   interactionId: string;
@@ -277,7 +286,7 @@ export async function rejectOffer(
   tx: CommonQueryMethods,
   interaction: { id: string; tenantId: string },
   agentId: string,
-): Promise<string | null> {
+): Promise<{ queue: string | null; events: InteractionEvent[] }> {
   const row = await tx.maybeOne(sql.type(z.object({ queue_name: z.string().nullable() }))`
     UPDATE interactions SET routing_state = 'queued', assigned_agent_id = NULL,
            offer_expires_at = NULL, updated_at = now()
@@ -294,7 +303,14 @@ export async function rejectOffer(
     reason: 'the agent rejected the offer',
     waitedMs: null,
   });
-  return row.queue_name;
+  const events = row.queue_name
+    ? await queuedEvent(tx, interaction.id, {
+        queue: row.queue_name,
+        reason: 'the agent rejected the offer',
+        preferredAgentId: null,
+      })
+    : [];
+  return { queue: row.queue_name, events };
 }
 
 /**
@@ -303,8 +319,10 @@ export async function rejectOffer(
  */
 export async function expireOffers(
   db: DatabasePool,
+  publish: (events: InteractionEvent[]) => void = () => undefined,
 ): Promise<{ tenantId: string; queue: string }[]> {
-  return db.transaction(async tx => {
+  const written: InteractionEvent[] = [];
+  const queues = await db.transaction(async tx => {
     const expired = await tx.any(
       sql.type(
         z.object({
@@ -334,6 +352,15 @@ export async function expireOffers(
         reason: 'the offer was not answered in time',
         waitedMs: null,
       });
+      if (row.queue_name) {
+        written.push(
+          ...(await queuedEvent(tx, row.id, {
+            queue: row.queue_name,
+            reason: 'the offer was not answered in time',
+            preferredAgentId: null,
+          })),
+        );
+      }
     }
     const queues = new Map<string, { tenantId: string; queue: string }>();
     for (const row of expired) {
@@ -346,6 +373,8 @@ export async function expireOffers(
     }
     return [...queues.values()];
   });
+  publish(written);
+  return queues;
 }
 
 /** The queues an agent serves (to drain when it becomes ready or frees capacity). */
@@ -367,7 +396,7 @@ export async function routeWaiting(
   publish: (events: InteractionEvent[]) => void,
   onOffer: (offer: Offer) => void = () => undefined,
 ): Promise<number> {
-  await expireOffers(db);
+  await expireOffers(db, publish);
   const queues = await db.any(sql.type(z.object({ tenant_id: z.string(), queue_name: z.string() }))`
     SELECT DISTINCT tenant_id, queue_name FROM interactions
     WHERE routing_state = 'queued' AND state = 'open'`);
@@ -416,8 +445,9 @@ export async function parkInteraction(
 export async function requeueParked(
   tx: CommonQueryMethods,
   interactionIds: readonly string[],
-): Promise<{ tenantId: string; queue: string }[]> {
-  if (interactionIds.length === 0) return [];
+): Promise<{ queues: { tenantId: string; queue: string }[]; events: InteractionEvent[] }> {
+  if (interactionIds.length === 0) return { queues: [], events: [] };
+  const events: InteractionEvent[] = [];
   const rows = await tx.any(
     sql.type(
       z.object({
@@ -447,12 +477,19 @@ export async function requeueParked(
       reason: 'the customer wrote to a parked chat',
       waitedMs: null,
     });
+    events.push(
+      ...(await queuedEvent(tx, row.id, {
+        queue: row.queue_name,
+        reason: 'the customer wrote to a parked chat',
+        preferredAgentId: row.agent,
+      })),
+    );
     queues.set(`${row.tenant_id}/${row.queue_name}`, {
       tenantId: row.tenant_id,
       queue: row.queue_name,
     });
   }
-  return [...queues.values()];
+  return { queues: [...queues.values()], events };
 }
 
 /**
@@ -532,6 +569,14 @@ export async function transferInteraction(
     {
       type: 'participant.left',
       payload: { participant: { id: from.id, type: 'agent', nickname: from.name } },
+    },
+    {
+      type: 'interaction.queued',
+      payload: {
+        queue,
+        reason: preferred ? `transferred to agent ${preferred}` : `transferred to queue ${queue}`,
+        preferredAgentId: preferred,
+      },
     },
   ]);
   return { queue, events };

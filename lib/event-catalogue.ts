@@ -56,6 +56,9 @@ export const EVENT_DATA = {
       expiresAt: z.string(),
     })
     .strict(),
+  'interaction.queued': z
+    .object({ queue: z.string(), reason: z.string(), preferredAgentId: z.string().nullable() })
+    .strict(),
   'interaction.assigned': z
     .object({ agent, queue: z.string().nullable(), waitedMs: z.number() })
     .strict(),

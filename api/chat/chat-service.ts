@@ -436,9 +436,10 @@ export class ChatService {
 
   /** The agent rejects its offer: the interaction waits again and goes to someone else. */
   async rejectOffer(tenantId: string, interactionId: string, agentId: string): Promise<void> {
-    const queue = await this.deps.db.transaction(tx =>
+    const { queue, events } = await this.deps.db.transaction(tx =>
       rejectOffer(tx, { id: interactionId, tenantId }, agentId),
     );
+    this.deps.publisher.events(events);
     if (queue) await this.route(tenantId, queue);
   }
 

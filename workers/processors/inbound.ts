@@ -145,9 +145,9 @@ export function createInboundProcessor(deps: {
         const wrote = sequenced
           .filter(event => (event.data.from as { type?: string } | undefined)?.type === 'customer')
           .map(event => event.interactionId);
-        for (const requeued of await requeueParked(tx, [...new Set(wrote)])) {
-          queued.set(`${requeued.tenantId}/${requeued.queue}`, requeued);
-        }
+        const requeued = await requeueParked(tx, [...new Set(wrote)]);
+        written.push(...requeued.events);
+        for (const back of requeued.queues) queued.set(`${back.tenantId}/${back.queue}`, back);
         const completed = await completeWorkBatch(
           tx,
           inboundQueue.name,

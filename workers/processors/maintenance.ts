@@ -39,7 +39,7 @@ export function createMaintenanceProcessor(
         }
         return;
       case 'offer-timeout':
-        await route(await expireOffers(deps.db));
+        await route(await expireOffers(deps.db, events => publish?.events(events)));
         return;
     }
   };
