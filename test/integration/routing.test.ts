@@ -426,6 +426,19 @@ describe('routing', () => {
       'offered',
       'accepted',
     ]);
+    // Each hand-over is an event (with its seq), and every event matches the catalogue.
+    const seen = sockets.flatMap(s => s.received).filter(e => e.type && e.interactionId === id);
+    await eventually(
+      () => sockets.flatMap(s => s.received).filter(e => e.name === 'queued').length >= 2,
+      5_000,
+      'queued events',
+    );
+    for (const event of seen) {
+      expect(
+        EVENT_DATA[event.type as keyof typeof EVENT_DATA].safeParse(event.data).success,
+        event.type,
+      ).toBe(true);
+    }
     for (const s of sockets) s.socket.disconnect();
   });
 
