@@ -1,4 +1,5 @@
 import { z, type ZodTypeAny } from 'zod';
+import { SIGNATURE_SCHEMES } from './webhook-signing.js';
 
 /**
  * The services a tenant provisions (`POST /nexus/v3/provisioning/services/{ccid}/{name}`), each
@@ -86,11 +87,7 @@ const asyncChannelSecret = z
   .strict();
 
 /** Signature schemes a webhook target may ask for (default: all). */
-export const SIGNATURE_SCHEMES = [
-  'x-hub-signature',
-  'x-hub-signature-256',
-  'standard-webhooks',
-] as const;
+export { SIGNATURE_SCHEMES };
 
 export interface ServiceShape {
   readonly description: string;
