@@ -1,9 +1,10 @@
-import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
+import { sql, type CommonQueryMethods, type DatabasePool, type ValueExpression } from 'slonik';
 import { z } from 'zod';
 import { appendEvents, type InteractionEvent } from './conversation.js';
 import { AppError } from '../lib/errors.js';
 import { routingDecisionsTotal, type RoutingQueueStats } from '../lib/metrics.js';
 import { joinInteraction } from './queries/chat.js';
+import { listQueues } from './queries/routing-queues.js';
 
 /**
  * Routing: an interaction whose endpoint leads to a queue waits there (`routing_state` queued)
@@ -82,6 +83,15 @@ async function recordDecision(tx: CommonQueryMethods, decision: Decision): Promi
 
 const candidate = z.object({ id: z.string(), name: z.string(), capacity: z.number() });
 
+/** An agent's load, the count its capacity limits: open interactions offered or assigned to it. */
+const loadOf = (agent: ValueExpression) => sql.fragment`
+  (SELECT count(*)::int FROM interactions
+   WHERE assigned_agent_id = ${agent} AND routing_state IN ('offered', 'assigned') AND state = 'open')`;
+
+export async function agentLoad(db: CommonQueryMethods, agentId: string): Promise<number> {
+  return db.oneFirst(sql.type(z.object({ n: z.number() }))`SELECT ${loadOf(agentId)} AS n`);
+}
+
 /** Whether any ready agent of the queue has room (no locks: a hint to stop a routing pass). */
 async function anyRoom(db: DatabasePool, tenantId: string, queue: string): Promise<boolean> {
   return db.oneFirst(sql.type(z.object({ room: z.boolean() }))`
@@ -89,10 +99,7 @@ async function anyRoom(db: DatabasePool, tenantId: string, queue: string): Promi
       SELECT 1 FROM agents a
       JOIN routing_queue_agents qa
         ON qa.agent_id = a.id AND qa.tenant_id = ${tenantId} AND qa.queue_name = ${queue}
-      WHERE a.ready AND a.enabled AND a.capacity > (
-        SELECT count(*) FROM interactions i
-        WHERE i.assigned_agent_id = a.id AND i.routing_state IN ('offered', 'assigned')
-          AND i.state = 'open')) AS room`);
+      WHERE a.ready AND a.enabled AND a.capacity > ${loadOf(sql.identifier(['a', 'id']))}) AS room`);
 }
 
 /** An offer made: the timer that expires it is the caller's (a delayed maintenance job). */
@@ -162,10 +169,7 @@ export async function routeQueue(
         const locked = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`
           SELECT id FROM agents WHERE id = ${agent.id} AND ready AND enabled FOR UPDATE SKIP LOCKED`);
         if (!locked) continue;
-        const load = await tx.oneFirst(sql.type(z.object({ n: z.number() }))`
-          SELECT count(*)::int AS n FROM interactions
-          WHERE assigned_agent_id = ${agent.id} AND routing_state IN ('offered', 'assigned')
-            AND state = 'open'`);
+        const load = await agentLoad(tx, agent.id);
         if (load >= agent.capacity) continue;
         const expiresAt = await tx.oneFirst(sql.type(z.object({ offer_expires_at: z.string() }))`
           UPDATE interactions SET routing_state = 'offered', assigned_agent_id = ${agent.id},
@@ -610,37 +614,14 @@ export async function abandonIfWaiting(
   });
 }
 
-/** Live figures of every routing queue (for the metrics). */
+/** Live figures of every routing queue (for the metrics): the API's queue statistics. */
 export async function routingQueueStats(db: CommonQueryMethods): Promise<RoutingQueueStats[]> {
-  const rows = await db.any(
-    sql.type(
-      z.object({
-        tenant: z.string(),
-        queue: z.string(),
-        waiting: z.number(),
-        oldest: z.number(),
-        ready: z.number(),
-        assigned: z.number(),
-      }),
-    )`
-      SELECT q.tenant_id AS tenant, q.name AS queue,
-        (SELECT count(*)::int FROM interactions i WHERE i.tenant_id = q.tenant_id AND i.queue_name = q.name
-           AND i.routing_state = 'queued' AND i.state = 'open') AS waiting,
-        coalesce((SELECT extract(epoch FROM now() - min(i.queued_at))::float8 FROM interactions i
-           WHERE i.tenant_id = q.tenant_id AND i.queue_name = q.name
-             AND i.routing_state = 'queued' AND i.state = 'open'), 0) AS oldest,
-        (SELECT count(*)::int FROM routing_queue_agents a JOIN agents g ON g.id = a.agent_id
-           WHERE a.tenant_id = q.tenant_id AND a.queue_name = q.name AND g.ready AND g.enabled) AS ready,
-        (SELECT count(*)::int FROM interactions i WHERE i.tenant_id = q.tenant_id AND i.queue_name = q.name
-           AND i.routing_state = 'assigned' AND i.state = 'open') AS assigned
-      FROM routing_queues q`,
-  );
-  return rows.map(row => ({
-    tenant: row.tenant,
-    queue: row.queue,
+  return (await listQueues(db)).map(row => ({
+    tenant: row.tenant_id,
+    queue: row.name,
     waiting: row.waiting,
-    oldestWaitSeconds: row.oldest,
-    agentsReady: row.ready,
+    oldestWaitSeconds: (row.oldest_wait_ms ?? 0) / 1000,
+    agentsReady: row.agents_ready,
     assigned: row.assigned,
   }));
 }

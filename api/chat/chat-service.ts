@@ -39,6 +39,7 @@ import { GroupCommit } from '../../lib/group-commit.js';
 import {
   abandonIfWaiting,
   acceptOffer,
+  agentLoad,
   parkInteraction,
   queuesOfAgent,
   rejectOffer,
@@ -495,10 +496,7 @@ export class ChatService {
         await this.route(tenant, queue);
       }
     }
-    const load = await this.deps.db.oneFirst(sql.type(z.object({ n: z.number() }))`
-      SELECT count(*)::int AS n FROM interactions
-      WHERE assigned_agent_id = ${agentId} AND routing_state = 'assigned' AND state = 'open'`);
-    return { ...row, load };
+    return { ...row, load: await agentLoad(this.deps.db, agentId) };
   }
 
   /** Events after `afterSeq` (the transcript), in order. */

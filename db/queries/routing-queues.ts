@@ -2,6 +2,7 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
 export const queueView = z.object({
+  tenant_id: z.string(),
   name: z.string(),
   offer_timeout_ms: z.number(),
   last_agent_wait_ms: z.number(),
@@ -63,14 +64,20 @@ export async function upsertQueue(
   return created;
 }
 
-/** Queues of a tenant with their endpoints, agents and live statistics. */
+/**
+ * Queues with their endpoints, agents and live statistics: of one tenant (and one name), or of
+ * every tenant when `tenantId` is undefined (the metrics).
+ */
 export async function listQueues(
   db: CommonQueryMethods,
-  tenantId: string,
+  tenantId?: string,
   name?: string,
 ): Promise<readonly QueueView[]> {
+  const where = [sql.fragment`TRUE`];
+  if (tenantId !== undefined) where.push(sql.fragment`q.tenant_id = ${tenantId}`);
+  if (name !== undefined) where.push(sql.fragment`q.name = ${name}`);
   return db.any(sql.type(queueView)`
-    SELECT q.name, q.offer_timeout_ms, q.last_agent_wait_ms, q.bot_first, q.created_at, q.updated_at,
+    SELECT q.tenant_id, q.name, q.offer_timeout_ms, q.last_agent_wait_ms, q.bot_first, q.created_at, q.updated_at,
       coalesce((SELECT array_agg(endpoint ORDER BY endpoint) FROM routing_queue_endpoints e
                 WHERE e.tenant_id = q.tenant_id AND e.queue_name = q.name), '{}') AS endpoints,
       coalesce((SELECT array_agg(agent_id::text ORDER BY agent_id) FROM routing_queue_agents a
@@ -92,8 +99,8 @@ export async function listQueues(
              count(*) FILTER (WHERE decision = 'abandoned')::int AS abandoned_total
       FROM routing_decisions rd WHERE rd.tenant_id = q.tenant_id AND rd.queue_name = q.name
     ) d ON true
-    WHERE q.tenant_id = ${tenantId} ${name === undefined ? sql.fragment`` : sql.fragment`AND q.name = ${name}`}
-    ORDER BY q.name`);
+    WHERE ${sql.join(where, sql.fragment` AND `)}
+    ORDER BY q.tenant_id, q.name`);
 }
 
 /** Deletes a queue; interactions waiting in it stop waiting (they stay open, unrouted). */

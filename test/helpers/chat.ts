@@ -27,22 +27,49 @@ export async function provisionChatTenant(
     .set('Authorization', admin)
     .send({})
     .expect(200);
-  const agent = await request(app)
-    .post('/nexus/v3/agents')
-    .set('Authorization', admin)
-    .set('x-ccid', tenant)
-    .send({ username: 'alice', name: 'Alice' })
-    .expect(201);
-  const token = await request(app)
-    .post(`/nexus/v3/agents/${agent.body.data.id}/tokens`)
-    .set('Authorization', admin)
-    .set('x-ccid', tenant)
-    .expect(201);
+  const agent = await createAgent(h, app, tenant, 'alice', 'Alice');
   return {
     tenant,
     chatKey: created.body.data.xapikey as string,
-    agent: { id: agent.body.data.id as string, token: token.body.data.token as string },
+    agent,
   };
+}
+
+/** An agent of the tenant and a token for it, through the API (operator credentials). */
+export async function createAgent(
+  h: Harness,
+  app: BuiltApp | string,
+  tenant: string,
+  username: string,
+  name: string,
+): Promise<{ id: string; token: string }> {
+  const operator = { Authorization: `Bearer ${h.config.adminToken}`, 'x-ccid': tenant };
+  const created = await request(app)
+    .post('/nexus/v3/agents')
+    .set(operator)
+    .send({ username, name })
+    .expect(201);
+  const token = await request(app)
+    .post(`/nexus/v3/agents/${created.body.data.id}/tokens`)
+    .set(operator)
+    .expect(201);
+  return { id: created.body.data.id as string, token: token.body.data.token as string };
+}
+
+/** Each agent accepts every offer its socket hears (`strict`: and each accept answers 200). */
+export function acceptOffers(
+  url: string,
+  agents: readonly { socket: Socket; token: string }[],
+  strict = false,
+): void {
+  for (const agent of agents) {
+    agent.socket.on('offer', (event: { interactionId: string }) => {
+      const accept = request(url)
+        .post(`/nexus/v3/agent/interactions/${event.interactionId}/accept`)
+        .set('Authorization', `Bearer ${agent.token}`);
+      void (strict ? accept.expect(200) : accept).then(() => undefined);
+    });
+  }
 }
 
 /** Every event a socket received, by name, in arrival order. */

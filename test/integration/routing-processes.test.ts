@@ -2,7 +2,7 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { provisionChatTenant } from '../helpers/chat.js';
+import { createAgent, provisionChatTenant } from '../helpers/chat.js';
 import { eventually, useHarness } from '../helpers/harness.js';
 import { startHubProcess, type HubProcess } from '../helpers/processes.js';
 
@@ -19,16 +19,7 @@ describe('routing across processes', () => {
     const admin = { Authorization: `Bearer ${h().config.adminToken}`, 'x-ccid': t.tenant };
     const agents = [{ id: t.agent.id, token: t.agent.token }];
     for (let i = 1; i < 10; i++) {
-      const created = await request(api.url)
-        .post('/nexus/v3/agents')
-        .set(admin)
-        .send({ username: `a${i}`, name: `A${i}` })
-        .expect(201);
-      const token = await request(api.url)
-        .post(`/nexus/v3/agents/${created.body.data.id}/tokens`)
-        .set(admin)
-        .expect(201);
-      agents.push({ id: created.body.data.id, token: token.body.data.token });
+      agents.push(await createAgent(h(), api.url, t.tenant, `a${i}`, `A${i}`));
     }
     await request(api.url)
       .put(`/nexus/v3/provisioning/queues/${t.tenant}/Sales`)

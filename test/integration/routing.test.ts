@@ -9,7 +9,7 @@ import { registry, routingDecisionsTotal, setRoutingStatsSource } from '../../li
 import { outboundSmsQueue } from '../../queues/index.js';
 import { enqueueDurably } from '../../queues/work.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
-import { connect, provisionChatTenant } from '../helpers/chat.js';
+import { acceptOffers, connect, createAgent, provisionChatTenant } from '../helpers/chat.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 
 const loads = (h: Harness) =>
@@ -39,16 +39,7 @@ describe('routing', () => {
     const admin = { Authorization: `Bearer ${h().config.adminToken}`, 'x-ccid': t.tenant };
     const agents = [{ id: t.agent.id, token: t.agent.token }];
     for (let i = 1; i < agentCount; i++) {
-      const created = await request(api.url)
-        .post('/nexus/v3/agents')
-        .set(admin)
-        .send({ username: `agent${i}`, name: `Agent ${i}` })
-        .expect(201);
-      const token = await request(api.url)
-        .post(`/nexus/v3/agents/${created.body.data.id}/tokens`)
-        .set(admin)
-        .expect(201);
-      agents.push({ id: created.body.data.id, token: token.body.data.token });
+      agents.push(await createAgent(h(), api.url, t.tenant, `agent${i}`, `Agent ${i}`));
     }
     await request(api.url)
       .put(`/nexus/v3/provisioning/queues/${t.tenant}/Sales`)
@@ -71,15 +62,11 @@ describe('routing', () => {
     const sockets = agents.map(agent => connect(api.url, '/agent', { token: agent.token }));
     await Promise.all(sockets.map(s => s.connected));
     // Every agent accepts what it is offered.
-    sockets.forEach((s, i) => {
-      s.socket.on('offer', (event: { interactionId: string }) => {
-        void request(api.url)
-          .post(`/nexus/v3/agent/interactions/${event.interactionId}/accept`)
-          .set('Authorization', `Bearer ${(agents[i] as { token: string }).token}`)
-          .expect(200)
-          .then(() => undefined);
-      });
-    });
+    acceptOffers(
+      api.url,
+      sockets.map((s, i) => ({ socket: s.socket, token: (agents[i] as { token: string }).token })),
+      true,
+    );
 
     const interactions: string[] = [];
     for (let i = 0; i < 20; i++) {
@@ -247,14 +234,11 @@ describe('routing', () => {
     await startRouting();
     const sockets = agents.map(agent => connect(api.url, '/agent', { token: agent.token }));
     await Promise.all(sockets.map(s => s.connected));
-    sockets.forEach((s, i) => {
-      s.socket.on('offer', (event: { interactionId: string }) => {
-        void request(api.url)
-          .post(`/nexus/v3/agent/interactions/${event.interactionId}/accept`)
-          .set('Authorization', `Bearer ${(agents[i] as { token: string }).token}`)
-          .then(() => undefined);
-      });
-    });
+    // Every agent accepts what it is offered.
+    acceptOffers(
+      api.url,
+      sockets.map((s, i) => ({ socket: s.socket, token: (agents[i] as { token: string }).token })),
+    );
     const chat = async (nickname: string, email: string) =>
       (
         await request(api.url)
@@ -358,14 +342,11 @@ describe('routing', () => {
     await startRouting();
     const sockets = agents.map(agent => connect(api.url, '/agent', { token: agent.token }));
     await Promise.all(sockets.map(s => s.connected));
-    sockets.forEach((s, i) => {
-      s.socket.on('offer', (event: { interactionId: string }) => {
-        void request(api.url)
-          .post(`/nexus/v3/agent/interactions/${event.interactionId}/accept`)
-          .set('Authorization', `Bearer ${(agents[i] as { token: string }).token}`)
-          .then(() => undefined);
-      });
-    });
+    // Every agent accepts what it is offered.
+    acceptOffers(
+      api.url,
+      sockets.map((s, i) => ({ socket: s.socket, token: (agents[i] as { token: string }).token })),
+    );
     const started = await request(api.url)
       .post('/nexus/v3/chat/sessions')
       .set('x-api-key', t.chatKey)
