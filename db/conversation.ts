@@ -142,30 +142,7 @@ export async function sequencePendingMessages(
   if (!options.locked) {
     await tx.query(sql.unsafe`SELECT 1 FROM interactions WHERE id = ${interactionId} FOR UPDATE`);
   }
-  const pending = await tx.any(sql.type(pendingMessage)`
-    SELECT m.id, m.sender_type, m.sender_id, m.type, m.text, m.client_message_id, m.created_at,
-           coalesce(s.nickname, a.name) AS nickname
-    FROM messages m
-    LEFT JOIN chat_sessions s ON m.sender_type = 'customer' AND s.interaction_id = m.interaction_id
-    LEFT JOIN agents a ON m.sender_type = 'agent' AND a.id::text = m.sender_id
-    WHERE m.interaction_id = ${interactionId} AND m.seq IS NULL ORDER BY m.received`);
-  if (pending.length === 0) return [];
-  const events = await appendEvents(
-    tx,
-    interactionId,
-    pending.map(message => ({
-      type: 'message.created' as const,
-      payload: messagePayload(message),
-    })),
-  );
-  await tx.query(sql.unsafe`
-    UPDATE messages m SET seq = v.seq
-    FROM ${sql.unnest(
-      pending.map((message, index) => [message.id, events[index]?.seq ?? 0]),
-      ['uuid', 'int8'],
-    )} AS v(id, seq)
-    WHERE m.id = v.id`);
-  return events;
+  return sequencePendingMessagesOf(tx, [interactionId]);
 }
 
 function messagePayload(message: z.infer<typeof pendingMessage>): Record<string, unknown> {
