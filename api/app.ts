@@ -28,6 +28,7 @@ import { healthRoutes } from './routes/health.js';
 import { serviceRoutes } from './routes/services.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { undeliveredRoutes } from './routes/undelivered.js';
+import { webhookRoutes } from './routes/webhooks.js';
 
 export interface AppDeps {
   config: Config;
@@ -93,7 +94,14 @@ export function buildApp(deps: AppDeps): BuiltApp {
   });
   tenantRoutes({ api, db, secrets, bus });
   apiKeyRoutes({ api, db, bus });
-  serviceRoutes({ api, db, secrets, bus, log });
+  serviceRoutes({
+    api,
+    db,
+    secrets,
+    bus,
+    log,
+    webhookSecretGraceMs: config.webhooks.secretGraceMs,
+  });
   channelRoutes({ api, db, bus });
   agentRoutes({ api, db, tokens });
   chatRoutes({ api, chat, publicUrl: config.http.publicUrl });
@@ -104,6 +112,11 @@ export function buildApp(deps: AppDeps): BuiltApp {
     queues: deps.queues,
     log,
     sweepAfterMs: config.workers.sweepAfterMs,
+  });
+  webhookRoutes(api, {
+    db,
+    bus,
+    enqueue: { db, queues: deps.queues, log, sweepAfterMs: config.workers.sweepAfterMs },
   });
 
   let document: ReturnType<Api['openapi']> | undefined;

@@ -7,7 +7,7 @@ import {
 import type { Express, NextFunction, Request, Response } from 'express';
 import { AppError, isAppError, type ErrorCode } from '../lib/errors.js';
 import { z, type AnyZodObject, type ZodTypeAny } from 'zod';
-import { EVENT_DATA } from '../lib/event-catalogue.js';
+import { ALL_EVENT_DATA } from '../lib/event-catalogue.js';
 import { PACKAGE_VERSION } from '../lib/package-info.js';
 import type { Authenticator } from './auth/authenticator.js';
 import { PERMISSIONS, type Permission } from './auth/permissions.js';
@@ -102,7 +102,7 @@ export class Api {
       name: 'x-api-key',
       description: 'An API key; `x-ccid` names the tenant where the guide sends it.',
     });
-    for (const [type, schema] of Object.entries(EVENT_DATA)) {
+    for (const [type, schema] of Object.entries(ALL_EVENT_DATA)) {
       this.registry.register(`EventData.${type}`, schema);
     }
     this.registry.registerComponent('securitySchemes', 'operatorToken', {

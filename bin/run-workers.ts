@@ -22,6 +22,8 @@ export async function runWorkers(
         queues: core.queues,
         log: core.log,
         publisher,
+        bus: core.bus,
+        config,
       },
       { afterMs: config.workers.sweepAfterMs, batch: config.workers.sweepBatch },
     ),

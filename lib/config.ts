@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { DEFAULT_RETRY_SCHEDULE } from './delivery-policy.js';
 
 /**
  * The only module that reads `process.env`. Every variable is documented in the README's
@@ -34,6 +35,9 @@ const redisNode = z
       return false;
     }
   }, 'each node must be a redis:// or rediss:// URL');
+
+/** A hostname, an IPv4/IPv6 address, or a CIDR range (checked again by the egress guard). */
+const HOST_OR_CIDR = /^(\[?[0-9a-fA-F:.]+\]?(\/\d{1,3})?|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$/;
 
 const KNOWN_QUEUES_PATTERN = /^[a-z][a-z0-9-]*$/;
 
@@ -136,9 +140,39 @@ const envSchema = z.object({
     ),
   NEXUS_WORKER_CONCURRENCY: positiveInt.default(10),
   NEXUS_SHUTDOWN_GRACE_MS: positiveInt.default(25_000),
+  NEXUS_WORKER_LOCK_MS: positiveInt.default(30_000),
   NEXUS_SWEEP_INTERVAL_MS: positiveInt.default(30_000),
   NEXUS_SWEEP_AFTER_MS: positiveInt.default(120_000),
   NEXUS_SWEEP_BATCH: positiveInt.default(500),
+  NEXUS_EGRESS_ALLOW: z
+    .string()
+    .optional()
+    .transform(value =>
+      value
+        ? value
+            .split(',')
+            .map(entry => entry.trim())
+            .filter(Boolean)
+        : [],
+    )
+    .refine(
+      entries => entries.every(entry => HOST_OR_CIDR.test(entry)),
+      'must be a comma-separated list of hostnames, IP addresses or CIDR ranges',
+    ),
+  NEXUS_WEBHOOK_TIMEOUT_MS: positiveInt.default(10_000),
+  NEXUS_WEBHOOK_RETRY_SCHEDULE: z
+    .string()
+    .regex(/^\d+(,\d+){0,19}$/, 'must be 1 to 20 comma-separated delays in seconds')
+    .refine(
+      value => value.split(',').every(delay => Number(delay) <= 86_400),
+      'each delay must be at most 86400 seconds',
+    )
+    .optional()
+    .transform(value => (value ? value.split(',').map(Number) : undefined)),
+  NEXUS_WEBHOOK_DISABLE_AFTER_MS: positiveInt.default(5 * 24 * 3600 * 1000),
+  NEXUS_WEBHOOK_SECRET_GRACE_MS: positiveInt.default(24 * 3600 * 1000),
+  NEXUS_WEBHOOK_CONCURRENCY: positiveInt.default(50),
+  NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: positiveInt.default(100),
   NEXUS_BUILD_CHANGESET: z.string().default('development'),
   NEXUS_BUILD_TIMESTAMP: z.string().optional(),
 });
@@ -194,9 +228,28 @@ export interface Config {
     readonly queues: readonly string[] | undefined;
     readonly concurrency: number;
     readonly shutdownGraceMs: number;
+    /** BullMQ's job lock; a job of a dead worker runs again after at most twice this. */
+    readonly lockMs: number;
     readonly sweepIntervalMs: number;
     readonly sweepAfterMs: number;
     readonly sweepBatch: number;
+  };
+  /**
+   * Outbound HTTP (webhook targets, providers): hosts and CIDR ranges allowed although not
+   * public (see lib/egress.ts).
+   */
+  readonly egressAllow: readonly string[];
+  readonly webhooks: {
+    readonly timeoutMs: number;
+    /** Delays in seconds between attempts (the first attempt goes at once): retries = length. */
+    readonly retrySchedule: readonly number[];
+    /** A target whose every attempt failed for this long is disabled. */
+    readonly disableAfterMs: number;
+    /** How long a rotated-out target secret still signs (both signatures are sent). */
+    readonly secretGraceMs: number;
+    readonly concurrency: number;
+    /** How often each webhooks worker looks for new deliveries to enqueue. */
+    readonly dispatchIntervalMs: number;
   };
   /** The build's identity for `/health/detail`, stamped by the image build. */
   readonly build: { readonly changeset: string; readonly timestamp: string | undefined };
@@ -304,9 +357,19 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       queues: e.NEXUS_WORKER_QUEUES,
       concurrency: e.NEXUS_WORKER_CONCURRENCY,
       shutdownGraceMs: e.NEXUS_SHUTDOWN_GRACE_MS,
+      lockMs: e.NEXUS_WORKER_LOCK_MS,
       sweepIntervalMs: e.NEXUS_SWEEP_INTERVAL_MS,
       sweepAfterMs: e.NEXUS_SWEEP_AFTER_MS,
       sweepBatch: e.NEXUS_SWEEP_BATCH,
+    },
+    egressAllow: e.NEXUS_EGRESS_ALLOW,
+    webhooks: {
+      timeoutMs: e.NEXUS_WEBHOOK_TIMEOUT_MS,
+      retrySchedule: e.NEXUS_WEBHOOK_RETRY_SCHEDULE ?? DEFAULT_RETRY_SCHEDULE.slice(1),
+      disableAfterMs: e.NEXUS_WEBHOOK_DISABLE_AFTER_MS,
+      secretGraceMs: e.NEXUS_WEBHOOK_SECRET_GRACE_MS,
+      concurrency: e.NEXUS_WEBHOOK_CONCURRENCY,
+      dispatchIntervalMs: e.NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS,
     },
     build: { changeset: e.NEXUS_BUILD_CHANGESET, timestamp: e.NEXUS_BUILD_TIMESTAMP },
     warnings,

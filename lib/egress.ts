@@ -98,14 +98,26 @@ export class EgressGuard {
     const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
     const agent = target.protocol === 'https:' ? this.httpsAgent : this.httpAgent;
     const limit = init.maxBodyBytes ?? 64 * 1024;
+    const timeoutMs = init.timeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
+      // The whole exchange, not only idle gaps: a receiver trickling bytes is cut off too.
+      const deadline = setTimeout(
+        () => req.destroy(new Error(`no complete answer within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      const settle =
+        <T>(fn: (value: T) => void) =>
+        (value: T) => {
+          clearTimeout(deadline);
+          fn(value);
+        };
       const req = send(
         target,
         {
           method: init.method ?? 'POST',
           headers: init.headers,
           agent,
-          timeout: init.timeoutMs ?? 10_000,
+          timeout: timeoutMs,
         },
         res => {
           const chunks: Buffer[] = [];
@@ -115,19 +127,17 @@ export class EgressGuard {
             if (size <= limit) chunks.push(chunk);
           });
           res.on('end', () =>
-            resolve({
+            settle(resolve)({
               status: res.statusCode ?? 0,
               headers: res.headers,
               body: Buffer.concat(chunks).toString('utf8'),
             }),
           );
-          res.on('error', reject);
+          res.on('error', settle(reject));
         },
       );
-      req.on('timeout', () =>
-        req.destroy(new Error(`no answer within ${init.timeoutMs ?? 10_000} ms`)),
-      );
-      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      req.on('error', settle(reject));
       req.end(init.body);
     });
   }

@@ -107,6 +107,12 @@ export const ERRORS = {
     409,
     'The work is not in a failed state, so there is nothing to replay',
   ),
+  // Webhooks
+  NEXUS_ERR_WEBHOOK_TARGET_DISABLED: define(
+    'NEXUS_ERR_WEBHOOK_TARGET_DISABLED',
+    409,
+    'The webhook target is disabled; enable it before replaying its deliveries',
+  ),
   // Dependencies
   NEXUS_ERR_DB_UNAVAILABLE: define(
     'NEXUS_ERR_DB_UNAVAILABLE',

@@ -70,3 +70,35 @@ export const EVENT_DATA = {
 } as const;
 
 export type CatalogueEventType = keyof typeof EVENT_DATA;
+
+/**
+ * Operational events of a tenant (not of an interaction: no `interactionId`, no `seq`). They are
+ * delivered to the tenant's webhook targets like interaction events, except to the target they
+ * are about.
+ */
+export const OPERATIONAL_EVENT_DATA = {
+  /** A webhook delivery failed for good (its schedule ran out, or the receiver refused it). */
+  'delivery.exhausted': z
+    .object({
+      target: z.string(),
+      deliveryId: z.number().int(),
+      eventId: z.string().uuid(),
+      eventType: z.string(),
+      attempts: z.number().int(),
+      reason: z.string(),
+    })
+    .strict(),
+  /** A webhook target was disabled: it answered 410, or failed every attempt for too long. */
+  'webhook.disabled': z
+    .object({ target: z.string(), reason: z.string(), failingSince: z.string().nullable() })
+    .strict(),
+} as const;
+
+export type OperationalEventType = keyof typeof OPERATIONAL_EVENT_DATA;
+export const OPERATIONAL_EVENT_TYPES = Object.keys(
+  OPERATIONAL_EVENT_DATA,
+) as OperationalEventType[];
+
+/** Every event type a webhook target may subscribe to. */
+export const ALL_EVENT_DATA = { ...EVENT_DATA, ...OPERATIONAL_EVENT_DATA };
+export const ALL_EVENT_TYPES = Object.keys(ALL_EVENT_DATA) as (keyof typeof ALL_EVENT_DATA)[];

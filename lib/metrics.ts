@@ -328,3 +328,31 @@ for (const [name, help, pick] of [
     },
   });
 }
+
+// Webhooks
+export const webhookDeliveriesTotal = new Counter({
+  name: 'nexus_webhook_deliveries_total',
+  help: 'Webhook delivery attempts, by outcome: delivered, retry, failed (refused or exhausted), gone (410), blocked (egress guard).',
+  labelNames: ['outcome'] as const,
+  registers: [registry],
+});
+export const webhookAttemptDuration = new Histogram({
+  name: 'nexus_webhook_attempt_duration_seconds',
+  help: 'Duration of webhook attempts (request sent to response read), by outcome.',
+  labelNames: ['outcome'] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});
+export const webhookQueueAge = new Histogram({
+  name: 'nexus_webhook_delivery_age_seconds',
+  help: 'Age of a webhook delivery (since its event) when an attempt starts: the queue wait for first attempts, the retry delays after.',
+  labelNames: ['attempt'] as const,
+  buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300, 3600, 36_000, 172_800],
+  registers: [registry],
+});
+export const webhookTargetsDisabledTotal = new Counter({
+  name: 'nexus_webhook_targets_disabled_total',
+  help: 'Webhook targets disabled, by reason: gone (410) or failing (every attempt failed for the window).',
+  labelNames: ['reason'] as const,
+  registers: [registry],
+});

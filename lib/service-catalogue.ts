@@ -1,4 +1,5 @@
 import { z, type ZodTypeAny } from 'zod';
+import { ALL_EVENT_TYPES } from './event-catalogue.js';
 import { SIGNATURE_SCHEMES } from './webhook-signing.js';
 
 /**
@@ -199,7 +200,15 @@ const webhookTarget: ServiceShape = {
   url: httpUrl,
   data: withCustomHeaders({
     /** Event types delivered; all when absent. */
-    events: z.array(text(128)).max(100).optional(),
+    events: z
+      .array(
+        z.enum(ALL_EVENT_TYPES as [string, ...string[]], {
+          errorMap: () => ({ message: `must be one of ${ALL_EVENT_TYPES.join(', ')}` }),
+        }),
+      )
+      .min(1)
+      .max(100)
+      .optional(),
     /** `interactions` sends the guide's Interactions Webhook payload; `events` our catalogue. */
     format: z.enum(['interactions', 'events']).optional(),
     signatures: z.array(z.enum(SIGNATURE_SCHEMES)).min(1).optional(),

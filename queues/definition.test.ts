@@ -24,9 +24,9 @@ describe('job ids', () => {
       receivedAt: new Date(0).toISOString(),
     };
     expect(inboundQueue.jobId(inbound)).toBe('inbound.t1.sms.SM%3A42');
-    expect(webhooksQueue.jobId({ tenantId: 't1', eventId: 'e1', targetId: 'w1' })).toBe(
-      'webhooks.e1.w1',
-    );
+    expect(
+      webhooksQueue.jobId({ tenantId: 't1', eventId: 'e1', targetId: 'w1', deliveryId: 1 }),
+    ).toBe('webhooks.e1.w1');
   });
 
   it('every queue has bounded retention and at least one attempt', () => {

@@ -75,6 +75,56 @@ export async function recordWork<D extends QueueDefinition>(
 }
 
 /**
+ * {@link recordWork} for many payloads of one queue in one statement. Work already recorded
+ * (same key) is answered with `created: false`.
+ */
+export async function recordWorkBatch<D extends QueueDefinition>(
+  tx: CommonQueryMethods,
+  definition: D,
+  payloads: readonly PayloadOf<D>[],
+  sweepAfterMs: number,
+): Promise<WorkRecord[]> {
+  if (payloads.length === 0) return [];
+  const items = payloads.map(payload => {
+    const data: unknown = definition.schema.parse(payload);
+    return { data, jobId: definition.jobId(data), tenantId: definition.tenantOf(data) ?? null };
+  });
+  const inserted = await tx.any(sql.type(recorded.extend({ job_id: z.string() }))`
+    INSERT INTO work (queue, job_id, tenant_id, payload, next_sweep_at)
+    SELECT ${definition.name}, v.job_id, v.tenant_id, v.payload,
+           now() + make_interval(secs => ${sweepAfterMs / 1000})
+    FROM ${sql.unnest(
+      items.map(item => [item.jobId, item.tenantId, JSON.stringify(item.data)]),
+      ['text', 'text', 'jsonb'],
+    )} AS v(job_id, tenant_id, payload)
+    ON CONFLICT (queue, job_id) DO NOTHING
+    RETURNING id, state, job_id`);
+  const created = new Map(inserted.map(row => [row.job_id, row]));
+  const missing = items.filter(item => !created.has(item.jobId)).map(item => item.jobId);
+  const existing =
+    missing.length === 0
+      ? []
+      : await tx.any(sql.type(recorded.extend({ job_id: z.string() }))`
+          SELECT id, state, job_id FROM work
+          WHERE queue = ${definition.name} AND job_id = ANY(${sql.array(missing, 'text')})`);
+  const before = new Map(existing.map(row => [row.job_id, row]));
+  return items.flatMap(item => {
+    const row = created.get(item.jobId) ?? before.get(item.jobId);
+    if (!row) return [];
+    return [
+      {
+        id: row.id,
+        state: row.state,
+        queue: definition.name,
+        jobId: item.jobId,
+        payload: item.data,
+        created: created.has(item.jobId),
+      },
+    ];
+  });
+}
+
+/**
  * Adds the jobs of committed work rows, in one Redis round trip per queue (BullMQ `addBulk`; ids
  * already known to BullMQ are ignored). Never throws: when Redis is not ready or does not answer
  * within 2 s, the rows are left pending for the sweeper, which adds them later.
@@ -171,7 +221,6 @@ export async function findWork(
     FROM work WHERE queue = ${queue} AND job_id = ${jobId}`);
 }
 
-/** Ends pending work. False when the row was not pending: this run is a stale duplicate. */
 /**
  * Marks several jobs' work done (conditionally), counting this attempt on each; answers the job
  * ids that were pending. For processors that claim their own work (`claimsItself`).
@@ -245,4 +294,29 @@ export async function claimDueWork(
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED)
     RETURNING id, queue, job_id, tenant_id, payload, state, created_at, updated_at`);
+}
+
+/**
+ * Enqueues reopened (replayed) work under its original job ids. The failed job is removed first,
+ * or BullMQ would ignore the id; when Redis is down the sweeper enqueues it later.
+ */
+export async function redispatchWork(ctx: EnqueueContext, rows: readonly WorkRow[]): Promise<void> {
+  for (const row of rows) {
+    if (!isQueueName(row.queue)) continue;
+    await ctx.queues
+      .get(row.queue)
+      .remove(row.job_id)
+      .catch(() => undefined);
+  }
+  await dispatchWork(
+    ctx,
+    rows.map(row => ({
+      id: row.id,
+      queue: row.queue,
+      jobId: row.job_id,
+      payload: row.payload,
+      state: row.state,
+      created: false,
+    })),
+  );
 }

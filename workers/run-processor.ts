@@ -1,4 +1,9 @@
-import { UnrecoverableError, type Job, type Processor as BullProcessor } from 'bullmq';
+import {
+  DelayedError,
+  UnrecoverableError,
+  type Job,
+  type Processor as BullProcessor,
+} from 'bullmq';
 import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { coerceError } from '../lib/errors.js';
@@ -16,6 +21,8 @@ export interface JobContext {
   readonly job: Job;
   /** Aborted when the job is cancelled. */
   readonly signal: AbortSignal | undefined;
+  /** The job's lock token (for `job.moveToDelayed`). */
+  readonly token: string | undefined;
   /**
    * Ends the job's work: runs `within` and marks the work row done in one transaction. When the
    * row is no longer pending (a duplicate run finished first), `within` is rolled back and the
@@ -43,6 +50,11 @@ export type Processor<D extends QueueDefinition = QueueDefinition> = ((
    * statement of its own transaction (batch processors): the runner skips its separate claim.
    */
   readonly claimsItself?: boolean;
+  /**
+   * Something that runs beside the processor in every worker process that runs its queue
+   * (started with the workers, stopped before they close).
+   */
+  readonly companion?: { start(): void; stop(): Promise<void> };
 };
 
 type Outcome = 'completed' | 'stale' | 'retry' | 'failed';
@@ -103,7 +115,7 @@ export function instrumentProcessor<D extends QueueDefinition>(
 ): BullProcessor {
   const queue = definition.name;
   const claims = claimer(deps.db, queue);
-  return async (job: Job, _token?: string, signal?: AbortSignal) => {
+  return async (job: Job, token?: string, signal?: AbortSignal) => {
     const jobId = job.id ?? '';
     const attempt = job.attemptsMade + 1;
     const log = deps.log.child({ queue, jobId, attempt });
@@ -138,6 +150,7 @@ export function instrumentProcessor<D extends QueueDefinition>(
         db: deps.db,
         job,
         signal,
+        token,
         completedHere: () => {
           completed = true;
         },
@@ -155,6 +168,11 @@ export function instrumentProcessor<D extends QueueDefinition>(
       if (!completed) await context.complete();
       return undefined;
     } catch (thrown) {
+      if (thrown instanceof DelayedError) {
+        // The processor scheduled its own next attempt (job.moveToDelayed): not a failure.
+        outcome = 'retry';
+        throw thrown;
+      }
       if (thrown instanceof StaleWorkError) {
         outcome = 'stale';
         log.info('work ended by another run: this run changed nothing');

@@ -72,6 +72,13 @@ export function selectQueues(
   return names;
 }
 
+/** Jobs a queue's worker runs at once: webhooks wait on receivers, so they get their own figure. */
+function concurrencyOf(name: QueueName, config: Config): number {
+  if (name === 'maintenance') return 1;
+  if (name === 'webhooks') return config.webhooks.concurrency;
+  return config.workers.concurrency;
+}
+
 export function parseQueuesFlag(argv: readonly string[]): string[] | undefined {
   const index = argv.findIndex(arg => arg === '--queues' || arg.startsWith('--queues='));
   if (index === -1) return undefined;
@@ -107,13 +114,21 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
       {
         connection,
         prefix: config.queues.prefix,
-        concurrency: name === 'maintenance' ? 1 : config.workers.concurrency,
+        concurrency: concurrencyOf(name, config),
+        lockDuration: config.workers.lockMs,
+        stalledInterval: config.workers.lockMs,
         ...options.lock,
       },
     );
     worker.on('error', error => log.error({ err: error, queue: name }, 'worker error'));
     workers.set(name, worker);
   }
+  // Companions of the selected queues' processors (e.g. the webhook dispatcher).
+  const companions = names.flatMap(name => {
+    const companion = (processors[name] as Processor).companion;
+    return companion ? [companion] : [];
+  });
+  for (const companion of companions) companion.start();
 
   let schedulerTimer: NodeJS.Timeout | undefined;
   if (workers.has('maintenance')) {
@@ -139,6 +154,7 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
     close(graceMs) {
       closing ??= (async () => {
         clearInterval(schedulerTimer);
+        await Promise.all(companions.map(companion => companion.stop()));
         await Promise.all(
           [...workers].map(async ([name, worker]) => {
             const finished = await Promise.race([

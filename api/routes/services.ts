@@ -13,7 +13,9 @@ import { AppError } from '../../lib/errors.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
 import { describeSecret, type SecretBox } from '../../lib/secrets.js';
+import { syncWebhookTarget, targetEventTypes } from '../../db/webhooks.js';
 import {
+  WEBHOOK_TARGET_PREFIX,
   SERVICE_NAMES,
   serviceBodySchema,
   serviceShape,
@@ -31,6 +33,8 @@ export interface ServiceRouteDeps {
   secrets: SecretBox;
   bus: InvalidationBus;
   log: Logger;
+  /** How long a replaced webhook target secret still signs. */
+  webhookSecretGraceMs: number;
 }
 
 const serviceBody = z
@@ -69,7 +73,14 @@ const serviceParams = z.object({ ccid: tenantId, serviceName: z.string().max(128
  * secrets are sealed at rest and reads only say which secret fields are set. Every change is
  * pushed to every replica's cache (workers read services through db/service-directory.ts).
  */
-export function serviceRoutes({ api, db, secrets, bus, log }: ServiceRouteDeps): void {
+export function serviceRoutes({
+  api,
+  db,
+  secrets,
+  bus,
+  log,
+  webhookSecretGraceMs,
+}: ServiceRouteDeps): void {
   const shapeOf = (name: string): ServiceShape => {
     const shape = serviceShape(name);
     if (!shape) {
@@ -147,14 +158,37 @@ export function serviceRoutes({ api, db, secrets, bus, log }: ServiceRouteDeps):
           body.secret && Object.keys(body.secret).length > 0
             ? secrets.seal(body.secret, serviceSecretContext(params.ccid, params.serviceName))
             : null;
-        const { row, created } = await upsertService(db, {
-          tenantId: params.ccid,
-          name: params.serviceName,
-          url: body.url ?? null,
-          data: body.data ?? {},
-          secretSealed: secret,
-          secretKeyId: secret ? secrets.currentKeyId : null,
-          updatedBy: principal.subject,
+        const context = serviceSecretContext(params.ccid, params.serviceName);
+        const { row, created } = await db.transaction(async tx => {
+          const before = await findService(tx, params.ccid, params.serviceName, { lock: true });
+          const saved = await upsertService(tx, {
+            tenantId: params.ccid,
+            name: params.serviceName,
+            url: body.url ?? null,
+            data: body.data ?? {},
+            secretSealed: secret,
+            secretKeyId: secret ? secrets.currentKeyId : null,
+            updatedBy: principal.subject,
+          });
+          if (params.serviceName.startsWith(WEBHOOK_TARGET_PREFIX)) {
+            // A replaced secret keeps signing (beside the new one) for the grace period.
+            const rotated =
+              before?.secret_sealed &&
+              !sameSecret(secrets, before.secret_sealed, body.secret, context);
+            await syncWebhookTarget(tx, {
+              tenantId: params.ccid,
+              name: params.serviceName,
+              eventTypes: targetEventTypes(body.data ?? {}),
+              previous: rotated
+                ? {
+                    sealed: before.secret_sealed as string,
+                    keyId: before.secret_key_id,
+                    graceMs: webhookSecretGraceMs,
+                  }
+                : undefined,
+            });
+          }
+          return saved;
         });
         await bus.publish({ kind: 'service', tenant: params.ccid, name: params.serviceName });
         reply(res, created ? 201 : 200, present(row));
@@ -221,4 +255,18 @@ export function serviceRoutes({ api, db, secrets, bus, log }: ServiceRouteDeps):
       reply(res, 200, { deleted: true });
     },
   });
+}
+
+/** Whether a stored sealed secret holds the same value as a new one (sealing is randomised). */
+function sameSecret(
+  secrets: SecretBox,
+  sealed: string,
+  next: Record<string, unknown> | undefined,
+  context: string,
+): boolean {
+  try {
+    return JSON.stringify(secrets.open(sealed, context)) === JSON.stringify(next ?? {});
+  } catch {
+    return false;
+  }
 }

@@ -7,14 +7,15 @@ import {
   markReplayed,
   type UndeliveredRow,
 } from '../../db/queries/undelivered.js';
+import { reopenDeliveries } from '../../db/webhooks.js';
 import { AppError } from '../../lib/errors.js';
+import { webhookPayload } from '../../queues/webhooks.js';
 import type { Logger } from '../../lib/logger.js';
 import { QUEUE_NAMES, type QueueSet } from '../../queues/index.js';
 import {
-  dispatchWork,
+  redispatchWork,
   reopenFailedWork,
   type EnqueueContext,
-  type WorkRecord,
   type WorkRow,
 } from '../../queues/work.js';
 import { reply } from '../error-handler.js';
@@ -88,15 +89,6 @@ const present = (row: UndeliveredRow): z.infer<typeof undeliveredView> => ({
   replays: row.replays,
 });
 
-const asRecord = (row: WorkRow): WorkRecord => ({
-  id: row.id,
-  queue: row.queue,
-  jobId: row.job_id,
-  payload: row.payload,
-  state: row.state,
-  created: false,
-});
-
 /**
  * Operator API for undelivered work (behind the admin token):
  * - `GET  /nexus/v3/undelivered?tenant&queue&since&limit&before` lists failures, newest first;
@@ -105,6 +97,13 @@ const asRecord = (row: WorkRow): WorkRecord => ({
  * A replay puts the work row back to pending and enqueues it under its original job id; if Redis
  * is down the sweeper enqueues it later.
  */
+/** The webhook deliveries among replayed work (their delivery log shows them pending again). */
+const webhookDeliveriesOf = (works: readonly WorkRow[]): number[] =>
+  works.flatMap(work => {
+    const parsed = work.queue === 'webhooks' ? webhookPayload.safeParse(work.payload) : undefined;
+    return parsed?.success ? [parsed.data.deliveryId] : [];
+  });
+
 export function undeliveredRoutes(api: Api, deps: UndeliveredDeps): void {
   const ctx: EnqueueContext = {
     db: deps.db,
@@ -113,16 +112,7 @@ export function undeliveredRoutes(api: Api, deps: UndeliveredDeps): void {
     sweepAfterMs: deps.sweepAfterMs,
   };
 
-  /** Enqueues reopened work; the job that failed is removed first, or BullMQ would ignore the id. */
-  const redispatch = async (rows: readonly WorkRow[]) => {
-    for (const row of rows) {
-      await deps.queues
-        .get(row.queue as (typeof QUEUE_NAMES)[number])
-        .remove(row.job_id)
-        .catch(() => undefined);
-    }
-    await dispatchWork(ctx, rows.map(asRecord));
-  };
+  const redispatch = (rows: readonly WorkRow[]) => redispatchWork(ctx, rows);
 
   api.route({
     method: 'get',
@@ -184,6 +174,7 @@ export function undeliveredRoutes(api: Api, deps: UndeliveredDeps): void {
         const work = await reopenFailedWork(tx, row.queue, row.job_id, deps.sweepAfterMs);
         if (!work) throw new AppError('NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE');
         await markReplayed(tx, [row.id]);
+        await reopenDeliveries(tx, webhookDeliveriesOf([work]));
         return work;
       });
       await redispatch([reopened]);
@@ -217,6 +208,7 @@ export function undeliveredRoutes(api: Api, deps: UndeliveredDeps): void {
           const work = await reopenFailedWork(tx, row.queue, row.job_id, deps.sweepAfterMs);
           if (work) works.push(work);
         }
+        await reopenDeliveries(tx, webhookDeliveriesOf(works));
         await markReplayed(
           tx,
           batch.map(row => row.id),

@@ -50,9 +50,11 @@ export async function findService(
   db: CommonQueryMethods,
   tenantId: string,
   name: string,
+  options: { lock?: boolean } = {},
 ): Promise<ServiceRow | undefined> {
   const row = await db.maybeOne(sql.type(serviceRow)`
-    SELECT ${columns} FROM services WHERE tenant_id = ${tenantId} AND name = ${name}`);
+    SELECT ${columns} FROM services WHERE tenant_id = ${tenantId} AND name = ${name}
+    ${options.lock ? sql.fragment`FOR UPDATE` : sql.fragment``}`);
   return row ?? undefined;
 }
 

@@ -107,3 +107,15 @@ export async function markReplayed(tx: CommonQueryMethods, ids: readonly number[
     UPDATE undelivered SET replayed_at = now(), replays = replays + 1
     WHERE id = ANY(${sql.array(ids, 'int8')})`);
 }
+
+/** Marks the open records of these jobs replayed (replays started from another API). */
+export async function markJobsReplayed(
+  tx: CommonQueryMethods,
+  queue: string,
+  jobIds: readonly string[],
+): Promise<void> {
+  if (jobIds.length === 0) return;
+  await tx.query(sql.unsafe`
+    UPDATE undelivered SET replayed_at = now(), replays = replays + 1
+    WHERE queue = ${queue} AND job_id = ANY(${sql.array([...jobIds], 'text')})`);
+}

@@ -8,20 +8,22 @@ import { createMaintenanceProcessor } from './maintenance.js';
 import { processOutboundEmail } from './outbound-email.js';
 import { processOutboundSms } from './outbound-sms.js';
 import { processReceipt } from './receipts.js';
-import { processWebhook } from './webhooks.js';
+import { createWebhookProcessor } from './webhooks.js';
+import type { Config } from '../../lib/config.js';
+import type { InvalidationBus } from '../../lib/invalidation.js';
 
 /** One processor per queue; a queue added to `QUEUES` without one here fails the type check. */
 export type ProcessorMap = { [N in QueueName]: Processor<QueueOf<N>> };
 
 export function createProcessors(
-  deps: SweepDeps & { publisher: RealtimePublisher },
+  deps: SweepDeps & { publisher: RealtimePublisher; bus: InvalidationBus; config: Config },
   sweep: { afterMs: number; batch: number },
 ): ProcessorMap {
   return {
     inbound: createInboundProcessor(deps),
     'outbound-sms': processOutboundSms,
     'outbound-email': processOutboundEmail,
-    webhooks: processWebhook,
+    webhooks: createWebhookProcessor(deps),
     'ai-connector': processAiConnector,
     receipts: processReceipt,
     maintenance: createMaintenanceProcessor(deps, sweep),

@@ -1,0 +1,481 @@
+import { randomUUID } from 'node:crypto';
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+import { OPERATIONAL_EVENT_DATA, type OperationalEventType } from '../lib/event-catalogue.js';
+
+/**
+ * Webhook targets, deliveries and attempts (migration 0008). Deliveries are created by the
+ * `events` fan-out trigger; workers turn them into work rows and jobs ({@link claimUndispatched}),
+ * attempt them, and record every attempt ({@link recordAttempts}).
+ */
+
+/** The event types an Interactions Webhook target (format `interactions`) receives. */
+export const INTERACTIONS_WEBHOOK_TYPES: Readonly<Record<string, 'STARTED' | 'FINISHED'>> = {
+  'interaction.started': 'STARTED',
+  'interaction.finished': 'FINISHED',
+};
+
+/** What the fan-out trigger filters on, from a target's `data`. NULL = every event type. */
+export function targetEventTypes(data: {
+  events?: readonly string[] | undefined;
+  format?: string | undefined;
+}): string[] | null {
+  if (data.format === 'interactions') {
+    const types = Object.keys(INTERACTIONS_WEBHOOK_TYPES);
+    return data.events ? types.filter(type => data.events?.includes(type)) : types;
+  }
+  return data.events ? [...data.events] : null;
+}
+
+const targetState = z.object({
+  enabled: z.boolean(),
+  previous_secret_sealed: z.string().nullable(),
+  previous_until: z.string().nullable(),
+});
+
+/**
+ * Keeps a target's delivery row in step with its service (call in the service's transaction).
+ * A replaced target starts afresh: enabled, not failing. When the secret changed, the previous
+ * sealed secret stays valid for `graceMs`.
+ */
+export async function syncWebhookTarget(
+  tx: CommonQueryMethods,
+  target: {
+    tenantId: string;
+    name: string;
+    eventTypes: readonly string[] | null;
+    /** The secret replaced by this change, when it changed. */
+    previous?: { sealed: string; keyId: string | null; graceMs: number } | undefined;
+  },
+): Promise<void> {
+  const types = target.eventTypes ? sql.array([...target.eventTypes], 'text') : null;
+  const previous = target.previous;
+  await tx.query(sql.unsafe`
+    INSERT INTO webhook_targets (tenant_id, name, event_types, previous_secret_sealed,
+                                 previous_secret_key_id, previous_until)
+    VALUES (${target.tenantId}, ${target.name}, ${types}, ${previous?.sealed ?? null},
+            ${previous?.keyId ?? null},
+            ${previous ? sql.fragment`now() + make_interval(secs => ${previous.graceMs / 1000})` : null})
+    ON CONFLICT (tenant_id, name) DO UPDATE SET
+      event_types = EXCLUDED.event_types, enabled = true, disabled_at = NULL,
+      disabled_reason = NULL, failing_since = NULL, updated_at = now(),
+      previous_secret_sealed = ${previous ? sql.fragment`EXCLUDED.previous_secret_sealed` : sql.fragment`webhook_targets.previous_secret_sealed`},
+      previous_secret_key_id = ${previous ? sql.fragment`EXCLUDED.previous_secret_key_id` : sql.fragment`webhook_targets.previous_secret_key_id`},
+      previous_until = ${previous ? sql.fragment`EXCLUDED.previous_until` : sql.fragment`webhook_targets.previous_until`}`);
+}
+
+export async function findTargetState(
+  db: CommonQueryMethods,
+  tenantId: string,
+  name: string,
+): Promise<z.infer<typeof targetState> | null> {
+  return db.maybeOne(sql.type(targetState)`
+    SELECT enabled, previous_secret_sealed, previous_until FROM webhook_targets
+    WHERE tenant_id = ${tenantId} AND name = ${name}`);
+}
+
+const dispatchedRow = z.object({
+  id: z.number(),
+  tenant_id: z.string(),
+  target: z.string(),
+  event_id: z.string(),
+});
+export type DispatchedDelivery = z.infer<typeof dispatchedRow>;
+
+/**
+ * Marks up to `limit` new deliveries dispatched and answers them; concurrent dispatchers skip
+ * each other's rows. Call in the transaction that also records their work rows.
+ */
+export async function claimUndispatched(
+  tx: CommonQueryMethods,
+  limit: number,
+): Promise<readonly DispatchedDelivery[]> {
+  return tx.any(sql.type(dispatchedRow)`
+    UPDATE webhook_deliveries d SET dispatched = true
+    FROM (SELECT id FROM webhook_deliveries WHERE NOT dispatched ORDER BY id
+          LIMIT ${limit} FOR UPDATE SKIP LOCKED) batch
+    WHERE d.id = batch.id
+    RETURNING d.id, d.tenant_id, d.target, d.event_id`);
+}
+
+export const deliveryRow = z.object({
+  id: z.number(),
+  tenant_id: z.string(),
+  target: z.string(),
+  state: z.enum(['pending', 'delivered', 'failed']),
+  round_attempts: z.number(),
+  created_at: z.string(),
+  event_id: z.string(),
+  type: z.string(),
+  interaction_id: z.string().nullable(),
+  seq: z.number().nullable(),
+  payload: z.record(z.unknown()),
+  occurred_at: z.string(),
+  media: z.string().nullable(),
+  subtype: z.string().nullable(),
+});
+export type DeliveryRow = z.infer<typeof deliveryRow>;
+
+/** Deliveries with their events (and the interaction's media), by id. */
+export async function loadDeliveries(
+  db: CommonQueryMethods,
+  ids: readonly number[],
+): Promise<Map<number, DeliveryRow>> {
+  const rows = await db.any(sql.type(deliveryRow)`
+    SELECT d.id, d.tenant_id, d.target, d.state, d.round_attempts, d.created_at,
+           e.id AS event_id, e.type, e.interaction_id, e.seq, e.payload, e.occurred_at,
+           i.media, i.subtype
+    FROM webhook_deliveries d
+    JOIN events e ON e.id = d.event_id
+    LEFT JOIN interactions i ON i.id = e.interaction_id
+    WHERE d.id = ANY(${sql.array([...ids], 'int8')})`);
+  return new Map(rows.map(row => [row.id, row]));
+}
+
+export type AttemptOutcome = 'delivered' | 'retry' | 'failed' | 'gone';
+
+export interface AttemptRecord {
+  deliveryId: number;
+  jobId: string;
+  tenantId: string;
+  target: string;
+  startedAt: Date;
+  durationMs: number;
+  status: number | null;
+  error: string | null;
+  outcome: AttemptOutcome;
+  /** The delivery's state after this attempt. */
+  state: 'pending' | 'delivered' | 'failed';
+  /** When the next attempt is due (retries). */
+  nextAttemptAt: Date | null;
+  /** This attempt starts a new round (the delivery was replayed). */
+  newRound: boolean;
+}
+
+const recordedAttempt = z.object({ id: z.number(), attempts: z.number() });
+
+/**
+ * Records attempts of many deliveries in one transaction: the attempt rows, each delivery's
+ * state, the targets' health (`failing_since`, `last_success_at`), and the work rows of delivered
+ * ones (conditionally). Answers, per attempt, whether its work was still pending (false for a
+ * delivered attempt whose work another run had already ended) and the attempt's number.
+ */
+export async function recordAttempts(
+  tx: CommonQueryMethods,
+  attempts: readonly AttemptRecord[],
+): Promise<{ pending: boolean; attempt: number }[]> {
+  const delivered = attempts.filter(a => a.outcome === 'delivered').map(a => a.jobId);
+  const completed = new Set<string>();
+  if (delivered.length > 0) {
+    const done = await tx.anyFirst(sql.type(z.object({ job_id: z.string() }))`
+      UPDATE work SET state = 'done', finished_at = now(), updated_at = now()
+      WHERE queue = 'webhooks' AND job_id = ANY(${sql.array(delivered, 'text')})
+        AND state = 'pending'
+      RETURNING job_id`);
+    for (const jobId of done) completed.add(jobId);
+  }
+  // One delivery may appear twice in a batch (a duplicate run): update each once per attempt.
+  const numbers: number[] = [];
+  const counts = new Map<number, number>();
+  for (const attempt of attempts) {
+    counts.set(attempt.deliveryId, (counts.get(attempt.deliveryId) ?? 0) + 1);
+  }
+  const updated = await tx.any(sql.type(recordedAttempt)`
+    UPDATE webhook_deliveries d SET
+      attempts = d.attempts + v.n,
+      round_attempts = CASE WHEN v.new_round THEN v.n ELSE d.round_attempts + v.n END,
+      state = CASE WHEN d.state = 'delivered' THEN 'delivered' ELSE v.state END,
+      last_status = v.status, last_error = v.error, next_attempt_at = v.next_at,
+      finished_at = CASE WHEN v.state = 'pending' THEN NULL ELSE now() END,
+      updated_at = now()
+    FROM ${sql.unnest(
+      [...lastPerDelivery(attempts)].map(a => [
+        a.deliveryId,
+        counts.get(a.deliveryId) ?? 1,
+        a.newRound,
+        a.state,
+        a.status,
+        a.error,
+        a.nextAttemptAt?.toISOString() ?? null,
+      ]),
+      ['int8', 'int4', 'bool', 'text', 'int4', 'text', 'timestamptz'],
+    )} AS v(id, n, new_round, state, status, error, next_at)
+    WHERE d.id = v.id
+    RETURNING d.id, d.attempts`);
+  const last = new Map(updated.map(row => [row.id, row.attempts]));
+  const next = new Map<number, number>();
+  for (const attempt of attempts) {
+    const count = counts.get(attempt.deliveryId) ?? 1;
+    const base = (last.get(attempt.deliveryId) ?? count) - count;
+    const offset = (next.get(attempt.deliveryId) ?? 0) + 1;
+    next.set(attempt.deliveryId, offset);
+    numbers.push(base + offset);
+  }
+  const kept = attempts
+    .map((attempt, index) => ({ attempt, number: numbers[index] as number }))
+    .filter(({ attempt }) => last.has(attempt.deliveryId));
+  if (kept.length > 0) {
+    await tx.query(sql.unsafe`
+      INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code,
+                                    outcome, error)
+      SELECT * FROM ${sql.unnest(
+        kept.map(({ attempt, number }) => [
+          attempt.deliveryId,
+          number,
+          attempt.startedAt.toISOString(),
+          Math.round(attempt.durationMs),
+          attempt.status,
+          attempt.outcome,
+          attempt.error,
+        ]),
+        ['int8', 'int4', 'timestamptz', 'int4', 'int4', 'text', 'text'],
+      )}
+      ON CONFLICT DO NOTHING`);
+  }
+  await updateTargetHealth(tx, attempts);
+  return attempts.map((attempt, index) => ({
+    pending: attempt.outcome !== 'delivered' || completed.has(attempt.jobId),
+    attempt: numbers[index] as number,
+  }));
+}
+
+function lastPerDelivery(attempts: readonly AttemptRecord[]): Iterable<AttemptRecord> {
+  const byDelivery = new Map<number, AttemptRecord>();
+  for (const attempt of attempts) byDelivery.set(attempt.deliveryId, attempt);
+  return byDelivery.values();
+}
+
+/**
+ * A success clears `failing_since`; a failure sets it when unset. Rows are only written when
+ * they change (or `last_success_at` is older than 10 s), so a busy healthy target is not a hot row.
+ */
+async function updateTargetHealth(
+  tx: CommonQueryMethods,
+  attempts: readonly AttemptRecord[],
+): Promise<void> {
+  const ok = new Map<string, [string, string]>();
+  const failing = new Map<string, [string, string]>();
+  for (const attempt of attempts) {
+    const key = `${attempt.tenantId}/${attempt.target}`;
+    if (attempt.outcome === 'delivered') {
+      ok.set(key, [attempt.tenantId, attempt.target]);
+      failing.delete(key);
+    } else if (!ok.has(key)) failing.set(key, [attempt.tenantId, attempt.target]);
+  }
+  if (ok.size > 0) {
+    await tx.query(sql.unsafe`
+      UPDATE webhook_targets t SET failing_since = NULL, last_success_at = now(), updated_at = now()
+      FROM ${sql.unnest([...ok.values()], ['text', 'text'])} AS v(tenant_id, name)
+      WHERE t.tenant_id = v.tenant_id AND t.name = v.name
+        AND (t.failing_since IS NOT NULL OR t.last_success_at IS NULL
+             OR t.last_success_at < now() - interval '10 seconds')`);
+  }
+  if (failing.size > 0) {
+    await tx.query(sql.unsafe`
+      UPDATE webhook_targets t SET failing_since = now(), updated_at = now()
+      FROM ${sql.unnest([...failing.values()], ['text', 'text'])} AS v(tenant_id, name)
+      WHERE t.tenant_id = v.tenant_id AND t.name = v.name AND t.failing_since IS NULL`);
+  }
+}
+
+/**
+ * Disables a target when it has failed every attempt for `windowMs` (or at once with
+ * `windowMs` 0, for a 410), appending a `webhook.disabled` event. Answers the event's data when
+ * this call disabled it, undefined when it was not due or already disabled.
+ */
+export async function disableTargetIfFailing(
+  tx: CommonQueryMethods,
+  target: { tenantId: string; name: string },
+  reason: string,
+  windowMs: number,
+): Promise<z.infer<(typeof OPERATIONAL_EVENT_DATA)['webhook.disabled']> | undefined> {
+  const row = await tx.maybeOne(sql.type(z.object({ failing_since: z.string().nullable() }))`
+    UPDATE webhook_targets SET enabled = false, disabled_at = now(), disabled_reason = ${reason},
+                               updated_at = now()
+    WHERE tenant_id = ${target.tenantId} AND name = ${target.name} AND enabled
+      AND (${windowMs} = 0 OR failing_since < now() - make_interval(secs => ${windowMs / 1000}))
+    RETURNING failing_since`);
+  if (!row) return undefined;
+  const data = { target: target.name, reason, failingSince: row.failing_since };
+  await appendOperationalEvent(tx, target.tenantId, 'webhook.disabled', data);
+  return data;
+}
+
+/** Appends a tenant-level event (no interaction); the fan-out trigger delivers it. */
+export async function appendOperationalEvent<T extends OperationalEventType>(
+  tx: CommonQueryMethods,
+  tenantId: string,
+  type: T,
+  data: z.infer<(typeof OPERATIONAL_EVENT_DATA)[T]>,
+): Promise<string> {
+  const id = randomUUID();
+  OPERATIONAL_EVENT_DATA[type].parse(data);
+  await tx.query(sql.unsafe`
+    INSERT INTO events (id, tenant_id, interaction_id, seq, type, payload)
+    VALUES (${id}, ${tenantId}, NULL, NULL, ${type}, ${sql.jsonb(data as never)})`);
+  return id;
+}
+
+// --- The delivery log (API) ------------------------------------------------------------------
+
+export const targetView = z.object({
+  name: z.string(),
+  event_types: z.array(z.string()).nullable(),
+  enabled: z.boolean(),
+  disabled_at: z.string().nullable(),
+  disabled_reason: z.string().nullable(),
+  failing_since: z.string().nullable(),
+  last_success_at: z.string().nullable(),
+  previous_until: z.string().nullable(),
+  pending: z.number(),
+  failed: z.number(),
+});
+
+export async function listTargets(
+  db: CommonQueryMethods,
+  tenantId: string,
+): Promise<readonly z.infer<typeof targetView>[]> {
+  return db.any(sql.type(targetView)`
+    SELECT t.name, t.event_types, t.enabled, t.disabled_at, t.disabled_reason, t.failing_since,
+           t.last_success_at,
+           CASE WHEN t.previous_until > now() THEN t.previous_until END AS previous_until,
+           (SELECT count(*) FROM webhook_deliveries d
+            WHERE d.tenant_id = t.tenant_id AND d.target = t.name AND d.state = 'pending')::int AS pending,
+           (SELECT count(*) FROM webhook_deliveries d
+            WHERE d.tenant_id = t.tenant_id AND d.target = t.name AND d.state = 'failed')::int AS failed
+    FROM webhook_targets t WHERE t.tenant_id = ${tenantId} ORDER BY t.name`);
+}
+
+export const deliveryView = z.object({
+  id: z.number(),
+  target: z.string(),
+  event_id: z.string(),
+  event_type: z.string(),
+  interaction_id: z.string().nullable(),
+  state: z.enum(['pending', 'delivered', 'failed']),
+  attempts: z.number(),
+  last_status: z.number().nullable(),
+  last_error: z.string().nullable(),
+  next_attempt_at: z.string().nullable(),
+  created_at: z.string(),
+  finished_at: z.string().nullable(),
+});
+export type DeliveryView = z.infer<typeof deliveryView>;
+
+const deliveryViewColumns = sql.fragment`d.id, d.target, d.event_id, e.type AS event_type,
+  e.interaction_id, d.state, d.attempts, d.last_status, d.last_error, d.next_attempt_at,
+  d.created_at, d.finished_at`;
+
+export async function listDeliveries(
+  db: CommonQueryMethods,
+  tenantId: string,
+  filter: {
+    target?: string | undefined;
+    state?: string | undefined;
+    since?: Date | undefined;
+    before?: number | undefined;
+    limit: number;
+  },
+): Promise<readonly DeliveryView[]> {
+  const conditions = [sql.fragment`d.tenant_id = ${tenantId}`];
+  if (filter.target) conditions.push(sql.fragment`d.target = ${filter.target}`);
+  if (filter.state) conditions.push(sql.fragment`d.state = ${filter.state}`);
+  if (filter.since) conditions.push(sql.fragment`d.created_at >= ${filter.since.toISOString()}`);
+  if (filter.before) conditions.push(sql.fragment`d.id < ${filter.before}`);
+  return db.any(sql.type(deliveryView)`
+    SELECT ${deliveryViewColumns}
+    FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
+    WHERE ${sql.join(conditions, sql.fragment` AND `)}
+    ORDER BY d.id DESC LIMIT ${filter.limit}`);
+}
+
+export async function findDelivery(
+  db: CommonQueryMethods,
+  tenantId: string,
+  id: number,
+): Promise<DeliveryView | null> {
+  return db.maybeOne(sql.type(deliveryView)`
+    SELECT ${deliveryViewColumns}
+    FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
+    WHERE d.tenant_id = ${tenantId} AND d.id = ${id}`);
+}
+
+export const attemptView = z.object({
+  attempt: z.number(),
+  started_at: z.string(),
+  duration_ms: z.number(),
+  status_code: z.number().nullable(),
+  outcome: z.string(),
+  error: z.string().nullable(),
+});
+
+export async function listAttempts(
+  db: CommonQueryMethods,
+  deliveryId: number,
+): Promise<readonly z.infer<typeof attemptView>[]> {
+  return db.any(sql.type(attemptView)`
+    SELECT attempt, started_at, duration_ms, status_code, outcome, error
+    FROM webhook_attempts WHERE delivery_id = ${deliveryId} ORDER BY attempt`);
+}
+
+/** Puts failed deliveries back to pending for a new round (the caller reopens their work). */
+export async function reopenDeliveries(
+  tx: CommonQueryMethods,
+  ids: readonly number[],
+): Promise<void> {
+  if (ids.length === 0) return;
+  await tx.query(sql.unsafe`
+    UPDATE webhook_deliveries SET state = 'pending', round_attempts = 0, next_attempt_at = NULL,
+                                  finished_at = NULL, updated_at = now()
+    WHERE id = ANY(${sql.array([...ids], 'int8')}) AND state = 'failed'`);
+}
+
+/** Failed deliveries of a target created at or after `since`, oldest first, locked. */
+export async function lockFailedDeliveries(
+  tx: CommonQueryMethods,
+  tenantId: string,
+  target: string,
+  since: Date,
+  limit: number,
+): Promise<readonly { id: number; event_id: string }[]> {
+  return tx.any(sql.type(z.object({ id: z.number(), event_id: z.string() }))`
+    SELECT id, event_id FROM webhook_deliveries
+    WHERE tenant_id = ${tenantId} AND target = ${target} AND state = 'failed'
+      AND created_at >= ${since.toISOString()}
+    ORDER BY id LIMIT ${limit} FOR UPDATE SKIP LOCKED`);
+}
+
+/**
+ * Creates deliveries for the events since `since` that the target's filter accepts and that it
+ * never got (it was disabled, or did not exist yet). Answers how many.
+ */
+export async function fanOutMissed(
+  tx: CommonQueryMethods,
+  tenantId: string,
+  target: string,
+  since: Date,
+): Promise<number> {
+  const result = await tx.query(sql.unsafe`
+    INSERT INTO webhook_deliveries (tenant_id, target, event_id)
+    SELECT e.tenant_id, t.name, e.id
+    FROM events e JOIN webhook_targets t ON t.tenant_id = e.tenant_id AND t.name = ${target}
+    WHERE e.tenant_id = ${tenantId} AND e.occurred_at >= ${since.toISOString()}
+      AND (t.event_types IS NULL OR e.type = ANY (t.event_types))
+      AND (e.interaction_id IS NOT NULL OR e.payload->>'target' IS DISTINCT FROM t.name)
+    ORDER BY e.occurred_at
+    ON CONFLICT DO NOTHING`);
+  return result.rowCount;
+}
+
+/** Re-enables a disabled target. False when there is no such target. */
+export async function enableTarget(
+  db: CommonQueryMethods,
+  tenantId: string,
+  name: string,
+): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    UPDATE webhook_targets SET enabled = true, disabled_at = NULL, disabled_reason = NULL,
+                               failing_since = NULL, updated_at = now()
+    WHERE tenant_id = ${tenantId} AND name = ${name}`);
+  return result.rowCount === 1;
+}
