@@ -274,6 +274,20 @@ describe('authorization', () => {
       'GET /nexus/v3/provisioning/channels/{ccid}': () =>
         asA(request(app).get(`/nexus/v3/provisioning/channels/${B}`)),
       'GET /nexus/v3/undelivered': () => asA(request(app).get(`/nexus/v3/undelivered?tenant=${B}`)),
+      'GET /nexus/v3/webhooks/{ccid}/targets': () =>
+        asA(request(app).get(`/nexus/v3/webhooks/${B}/targets`)),
+      'POST /nexus/v3/webhooks/{ccid}/targets/{name}/enable': () =>
+        asA(request(app).post(`/nexus/v3/webhooks/${B}/targets/WebhookTransportTarget-crm/enable`)),
+      'POST /nexus/v3/webhooks/{ccid}/targets/{name}/replay': () =>
+        asA(
+          request(app).post(`/nexus/v3/webhooks/${B}/targets/WebhookTransportTarget-crm/replay`),
+        ).send({ since: '2026-01-01T00:00:00Z' }),
+      'GET /nexus/v3/webhooks/{ccid}/deliveries': () =>
+        asA(request(app).get(`/nexus/v3/webhooks/${B}/deliveries`)),
+      'GET /nexus/v3/webhooks/{ccid}/deliveries/{id}': () =>
+        asA(request(app).get(`/nexus/v3/webhooks/${B}/deliveries/1`)),
+      'POST /nexus/v3/webhooks/{ccid}/deliveries/{id}/replay': () =>
+        asA(request(app).post(`/nexus/v3/webhooks/${B}/deliveries/1/replay`)),
       'POST /nexus/v3/undelivered/{id}/replay': () =>
         asA(request(app).post('/nexus/v3/undelivered/1/replay')),
       'POST /nexus/v3/undelivered/replay': () =>
