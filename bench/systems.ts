@@ -7,8 +7,8 @@ import { sleep, waitFor } from './measure.js';
 
 const ADMIN_URL =
   process.env.BENCH_ADMIN_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
-const ADMIN_TOKEN = 'bench-admin-token-0123456789';
+export const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 
 export interface Delivery {
   clientMessageId: string;
@@ -31,7 +31,7 @@ function databaseUrl(name: string): string {
   return url.toString();
 }
 
-async function freshDatabase(name: string): Promise<string> {
+export async function freshDatabase(name: string): Promise<string> {
   const admin = new pg.Client({ connectionString: ADMIN_URL });
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -44,7 +44,7 @@ async function freshDatabase(name: string): Promise<string> {
 const PROFILE =
   process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', '--cpu-prof-dir=bench/results/profiles'] : [];
 
-function run(entry: string, env: Record<string, string>): ChildProcess {
+export function run(entry: string, env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, [...PROFILE, '--import', 'tsx', entry], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -53,7 +53,7 @@ function run(entry: string, env: Record<string, string>): ChildProcess {
   return child;
 }
 
-async function waitHttp(url: string): Promise<void> {
+export async function waitHttp(url: string): Promise<void> {
   await waitFor(
     async () => (await http('GET', url, {}).catch(() => ({ status: 0 }))).status > 0,
     60_000,
@@ -61,7 +61,7 @@ async function waitHttp(url: string): Promise<void> {
   );
 }
 
-async function stopAll(children: ChildProcess[]): Promise<void> {
+export async function stopAll(children: ChildProcess[]): Promise<void> {
   await Promise.all(
     children.map(
       child =>
