@@ -138,7 +138,7 @@ async function startHub(): Promise<Driver> {
   };
 }
 
-async function startBaseline(): Promise<Driver> {
+function startBaseline(): Driver {
   const prefix = `{bw${randomBytes(3).toString('hex')}}`;
   const children = Array.from({ length: WORKERS }, () =>
     run('bench/baseline/webhook-worker.ts', {
@@ -179,9 +179,9 @@ async function startBaseline(): Promise<Driver> {
       }
       completed += count;
     },
-    async delivered() {
+    delivered() {
       // The baseline keeps no delivery record: the receiver's count is the only one.
-      return Math.min(completed, seen.size);
+      return Promise.resolve(Math.min(completed, seen.size));
     },
     async stop() {
       await queue.obliterate({ force: true }).catch(() => undefined);
@@ -246,7 +246,7 @@ async function measure(driver: Driver): Promise<Result> {
 const results: Result[] = [];
 for (const name of SYSTEMS) {
   process.stderr.write(`webhooks: starting ${name}...\n`);
-  const driver = name === 'hub' ? await startHub() : await startBaseline();
+  const driver = name === 'hub' ? await startHub() : startBaseline();
   try {
     results.push(await measure(driver));
   } finally {
