@@ -7,7 +7,8 @@ import { serviceSecretContext } from './service-directory.js';
 
 /**
  * Re-seals every stored secret with the current NEXUS_SECRET_KEY: service secrets (whose key id
- * is a column) and tenant tokens (whose key id is in the sealed text). Runs in batches, each in
+ * is a column), tenant tokens (whose key id is in the sealed text) and webhook targets' previous
+ * secrets still in their rotation grace. Runs in batches, each in
  * its own transaction, and can be run again at any time. Returns how many were re-sealed.
  */
 export async function rotateSecrets(
@@ -15,7 +16,7 @@ export async function rotateSecrets(
   box: SecretBox,
   log: Logger,
   batch = 200,
-): Promise<{ services: number; tenants: number }> {
+): Promise<{ services: number; tenants: number; webhookPreviousSecrets: number }> {
   let services = 0;
   for (;;) {
     const done = await db.transaction(async tx => {
@@ -46,6 +47,27 @@ export async function rotateSecrets(
       WHERE id = ${row.id} AND token_sealed = ${row.token_sealed}`);
     tenants += result.rowCount;
   }
-  log.info({ services, tenants, keyId: box.currentKeyId }, 'secrets re-sealed');
-  return { services, tenants };
+  // Webhook targets' previous secrets, while their rotation grace lasts.
+  let previous = 0;
+  const targets = await db.any(
+    sql.type(z.object({ tenant_id: z.string(), name: z.string(), sealed: z.string() }))`
+      SELECT tenant_id, name, previous_secret_sealed AS sealed FROM webhook_targets
+      WHERE previous_secret_sealed IS NOT NULL AND previous_until > now()`,
+  );
+  for (const row of targets) {
+    if (SecretBox.keyIdOf(row.sealed) === box.currentKeyId) continue;
+    const context = serviceSecretContext(row.tenant_id, row.name);
+    const resealed = box.seal(box.open(row.sealed, context), context);
+    const result = await db.query(sql.unsafe`
+      UPDATE webhook_targets SET previous_secret_sealed = ${resealed},
+                                 previous_secret_key_id = ${box.currentKeyId}
+      WHERE tenant_id = ${row.tenant_id} AND name = ${row.name}
+        AND previous_secret_sealed = ${row.sealed}`);
+    previous += result.rowCount;
+  }
+  log.info(
+    { services, tenants, webhookPreviousSecrets: previous, keyId: box.currentKeyId },
+    'secrets re-sealed',
+  );
+  return { services, tenants, webhookPreviousSecrets: previous };
 }

@@ -25,6 +25,7 @@ describe('secret key rotation', () => {
       ['mGageSMS', { url: 'https://m.example', secret: { username: 'u', password: 'p' } }],
       ['SparkPostEmail', { url: 'https://s.example', secret: { apikey: 'k' } }],
       ['SMS', { url: 'N/A', data: { provider: 'mGage' } }],
+      ['WebhookTransportTarget-crm', { url: 'https://crm.example', secret: 'first' }],
     ] as const) {
       await request(app)
         .post(`/nexus/v3/provisioning/services/t1/${name}`)
@@ -38,7 +39,19 @@ describe('secret key rotation', () => {
           z.object({ k: z.string().nullable() }),
         )`SELECT secret_key_id AS k FROM services ORDER BY name COLLATE "C"`,
       );
-    expect(await keyIds()).toEqual([null, keyId(oldKey), keyId(oldKey)]);
+    // A rotated webhook secret: the previous one stays sealed for its grace period.
+    await request(app)
+      .put('/nexus/v3/provisioning/services/t1/WebhookTransportTarget-crm')
+      .set('Authorization', admin)
+      .send({ url: 'https://crm.example', secret: 'second' })
+      .expect(200);
+    const previousKeyId = () =>
+      h().db.oneFirst(
+        sql.type(z.object({ k: z.string().nullable() }))`
+          SELECT previous_secret_key_id AS k FROM webhook_targets`,
+      );
+    expect(await previousKeyId()).toBe(keyId(oldKey));
+    expect(await keyIds()).toEqual([null, keyId(oldKey), keyId(oldKey), keyId(oldKey)]);
 
     const newKey = randomBytes(32);
     // `npm run rotate-secrets` with the new key, the old one as previous.
@@ -53,8 +66,9 @@ describe('secret key rotation', () => {
       encoding: 'utf8',
     });
     expect(run.status, run.stderr).toBe(0);
-    expect(run.stdout).toMatch(/"services":2,"tenants":1/);
-    expect(await keyIds()).toEqual([null, keyId(newKey), keyId(newKey)]);
+    expect(run.stdout).toMatch(/"services":3,"tenants":1,"webhookPreviousSecrets":1/);
+    expect(await keyIds()).toEqual([null, keyId(newKey), keyId(newKey), keyId(newKey)]);
+    expect(await previousKeyId()).toBe(keyId(newKey));
     const token = await h().db.oneFirst(
       sql.type(z.object({ t: z.string() }))`SELECT token_sealed AS t FROM tenants`,
     );
