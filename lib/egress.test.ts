@@ -84,6 +84,28 @@ describe('egress guard (SSRF)', () => {
     byName.close();
   });
 
+  it('bounds the whole exchange, not only idle gaps', async () => {
+    // A receiver that sends its headers, then one byte every 50 ms for 3 s.
+    const trickle = await listen((_req, res) => {
+      res.writeHead(200);
+      const timer = setInterval(() => res.write('.'), 50);
+      setTimeout(() => {
+        clearInterval(timer);
+        res.end();
+      }, 3_000);
+      res.on('close', () => clearInterval(timer));
+    });
+    const guard = new EgressGuard(['127.0.0.1']);
+    const started = Date.now();
+    await expect(
+      guard.request(`http://127.0.0.1:${trickle.port}/`, { body: '{}', timeoutMs: 300 }),
+    ).rejects.toThrow(/within 300 ms/);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    guard.close();
+    trickle.server.closeAllConnections();
+    trickle.server.close();
+  });
+
   it('classifies addresses', () => {
     const guard = new EgressGuard();
     for (const address of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111']) {
