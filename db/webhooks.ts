@@ -113,22 +113,31 @@ export const deliveryRow = z.object({
   occurred_at: z.string(),
   media: z.string().nullable(),
   subtype: z.string().nullable(),
+  /** The state of the delivery's work row: only `pending` work may be attempted. */
+  work_state: z.string(),
 });
 export type DeliveryRow = z.infer<typeof deliveryRow>;
 
-/** Deliveries with their events (and the interaction's media), by id. */
+/**
+ * Deliveries with their events (and the interaction's media) and their work rows' state, by id
+ * and job id: the claim check and the load in one read.
+ */
 export async function loadDeliveries(
   db: CommonQueryMethods,
-  ids: readonly number[],
+  items: readonly { id: number; jobId: string }[],
 ): Promise<Map<number, DeliveryRow>> {
   const rows = await db.any(sql.type(deliveryRow)`
     SELECT d.id, d.tenant_id, d.target, d.state, d.round_attempts, d.created_at,
            e.id AS event_id, e.type, e.interaction_id, e.seq, e.payload, e.occurred_at,
-           i.media, i.subtype
-    FROM webhook_deliveries d
+           i.media, i.subtype, w.state AS work_state
+    FROM ${sql.unnest(
+      items.map(item => [item.id, item.jobId]),
+      ['int8', 'text'],
+    )} AS v(id, job_id)
+    JOIN webhook_deliveries d ON d.id = v.id
+    JOIN work w ON w.queue = 'webhooks' AND w.job_id = v.job_id
     JOIN events e ON e.id = d.event_id
-    LEFT JOIN interactions i ON i.id = e.interaction_id
-    WHERE d.id = ANY(${sql.array([...ids], 'int8')})`);
+    LEFT JOIN interactions i ON i.id = e.interaction_id`);
   return new Map(rows.map(row => [row.id, row]));
 }
 
@@ -168,7 +177,8 @@ export async function recordAttempts(
   const completed = new Set<string>();
   if (delivered.length > 0) {
     const done = await tx.anyFirst(sql.type(z.object({ job_id: z.string() }))`
-      UPDATE work SET state = 'done', finished_at = now(), updated_at = now()
+      UPDATE work SET state = 'done', attempts = attempts + 1, last_attempt_at = now(),
+                      finished_at = now(), updated_at = now()
       WHERE queue = 'webhooks' AND job_id = ANY(${sql.array(delivered, 'text')})
         AND state = 'pending'
       RETURNING job_id`);

@@ -68,6 +68,20 @@ export class StaleWorkError extends Error {
   override readonly name = 'StaleWorkError';
 }
 
+/**
+ * A permanent failure that knows how many attempts the work had: processors that count their own
+ * attempts (claimsItself) report the number for the undelivered record.
+ */
+export class FinalFailure extends UnrecoverableError {
+  constructor(
+    message: string,
+    readonly attempts: number,
+  ) {
+    super(message);
+    this.name = 'UnrecoverableError';
+  }
+}
+
 const claimed = z.object({
   job_id: z.string(),
   attempts: z.number(),
@@ -196,7 +210,7 @@ export function instrumentProcessor<D extends QueueDefinition>(
             jobId,
             tenantId: definition.tenantOf(job.data as PayloadOf<D>) ?? null,
             reason: error.message || error.name,
-            attempts,
+            attempts: error instanceof FinalFailure ? error.attempts : attempts,
             firstAttemptAt,
             lastAttemptAt: new Date(),
           });

@@ -214,7 +214,13 @@ describe('webhooks', () => {
         expect(r.headers['webhook-id']).toBe(`${bodies[index]?.operationId as string}_${PREFIX}ix`);
       }
 
-      // The delivery log: one attempt each, delivered.
+      // The delivery log: one attempt each, delivered (recorded just after the receiver answers).
+      await eventually(
+        async () =>
+          (await deliveries(s, `?target=${PREFIX}crm`)).every(d => d.state === 'delivered'),
+        5_000,
+        'the attempts recorded',
+      );
       const log = await deliveries(s, `?target=${PREFIX}crm`);
       expect(log.length).toBe(crm.requests.length);
       expect(log.every(d => d.state === 'delivered' && d.attempts === 1)).toBe(true);

@@ -1,4 +1,4 @@
-import { DelayedError, UnrecoverableError } from 'bullmq';
+import { DelayedError } from 'bullmq';
 import type { DatabasePool } from 'slonik';
 import {
   appendOperationalEvent,
@@ -34,7 +34,12 @@ import {
 import { signatureHeaders } from '../../lib/webhook-signing.js';
 import type { QueueSet } from '../../queues/index.js';
 import type { WebhookPayload, webhooksQueue } from '../../queues/webhooks.js';
-import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
+import {
+  FinalFailure,
+  StaleWorkError,
+  type JobContext,
+  type Processor,
+} from '../run-processor.js';
 import { WebhookDispatcher } from '../webhook-dispatcher.js';
 import { signingSecrets, WebhookTargets, type WebhookTarget } from '../webhook-targets.js';
 
@@ -76,10 +81,10 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     log,
   );
   const publicUrl = config.http.publicUrl ?? `http://localhost:${config.http.port}`;
-  const loader = new GroupCommit<number, DeliveryRow | undefined>(
-    async ids => {
-      const rows = await loadDeliveries(db, ids);
-      return ids.map(id => rows.get(id));
+  const loader = new GroupCommit<{ id: number; jobId: string }, DeliveryRow | undefined>(
+    async items => {
+      const rows = await loadDeliveries(db, items);
+      return items.map(item => rows.get(item.id));
     },
     256,
     2,
@@ -106,13 +111,16 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
   };
 
   const processor = async (payload: WebhookPayload, ctx: JobContext) => {
-    const delivery = await loader.submit(payload.deliveryId);
+    const delivery = await loader.submit({ id: payload.deliveryId, jobId: ctx.job.id ?? '' });
     if (!delivery) {
-      // The target was deleted (its deliveries with it): nothing left to do.
+      // The target was deleted (its deliveries with it): end the work, nothing is left to send.
       ctx.log.info({ deliveryId: payload.deliveryId }, 'the delivery no longer exists');
+      await ctx.complete();
       return;
     }
     ctx.completedHere();
+    // Work that is not pending was finished by another run (or failed for good): a stale job.
+    if (delivery.work_state !== 'pending') throw new StaleWorkError();
     // A delivery that is not pending while its work is (the runner's claim passed) was replayed.
     const newRound = delivery.state !== 'pending';
     const position = newRound ? 0 : delivery.round_attempts;
@@ -213,7 +221,7 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
         }),
       );
     }
-    throw new UnrecoverableError(reason);
+    throw new FinalFailure(reason, recorded.attempt);
   };
 
   /** One POST: the exact signed bytes, the target's headers, no redirects, the timeout. */
@@ -259,6 +267,8 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
   };
 
   return Object.assign(processor, {
+    // The load checks the work row and the attempt record completes it (no separate claim).
+    claimsItself: true,
     companion: {
       start: () => dispatcher.start(),
       stop: async () => {
