@@ -9,24 +9,6 @@ import { OPERATIONAL_EVENT_DATA, type OperationalEventType } from '../lib/event-
  * attempt them, and record every attempt ({@link recordAttempts}).
  */
 
-/** The event types an Interactions Webhook target (format `interactions`) receives. */
-export const INTERACTIONS_WEBHOOK_TYPES: Readonly<Record<string, 'STARTED' | 'FINISHED'>> = {
-  'interaction.started': 'STARTED',
-  'interaction.finished': 'FINISHED',
-};
-
-/** What the fan-out trigger filters on, from a target's `data`. NULL = every event type. */
-export function targetEventTypes(data: {
-  events?: readonly string[] | undefined;
-  format?: string | undefined;
-}): string[] | null {
-  if (data.format === 'interactions') {
-    const types = Object.keys(INTERACTIONS_WEBHOOK_TYPES);
-    return data.events ? types.filter(type => data.events?.includes(type)) : types;
-  }
-  return data.events ? [...data.events] : null;
-}
-
 const targetState = z.object({
   enabled: z.boolean(),
   previous_secret_sealed: z.string().nullable(),

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { targetEventTypes } from '../db/webhooks.js';
-import { eventsBody, interactionsBody, traceIdOf, webhookId } from './webhook-payload.js';
+import {
+  eventsBody,
+  interactionsBody,
+  targetEventTypes,
+  traceIdOf,
+  webhookId,
+} from './webhook-payload.js';
 
 const event = {
   id: '5b0c2a8e-1d2f-4c3b-9a7e-0f1e2d3c4b5a',

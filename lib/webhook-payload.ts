@@ -61,3 +61,21 @@ export const webhookId = (eventId: string, target: string) => `${eventId}_${targ
 
 /** A B3 trace id (32 hex) derived from the event, so every attempt of a delivery shares it. */
 export const traceIdOf = (eventId: string) => eventId.replace(/-/g, '').slice(0, 32);
+
+/** The event types an Interactions Webhook target (format `interactions`) receives. */
+export const INTERACTIONS_WEBHOOK_TYPES: Readonly<Record<string, 'STARTED' | 'FINISHED'>> = {
+  'interaction.started': 'STARTED',
+  'interaction.finished': 'FINISHED',
+};
+
+/** What the fan-out trigger filters on, from a target's `data`. NULL = every event type. */
+export function targetEventTypes(data: {
+  events?: readonly string[] | undefined;
+  format?: string | undefined;
+}): string[] | null {
+  if (data.format === 'interactions') {
+    const types = Object.keys(INTERACTIONS_WEBHOOK_TYPES);
+    return data.events ? types.filter(type => data.events?.includes(type)) : types;
+  }
+  return data.events ? [...data.events] : null;
+}

@@ -13,7 +13,8 @@ import { AppError } from '../../lib/errors.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
 import { describeSecret, type SecretBox } from '../../lib/secrets.js';
-import { syncWebhookTarget, targetEventTypes } from '../../db/webhooks.js';
+import { syncWebhookTarget } from '../../db/webhooks.js';
+import { targetEventTypes } from '../../lib/webhook-payload.js';
 import {
   WEBHOOK_TARGET_PREFIX,
   SERVICE_NAMES,

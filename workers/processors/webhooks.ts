@@ -3,7 +3,6 @@ import type { DatabasePool } from 'slonik';
 import {
   appendOperationalEvent,
   disableTargetIfFailing,
-  INTERACTIONS_WEBHOOK_TYPES,
   loadDeliveries,
   recordAttempts,
   type AttemptRecord,
@@ -25,6 +24,7 @@ import {
 import { PACKAGE_VERSION } from '../../lib/package-info.js';
 import { SecretBox } from '../../lib/secrets.js';
 import {
+  INTERACTIONS_WEBHOOK_TYPES,
   eventsBody,
   interactionsBody,
   traceIdOf,
@@ -34,12 +34,7 @@ import {
 import { signatureHeaders } from '../../lib/webhook-signing.js';
 import type { QueueSet } from '../../queues/index.js';
 import type { WebhookPayload, webhooksQueue } from '../../queues/webhooks.js';
-import {
-  FinalFailure,
-  StaleWorkError,
-  type JobContext,
-  type Processor,
-} from '../run-processor.js';
+import { FinalFailure, StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
 import { WebhookDispatcher } from '../webhook-dispatcher.js';
 import { signingSecrets, WebhookTargets, type WebhookTarget } from '../webhook-targets.js';
 
