@@ -23,7 +23,8 @@ import {
   type EnqueueContext,
   type WorkRow,
 } from '../../queues/work.js';
-import { assertTenant } from '../auth/principal.js';
+import { assertTenant, type Principal } from '../auth/principal.js';
+import { findTenant } from '../../db/queries/tenants.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { webhookId } from '../../lib/webhook-payload.js';
@@ -165,6 +166,14 @@ export function webhookRoutes(
 ): void {
   const { db } = deps;
 
+  /** The caller may act on the tenant, and it exists. */
+  const tenantFor = async (principal: Principal, ccid: string) => {
+    assertTenant(principal, ccid);
+    if (!(await findTenant(db, ccid))) {
+      throw new AppError('NEXUS_ERR_NOT_FOUND', `tenant ${ccid} not found`);
+    }
+  };
+
   const enabledTarget = async (tenant: string, name: string) => {
     const state = await findTargetState(db, tenant, name);
     if (!state) throw new AppError('NEXUS_ERR_NOT_FOUND', `webhook target ${name} not found`);
@@ -185,7 +194,7 @@ export function webhookRoutes(
       },
     },
     async handle({ params, principal, res }) {
-      assertTenant(principal, params.ccid);
+      await tenantFor(principal, params.ccid);
       const rows = await listTargets(db, params.ccid);
       reply(res, 200, { items: rows.map(presentTarget) });
     },
@@ -202,7 +211,7 @@ export function webhookRoutes(
     params: targetParams,
     responses: { 200: { description: 'Enabled', schema: envelopeOf(targetOut) } },
     async handle({ params, principal, res }) {
-      assertTenant(principal, params.ccid);
+      await tenantFor(principal, params.ccid);
       if (!(await enableTarget(db, params.ccid, params.name))) {
         throw new AppError('NEXUS_ERR_NOT_FOUND', `webhook target ${params.name} not found`);
       }
@@ -231,7 +240,7 @@ export function webhookRoutes(
       },
     },
     async handle({ params, body, principal, res }) {
-      assertTenant(principal, params.ccid);
+      await tenantFor(principal, params.ccid);
       await enabledTarget(params.ccid, params.name);
       const { reopened, missed, more } = await db.transaction(async tx => {
         const failed = await lockFailedDeliveries(
@@ -282,7 +291,7 @@ export function webhookRoutes(
       },
     },
     async handle({ params, query, principal, res }) {
-      assertTenant(principal, params.ccid);
+      await tenantFor(principal, params.ccid);
       const rows = await listDeliveries(db, params.ccid, query);
       const last = rows.at(-1);
       reply(res, 200, {
@@ -306,7 +315,7 @@ export function webhookRoutes(
       },
     },
     async handle({ params, principal, res }) {
-      assertTenant(principal, params.ccid);
+      await tenantFor(principal, params.ccid);
       const row = await findDelivery(db, params.ccid, params.id);
       if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `delivery ${params.id} not found`);
       const attempts = await listAttempts(db, row.id);
@@ -325,7 +334,7 @@ export function webhookRoutes(
     params: deliveryParams,
     responses: { 202: { description: 'Replayed', schema: envelopeOf(deliveryOut) } },
     async handle({ params, principal, res }) {
-      assertTenant(principal, params.ccid);
+      await tenantFor(principal, params.ccid);
       const row = await findDelivery(db, params.ccid, params.id);
       if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `delivery ${params.id} not found`);
       await enabledTarget(params.ccid, row.target);
