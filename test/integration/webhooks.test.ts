@@ -368,6 +368,14 @@ describe('webhooks', () => {
         .set(s.admin)
         .expect(404);
       await request(s.url)
+        .get('/nexus/v3/webhooks/no-such-tenant/targets')
+        .set(s.admin)
+        .expect(404);
+      await request(s.url)
+        .post(`/nexus/v3/webhooks/${s.t.tenant}/targets/${PREFIX}nothing/enable`)
+        .set(s.admin)
+        .expect(404);
+      await request(s.url)
         .post(`/nexus/v3/webhooks/${s.t.tenant}/targets/${PREFIX}strict/replay`)
         .set(s.admin)
         .send({ since: 'yesterday' })
