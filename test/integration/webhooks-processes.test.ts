@@ -3,11 +3,60 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { eventually, useHarness } from '../helpers/harness.js';
+import { createWebhookProcessor } from '../../workers/processors/webhooks.js';
+import { createHarness, eventually, useHarness, type Harness } from '../helpers/harness.js';
 import { startHubProcess, type HubProcess } from '../helpers/processes.js';
 import { startReceiver } from '../helpers/receiver.js';
+import { startPrivateRedis } from '../helpers/redis-server.js';
 
 const TOTAL = 5_000;
+
+/** A tenant with one target, and `count` events of one interaction written in one statement. */
+async function provisionAndWrite(h: Harness, url: string, count: number, data: object = {}) {
+  const app = h.app();
+  const admin = `Bearer ${h.config.adminToken}`;
+  await request(app)
+    .post('/nexus/v3/provisioning/tenants')
+    .set('Authorization', admin)
+    .send({ id: 'crash', name: 'crash' })
+    .expect(201);
+  await request(app)
+    .put('/nexus/v3/provisioning/services/crash/WebhookTransportTarget-crm')
+    .set('Authorization', admin)
+    .send({ url, data, secret: 'crash-test-secret' })
+    .expect(201);
+  const interaction = randomUUID();
+  await h.db.transaction(async tx => {
+    await tx.query(sql.unsafe`
+      INSERT INTO interactions (id, tenant_id, media, subtype, last_seq)
+      VALUES (${interaction}, 'crash', 'chat', 'InboundNew', ${count})`);
+    await tx.query(sql.unsafe`
+      INSERT INTO events (id, tenant_id, interaction_id, seq, type, payload)
+      SELECT gen_random_uuid(), 'crash', ${interaction}, g, 'read',
+             jsonb_build_object('participant', jsonb_build_object('id', 'c', 'type', 'customer',
+               'nickname', NULL), 'seq', g)
+      FROM generate_series(1, ${count}) g`);
+  });
+}
+
+const deliveredCount = (h: Harness) =>
+  h.db.oneFirst(sql.type(z.object({ n: z.number() }))`
+    SELECT count(*)::int AS n FROM webhook_deliveries WHERE state = 'delivered'`);
+
+/** Every webhook-id arrived, and every duplicate is the same delivery (same bytes). */
+function checkArrivals(
+  requests: { headers: Record<string, unknown>; body: string }[],
+  total: number,
+) {
+  const byId = new Map<string, Set<string>>();
+  for (const r of requests) {
+    const id = r.headers['webhook-id'] as string;
+    byId.set(id, (byId.get(id) ?? new Set()).add(r.body));
+  }
+  expect(byId.size).toBe(total);
+  expect([...byId.values()].every(bodies => bodies.size === 1)).toBe(true);
+  return requests.length - total;
+}
 
 describe('webhooks across a worker crash', () => {
   const h = useHarness();
@@ -24,31 +73,8 @@ describe('webhooks across a worker crash', () => {
       () => new Promise(resolve => setTimeout(() => resolve({ status: 200 }), 3)),
     );
     try {
-      const app = h().app();
-      const admin = `Bearer ${h().config.adminToken}`;
-      await request(app)
-        .post('/nexus/v3/provisioning/tenants')
-        .set('Authorization', admin)
-        .send({ id: 'crash', name: 'crash' })
-        .expect(201);
-      await request(app)
-        .put('/nexus/v3/provisioning/services/crash/WebhookTransportTarget-crm')
-        .set('Authorization', admin)
-        .send({ url: receiver.url, secret: 'crash-test-secret' })
-        .expect(201);
       // 5,000 events of one interaction in one statement: the trigger fans them out at once.
-      const interaction = randomUUID();
-      await h().db.transaction(async tx => {
-        await tx.query(sql.unsafe`
-          INSERT INTO interactions (id, tenant_id, media, subtype, last_seq)
-          VALUES (${interaction}, 'crash', 'chat', 'InboundNew', ${TOTAL})`);
-        await tx.query(sql.unsafe`
-          INSERT INTO events (id, tenant_id, interaction_id, seq, type, payload)
-          SELECT gen_random_uuid(), 'crash', ${interaction}, g, 'read',
-                 jsonb_build_object('participant', jsonb_build_object('id', 'c', 'type', 'customer',
-                   'nickname', NULL), 'seq', g)
-          FROM generate_series(1, ${TOTAL}) g`);
-      });
+      await provisionAndWrite(h(), receiver.url, TOTAL);
       const env = {
         NEXUS_WORKER_QUEUES: 'webhooks',
         NEXUS_EGRESS_ALLOW: '127.0.0.1',
@@ -64,20 +90,8 @@ describe('webhooks across a worker crash', () => {
 
       const second = await startHubProcess(h(), 'worker', env);
       processes.push(second);
-      const delivered = () =>
-        h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
-          SELECT count(*)::int AS n FROM webhook_deliveries WHERE state = 'delivered'`);
-      await eventually(async () => (await delivered()) === TOTAL, 90_000, 'every delivery');
-
-      const byId = new Map<string, Set<string>>();
-      for (const r of receiver.requests) {
-        const id = r.headers['webhook-id'] as string;
-        byId.set(id, (byId.get(id) ?? new Set()).add(r.body));
-      }
-      expect(byId.size).toBe(TOTAL);
-      // A duplicate is the same delivery again: same id, same bytes.
-      expect([...byId.values()].every(bodies => bodies.size === 1)).toBe(true);
-      const duplicates = receiver.requests.length - TOTAL;
+      await eventually(async () => (await deliveredCount(h())) === TOTAL, 90_000, 'every delivery');
+      const duplicates = checkArrivals(receiver.requests, TOTAL);
       const work = await h().db.one(sql.type(z.object({ done: z.number(), other: z.number() }))`
         SELECT count(*) FILTER (WHERE state = 'done')::int AS done,
                count(*) FILTER (WHERE state <> 'done')::int AS other
@@ -91,4 +105,66 @@ describe('webhooks across a worker crash', () => {
       await receiver.close();
     }
   }, 180_000);
+});
+
+describe('webhooks across a Redis loss', () => {
+  it('FLUSHALL while deliveries are queued, in flight and waiting to retry: every one arrives', async () => {
+    const redis = await startPrivateRedis();
+    let h: Harness | undefined;
+    // Every 7th request fails once: some deliveries wait in Redis's delayed set for their retry.
+    const failedOnce = new Set<string>();
+    const receiver = await startReceiver(
+      request =>
+        new Promise(resolve =>
+          setTimeout(() => {
+            const id = request.headers['webhook-id'] as string;
+            const fail = !failedOnce.has(id) && request.body.length % 7 === 0;
+            if (fail) failedOnce.add(id);
+            resolve({ status: fail ? 503 : 200 });
+          }, 2),
+        ),
+    );
+    try {
+      h = await createHarness({
+        REDIS_URL: redis.url,
+        NEXUS_EGRESS_ALLOW: '127.0.0.1',
+        NEXUS_SWEEP_INTERVAL_MS: '250',
+        NEXUS_SWEEP_AFTER_MS: '300',
+        NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: '20',
+      });
+      const total = 2_000;
+      await provisionAndWrite(h, receiver.url, total, { retrySchedule: [2] });
+      const harness = h;
+      await harness.startWorkers({
+        processors: {
+          webhooks: createWebhookProcessor({
+            db: harness.db,
+            queues: harness.queues,
+            log: harness.log,
+            bus: harness.bus,
+            config: harness.config,
+          }),
+        },
+        select: ['webhooks', 'maintenance'],
+      });
+      await eventually(() => receiver.requests.length >= 400, 30_000, '400 requests');
+      const before = await harness.queues.get('webhooks').getJobCounts('delayed', 'waiting');
+      expect(before.delayed).toBeGreaterThan(0);
+      await redis.client.flushall();
+      await eventually(
+        async () => (await deliveredCount(harness)) === total,
+        60_000,
+        'all delivered',
+      );
+      const duplicates = checkArrivals(receiver.requests, total);
+      expect(failedOnce.size).toBeGreaterThan(0);
+      console.info(
+        `webhooks redis-loss test: flushed with ${before.delayed} delayed and ${before.waiting} waiting jobs; ${failedOnce.size} retried, ${duplicates - failedOnce.size} duplicates besides the retries`,
+      );
+    } finally {
+      await h?.close();
+      await receiver.close();
+      await redis.stop();
+    }
+  }, 120_000);
 });
