@@ -23,6 +23,18 @@ export function presentedToken(header: string | undefined): string | undefined {
   return undefined;
 }
 
+/** The user and password of an HTTP Basic `Authorization` header, if it is one. */
+export function basicCredentials(
+  header: string | undefined,
+): { user: string; password: string } | undefined {
+  const [scheme, value] = header?.split(' ', 2) ?? [];
+  if (scheme?.toLowerCase() !== 'basic' || !value) return undefined;
+  const decoded = Buffer.from(value, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon === -1) return undefined;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
 /**
  * Operator endpoints (undelivered admin, Bull Board) require the admin token, as a bearer token
  * or as the password of HTTP Basic (so a browser can open the dashboard). 401 otherwise.

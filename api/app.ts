@@ -29,6 +29,7 @@ import { serviceRoutes } from './routes/services.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { undeliveredRoutes } from './routes/undelivered.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import { smsRoutes } from './routes/sms.js';
 
 export interface AppDeps {
   config: Config;
@@ -112,6 +113,11 @@ export function buildApp(deps: AppDeps): BuiltApp {
     queues: deps.queues,
     log,
     sweepAfterMs: config.workers.sweepAfterMs,
+  });
+  smsRoutes(api, {
+    db,
+    log,
+    enqueue: { db, queues: deps.queues, log, sweepAfterMs: config.workers.sweepAfterMs },
   });
   webhookRoutes(api, {
     db,

@@ -107,6 +107,12 @@ export const ERRORS = {
     409,
     'The work is not in a failed state, so there is nothing to replay',
   ),
+  // SMS
+  NEXUS_ERR_SMS_UNKNOWN_CHANNEL: define(
+    'NEXUS_ERR_SMS_UNKNOWN_CHANNEL',
+    404,
+    'No chat channel of the tenant has this number (channelId)',
+  ),
   // Webhooks
   NEXUS_ERR_WEBHOOK_TARGET_DISABLED: define(
     'NEXUS_ERR_WEBHOOK_TARGET_DISABLED',

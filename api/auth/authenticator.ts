@@ -11,7 +11,7 @@ import { SharedCache, type InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
 import { authRejectedTotal } from '../../lib/metrics.js';
 import type { RedisConnection } from '../../lib/redis.js';
-import { presentedToken, secretsEqual } from '../admin-auth.js';
+import { basicCredentials, presentedToken, secretsEqual } from '../admin-auth.js';
 import { AGENT, CLUSTER, type Permission } from './permissions.js';
 import { can, setPrincipal, type Principal } from './principal.js';
 import { KeyRateLimiter } from './rate-limit.js';
@@ -107,6 +107,12 @@ export class Authenticator {
     const ccid = header(req, 'x-ccid');
     if (apiKey !== undefined) return this.fromApiKey(apiKey, ccid);
     const authorization = header(req, 'authorization');
+    // Aggregators' webhooks (SMS MO and receipts) send HTTP Basic: the tenant's ccid as the user
+    // and an API key as the password. A Basic password that is the admin token stays an operator.
+    const basic = basicCredentials(authorization);
+    if (basic?.user && !secretsEqual(basic.password, this.deps.config.adminToken)) {
+      return this.fromApiKey(basic.password, basic.user, 'header.authorization');
+    }
     if (authorization !== undefined) return this.fromToken(authorization, ccid);
     throw new AppError(
       'NEXUS_ERR_UNAUTHORIZED',
@@ -114,9 +120,12 @@ export class Authenticator {
     );
   }
 
-  private async fromApiKey(key: string, ccid: string | undefined): Promise<Principal> {
-    const invalid = (message: string) =>
-      new AppError('NEXUS_ERR_UNAUTHORIZED', message, 'header.x-api-key');
+  private async fromApiKey(
+    key: string,
+    ccid: string | undefined,
+    field = 'header.x-api-key',
+  ): Promise<Principal> {
+    const invalid = (message: string) => new AppError('NEXUS_ERR_UNAUTHORIZED', message, field);
     if (key.length > 256) throw invalid('Invalid API key');
     const hash = hashApiKey(key);
     const row = await this.keys.get(hash.toString('hex'), () =>
@@ -129,13 +138,15 @@ export class Authenticator {
       throw invalid('The API key has expired');
     }
     if (row.tenant_id !== null && row.tenant_enabled === false) {
-      throw new AppError('NEXUS_ERR_TENANT_DISABLED', undefined, 'header.x-api-key');
+      throw new AppError('NEXUS_ERR_TENANT_DISABLED', undefined, field);
     }
     if (ccid !== undefined && row.tenant_id !== null && ccid !== row.tenant_id) {
       throw new AppError(
         'NEXUS_ERR_FORBIDDEN',
-        'x-ccid names another tenant than the API key',
-        'header.x-ccid',
+        field === 'header.x-api-key'
+          ? 'x-ccid names another tenant than the API key'
+          : 'the user names another tenant than the API key',
+        field === 'header.x-api-key' ? 'header.x-ccid' : field,
       );
     }
     return {

@@ -333,6 +333,30 @@ describe('authorization', () => {
         const items = res.body.data.items as { id: string }[];
         expect(items.map(t => t.id)).toEqual([A]);
       },
+      'POST /nexus/v3/sms/message': async () => {
+        const smsKeyA = (
+          await request(app)
+            .post('/nexus/v3/apikeys')
+            .set('Authorization', f.admin)
+            .send({ tenant: A, name: 'aggregator', permissions: ['nexus:sms:webhook'] })
+            .expect(201)
+        ).body.key as string;
+        const mo = { device_address: '+15557770000', inbound_address: '15550001', message: 'hi' };
+        // B's number is unknown to A; naming B as the user with A's key is refused.
+        const own = await request(app)
+          .post('/nexus/v3/sms/message')
+          .auth(A, smsKeyA)
+          .type('form')
+          .send(mo)
+          .expect(404);
+        expect(own.body.status.code).toBe('NEXUS_ERR_SMS_UNKNOWN_CHANNEL');
+        await request(app).post('/nexus/v3/sms/message').auth(B, smsKeyA).send(mo).expect(403);
+        const stored = await h.db.oneFirst(
+          sql.type(z.object({ n: z.number() }))`
+            SELECT count(*)::int AS n FROM interactions WHERE tenant_id = ${B}`,
+        );
+        expect(stored).toBe(1); // B's own chat session only
+      },
       'GET /nexus/v3/apikeys/current': async () => {
         const res = await asA(request(app).get('/nexus/v3/apikeys/current')).expect(200);
         expect(res.body.tenant).toBe(A);

@@ -13,6 +13,7 @@ import {
   type InteractionRow,
   interactionRow,
 } from '../../db/queries/chat.js';
+import { findCustomerAddress } from '../../db/queries/sms.js';
 import {
   appendEvents,
   sequencePendingMessagesOf,
@@ -60,7 +61,7 @@ async function startChat(
 ): Promise<InteractionEvent[]> {
   if (!(await markStarted(tx, interaction.id))) return [];
   const session = await findSessionByInteraction(tx, interaction.id);
-  if (!session) return [];
+  if (!session) return startThread(tx, interaction);
   const identifiers = identifiersOf(session);
   let contactId = await findContactId(tx, interaction.tenant_id, identifiers);
   const returning = contactId !== undefined;
@@ -100,13 +101,60 @@ async function startChat(
 }
 
 /**
+ * Starts an interaction threaded on a customer address (an SMS conversation): the contact is
+ * matched or created by the phone number, and the customer (id: the number) joins.
+ */
+async function startThread(
+  tx: CommonQueryMethods,
+  interaction: InteractionRow,
+): Promise<InteractionEvent[]> {
+  const thread = await findCustomerAddress(tx, interaction.id);
+  if (!thread) return [];
+  const identifiers: Identifier[] = [{ kind: 'phone', value: thread.address }];
+  let contactId = await findContactId(tx, interaction.tenant_id, identifiers);
+  const returning = contactId !== undefined;
+  if (!contactId) {
+    contactId = randomUUID();
+    await insertContact(tx, {
+      id: contactId,
+      tenantId: interaction.tenant_id,
+      firstName: null,
+      lastName: null,
+      nickname: thread.address,
+    });
+    await addIdentifiers(tx, interaction.tenant_id, contactId, identifiers);
+  }
+  await setInteractionContact(tx, interaction.id, contactId);
+  return appendEvents(tx, interaction.id, [
+    {
+      type: 'interaction.started',
+      payload: {
+        interaction: {
+          id: interaction.id,
+          mediaType: interaction.media,
+          interactionSubtype: interaction.subtype,
+          endpoint: interaction.endpoint,
+          contactId,
+          returningContact: returning,
+        },
+      },
+    },
+    {
+      type: 'participant.joined',
+      payload: { participant: { id: thread.address, type: 'customer', nickname: null } },
+    },
+  ]);
+}
+
+/**
  * The inbound processor. Web chat: the API stored the session or message; here the interaction
  * is started once (contact matched, STARTED event) and pending messages are numbered in arrival
  * order with their events. Concurrent jobs are handled together (group commit): one transaction
  * locks their interactions in id order, starts those not started, numbers every pending message
  * of all of them in a fixed number of statements, and marks the jobs' work rows done; the events
- * are published after the commit. A job whose row was no longer pending ends as stale. Other
- * channels arrive with the SMS and third-party features.
+ * are published after the commit. A job whose row was no longer pending ends as stale. Inbound
+ * SMS arrive the same way (the API stored the threaded interaction and the message); the start
+ * then matches the contact by phone number. Third-party and email messages are not built yet.
  */
 export function createInboundProcessor(deps: {
   db: DatabasePool;
@@ -177,7 +225,10 @@ export function createInboundProcessor(deps: {
     1,
   );
   const processor = async (payload: InboundPayload, ctx: JobContext) => {
-    if (payload.channel !== 'chat' || !payload.interactionId) return notBuilt(payload, ctx);
+    // Web chat and SMS arrive stored (interaction and message); other channels are not built yet.
+    if (!payload.interactionId || (payload.channel !== 'chat' && payload.channel !== 'sms')) {
+      return notBuilt(payload, ctx);
+    }
     ctx.completedHere();
     const { stale } = await batch.submit({
       jobId: ctx.job.id ?? '',

@@ -1,0 +1,164 @@
+import { randomUUID } from 'node:crypto';
+import type { DatabasePool } from 'slonik';
+import { z } from 'zod';
+import { findChannelByChannelId, type ChannelRow } from '../../db/queries/channels.js';
+import { acceptInboundSms, recordSmsRejection } from '../../db/queries/sms.js';
+import { AppError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import { inboundQueue } from '../../queues/inbound.js';
+import { dispatchWork, recordWork, type EnqueueContext } from '../../queues/work.js';
+import { tenantOf } from '../auth/principal.js';
+import { reply } from '../error-handler.js';
+import { envelopeOf, type Api } from '../openapi.js';
+
+/** A phone number as the hub stores it: digits, with a leading "+" when given. */
+export function normalisePhone(value: string): string {
+  const trimmed = value.trim();
+  return `${trimmed.startsWith('+') ? '+' : ''}${trimmed.replace(/\D/g, '')}`;
+}
+
+const phone = z
+  .string()
+  .max(64)
+  .refine(value => /^\+?\d{3,20}$/.test(normalisePhone(value)), 'must be a phone number')
+  .refine(value => /^[\s\d+().-]+$/.test(value), 'must be a phone number');
+
+/**
+ * The MO form aggregators post (Kaleyra/mGage style): `device_address` (the customer),
+ * `inbound_address` (the company's number or short code: a channel's `channelId`), `message`,
+ * and the aggregator's `message_id` when it sends one. Other fields are ignored.
+ */
+const moBody = z
+  .object({
+    device_address: phone,
+    inbound_address: z.string().trim().min(1).max(64),
+    message: z.string().min(1, 'must not be empty').max(4_096),
+    message_id: z.string().trim().min(1).max(255).optional(),
+  })
+  .passthrough()
+  .openapi('SmsMessage', {
+    description:
+      'Form fields or JSON. Without `message_id`, a retried MO cannot be recognised and is stored again.',
+  });
+
+/** The channel a message to `address` belongs to: exact, then with or without a leading "+". */
+async function channelFor(
+  db: DatabasePool,
+  tenant: string,
+  address: string,
+): Promise<ChannelRow | undefined> {
+  const digits = address.replace(/\D/g, '');
+  for (const candidate of new Set([address, normalisePhone(address), `+${digits}`, digits])) {
+    const channel = await findChannelByChannelId(db, tenant, candidate);
+    if (channel?.name.startsWith('chat.')) return channel;
+  }
+  return undefined;
+}
+
+/**
+ * `POST /nexus/v3/sms/message`: mobile-originated SMS from an aggregator (HTTP Basic: the
+ * tenant's ccid and an API key with `nexus:sms:webhook`). The message is matched to its `chat.*`
+ * channel by the number it was sent to, threaded into the customer's open interaction on that
+ * channel, stored with its `inbound` work (Postgres-first), and answered 202; the inbound worker
+ * starts and routes it like a web chat. A message to an unknown number is refused (404) and
+ * recorded. Messages to `cxcOnly` channels feed the campaign side, which is not built yet: they
+ * are accepted as inbound work that parks as undelivered until it is (replayable then).
+ */
+export function smsRoutes(
+  api: Api,
+  deps: { db: DatabasePool; enqueue: EnqueueContext; log: Logger },
+): void {
+  const { db } = deps;
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/sms/message',
+    tag: 'SMS',
+    summary: 'Receive an inbound SMS (MO) from an aggregator',
+    description:
+      'HTTP Basic with the tenant ccid as the user and an API key (permission `nexus:sms:webhook`) as the password, or `x-api-key` with `x-ccid`.',
+    auth: 'nexus:sms:webhook',
+    body: moBody,
+    form: true,
+    responses: {
+      202: {
+        description: 'Accepted (or a retry of an accepted message)',
+        schema: envelopeOf(
+          z.object({
+            messageId: z.string().nullable(),
+            interactionId: z.string().nullable(),
+            duplicate: z.boolean(),
+          }),
+        ),
+      },
+    },
+    async handle({ body, principal, res }) {
+      const tenant = tenantOf(principal);
+      const from = normalisePhone(body.device_address);
+      const externalId = body.message_id ?? randomUUID();
+      const channel = await channelFor(db, tenant, body.inbound_address);
+      if (!channel) {
+        await recordSmsRejection(db, {
+          tenantId: tenant,
+          reason: 'unknown channel',
+          from,
+          to: body.inbound_address,
+          externalId: body.message_id ?? null,
+        });
+        deps.log.warn(
+          { tenant, to: body.inbound_address },
+          'inbound SMS to a number with no chat channel: refused',
+        );
+        throw new AppError(
+          'NEXUS_ERR_SMS_UNKNOWN_CHANNEL',
+          `body.inbound_address: no chat.* channel has channelId ${body.inbound_address}`,
+          'body.inbound_address',
+        );
+      }
+      const payload = {
+        tenantId: tenant,
+        channel: 'sms' as const,
+        externalId: `${channel.channel_id}/${externalId}`,
+        from,
+        to: channel.channel_id,
+        receivedAt: new Date().toISOString(),
+      };
+      if (channel.cxc_only) {
+        const work = await db.transaction(tx =>
+          recordWork(
+            tx,
+            inboundQueue,
+            { ...payload, text: body.message },
+            deps.enqueue.sweepAfterMs,
+          ),
+        );
+        await dispatchWork(deps.enqueue, [work]);
+        reply(res, 202, { messageId: null, interactionId: null, duplicate: !work.created });
+        return;
+      }
+      const { accepted, work } = await db.transaction(async tx => {
+        const stored = await acceptInboundSms(tx, {
+          tenantId: tenant,
+          channel,
+          from,
+          text: body.message,
+          externalId,
+        });
+        const recorded = stored.stored
+          ? await recordWork(
+              tx,
+              inboundQueue,
+              { ...payload, interactionId: stored.interactionId, messageId: stored.messageId },
+              deps.enqueue.sweepAfterMs,
+            )
+          : undefined;
+        return { accepted: stored, work: recorded };
+      });
+      if (work) await dispatchWork(deps.enqueue, [work]);
+      reply(res, 202, {
+        messageId: accepted.messageId,
+        interactionId: accepted.interactionId,
+        duplicate: !accepted.stored,
+      });
+    },
+  });
+}

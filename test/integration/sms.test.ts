@@ -1,0 +1,224 @@
+import { sql } from 'slonik';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { EVENT_DATA } from '../../lib/event-catalogue.js';
+import { createInboundProcessor } from '../../workers/processors/inbound.js';
+import { eventually, useHarness, type Harness } from '../helpers/harness.js';
+
+const TENANT = 'sms-tenant';
+const NUMBER = '+18005550100';
+
+async function setup(h: Harness) {
+  const api = await h.serve();
+  const admin = { Authorization: `Bearer ${h.config.adminToken}` };
+  await request(api.url)
+    .post('/nexus/v3/provisioning/tenants')
+    .set(admin)
+    .send({ id: TENANT, name: TENANT })
+    .expect(201);
+  const key = (
+    await request(api.url)
+      .post('/nexus/v3/apikeys')
+      .set(admin)
+      .send({ tenant: TENANT, name: 'aggregator', permissions: ['nexus:sms:webhook'] })
+      .expect(201)
+  ).body.key as string;
+  await request(api.url)
+    .put(`/nexus/v3/provisioning/channels/${TENANT}/chat.SMS_Main`)
+    .set(admin)
+    .send({ channelId: NUMBER, endpoint: 'SmsDesk', provider: 'mGage' })
+    .expect(201);
+  await request(api.url)
+    .put(`/nexus/v3/provisioning/channels/${TENANT}/chat.SMS_Campaigns`)
+    .set(admin)
+    .send({ channelId: '12345', endpoint: 'SmsDesk', provider: 'mGage', cxcOnly: true })
+    .expect(201);
+  const agent = (
+    await request(api.url)
+      .post('/nexus/v3/agents')
+      .set({ ...admin, 'x-ccid': TENANT })
+      .send({ username: 'sam', name: 'Sam' })
+      .expect(201)
+  ).body.data.id as string;
+  // The channel's endpoint, as a routing endpoint a queue serves.
+  await request(api.url)
+    .put(`/nexus/v3/provisioning/endpoints/${TENANT}/SmsDesk`)
+    .set(admin)
+    .send({})
+    .expect(200);
+  await request(api.url)
+    .put(`/nexus/v3/provisioning/queues/${TENANT}/Sms`)
+    .set(admin)
+    .send({ endpoints: ['SmsDesk'], agents: [agent] })
+    .expect(201);
+  await h.startWorkers({
+    processors: {
+      inbound: createInboundProcessor({
+        db: h.db,
+        publisher: h.publisher,
+        queues: h.queues,
+        log: h.log,
+      }),
+    },
+    select: ['inbound', 'maintenance'],
+  });
+  const mo = (fields: Record<string, string>, auth: [string, string] = [TENANT, key]) =>
+    request(api.url)
+      .post('/nexus/v3/sms/message')
+      .auth(...auth)
+      .type('form')
+      .send(fields);
+  return { api, key, mo };
+}
+
+const eventsOf = (h: Harness, interactionId: string) =>
+  h.db.any(sql.type(
+    z.object({ type: z.string(), seq: z.number(), payload: z.record(z.unknown()) }),
+  )`
+    SELECT type, seq, payload FROM events WHERE interaction_id = ${interactionId} ORDER BY seq`);
+
+const counts = (h: Harness) =>
+  h.db.one(sql.type(z.object({ interactions: z.number(), messages: z.number(), work: z.number() }))`
+    SELECT (SELECT count(*) FROM interactions)::int AS interactions,
+           (SELECT count(*) FROM messages)::int AS messages,
+           (SELECT count(*) FROM work WHERE queue = 'inbound')::int AS work`);
+
+describe('inbound SMS', () => {
+  const h = useHarness();
+
+  it('threads a customer’s texts into one interaction, routed like a chat; retries are stored once', async () => {
+    const { mo } = await setup(h());
+    const first = await mo({
+      device_address: '+1 (555) 123-4567',
+      inbound_address: NUMBER,
+      message: 'Hi, is my order shipped?',
+      message_id: 'mo-1',
+    }).expect(202);
+    const { interactionId } = first.body.data as { interactionId: string };
+    expect(first.body.data.duplicate).toBe(false);
+    // The aggregator retries the same MO: nothing new.
+    const retry = await mo({
+      device_address: '+15551234567',
+      inbound_address: NUMBER,
+      message: 'Hi, is my order shipped?',
+      message_id: 'mo-1',
+    }).expect(202);
+    expect(retry.body.data).toMatchObject({ interactionId, duplicate: true });
+    // The same customer writes again (to the number without "+"): the same interaction.
+    const second = await mo({
+      device_address: '+1 555 123 4567',
+      inbound_address: '18005550100',
+      message: 'Order 42',
+      message_id: 'mo-2',
+    }).expect(202);
+    expect(second.body.data.interactionId).toBe(interactionId);
+
+    await eventually(
+      async () =>
+        (await eventsOf(h(), interactionId)).filter(e => e.type === 'message.created').length === 2,
+      10_000,
+      'both messages numbered',
+    );
+    // Queued for the routing queue that serves the channel's endpoint.
+    const routing = await h().db.one(
+      sql.type(
+        z.object({ queue_name: z.string().nullable(), routing_state: z.string().nullable() }),
+      )`SELECT queue_name, routing_state FROM interactions WHERE id = ${interactionId}`,
+    );
+    expect(routing).toEqual({ queue_name: 'Sms', routing_state: 'queued' });
+    const events = await eventsOf(h(), interactionId);
+    for (const event of events) {
+      expect(
+        EVENT_DATA[event.type as keyof typeof EVENT_DATA].safeParse(event.payload).success,
+        event.type,
+      ).toBe(true);
+    }
+    expect(events[0]).toMatchObject({
+      type: 'interaction.started',
+      payload: {
+        interaction: { mediaType: 'chat', interactionSubtype: 'SMS', endpoint: 'SmsDesk' },
+      },
+    });
+    expect(events[1]).toMatchObject({
+      type: 'participant.joined',
+      payload: { participant: { id: '+15551234567', type: 'customer' } },
+    });
+    const texts = events
+      .filter(e => e.type === 'message.created')
+      .map(e => (e.payload.message as { text: string }).text);
+    expect(texts).toEqual(['Hi, is my order shipped?', 'Order 42']);
+    expect(await counts(h())).toMatchObject({ interactions: 1, messages: 2, work: 2 });
+
+    // Another number: its own interaction, its own contact.
+    const other = await mo({
+      device_address: '+15559990000',
+      inbound_address: NUMBER,
+      message: 'Hello',
+      message_id: 'mo-3',
+    }).expect(202);
+    expect(other.body.data.interactionId).not.toBe(interactionId);
+    await eventually(
+      async () =>
+        (await eventsOf(h(), other.body.data.interactionId as string)).some(
+          e => e.type === 'interaction.started',
+        ),
+      10_000,
+      'the second interaction started',
+    );
+    const contacts = await h().db.anyFirst(sql.type(z.object({ value: z.string() }))`
+      SELECT value FROM contact_identifiers WHERE kind = 'phone' ORDER BY value`);
+    expect(contacts).toEqual(['+15551234567', '+15559990000']);
+  });
+
+  it('refuses bad credentials, unknown numbers and malformed bodies, and stores nothing', async () => {
+    const { mo, key } = await setup(h());
+    const good = { device_address: '+15551234567', inbound_address: NUMBER, message: 'Hi' };
+    const before = await counts(h());
+    await mo(good, [TENANT, 'wrong-key']).expect(401);
+    await mo(good, ['another-tenant', key]).expect(403);
+    const unknown = await mo({ ...good, inbound_address: '+18009999999' }).expect(404);
+    expect(unknown.body.status).toMatchObject({
+      code: 'NEXUS_ERR_SMS_UNKNOWN_CHANNEL',
+      field: 'body.inbound_address',
+    });
+    for (const [body, field] of [
+      [{ inbound_address: NUMBER, message: 'x' }, 'body.device_address'],
+      [{ ...good, device_address: 'not a number' }, 'body.device_address'],
+      [{ ...good, inbound_address: '' }, 'body.inbound_address'],
+      [{ ...good, message: '' }, 'body.message'],
+      [{ ...good, message: 'x'.repeat(4_097) }, 'body.message'],
+    ] as const) {
+      const res = await mo(body as Record<string, string>).expect(400);
+      expect(res.body.status).toMatchObject({ code: 'NEXUS_ERR_VALIDATION', field });
+    }
+    expect(await counts(h())).toEqual(before);
+    const rejections = await h().db.any(
+      sql.type(
+        z.object({ reason: z.string(), to_address: z.string() }),
+      )`SELECT reason, to_address FROM sms_rejections`,
+    );
+    expect(rejections).toEqual([{ reason: 'unknown channel', to_address: '+18009999999' }]);
+  });
+
+  it('a text to a cxcOnly channel creates no chat: it waits as inbound work for the campaign side', async () => {
+    const { mo } = await setup(h());
+    const res = await mo({
+      device_address: '+15551234567',
+      inbound_address: '12345',
+      message: 'STOP',
+      message_id: 'mo-9',
+    }).expect(202);
+    expect(res.body.data).toMatchObject({ interactionId: null, duplicate: false });
+    await eventually(
+      async () =>
+        (
+          await h().db.maybeOne(sql.type(z.object({ reason: z.string() }))`
+            SELECT reason FROM undelivered WHERE queue = 'inbound'`)
+        )?.reason.includes('no processor in this version') ?? false,
+      10_000,
+      'the parked work',
+    );
+    expect((await counts(h())).interactions).toBe(0);
+  });
+});
