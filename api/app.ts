@@ -84,6 +84,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     tokens,
     publisher: new RealtimePublisher(deps.redis, config, log),
     sessionLimit: config.chatSessionLimit,
+    smsMaxSegments: config.sms.maxSegments,
   });
 
   healthRoutes(api, {
@@ -117,6 +118,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   smsRoutes(api, {
     db,
     log,
+    secretKey: config.secretKey,
     enqueue: { db, queues: deps.queues, log, sweepAfterMs: config.workers.sweepAfterMs },
   });
   webhookRoutes(api, {

@@ -33,6 +33,7 @@ const SOCKET_EVENT: Record<InteractionEvent['type'], string> = {
   'interaction.parked': 'parked',
   'interaction.undelivered': 'undelivered',
   'interaction.finished': 'ended',
+  'message.status': 'status',
 };
 
 interface Notice {

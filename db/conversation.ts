@@ -21,6 +21,7 @@ export const EVENT_TYPES = [
   'interaction.parked',
   'interaction.undelivered',
   'interaction.finished',
+  'message.status',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 // Every event type has a schema in the catalogue, and the catalogue nothing else (type check).

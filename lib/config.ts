@@ -173,6 +173,7 @@ const envSchema = z.object({
   NEXUS_WEBHOOK_SECRET_GRACE_MS: positiveInt.default(24 * 3600 * 1000),
   NEXUS_WEBHOOK_CONCURRENCY: positiveInt.default(50),
   NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: positiveInt.default(100),
+  NEXUS_SMS_MAX_SEGMENTS: positiveInt.max(255, 'must be at most 255').default(10),
   NEXUS_BUILD_CHANGESET: z.string().default('development'),
   NEXUS_BUILD_TIMESTAMP: z.string().optional(),
 });
@@ -250,6 +251,10 @@ export interface Config {
     readonly concurrency: number;
     /** How often each webhooks worker looks for new deliveries to enqueue. */
     readonly dispatchIntervalMs: number;
+  };
+  readonly sms: {
+    /** The most segments an outbound SMS may take. */
+    readonly maxSegments: number;
   };
   /** The build's identity for `/health/detail`, stamped by the image build. */
   readonly build: { readonly changeset: string; readonly timestamp: string | undefined };
@@ -371,6 +376,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       concurrency: e.NEXUS_WEBHOOK_CONCURRENCY,
       dispatchIntervalMs: e.NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS,
     },
+    sms: { maxSegments: e.NEXUS_SMS_MAX_SEGMENTS },
     build: { changeset: e.NEXUS_BUILD_CHANGESET, timestamp: e.NEXUS_BUILD_TIMESTAMP },
     warnings,
   };

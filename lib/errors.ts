@@ -113,6 +113,11 @@ export const ERRORS = {
     404,
     'No chat channel of the tenant has this number (channelId)',
   ),
+  NEXUS_ERR_SMS_TOO_LONG: define(
+    'NEXUS_ERR_SMS_TOO_LONG',
+    400,
+    'The text takes more SMS segments than allowed',
+  ),
   // Webhooks
   NEXUS_ERR_WEBHOOK_TARGET_DISABLED: define(
     'NEXUS_ERR_WEBHOOK_TARGET_DISABLED',

@@ -67,6 +67,15 @@ export const EVENT_DATA = {
     .object({ messageId: z.string(), queue: z.string(), reason: z.string() })
     .strict(),
   'interaction.finished': z.object({ by: participant }).strict(),
+  /** An outbound message's delivery status changed (SMS: accepted, sent, delivered, failed). */
+  'message.status': z
+    .object({
+      messageId: z.string().uuid(),
+      status: z.enum(['accepted', 'sent', 'delivered', 'failed']),
+      reason: z.string().nullable(),
+      segments: z.number().int().nullable(),
+    })
+    .strict(),
 } as const;
 
 export type CatalogueEventType = keyof typeof EVENT_DATA;

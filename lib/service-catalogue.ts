@@ -156,6 +156,19 @@ const SERVICES: Record<string, ServiceShape> = {
       });
     },
   },
+  KannelSMS: {
+    description:
+      "A Kannel gateway: its smsbox `sendsms` URL and the `sendsms-user` credentials; delivery reports come back to the hub's `/nexus/v3/sms/receipt/kannel`.",
+    url: httpUrl,
+    data: z
+      .object({
+        /** Kannel's `dlr-mask`: which reports to ask for (default 31: all). */
+        dlrMask: z.number().int().min(0).max(31).optional(),
+      })
+      .strict()
+      .default({}),
+    secret: z.object({ username: secretText, password: secretText }).strict(),
+  },
   PorticoSMS: {
     description: 'SMS through Genesys Cloud SMS aggregation (its API URL).',
     url: httpUrl,

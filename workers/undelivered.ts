@@ -1,5 +1,6 @@
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { flagUndelivered, type InteractionEvent } from '../db/conversation.js';
+import { applySmsStatus } from '../db/queries/sms.js';
 import type { Logger } from '../lib/logger.js';
 import { upsertUndelivered, type UndeliveredFailure } from '../db/queries/undelivered.js';
 import { undeliveredTotal } from '../lib/metrics.js';
@@ -38,7 +39,16 @@ export function flagCustomerUndelivered(
     const messageId = (payload as { messageId?: unknown } | null)?.messageId;
     if (typeof messageId !== 'string') return;
     try {
-      publish(await db.transaction(tx => flagUndelivered(tx, { messageId, queue, reason })));
+      publish(
+        await db.transaction(async tx => {
+          // An SMS that could not be sent: its status says so (which also flags the interaction).
+          if (queue === 'outbound-sms') {
+            const events = await applySmsStatus(tx, { messageId }, { status: 'failed', reason });
+            if (events.length > 0) return events;
+          }
+          return flagUndelivered(tx, { messageId, queue, reason });
+        }),
+      );
     } catch (error) {
       log.warn({ err: error, messageId }, 'could not flag the undelivered interaction');
     }

@@ -21,7 +21,14 @@ import {
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
-import { inboundQueue, scheduleOfferTimeout, type QueueSet } from '../../queues/index.js';
+import {
+  inboundQueue,
+  outboundSmsQueue,
+  scheduleOfferTimeout,
+  type QueueSet,
+} from '../../queues/index.js';
+import { findCustomerAddress, markSmsAccepted } from '../../db/queries/sms.js';
+import { smsSegments } from '../../lib/sms-segments.js';
 import {
   dispatchWork,
   recordWork,
@@ -60,6 +67,8 @@ export interface ChatServiceDeps {
   publisher: RealtimePublisher;
   /** What one session may send per replica (messages, typing, reads); see NEXUS_CHAT_SESSION_LIMIT. */
   sessionLimit?: { points: number; seconds: number };
+  /** The most segments an outbound SMS may take (NEXUS_SMS_MAX_SEGMENTS). */
+  smsMaxSegments?: number;
 }
 
 export interface SessionStart {
@@ -311,8 +320,21 @@ export class ChatService {
     clientMessageId: string | null,
   ): Promise<{ id: string; created: boolean }> {
     let result = { id: '', created: false };
+    let work: WorkRecord | undefined;
     await this.write(async tx => {
       await this.assertOpen(tx, interactionId, tenantId);
+      // A reply in an SMS conversation goes to the customer's phone: checked for length here,
+      // sent by the outbound-sms worker.
+      const phone = await findCustomerAddress(tx, interactionId);
+      const sms = phone ? smsSegments(text) : undefined;
+      const maxSegments = this.deps.smsMaxSegments ?? 10;
+      if (sms && sms.segments > maxSegments) {
+        throw new AppError(
+          'NEXUS_ERR_SMS_TOO_LONG',
+          `body.text: takes ${sms.segments} SMS segments (${sms.encoding}); at most ${maxSegments} are allowed`,
+          'body.text',
+        );
+      }
       const joined = await this.joinEvents(tx, interactionId, agent);
       const stored = await insertMessage(tx, {
         id: randomUUID(),
@@ -325,8 +347,18 @@ export class ChatService {
         clientMessageId,
       });
       result = { id: stored.id, created: stored.created };
+      if (sms && stored.created) {
+        await markSmsAccepted(tx, stored.id, sms);
+        work = await recordWork(
+          tx,
+          outboundSmsQueue,
+          { tenantId, messageId: stored.id },
+          this.deps.sweepAfterMs,
+        );
+      }
       return [...joined, ...(await sequencePendingMessages(tx, interactionId))];
     });
+    if (work) await dispatchWork(this.enqueue, [work]);
     return result;
   }
 

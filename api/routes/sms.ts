@@ -6,6 +6,9 @@ import { acceptInboundSms, recordSmsRejection } from '../../db/queries/sms.js';
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { inboundQueue } from '../../queues/inbound.js';
+import { receiptsQueue } from '../../queues/receipts.js';
+import { callbackSignature } from '../../lib/sms-callbacks.js';
+import { secretsEqual } from '../admin-auth.js';
 import { dispatchWork, recordWork, type EnqueueContext } from '../../queues/work.js';
 import { tenantOf } from '../auth/principal.js';
 import { reply } from '../error-handler.js';
@@ -28,6 +31,23 @@ const phone = z
  * `inbound_address` (the company's number or short code: a channel's `channelId`), `message`,
  * and the aggregator's `message_id` when it sends one. Other fields are ignored.
  */
+const receiptBody = z
+  .object({
+    messageId: z.string().trim().min(1).max(255),
+    status: z.enum(['sent', 'delivered', 'failed']),
+    reason: z.string().trim().min(1).max(255).optional(),
+  })
+  .passthrough()
+  .openapi('SmsReceipt');
+
+const kannelReport = z.object({
+  ccid: z.string().min(1).max(255),
+  id: z.string().uuid('must be a message id'),
+  sig: z.string().min(1).max(128),
+  type: z.coerce.number().int().min(0).max(64),
+  answer: z.string().max(1_000).optional(),
+});
+
 const moBody = z
   .object({
     device_address: phone,
@@ -66,9 +86,10 @@ async function channelFor(
  */
 export function smsRoutes(
   api: Api,
-  deps: { db: DatabasePool; enqueue: EnqueueContext; log: Logger },
+  deps: { db: DatabasePool; enqueue: EnqueueContext; log: Logger; secretKey: Buffer },
 ): void {
   const { db } = deps;
+  const callbackSignatureOf = (value: string) => callbackSignature(deps.secretKey, value);
   api.route({
     method: 'post',
     path: '/nexus/v3/sms/message',
@@ -161,4 +182,75 @@ export function smsRoutes(
       });
     },
   });
+
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/sms/receipt',
+    tag: 'SMS',
+    summary: 'Receive a delivery receipt from an aggregator',
+    description:
+      'HTTP Basic as for `/nexus/v3/sms/message`. `messageId` is the id the provider gave when it took the message; `status` one of sent, delivered, failed. Receipts merge forward only: a late `sent` never overwrites `delivered`.',
+    auth: 'nexus:sms:webhook',
+    body: receiptBody,
+    form: true,
+    responses: {
+      202: { description: 'Accepted', schema: envelopeOf(z.object({ duplicate: z.boolean() })) },
+    },
+    async handle({ body, principal, res }) {
+      const tenant = tenantOf(principal);
+      const work = await db.transaction(tx =>
+        recordWork(
+          tx,
+          receiptsQueue,
+          {
+            tenantId: tenant,
+            provider: 'aggregator',
+            providerMessageId: body.messageId,
+            status: body.status,
+            ...(body.reason ? { errorCode: body.reason } : {}),
+          },
+          deps.enqueue.sweepAfterMs,
+        ),
+      );
+      await dispatchWork(deps.enqueue, [work]);
+      reply(res, 202, { duplicate: !work.created });
+    },
+  });
+
+  for (const method of ['get', 'post'] as const) {
+    api.route({
+      method,
+      path: '/nexus/v3/sms/receipt/kannel',
+      tag: 'SMS',
+      summary: 'Receive a Kannel delivery report',
+      description:
+        "The `dlr-url` the hub gives Kannel with each message: `ccid`, `id` and `sig` (the hub signs them; Kannel cannot authenticate), and Kannel's `type` (%d) and `answer` (%A).",
+      auth: 'public',
+      query: kannelReport,
+      responses: { 202: { description: 'Accepted', schema: envelopeOf(z.object({})) } },
+      async handle({ query, res }) {
+        const expected = callbackSignatureOf(`${query.ccid}:${query.id}`);
+        if (!secretsEqual(query.sig, expected)) {
+          deps.log.warn({ tenant: query.ccid }, 'Kannel report with a bad signature: refused');
+          throw new AppError('NEXUS_ERR_UNAUTHORIZED', 'bad report signature', 'query.sig');
+        }
+        const work = await db.transaction(tx =>
+          recordWork(
+            tx,
+            receiptsQueue,
+            {
+              tenantId: query.ccid,
+              provider: 'Kannel',
+              providerMessageId: query.id,
+              status: String(query.type),
+              ...(query.answer ? { errorCode: query.answer.slice(0, 64) } : {}),
+            },
+            deps.enqueue.sweepAfterMs,
+          ),
+        );
+        await dispatchWork(deps.enqueue, [work]);
+        reply(res, 202, {});
+      },
+    });
+  }
 }

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { mergeStatus, type SmsStatus } from '../../lib/sms-status.js';
+import { appendEvents, flagUndelivered, type InteractionEvent } from '../conversation.js';
 import type { ChannelRow } from './channels.js';
 
 export interface InboundSms {
@@ -88,4 +90,157 @@ export async function findCustomerAddress(
   );
   if (!row?.channel || !row.customer_address) return undefined;
   return { channel: row.channel, address: row.customer_address };
+}
+
+/** An outbound SMS enters the status vocabulary as `accepted`, with its encoding and segments. */
+export async function markSmsAccepted(
+  tx: CommonQueryMethods,
+  messageId: string,
+  sms: { encoding: string; segments: number },
+): Promise<void> {
+  await tx.query(sql.unsafe`
+    UPDATE messages SET delivery_status = 'accepted', delivery_updated_at = now(),
+                        encoding = ${sms.encoding}, segments = ${sms.segments}
+    WHERE id = ${messageId}`);
+}
+
+export const outboundSmsRow = z.object({
+  id: z.string(),
+  tenant_id: z.string(),
+  interaction_id: z.string(),
+  text: z.string().nullable(),
+  delivery_status: z.string().nullable(),
+  segments: z.number().nullable(),
+  provider_message_id: z.string().nullable(),
+  customer_address: z.string().nullable(),
+  channel_name: z.string().nullable(),
+  channel_id: z.string().nullable(),
+  provider: z.string().nullable(),
+});
+export type OutboundSmsRow = z.infer<typeof outboundSmsRow>;
+
+/** An outbound SMS with what sending it needs: the customer's number, the channel, its provider. */
+export async function loadOutboundSms(
+  db: CommonQueryMethods,
+  tenantId: string,
+  messageId: string,
+): Promise<OutboundSmsRow | undefined> {
+  const row = await db.maybeOne(sql.type(outboundSmsRow)`
+    SELECT m.id, m.tenant_id, m.interaction_id, m.text, m.delivery_status, m.segments,
+           m.provider_message_id, i.customer_address, c.name AS channel_name, c.channel_id,
+           c.provider
+    FROM messages m
+    JOIN interactions i ON i.id = m.interaction_id
+    LEFT JOIN channels c ON c.tenant_id = i.tenant_id AND c.name = i.channel
+    WHERE m.id = ${messageId} AND m.tenant_id = ${tenantId}`);
+  return row ?? undefined;
+}
+
+const statusRow = z.object({
+  id: z.string(),
+  interaction_id: z.string(),
+  delivery_status: z.string(),
+  delivery_reason: z.string().nullable(),
+  segments: z.number().nullable(),
+});
+export type SmsStatusChange = z.infer<typeof statusRow>;
+
+/**
+ * Moves a message's status forward (the caller computed `status` with the forward-only merge
+ * from the `current` it read under lock); stores the provider's id when given. Answers the new
+ * row, or undefined when the status did not change.
+ */
+export async function updateSmsStatus(
+  tx: CommonQueryMethods,
+  change: {
+    messageId: string;
+    current: string | null;
+    status: string;
+    reason: string | null;
+    provider?: string;
+    providerMessageId?: string;
+  },
+): Promise<SmsStatusChange | undefined> {
+  const row = await tx.maybeOne(sql.type(statusRow)`
+    UPDATE messages SET
+      delivery_status = ${change.status}, delivery_reason = ${change.reason},
+      delivery_updated_at = now(),
+      provider = coalesce(${change.provider ?? null}, provider),
+      provider_message_id = coalesce(${change.providerMessageId ?? null}, provider_message_id)
+    WHERE id = ${change.messageId}
+      AND delivery_status IS NOT DISTINCT FROM ${change.current}
+    RETURNING id, interaction_id, delivery_status, delivery_reason, segments`);
+  if (!row || change.current === change.status) return undefined;
+  return row;
+}
+
+/** Locks an outbound message and answers its status (receipts merge under this lock). */
+export async function lockSmsStatus(
+  tx: CommonQueryMethods,
+  where: { messageId: string; tenantId?: string } | { tenantId: string; providerMessageId: string },
+): Promise<{ id: string; delivery_status: string | null } | undefined> {
+  const condition =
+    'messageId' in where
+      ? where.tenantId === undefined
+        ? sql.fragment`id = ${where.messageId}`
+        : sql.fragment`id = ${where.messageId} AND tenant_id = ${where.tenantId}`
+      : sql.fragment`tenant_id = ${where.tenantId} AND provider_message_id = ${where.providerMessageId}`;
+  const row = await tx.maybeOne(sql.type(
+    z.object({ id: z.string(), delivery_status: z.string().nullable() }),
+  )`SELECT id, delivery_status FROM messages
+     WHERE ${condition} AND direction = 'outbound' AND delivery_status IS NOT NULL
+     ORDER BY created_at DESC LIMIT 1 FOR UPDATE`);
+  return row ?? undefined;
+}
+
+/**
+ * Applies a status report to an outbound SMS under its row lock, forward only (see
+ * lib/sms-status.ts): the message's status, a `message.status` event when it changed, and for a
+ * failure the interaction's undelivered flag. Answers the events written (none for a report that
+ * changes nothing: late, duplicate, or for an unknown message).
+ */
+export async function applySmsStatus(
+  tx: CommonQueryMethods,
+  where: Parameters<typeof lockSmsStatus>[1],
+  report: {
+    status: SmsStatus;
+    reason: string | null;
+    provider?: string;
+    providerMessageId?: string;
+  },
+): Promise<InteractionEvent[]> {
+  const locked = await lockSmsStatus(tx, where);
+  if (!locked) return [];
+  const current = (locked.delivery_status ?? 'accepted') as SmsStatus;
+  const next = mergeStatus(current, report.status);
+  const changed = await updateSmsStatus(tx, {
+    messageId: locked.id,
+    current: locked.delivery_status,
+    status: next,
+    reason: next === report.status ? report.reason : null,
+    provider: report.provider,
+    providerMessageId: report.providerMessageId,
+  });
+  if (!changed) return [];
+  const events = await appendEvents(tx, changed.interaction_id, [
+    {
+      type: 'message.status',
+      payload: {
+        messageId: changed.id,
+        status: changed.delivery_status,
+        reason: changed.delivery_reason,
+        segments: changed.segments,
+      },
+    },
+  ]);
+  if (next === 'failed') {
+    events.push(
+      ...(await flagUndelivered(tx, {
+        messageId: changed.id,
+        queue: 'outbound-sms',
+        reason: report.reason ?? 'the provider reported a failure',
+      })),
+    );
+  }
+  return events;
 }

@@ -357,6 +357,12 @@ describe('authorization', () => {
         );
         expect(stored).toBe(1); // B's own chat session only
       },
+      'POST /nexus/v3/sms/receipt': async () => {
+        // A receipt only ever looks up messages of the caller's own tenant (sms.test.ts).
+        await asA(request(app).post('/nexus/v3/sms/receipt'))
+          .send({ messageId: 'x', status: 'delivered' })
+          .expect(403);
+      },
       'GET /nexus/v3/apikeys/current': async () => {
         const res = await asA(request(app).get('/nexus/v3/apikeys/current')).expect(200);
         expect(res.body.tenant).toBe(A);
@@ -367,6 +373,9 @@ describe('authorization', () => {
       'GET /health/ready',
       'GET /health/detail',
       'GET /nexus/v3/openapi.json',
+      // Signed by the hub in the URL it gave Kannel (tested in sms.test.ts).
+      'GET /nexus/v3/sms/receipt/kannel',
+      'POST /nexus/v3/sms/receipt/kannel',
     ];
     // Every documented route has a case here: a new route must say how it keeps tenants apart.
     expect([...Object.keys(attempts), ...Object.keys(scoped), ...publicRoutes].sort()).toEqual(

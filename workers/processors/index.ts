@@ -6,8 +6,8 @@ import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { createInboundProcessor } from './inbound.js';
 import { createMaintenanceProcessor } from './maintenance.js';
 import { processOutboundEmail } from './outbound-email.js';
-import { processOutboundSms } from './outbound-sms.js';
-import { processReceipt } from './receipts.js';
+import { createOutboundSmsProcessor } from './outbound-sms.js';
+import { createReceiptProcessor } from './receipts.js';
 import { createWebhookProcessor } from './webhooks.js';
 import type { Config } from '../../lib/config.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
@@ -21,11 +21,11 @@ export function createProcessors(
 ): ProcessorMap {
   return {
     inbound: createInboundProcessor(deps),
-    'outbound-sms': processOutboundSms,
+    'outbound-sms': createOutboundSmsProcessor(deps),
     'outbound-email': processOutboundEmail,
     webhooks: createWebhookProcessor(deps),
     'ai-connector': processAiConnector,
-    receipts: processReceipt,
+    receipts: createReceiptProcessor(deps),
     maintenance: createMaintenanceProcessor(deps, sweep),
   };
 }

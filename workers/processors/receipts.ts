@@ -1,5 +1,51 @@
-import { receiptsQueue } from '../../queues/index.js';
-import { parkUntilBuilt } from './unbuilt.js';
+import { UnrecoverableError } from 'bullmq';
+import type { DatabasePool } from 'slonik';
+import { applySmsStatus } from '../../db/queries/sms.js';
+import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
+import { kannelReportStatus, SMS_STATUSES, type SmsStatus } from '../../lib/sms-status.js';
+import type { receiptsQueue, ReceiptPayload } from '../../queues/receipts.js';
+import type { JobContext, Processor } from '../run-processor.js';
 
-/** Processor of the `receipts` queue: delivery receipts is not built yet, see {@link parkUntilBuilt}. */
-export const processReceipt = parkUntilBuilt(receiptsQueue, 'delivery receipts');
+/** A receipt in the hub's vocabulary, or undefined for a report type that means nothing here. */
+function statusOf(
+  receipt: ReceiptPayload,
+): { status: SmsStatus; reason: string | null } | undefined {
+  if (receipt.provider === 'Kannel') {
+    const mapped = kannelReportStatus(Number(receipt.status));
+    if (!mapped) return undefined;
+    return {
+      status: mapped.status,
+      reason: mapped.reason ? [mapped.reason, receipt.errorCode].filter(Boolean).join(': ') : null,
+    };
+  }
+  if (!(SMS_STATUSES as readonly string[]).includes(receipt.status)) {
+    throw new UnrecoverableError(`unknown receipt status ${receipt.status}`);
+  }
+  return { status: receipt.status as SmsStatus, reason: receipt.errorCode ?? null };
+}
+
+/**
+ * The `receipts` processor: applies a provider's delivery report to its message, forward only
+ * (a late `sent` never overwrites `delivered`; a terminal status is final), with a
+ * `message.status` event when the status changed and the undelivered flag for a failure. A
+ * report for a message the hub does not know changes nothing.
+ */
+export function createReceiptProcessor(deps: {
+  db: DatabasePool;
+  publisher: RealtimePublisher;
+}): Processor<typeof receiptsQueue> {
+  return async (receipt: ReceiptPayload, ctx: JobContext) => {
+    const report = statusOf(receipt);
+    if (!report) {
+      ctx.log.info({ status: receipt.status }, 'report type without a status change');
+      return;
+    }
+    // Kannel reports carry the hub's own message id; aggregators' the id they gave.
+    const where =
+      receipt.provider === 'Kannel'
+        ? { messageId: receipt.providerMessageId, tenantId: receipt.tenantId }
+        : { tenantId: receipt.tenantId, providerMessageId: receipt.providerMessageId };
+    const events = await ctx.complete(tx => applySmsStatus(tx, where, report));
+    if (events && events.length > 0) deps.publisher.events(events);
+  };
+}

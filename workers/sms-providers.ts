@@ -1,0 +1,158 @@
+import { createHmac } from 'node:crypto';
+import { UnrecoverableError } from 'bullmq';
+import type { ResolvedService } from '../db/service-directory.js';
+import type { EgressGuard } from '../lib/egress.js';
+import type { SmsEncoding } from '../lib/sms-segments.js';
+
+/** One outbound SMS, as a provider adapter sends it. */
+export interface SmsSend {
+  tenant: string;
+  messageId: string;
+  /** The company's number (the channel's `channelId`). */
+  from: string;
+  /** The customer's number. */
+  to: string;
+  text: string;
+  encoding: SmsEncoding;
+}
+
+/** What the provider said: it took the message (`sent`), under its own id when it gave one. */
+export interface SmsAccepted {
+  providerMessageId: string;
+}
+
+export interface ProviderContext {
+  guard: EgressGuard;
+  timeoutMs: number;
+  /** Reads a provisioned service of the tenant (cached). */
+  service(name: string): Promise<ResolvedService | undefined>;
+  /** The hub's public base URL (delivery report callbacks). */
+  publicUrl: string;
+  /** Signs callback URLs the hub gives to gateways that cannot authenticate (Kannel). */
+  callbackSignature(value: string): string;
+}
+
+export type SmsProvider = (send: SmsSend, ctx: ProviderContext) => Promise<SmsAccepted>;
+
+/** Retried by the queue (5xx, 408, 429, timeouts, connection errors). */
+export class ProviderUnavailableError extends Error {
+  override readonly name = 'ProviderUnavailableError';
+}
+
+function outcome(status: number, body: string, provider: string): void {
+  if (status >= 200 && status < 300) return;
+  const detail = `${provider} answered ${status}: ${body.slice(0, 200)}`;
+  if (status === 408 || status === 429 || status >= 500) throw new ProviderUnavailableError(detail);
+  throw new UnrecoverableError(detail);
+}
+
+/** `header:<name>` entries of a service's data. */
+function customHeaders(data: Readonly<Record<string, unknown>>): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [key, value] of Object.entries(data)) {
+    if (key.startsWith('header:') && typeof value === 'string') {
+      headers[key.slice('header:'.length)] = value;
+    }
+  }
+  return headers;
+}
+
+/**
+ * A custom gateway through the Third-Party Messaging API (`Async` service): POST to the channel's
+ * aggregator webhook, signed `X-Hub-Signature: sha1=<HMAC(body, channel's webhook secret)>`, with
+ * `X-B3-TraceId` and the service's `header:` entries; the answer's `messageId` identifies the
+ * message in later receipts. Body (the hub's design where the guide shows none):
+ * `{messages: [{id, channelId, type: "Text", from, to, text}]}`.
+ */
+export const sendAsync: SmsProvider = async (send, ctx) => {
+  const service = await ctx.service('Async');
+  const data = service?.data as
+    { channels?: { channelId: string; webhook: { url: string } }[] } | undefined;
+  const secrets = service?.secret as
+    { channels?: { channelId: string; webhook: { secret: string } }[] } | undefined;
+  const channel = data?.channels?.find(entry => entry.channelId === send.from);
+  const secret = secrets?.channels?.find(entry => entry.channelId === send.from)?.webhook.secret;
+  if (!service || !channel || !secret) {
+    throw new UnrecoverableError(`the Async service has no channel ${send.from}`);
+  }
+  const body = JSON.stringify({
+    messages: [
+      {
+        id: send.messageId,
+        channelId: send.from,
+        type: 'Text',
+        from: send.from,
+        to: send.to,
+        text: send.text,
+      },
+    ],
+  });
+  const response = await ctx.guard.request(channel.webhook.url, {
+    method: 'POST',
+    headers: {
+      ...customHeaders(service.data),
+      'Content-Type': 'application/json',
+      'X-Hub-Signature': `sha1=${createHmac('sha1', secret).update(body).digest('hex')}`,
+      'X-B3-TraceId': send.messageId.replace(/-/g, ''),
+    },
+    body,
+    timeoutMs: ctx.timeoutMs,
+  });
+  outcome(response.status, response.body, 'the aggregator');
+  let messageId: unknown;
+  try {
+    messageId = (JSON.parse(response.body) as { messageId?: unknown }).messageId;
+  } catch {
+    messageId = undefined;
+  }
+  if (typeof messageId !== 'string' || messageId.length === 0 || messageId.length > 255) {
+    throw new UnrecoverableError('the aggregator answered 2xx without a messageId');
+  }
+  return { providerMessageId: messageId };
+};
+
+/**
+ * Kannel's smsbox HTTP interface (`KannelSMS` service): `GET sendsms` with the `sendsms-user`
+ * credentials, UTF-8 text, and a delivery-report URL back to the hub that carries the message id
+ * and a signature (Kannel cannot authenticate its callbacks). Kannel answers 202 with
+ * `0: Accepted for delivery` or `3: Queued for later delivery`; it returns no id of its own, so
+ * the hub's message id is the provider id.
+ */
+export const sendKannel: SmsProvider = async (send, ctx) => {
+  const service = await ctx.service('KannelSMS');
+  const credentials = service?.secret as { username?: string; password?: string } | undefined;
+  if (!service?.url || !credentials?.username || !credentials.password) {
+    throw new UnrecoverableError('the tenant has no KannelSMS service');
+  }
+  const reference = `${send.tenant}:${send.messageId}`;
+  const report = new URL(`${ctx.publicUrl}/nexus/v3/sms/receipt/kannel`);
+  report.searchParams.set('ccid', send.tenant);
+  report.searchParams.set('id', send.messageId);
+  report.searchParams.set('sig', ctx.callbackSignature(reference));
+  // Kannel substitutes %d (report type) and %A (the SMSC's answer) when it calls back.
+  const dlrUrl = `${report.toString()}&type=%d&answer=%A`;
+  const url = new URL(service.url);
+  url.searchParams.set('username', credentials.username);
+  url.searchParams.set('password', credentials.password);
+  url.searchParams.set('from', send.from);
+  url.searchParams.set('to', send.to);
+  url.searchParams.set('text', send.text);
+  url.searchParams.set('charset', 'UTF-8');
+  url.searchParams.set('coding', send.encoding === 'UCS-2' ? '2' : '0');
+  url.searchParams.set('dlr-mask', String((service.data as { dlrMask?: number }).dlrMask ?? 31));
+  url.searchParams.set('dlr-url', dlrUrl);
+  const response = await ctx.guard.request(url.toString(), {
+    method: 'GET',
+    timeoutMs: ctx.timeoutMs,
+  });
+  outcome(response.status, response.body, 'Kannel');
+  if (!/^\s*[03]:/.test(response.body)) {
+    throw new UnrecoverableError(`Kannel refused the message: ${response.body.slice(0, 200)}`);
+  }
+  return { providerMessageId: send.messageId };
+};
+
+export const SMS_PROVIDERS: Readonly<Record<string, SmsProvider>> = {
+  Async: sendAsync,
+  Kannel: sendKannel,
+};
