@@ -3,13 +3,18 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { EVENT_DATA } from '../../lib/event-catalogue.js';
+import { createHmac } from 'node:crypto';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
+import { createOutboundSmsProcessor } from '../../workers/processors/outbound-sms.js';
+import { createReceiptProcessor } from '../../workers/processors/receipts.js';
+import { createWebhookProcessor } from '../../workers/processors/webhooks.js';
+import { startReceiver, type Receiver } from '../helpers/receiver.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 
 const TENANT = 'sms-tenant';
 const NUMBER = '+18005550100';
 
-async function setup(h: Harness) {
+async function setup(h: Harness, outbound = false) {
   const api = await h.serve();
   const admin = { Authorization: `Bearer ${h.config.adminToken}` };
   await request(api.url)
@@ -52,6 +57,15 @@ async function setup(h: Harness) {
     .set(admin)
     .send({ endpoints: ['SmsDesk'], agents: [agent] })
     .expect(201);
+  const agentToken = (
+    await request(api.url)
+      .post(`/nexus/v3/agents/${agent}/tokens`)
+      .set({ ...admin, 'x-ccid': TENANT })
+      .expect(201)
+  ).body.data.token as string;
+  // Workers see the API at its public URL (Kannel's report callbacks).
+  const config = { ...h.config, http: { ...h.config.http, publicUrl: api.url } };
+  const deps = { db: h.db, log: h.log, bus: h.bus, config, publisher: h.publisher };
   await h.startWorkers({
     processors: {
       inbound: createInboundProcessor({
@@ -60,8 +74,13 @@ async function setup(h: Harness) {
         queues: h.queues,
         log: h.log,
       }),
+      'outbound-sms': createOutboundSmsProcessor(deps),
+      receipts: createReceiptProcessor(deps),
+      webhooks: createWebhookProcessor({ ...deps, queues: h.queues }),
     },
-    select: ['inbound', 'maintenance'],
+    select: outbound
+      ? ['inbound', 'outbound-sms', 'receipts', 'webhooks', 'maintenance']
+      : ['inbound', 'maintenance'],
   });
   const mo = (fields: Record<string, string>, auth: [string, string] = [TENANT, key]) =>
     request(api.url)
@@ -69,8 +88,27 @@ async function setup(h: Harness) {
       .auth(...auth)
       .type('form')
       .send(fields);
-  return { api, key, mo };
+  const reply = (interactionId: string, text: string) =>
+    request(api.url)
+      .post(`/nexus/v3/agent/interactions/${interactionId}/messages`)
+      .set('Authorization', `Bearer ${agentToken}`)
+      .send({ text });
+  const receipt = (fields: Record<string, string>) =>
+    request(api.url).post('/nexus/v3/sms/receipt').auth(TENANT, key).send(fields);
+  return { api, admin, key, mo, reply, receipt };
 }
+
+const messageRow = (h: Harness, id: string) =>
+  h.db.one(sql.type(
+    z.object({
+      delivery_status: z.string().nullable(),
+      provider: z.string().nullable(),
+      provider_message_id: z.string().nullable(),
+      encoding: z.string().nullable(),
+      segments: z.number().nullable(),
+    }),
+  )`SELECT delivery_status, provider, provider_message_id, encoding, segments
+    FROM messages WHERE id = ${id}`);
 
 const eventsOf = (h: Harness, interactionId: string) =>
   h.db.any(sql.type(
@@ -220,5 +258,188 @@ describe('inbound SMS', () => {
       'the parked work',
     );
     expect((await counts(h())).interactions).toBe(0);
+  });
+});
+
+describe('outbound SMS through a third-party aggregator (Async)', () => {
+  const h = useHarness({
+    NEXUS_EGRESS_ALLOW: '127.0.0.1',
+    NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: '20',
+  });
+  const WEBHOOK_SECRET = 'aggregator-webhook-secret';
+
+  async function provisionAsync(s: Awaited<ReturnType<typeof setup>>, aggregator: Receiver) {
+    await request(s.api.url)
+      .put(`/nexus/v3/provisioning/services/${TENANT}/Async`)
+      .set(s.admin)
+      .send({
+        url: 'N/A',
+        data: {
+          channels: [{ channelId: NUMBER, webhook: { url: `${aggregator.url}/outbound` } }],
+          'header:X-Aggregator-Account': 'acme-17',
+        },
+        secret: {
+          channels: [
+            {
+              channelId: NUMBER,
+              webhook: { secret: WEBHOOK_SECRET },
+              api: { secret: 'api-secret' },
+            },
+          ],
+        },
+      })
+      .expect(201);
+    await request(s.api.url)
+      .put(`/nexus/v3/provisioning/channels/${TENANT}/chat.SMS_Main`)
+      .set(s.admin)
+      .send({ channelId: NUMBER, endpoint: 'SmsDesk', provider: 'Async' })
+      .expect(200);
+  }
+
+  it('MO → interaction → agent reply → signed send → receipts → delivered, on the socket log and as a webhook', async () => {
+    let sent = 0;
+    const aggregator = await startReceiver(() => ({
+      status: 200,
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ messageId: `agg-${++sent}` }),
+    }));
+    const hooks = await startReceiver();
+    try {
+      const s = await setup(h(), true);
+      await provisionAsync(s, aggregator);
+      await request(s.api.url)
+        .put(`/nexus/v3/provisioning/services/${TENANT}/WebhookTransportTarget-crm`)
+        .set(s.admin)
+        .send({ url: hooks.url, data: { events: ['message.status'] } })
+        .expect(201);
+      const mo = await s
+        .mo({
+          device_address: '+15551234567',
+          inbound_address: NUMBER,
+          message: 'Hi',
+          message_id: 'mo-1',
+        })
+        .expect(202);
+      const interactionId = mo.body.data.interactionId as string;
+      await eventually(
+        async () => (await eventsOf(h(), interactionId)).some(e => e.type === 'message.created'),
+        10_000,
+        'the MO numbered',
+      );
+      const text = `Your order ships today. ${'x'.repeat(140)}`; // 164 GSM characters: 2 segments
+      const replied = await s.reply(interactionId, text).expect(201);
+      const messageId = replied.body.data.id as string;
+      expect(await messageRow(h(), messageId)).toMatchObject({
+        encoding: 'GSM-7',
+        segments: 2,
+      });
+
+      await eventually(() => aggregator.requests.length === 1, 10_000, 'the send');
+      const send = aggregator.requests[0] as (typeof aggregator.requests)[number];
+      expect(send.path).toBe('/outbound');
+      expect(send.headers['x-hub-signature']).toBe(
+        `sha1=${createHmac('sha1', WEBHOOK_SECRET).update(send.body).digest('hex')}`,
+      );
+      expect(send.headers['x-b3-traceid']).toMatch(/^[0-9a-f]{32}$/);
+      expect(send.headers['x-aggregator-account']).toBe('acme-17');
+      expect(JSON.parse(send.body)).toEqual({
+        messages: [
+          {
+            id: messageId,
+            channelId: NUMBER,
+            type: 'Text',
+            from: NUMBER,
+            to: '+15551234567',
+            text,
+          },
+        ],
+      });
+      await eventually(
+        async () => (await messageRow(h(), messageId)).delivery_status === 'sent',
+        10_000,
+        'sent',
+      );
+      expect(await messageRow(h(), messageId)).toMatchObject({
+        provider: 'Async',
+        provider_message_id: 'agg-1',
+      });
+
+      // Receipts out of order: delivered, then a late sent. Delivered stays.
+      await s.receipt({ messageId: 'agg-1', status: 'delivered' }).expect(202);
+      await eventually(
+        async () => (await messageRow(h(), messageId)).delivery_status === 'delivered',
+        10_000,
+        'delivered',
+      );
+      await s.receipt({ messageId: 'agg-1', status: 'sent' }).expect(202);
+      await eventually(
+        async () =>
+          (await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
+            SELECT count(*)::int AS n FROM work WHERE queue = 'receipts' AND state = 'done'`)) ===
+          2,
+        10_000,
+        'both receipts processed',
+      );
+      expect((await messageRow(h(), messageId)).delivery_status).toBe('delivered');
+
+      // The agent's view (the interaction's events) and the webhook: sent, then delivered.
+      const statuses = (await eventsOf(h(), interactionId))
+        .filter(e => e.type === 'message.status')
+        .map(e => e.payload.status);
+      expect(statuses).toEqual(['sent', 'delivered']);
+      await eventually(() => hooks.requests.length === 2, 10_000, 'two status webhooks');
+      const hooked = hooks.requests
+        .map(r => JSON.parse(r.body) as { data: { status: string; messageId: string } })
+        .sort((a, b) => a.data.status.localeCompare(b.data.status));
+      expect(hooked.map(b => [b.data.status, b.data.messageId])).toEqual([
+        ['delivered', messageId],
+        ['sent', messageId],
+      ]);
+
+      // A reply over the segment limit is refused and stores nothing.
+      const long = await s.reply(interactionId, 'я'.repeat(67 * 10 + 1)).expect(400);
+      expect(long.body.status).toMatchObject({
+        code: 'NEXUS_ERR_SMS_TOO_LONG',
+        field: 'body.text',
+      });
+      expect(aggregator.requests).toHaveLength(1);
+    } finally {
+      await aggregator.close();
+      await hooks.close();
+    }
+  });
+
+  it('an aggregator refusing the message fails it and flags the conversation undelivered', async () => {
+    const aggregator = await startReceiver(() => ({ status: 400, body: 'unknown recipient' }));
+    try {
+      const s = await setup(h(), true);
+      await provisionAsync(s, aggregator);
+      const mo = await s
+        .mo({
+          device_address: '+15551234567',
+          inbound_address: NUMBER,
+          message: 'Hi',
+          message_id: 'mo-1',
+        })
+        .expect(202);
+      const interactionId = mo.body.data.interactionId as string;
+      const replied = await s.reply(interactionId, 'Привет').expect(201);
+      const messageId = replied.body.data.id as string;
+      expect(await messageRow(h(), messageId)).toMatchObject({ encoding: 'UCS-2', segments: 1 });
+      await eventually(
+        async () => (await messageRow(h(), messageId)).delivery_status === 'failed',
+        10_000,
+        'failed',
+      );
+      expect(aggregator.requests).toHaveLength(1);
+      const events = await eventsOf(h(), interactionId);
+      expect(events.find(e => e.type === 'message.status')?.payload).toMatchObject({
+        messageId,
+        status: 'failed',
+      });
+      expect(events.some(e => e.type === 'interaction.undelivered')).toBe(true);
+    } finally {
+      await aggregator.close();
+    }
   });
 });
