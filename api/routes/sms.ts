@@ -10,7 +10,8 @@ import { receiptsQueue } from '../../queues/receipts.js';
 import { callbackSignature } from '../../lib/sms-callbacks.js';
 import { secretsEqual } from '../admin-auth.js';
 import { dispatchWork, recordWork, type EnqueueContext } from '../../queues/work.js';
-import { tenantOf } from '../auth/principal.js';
+import type { Response } from 'express';
+import { tenantOf, type Principal } from '../auth/principal.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 
@@ -90,6 +91,88 @@ export function smsRoutes(
 ): void {
   const { db } = deps;
   const callbackSignatureOf = (value: string) => callbackSignature(deps.secretKey, value);
+  const receiveMo = async (
+    body: z.infer<typeof moBody>,
+    principal: Principal,
+    res: Response,
+    source: 'body' | 'query',
+  ): Promise<void> => {
+    const tenant = tenantOf(principal);
+    const from = normalisePhone(body.device_address);
+    const externalId = body.message_id ?? randomUUID();
+    const channel = await channelFor(db, tenant, body.inbound_address);
+    if (!channel) {
+      await recordSmsRejection(db, {
+        tenantId: tenant,
+        reason: 'unknown channel',
+        from,
+        to: body.inbound_address,
+        externalId: body.message_id ?? null,
+      });
+      deps.log.warn(
+        { tenant, to: body.inbound_address },
+        'inbound SMS to a number with no chat channel: refused',
+      );
+      throw new AppError(
+        'NEXUS_ERR_SMS_UNKNOWN_CHANNEL',
+        `${source}.inbound_address: no chat.* channel has channelId ${body.inbound_address}`,
+        `${source}.inbound_address`,
+      );
+    }
+    const payload = {
+      tenantId: tenant,
+      channel: 'sms' as const,
+      externalId: `${channel.channel_id}/${externalId}`,
+      from,
+      to: channel.channel_id,
+      receivedAt: new Date().toISOString(),
+    };
+    if (channel.cxc_only) {
+      const work = await db.transaction(tx =>
+        recordWork(tx, inboundQueue, { ...payload, text: body.message }, deps.enqueue.sweepAfterMs),
+      );
+      await dispatchWork(deps.enqueue, [work]);
+      reply(res, 202, { messageId: null, interactionId: null, duplicate: !work.created });
+      return;
+    }
+    const { accepted, work } = await db.transaction(async tx => {
+      const stored = await acceptInboundSms(tx, {
+        tenantId: tenant,
+        channel,
+        from,
+        text: body.message,
+        externalId,
+      });
+      const recorded = stored.stored
+        ? await recordWork(
+            tx,
+            inboundQueue,
+            { ...payload, interactionId: stored.interactionId, messageId: stored.messageId },
+            deps.enqueue.sweepAfterMs,
+          )
+        : undefined;
+      return { accepted: stored, work: recorded };
+    });
+    if (work) await dispatchWork(deps.enqueue, [work]);
+    reply(res, 202, {
+      messageId: accepted.messageId,
+      interactionId: accepted.interactionId,
+      duplicate: !accepted.stored,
+    });
+  };
+
+  const moResponses = {
+    202: {
+      description: 'Accepted (or a retry of an accepted message)',
+      schema: envelopeOf(
+        z.object({
+          messageId: z.string().nullable(),
+          interactionId: z.string().nullable(),
+          duplicate: z.boolean(),
+        }),
+      ),
+    },
+  };
   api.route({
     method: 'post',
     path: '/nexus/v3/sms/message',
@@ -100,87 +183,20 @@ export function smsRoutes(
     auth: 'nexus:sms:webhook',
     body: moBody,
     form: true,
-    responses: {
-      202: {
-        description: 'Accepted (or a retry of an accepted message)',
-        schema: envelopeOf(
-          z.object({
-            messageId: z.string().nullable(),
-            interactionId: z.string().nullable(),
-            duplicate: z.boolean(),
-          }),
-        ),
-      },
-    },
-    async handle({ body, principal, res }) {
-      const tenant = tenantOf(principal);
-      const from = normalisePhone(body.device_address);
-      const externalId = body.message_id ?? randomUUID();
-      const channel = await channelFor(db, tenant, body.inbound_address);
-      if (!channel) {
-        await recordSmsRejection(db, {
-          tenantId: tenant,
-          reason: 'unknown channel',
-          from,
-          to: body.inbound_address,
-          externalId: body.message_id ?? null,
-        });
-        deps.log.warn(
-          { tenant, to: body.inbound_address },
-          'inbound SMS to a number with no chat channel: refused',
-        );
-        throw new AppError(
-          'NEXUS_ERR_SMS_UNKNOWN_CHANNEL',
-          `body.inbound_address: no chat.* channel has channelId ${body.inbound_address}`,
-          'body.inbound_address',
-        );
-      }
-      const payload = {
-        tenantId: tenant,
-        channel: 'sms' as const,
-        externalId: `${channel.channel_id}/${externalId}`,
-        from,
-        to: channel.channel_id,
-        receivedAt: new Date().toISOString(),
-      };
-      if (channel.cxc_only) {
-        const work = await db.transaction(tx =>
-          recordWork(
-            tx,
-            inboundQueue,
-            { ...payload, text: body.message },
-            deps.enqueue.sweepAfterMs,
-          ),
-        );
-        await dispatchWork(deps.enqueue, [work]);
-        reply(res, 202, { messageId: null, interactionId: null, duplicate: !work.created });
-        return;
-      }
-      const { accepted, work } = await db.transaction(async tx => {
-        const stored = await acceptInboundSms(tx, {
-          tenantId: tenant,
-          channel,
-          from,
-          text: body.message,
-          externalId,
-        });
-        const recorded = stored.stored
-          ? await recordWork(
-              tx,
-              inboundQueue,
-              { ...payload, interactionId: stored.interactionId, messageId: stored.messageId },
-              deps.enqueue.sweepAfterMs,
-            )
-          : undefined;
-        return { accepted: stored, work: recorded };
-      });
-      if (work) await dispatchWork(deps.enqueue, [work]);
-      reply(res, 202, {
-        messageId: accepted.messageId,
-        interactionId: accepted.interactionId,
-        duplicate: !accepted.stored,
-      });
-    },
+    responses: moResponses,
+    handle: ({ body, principal, res }) => receiveMo(body, principal, res, 'body'),
+  });
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/sms/message',
+    tag: 'SMS',
+    summary: 'Receive an inbound SMS (MO) as query parameters',
+    description:
+      "For gateways that forward MO with a GET (Kannel's `get-url`): the same fields and credentials as the POST, in the query string.",
+    auth: 'nexus:sms:webhook',
+    query: moBody,
+    responses: moResponses,
+    handle: ({ query, principal, res }) => receiveMo(query, principal, res, 'query'),
   });
 
   api.route({

@@ -357,6 +357,12 @@ describe('authorization', () => {
         );
         expect(stored).toBe(1); // B's own chat session only
       },
+      'GET /nexus/v3/sms/message': async () => {
+        // The same handler as the POST: A's credentials never reach B's numbers.
+        await asA(request(app).get('/nexus/v3/sms/message'))
+          .query({ device_address: '+15557770000', inbound_address: '15550001', message: 'hi' })
+          .expect(403);
+      },
       'POST /nexus/v3/sms/receipt': async () => {
         // A receipt only ever looks up messages of the caller's own tenant (sms.test.ts).
         await asA(request(app).post('/nexus/v3/sms/receipt'))

@@ -9,6 +9,7 @@ import { createOutboundSmsProcessor } from '../../workers/processors/outbound-sm
 import { createReceiptProcessor } from '../../workers/processors/receipts.js';
 import { createWebhookProcessor } from '../../workers/processors/webhooks.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
+import { startKannel } from '../helpers/kannel.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 
 const TENANT = 'sms-tenant';
@@ -440,6 +441,89 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
       expect(events.some(e => e.type === 'interaction.undelivered')).toBe(true);
     } finally {
       await aggregator.close();
+    }
+  });
+});
+
+describe('SMS through a real Kannel (bearerbox + smsbox, fake SMSC)', () => {
+  const h = useHarness({ NEXUS_EGRESS_ALLOW: '127.0.0.1' });
+
+  it('an MO through Kannel reaches the agent; the reply goes out through Kannel and its delivery reports mark it delivered', async () => {
+    const s = await setup(h(), true);
+    const port = new URL(s.api.url).port;
+    const kannel = await startKannel({
+      moUrl: `http://${TENANT}:${encodeURIComponent(s.key)}@127.0.0.1:${port}/nexus/v3/sms/message?via=kannel`,
+    });
+    try {
+      await request(s.api.url)
+        .put(`/nexus/v3/provisioning/channels/${TENANT}/chat.SMS_Main`)
+        .set(s.admin)
+        .send({ channelId: NUMBER, endpoint: 'SmsDesk', provider: 'Kannel' })
+        .expect(200);
+      await request(s.api.url)
+        .put(`/nexus/v3/provisioning/services/${TENANT}/KannelSMS`)
+        .set(s.admin)
+        .send({
+          url: kannel.sendsmsUrl,
+          secret: { username: kannel.username, password: kannel.password },
+        })
+        .expect(201);
+
+      // Inbound: the phone → the SMSC → Kannel → the hub.
+      kannel.receive('+15551234567', NUMBER, 'Hello from the phone');
+      const interactionId = (await eventually(
+        async () =>
+          h().db.maybeOneFirst(sql.type(z.object({ id: z.string() }))`
+            SELECT id FROM interactions WHERE customer_address = '+15551234567'`),
+        15_000,
+        'the MO through Kannel',
+      )) as string;
+      await eventually(
+        async () =>
+          (await eventsOf(h(), interactionId)).some(
+            e =>
+              e.type === 'message.created' &&
+              (e.payload.message as { text: string }).text === 'Hello from the phone',
+          ),
+        10_000,
+        'the MO numbered',
+      );
+
+      // Outbound: the agent → the hub → Kannel → the SMSC, then the reports back.
+      const replied = await s
+        .reply(interactionId, 'Thanks! A €5 refund is on its way.')
+        .expect(201);
+      const messageId = replied.body.data.id as string;
+      await eventually(
+        () => kannel.outbound.some(line => line.includes('A €5 refund is on its way.')),
+        15_000,
+        'the MT at the SMSC',
+      );
+      expect(kannel.outbound.find(line => line.includes('refund'))).toMatch(
+        new RegExp(`^\\${NUMBER} \\+15551234567 text `),
+      );
+      await eventually(
+        async () => (await messageRow(h(), messageId)).delivery_status === 'delivered',
+        15_000,
+        'the delivery report',
+      );
+      expect(await messageRow(h(), messageId)).toMatchObject({
+        provider: 'Kannel',
+        provider_message_id: messageId,
+      });
+      const statuses = (await eventsOf(h(), interactionId))
+        .filter(e => e.type === 'message.status')
+        .map(e => e.payload.status);
+      expect(statuses).toEqual(['sent', 'delivered']);
+
+      // A report with a forged signature is refused and changes nothing.
+      await request(s.api.url)
+        .get('/nexus/v3/sms/receipt/kannel')
+        .query({ ccid: TENANT, id: messageId, sig: '0'.repeat(32), type: 2 })
+        .expect(401);
+      expect((await messageRow(h(), messageId)).delivery_status).toBe('delivered');
+    } finally {
+      await kannel.stop();
     }
   });
 });
