@@ -164,6 +164,11 @@ const SERVICES: Record<string, ServiceShape> = {
       .object({
         /** Kannel's `dlr-mask`: which reports to ask for (default 31: all). */
         dlrMask: z.number().int().min(0).max(31).optional(),
+        /** An `smsc-id` to send through (Kannel's `smsc` parameter); Kannel routes otherwise. */
+        smsc: z
+          .string()
+          .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a Kannel smsc-id')
+          .optional(),
       })
       .strict()
       .default({}),

@@ -139,7 +139,9 @@ export const sendKannel: SmsProvider = async (send, ctx) => {
   url.searchParams.set('text', send.text);
   url.searchParams.set('charset', 'UTF-8');
   url.searchParams.set('coding', send.encoding === 'UCS-2' ? '2' : '0');
-  url.searchParams.set('dlr-mask', String((service.data as { dlrMask?: number }).dlrMask ?? 31));
+  const options = service.data as { dlrMask?: number; smsc?: string };
+  url.searchParams.set('dlr-mask', String(options.dlrMask ?? 31));
+  if (options.smsc) url.searchParams.set('smsc', options.smsc);
   url.searchParams.set('dlr-url', dlrUrl);
   const response = await ctx.guard.request(url.toString(), {
     method: 'GET',

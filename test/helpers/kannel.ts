@@ -29,7 +29,15 @@ export interface Kannel {
  * `get-url`, credentials in the URL become HTTP Basic). Readiness is read from bearerbox's
  * status page, never by probing the SMSC port.
  */
-export async function startKannel(options: { moUrl: string }): Promise<Kannel> {
+export async function startKannel(options: {
+  moUrl: string;
+  /**
+   * Adds an HTTP SMSC `web` (generic type) that forwards messages sent with `smsc=web` to this
+   * URL: an answer starting "Sent" is a success, one starting "Rejected" a permanent failure
+   * (Kannel then reports type 16).
+   */
+  httpSmscUrl?: string;
+}): Promise<Kannel> {
   const [admin, box, smsc, sendsms] = [
     await freePort(),
     await freePort(),
@@ -57,7 +65,23 @@ smsc = fake
 smsc-id = fake
 port = ${smsc}
 connect-allow-ip = 127.0.0.1
-
+denied-smsc-id = web
+${
+  options.httpSmscUrl
+    ? `
+group = smsc
+smsc = http
+smsc-id = web
+system-type = generic
+port = ${await freePort()}
+connect-allow-ip = 127.0.0.1
+allowed-smsc-id = web
+send-url = "${options.httpSmscUrl}?from=%P&to=%p&text=%a"
+status-success-regex = "^Sent"
+status-permfail-regex = "^Rejected"
+`
+    : ''
+}
 group = smsbox
 bearerbox-host = 127.0.0.1
 bearerbox-port = ${box}

@@ -451,8 +451,14 @@ describe('SMS through a real Kannel (bearerbox + smsbox, fake SMSC)', () => {
   it('an MO through Kannel reaches the agent; the reply goes out through Kannel and its delivery reports mark it delivered', async () => {
     const s = await setup(h(), true);
     const port = new URL(s.api.url).port;
+    // An upstream behind Kannel's HTTP SMSC that rejects every message.
+    const upstream = await startReceiver(() => ({
+      status: 200,
+      body: 'Rejected: unknown subscriber',
+    }));
     const kannel = await startKannel({
       moUrl: `http://${TENANT}:${encodeURIComponent(s.key)}@127.0.0.1:${port}/nexus/v3/sms/message?via=kannel`,
+      httpSmscUrl: `${upstream.url}/mt`,
     });
     try {
       await request(s.api.url)
@@ -522,8 +528,41 @@ describe('SMS through a real Kannel (bearerbox + smsbox, fake SMSC)', () => {
         .query({ ccid: TENANT, id: messageId, sig: '0'.repeat(32), type: 2 })
         .expect(401);
       expect((await messageRow(h(), messageId)).delivery_status).toBe('delivered');
+
+      // A failure report through Kannel's HTTP SMSC: the upstream rejects, Kannel reports 16.
+      await request(s.api.url)
+        .put(`/nexus/v3/provisioning/services/${TENANT}/KannelSMS`)
+        .set(s.admin)
+        .send({
+          url: kannel.sendsmsUrl,
+          data: { smsc: 'web' },
+          secret: { username: kannel.username, password: kannel.password },
+        })
+        .expect(200);
+      const second = await s.reply(interactionId, 'Are you still there?').expect(201);
+      const failedId = second.body.data.id as string;
+      await eventually(
+        async () => (await messageRow(h(), failedId)).delivery_status === 'failed',
+        15_000,
+        'the failure report',
+      );
+      expect(
+        upstream.requests.map(r => new URL(r.path, 'http://x').searchParams.get('text')),
+      ).toEqual(['Are you still there?']);
+      const reason = await h().db.oneFirst(sql.type(z.object({ r: z.string().nullable() }))`
+        SELECT delivery_reason AS r FROM messages WHERE id = ${failedId}`);
+      expect(reason).toMatch(/rejected.*unknown subscriber/);
+      const events = await eventsOf(h(), interactionId);
+      expect(events.filter(e => e.type === 'message.status').map(e => e.payload.status)).toEqual([
+        'sent',
+        'delivered',
+        'sent',
+        'failed',
+      ]);
+      expect(events.at(-1)?.type).toBe('interaction.undelivered');
     } finally {
       await kannel.stop();
+      await upstream.close();
     }
   });
 });
