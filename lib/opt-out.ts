@@ -42,3 +42,25 @@ export function keywordAction(
   }
   return undefined;
 }
+
+export const DEFAULT_HELP_TEXT =
+  'Reply STOP to stop receiving messages from this number, START to receive them again.';
+
+/**
+ * The keyword tables of a tenant: the defaults, with the languages the tenant configured
+ * (service `SmsKeywords`) replacing theirs.
+ */
+export function tenantKeywordTables(
+  configured:
+    Readonly<Record<string, { optOut?: string[]; optIn?: string[]; help?: string[] }>> | undefined,
+): KeywordTable[] {
+  const tables: Record<string, KeywordTable> = { ...DEFAULT_KEYWORDS };
+  for (const [language, words] of Object.entries(configured ?? {})) {
+    tables[language] = {
+      'opt-out': words.optOut ?? [],
+      'opt-in': words.optIn ?? [],
+      help: words.help ?? [],
+    };
+  }
+  return Object.values(tables);
+}

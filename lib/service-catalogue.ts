@@ -156,6 +156,30 @@ const SERVICES: Record<string, ServiceShape> = {
       });
     },
   },
+  SmsKeywords: {
+    description:
+      'SMS keywords of the tenant: per language, the words that opt a number out, back in, or ask for help (replacing the defaults of that language), and the text HELP answers.',
+    url: notApplicableUrl,
+    data: z
+      .object({
+        languages: z
+          .record(
+            z.string().regex(/^[a-z]{2}$/, 'must be a two-letter language code'),
+            z
+              .object({
+                optOut: z.array(text(32)).max(50).default([]),
+                optIn: z.array(text(32)).max(50).default([]),
+                help: z.array(text(32)).max(50).default([]),
+              })
+              .strict(),
+          )
+          .optional(),
+        helpText: text(480).optional(),
+      })
+      .strict()
+      .default({}),
+    secret: noSecret,
+  },
   KannelSMS: {
     description:
       "A Kannel gateway: its smsbox `sendsms` URL and the `sendsms-user` credentials; delivery reports come back to the hub's `/nexus/v3/sms/receipt/kannel`.",

@@ -1,8 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import type { DatabasePool } from 'slonik';
+import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { findChannelByChannelId, type ChannelRow } from '../../db/queries/channels.js';
-import { acceptInboundSms, recordSmsRejection } from '../../db/queries/sms.js';
+import {
+  acceptInboundSms,
+  changeConsent,
+  consentOf,
+  markSmsAccepted,
+  recordSmsRejection,
+} from '../../db/queries/sms.js';
+import { findService } from '../../db/queries/services.js';
+import { insertMessage } from '../../db/conversation.js';
+import { DEFAULT_HELP_TEXT, keywordAction, tenantKeywordTables } from '../../lib/opt-out.js';
+import { smsSegments } from '../../lib/sms-segments.js';
+import { outboundSmsQueue } from '../../queues/outbound-sms.js';
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { inboundQueue } from '../../queues/inbound.js';
@@ -11,7 +22,7 @@ import { callbackSignature } from '../../lib/sms-callbacks.js';
 import { secretsEqual } from '../admin-auth.js';
 import { dispatchWork, recordWork, type EnqueueContext } from '../../queues/work.js';
 import type { Response } from 'express';
-import { tenantOf, type Principal } from '../auth/principal.js';
+import { assertTenant, tenantOf, type Principal } from '../auth/principal.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 
@@ -119,6 +130,22 @@ export function smsRoutes(
         `${source}.inbound_address`,
       );
     }
+    // STOP / START / HELP (the tenant's keywords, else the defaults).
+    const keywords = (await findService(db, tenant, 'SmsKeywords'))?.data as
+      | { languages?: Record<string, { optOut?: string[]; optIn?: string[]; help?: string[] }> }
+      | undefined;
+    const action = keywordAction(body.message, tenantKeywordTables(keywords?.languages));
+    const consent = async (tx: CommonQueryMethods) => {
+      if (action !== 'opt-out' && action !== 'opt-in') return;
+      await changeConsent(tx, {
+        tenantId: tenant,
+        sender: channel.channel_id,
+        address: from,
+        action,
+        source: 'keyword',
+        keyword: body.message.trim().slice(0, 32),
+      });
+    };
     const payload = {
       tenantId: tenant,
       channel: 'sms' as const,
@@ -128,9 +155,15 @@ export function smsRoutes(
       receivedAt: new Date().toISOString(),
     };
     if (channel.cxc_only) {
-      const work = await db.transaction(tx =>
-        recordWork(tx, inboundQueue, { ...payload, text: body.message }, deps.enqueue.sweepAfterMs),
-      );
+      const work = await db.transaction(async tx => {
+        await consent(tx);
+        return recordWork(
+          tx,
+          inboundQueue,
+          { ...payload, text: body.message },
+          deps.enqueue.sweepAfterMs,
+        );
+      });
       await dispatchWork(deps.enqueue, [work]);
       reply(res, 202, { messageId: null, interactionId: null, duplicate: !work.created });
       return;
@@ -143,17 +176,43 @@ export function smsRoutes(
         text: body.message,
         externalId,
       });
-      const recorded = stored.stored
-        ? await recordWork(
+      if (!stored.stored) return { accepted: stored, work: [] };
+      await consent(tx);
+      const works = [
+        await recordWork(
+          tx,
+          inboundQueue,
+          { ...payload, interactionId: stored.interactionId, messageId: stored.messageId },
+          deps.enqueue.sweepAfterMs,
+        ),
+      ];
+      if (action === 'help') {
+        // HELP is answered at once, in the conversation, with the tenant's help text.
+        const configured = (await findService(tx, tenant, 'SmsKeywords'))?.data.helpText;
+        const text = typeof configured === 'string' ? configured : DEFAULT_HELP_TEXT;
+        const help = await insertMessage(tx, {
+          id: randomUUID(),
+          tenantId: tenant,
+          interactionId: stored.interactionId,
+          direction: 'outbound',
+          senderType: 'system',
+          senderId: 'system',
+          text,
+          clientMessageId: `help:${externalId}`,
+        });
+        await markSmsAccepted(tx, help.id, smsSegments(text));
+        works.push(
+          await recordWork(
             tx,
-            inboundQueue,
-            { ...payload, interactionId: stored.interactionId, messageId: stored.messageId },
+            outboundSmsQueue,
+            { tenantId: tenant, messageId: help.id },
             deps.enqueue.sweepAfterMs,
-          )
-        : undefined;
-      return { accepted: stored, work: recorded };
+          ),
+        );
+      }
+      return { accepted: stored, work: works };
     });
-    if (work) await dispatchWork(deps.enqueue, [work]);
+    if (work.length > 0) await dispatchWork(deps.enqueue, work);
     reply(res, 202, {
       messageId: accepted.messageId,
       interactionId: accepted.interactionId,
@@ -269,4 +328,58 @@ export function smsRoutes(
       },
     });
   }
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/sms/consent/:ccid',
+    tag: 'SMS',
+    summary: "A customer number's opt-out state and its history",
+    description:
+      'Per sender (the channel number): whether `address` opted out (STOP) or not; then every change, newest first, with its source and keyword.',
+    auth: 'nexus:provisioning:*',
+    params: z.object({ ccid: z.string().min(1).max(255) }),
+    query: z.object({ address: phone }).strict(),
+    responses: {
+      200: {
+        description: 'The ledger for this number',
+        schema: envelopeOf(
+          z.object({
+            address: z.string(),
+            senders: z.array(
+              z.object({ sender: z.string(), optedOut: z.boolean(), updated: z.string() }),
+            ),
+            changes: z.array(
+              z.object({
+                sender: z.string(),
+                action: z.string(),
+                source: z.string(),
+                keyword: z.string().nullable(),
+                at: z.string(),
+              }),
+            ),
+          }),
+        ),
+      },
+    },
+    async handle({ params, query, principal, res }) {
+      assertTenant(principal, params.ccid);
+      const address = normalisePhone(query.address);
+      const ledger = await consentOf(db, params.ccid, address);
+      reply(res, 200, {
+        address,
+        senders: ledger.senders.map(row => ({
+          sender: row.sender,
+          optedOut: row.opted_out,
+          updated: row.updated_at,
+        })),
+        changes: ledger.changes.map(row => ({
+          sender: row.sender,
+          action: row.action,
+          source: row.source,
+          keyword: row.keyword,
+          at: row.created_at,
+        })),
+      });
+    },
+  });
 }

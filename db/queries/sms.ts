@@ -112,6 +112,7 @@ export const outboundSmsRow = z.object({
   delivery_status: z.string().nullable(),
   segments: z.number().nullable(),
   provider_message_id: z.string().nullable(),
+  sender_type: z.string(),
   customer_address: z.string().nullable(),
   channel_name: z.string().nullable(),
   channel_id: z.string().nullable(),
@@ -127,7 +128,7 @@ export async function loadOutboundSms(
 ): Promise<OutboundSmsRow | undefined> {
   const row = await db.maybeOne(sql.type(outboundSmsRow)`
     SELECT m.id, m.tenant_id, m.interaction_id, m.text, m.delivery_status, m.segments,
-           m.provider_message_id, i.customer_address, c.name AS channel_name, c.channel_id,
+           m.provider_message_id, m.sender_type, i.customer_address, c.name AS channel_name, c.channel_id,
            c.provider
     FROM messages m
     JOIN interactions i ON i.id = m.interaction_id
@@ -243,4 +244,68 @@ export async function applySmsStatus(
     );
   }
   return events;
+}
+
+/** Records an opt-out or opt-in and its audit row (in the caller's transaction). */
+export async function changeConsent(
+  tx: CommonQueryMethods,
+  change: {
+    tenantId: string;
+    sender: string;
+    address: string;
+    action: 'opt-out' | 'opt-in';
+    source: string;
+    keyword: string | null;
+  },
+): Promise<void> {
+  await tx.query(sql.unsafe`
+    INSERT INTO sms_consent (tenant_id, sender, address, opted_out)
+    VALUES (${change.tenantId}, ${change.sender}, ${change.address}, ${change.action === 'opt-out'})
+    ON CONFLICT (tenant_id, sender, address) DO UPDATE SET
+      opted_out = EXCLUDED.opted_out, updated_at = now()`);
+  await tx.query(sql.unsafe`
+    INSERT INTO sms_consent_changes (tenant_id, sender, address, action, source, keyword)
+    VALUES (${change.tenantId}, ${change.sender}, ${change.address}, ${change.action},
+            ${change.source}, ${change.keyword})`);
+}
+
+/** Whether the customer opted out of texts from this sender. */
+export async function isOptedOut(
+  db: CommonQueryMethods,
+  tenantId: string,
+  sender: string,
+  address: string,
+): Promise<boolean> {
+  const row = await db.maybeOneFirst(sql.type(z.object({ opted_out: z.boolean() }))`
+    SELECT opted_out FROM sms_consent
+    WHERE tenant_id = ${tenantId} AND sender = ${sender} AND address = ${address}`);
+  return row ?? false;
+}
+
+export const consentChangeRow = z.object({
+  sender: z.string(),
+  address: z.string(),
+  action: z.string(),
+  source: z.string(),
+  keyword: z.string().nullable(),
+  created_at: z.string(),
+});
+
+/** A customer number's consent per sender, and its changes, newest first. */
+export async function consentOf(
+  db: CommonQueryMethods,
+  tenantId: string,
+  address: string,
+): Promise<{
+  senders: readonly { sender: string; opted_out: boolean; updated_at: string }[];
+  changes: readonly z.infer<typeof consentChangeRow>[];
+}> {
+  const senders = await db.any(sql.type(
+    z.object({ sender: z.string(), opted_out: z.boolean(), updated_at: z.string() }),
+  )`SELECT sender, opted_out, updated_at FROM sms_consent
+    WHERE tenant_id = ${tenantId} AND address = ${address} ORDER BY sender`);
+  const changes = await db.any(sql.type(consentChangeRow)`
+    SELECT sender, address, action, source, keyword, created_at FROM sms_consent_changes
+    WHERE tenant_id = ${tenantId} AND address = ${address} ORDER BY id DESC LIMIT 200`);
+  return { senders, changes };
 }

@@ -274,6 +274,8 @@ describe('authorization', () => {
       'GET /nexus/v3/provisioning/channels/{ccid}': () =>
         asA(request(app).get(`/nexus/v3/provisioning/channels/${B}`)),
       'GET /nexus/v3/undelivered': () => asA(request(app).get(`/nexus/v3/undelivered?tenant=${B}`)),
+      'GET /nexus/v3/sms/consent/{ccid}': () =>
+        asA(request(app).get(`/nexus/v3/sms/consent/${B}?address=%2B15557770000`)),
       'GET /nexus/v3/webhooks/{ccid}/targets': () =>
         asA(request(app).get(`/nexus/v3/webhooks/${B}/targets`)),
       'POST /nexus/v3/webhooks/{ccid}/targets/{name}/enable': () =>

@@ -410,6 +410,95 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
     }
   });
 
+  it('STOP refuses replies to that number (recorded); START lets them out again; HELP answers with the tenant text', async () => {
+    let sent = 0;
+    const aggregator = await startReceiver(() => ({
+      status: 200,
+      body: JSON.stringify({ messageId: `agg-${++sent}` }),
+    }));
+    try {
+      const s = await setup(h(), true);
+      await provisionAsync(s, aggregator);
+      await request(s.api.url)
+        .put(`/nexus/v3/provisioning/services/${TENANT}/SmsKeywords`)
+        .set(s.admin)
+        .send({
+          url: 'N/A',
+          data: {
+            languages: { en: { optOut: ['STOP', 'ENOUGH'], optIn: ['START'], help: ['HELP'] } },
+            helpText: 'Acme support: reply STOP to opt out.',
+          },
+        })
+        .expect(201);
+      const text = (message: string, id: string) =>
+        s
+          .mo({ device_address: '+15551234567', inbound_address: NUMBER, message, message_id: id })
+          .expect(202);
+      const interactionId = (await text('Hi', 'mo-1')).body.data.interactionId as string;
+
+      // HELP: the tenant's help text goes out at once, in the conversation.
+      await text('help', 'mo-2');
+      await eventually(() => aggregator.requests.length === 1, 10_000, 'the HELP answer');
+      expect(
+        JSON.parse((aggregator.requests[0] as { body: string }).body).messages[0],
+      ).toMatchObject({
+        to: '+15551234567',
+        text: 'Acme support: reply STOP to opt out.',
+      });
+
+      // The tenant's own opt-out word: the next agent reply is refused, not sent.
+      await text('Enough!', 'mo-3');
+      const refused = (await s.reply(interactionId, 'One more offer?').expect(201)).body.data
+        .id as string;
+      await eventually(
+        async () => (await messageRow(h(), refused)).delivery_status === 'failed',
+        10_000,
+        'the refused reply',
+      );
+      const reason = await h().db.oneFirst(sql.type(z.object({ r: z.string().nullable() }))`
+        SELECT delivery_reason AS r FROM messages WHERE id = ${refused}`);
+      expect(reason).toMatch(/^opted-out/);
+      expect(aggregator.requests).toHaveLength(1);
+      const undelivered = await request(s.api.url)
+        .get('/nexus/v3/undelivered?queue=outbound-sms')
+        .set(s.admin)
+        .expect(200);
+      expect(undelivered.body.data.items).toHaveLength(1);
+
+      // START: replies go out again.
+      await text('START', 'mo-4');
+      const allowed = (await s.reply(interactionId, 'Welcome back').expect(201)).body.data
+        .id as string;
+      await eventually(
+        async () => (await messageRow(h(), allowed)).delivery_status === 'sent',
+        10_000,
+        'the reply after START',
+      );
+      expect(aggregator.requests).toHaveLength(2);
+
+      // The ledger and its audit trail.
+      const ledger = await request(s.api.url)
+        .get(`/nexus/v3/sms/consent/${TENANT}`)
+        .query({ address: '+1 555 123 4567' })
+        .set(s.admin)
+        .expect(200);
+      expect(ledger.body.data.senders).toEqual([
+        expect.objectContaining({ sender: NUMBER, optedOut: false }),
+      ]);
+      expect(
+        ledger.body.data.changes.map((c: { action: string; keyword: string }) => [
+          c.action,
+          c.keyword,
+        ]),
+      ).toEqual([
+        ['opt-in', 'START'],
+        ['opt-out', 'Enough!'],
+      ]);
+    } finally {
+      await aggregator.close();
+    }
+  });
+
   it('an aggregator refusing the message fails it and flags the conversation undelivered', async () => {
     const aggregator = await startReceiver(() => ({ status: 400, body: 'unknown recipient' }));
     try {

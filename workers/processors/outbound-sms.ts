@@ -1,6 +1,6 @@
 import { UnrecoverableError } from 'bullmq';
 import type { DatabasePool } from 'slonik';
-import { applySmsStatus, loadOutboundSms } from '../../db/queries/sms.js';
+import { applySmsStatus, isOptedOut, loadOutboundSms } from '../../db/queries/sms.js';
 import { ServiceDirectory } from '../../db/service-directory.js';
 import type { Config } from '../../lib/config.js';
 import { EgressBlockedError, EgressGuard } from '../../lib/egress.js';
@@ -53,6 +53,16 @@ export function createOutboundSmsProcessor(
     if (message.delivery_status !== null && message.delivery_status !== 'accepted') {
       ctx.log.info({ status: message.delivery_status }, 'already sent: nothing to do');
       return;
+    }
+    // The opt-out ledger: nothing goes to a number that replied STOP (the hub's own HELP and
+    // keyword answers excepted).
+    if (
+      message.sender_type !== 'system' &&
+      (await isOptedOut(db, payload.tenantId, message.channel_id, message.customer_address))
+    ) {
+      throw new UnrecoverableError(
+        `opted-out: ${message.customer_address} opted out of texts from ${message.channel_id}`,
+      );
     }
     const providerName =
       message.provider ??
