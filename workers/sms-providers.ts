@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
+import { XMLParser } from 'fast-xml-parser';
 import type { ResolvedService } from '../db/service-directory.js';
 import type { EgressGuard } from '../lib/egress.js';
 import type { SmsEncoding } from '../lib/sms-segments.js';
@@ -154,7 +155,61 @@ export const sendKannel: SmsProvider = async (send, ctx) => {
   return { providerMessageId: send.messageId };
 };
 
+const xml = new XMLParser({ parseTagValue: false, ignoreAttributes: true });
+
+/**
+ * Kaleyra (formerly mGage) DirectTEXT (`mGageSMS` service): a form POST to
+ * `<url>/a2w_preRouter/httpApiRouter` (when the service URL has no path) with HTTP Basic,
+ * `reply_to` (the channel number), `recipient` and `body`; the XML answer's `code` 100 means
+ * accepted, and its recipient's `messageId` identifies the message in later receipts.
+ */
+export const sendMgage: SmsProvider = async (send, ctx) => {
+  const service = await ctx.service('mGageSMS');
+  const credentials = service?.secret as { username?: string; password?: string } | undefined;
+  if (!service?.url || !credentials?.username || !credentials.password) {
+    throw new UnrecoverableError('the tenant has no mGageSMS service');
+  }
+  const url = new URL(service.url);
+  if (url.pathname === '/' || url.pathname === '') url.pathname = '/a2w_preRouter/httpApiRouter';
+  const body = new URLSearchParams({
+    reply_to: send.from,
+    recipient: send.to.replace(/^\+/, ''),
+    body: send.text,
+  }).toString();
+  const response = await ctx.guard.request(url.toString(), {
+    method: 'POST',
+    headers: {
+      ...customHeaders(service.data),
+      'Content-Type': 'application/x-www-form-urlencoded',
+      Authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`,
+    },
+    body,
+    timeoutMs: ctx.timeoutMs,
+  });
+  outcome(response.status, response.body, 'DirectTEXT');
+  let answer: {
+    httpApiResponse?: {
+      code?: string;
+      recipients?: { recipient?: { messageId?: string } | { messageId?: string }[] };
+    };
+  };
+  try {
+    answer = xml.parse(response.body) as typeof answer;
+  } catch {
+    throw new UnrecoverableError(
+      `DirectTEXT answered something else than XML: ${response.body.slice(0, 200)}`,
+    );
+  }
+  const code = answer.httpApiResponse?.code;
+  if (code !== '100') {
+    throw new UnrecoverableError(`DirectTEXT refused the message (code ${code ?? 'none'})`);
+  }
+  const recipient = [answer.httpApiResponse?.recipients?.recipient ?? []].flat()[0];
+  return { providerMessageId: recipient?.messageId ?? send.messageId };
+};
+
 export const SMS_PROVIDERS: Readonly<Record<string, SmsProvider>> = {
   Async: sendAsync,
   Kannel: sendKannel,
+  mGage: sendMgage,
 };

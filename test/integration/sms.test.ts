@@ -655,3 +655,72 @@ describe('SMS through a real Kannel (bearerbox + smsbox, fake SMSC)', () => {
     }
   });
 });
+
+describe('outbound SMS through Kaleyra/mGage DirectTEXT', () => {
+  const h = useHarness({ NEXUS_EGRESS_ALLOW: '127.0.0.1' });
+
+  it('sends with Basic auth and the form DirectTEXT expects; code 100 is sent, a receipt delivers; another code fails', async () => {
+    let refuse = false;
+    const directText = await startReceiver(() => ({
+      status: 200,
+      headers: { 'Content-Type': 'text/xml' },
+      body: refuse
+        ? '<httpApiResponse><code>201</code><description>invalid recipient</description></httpApiResponse>'
+        : '<?xml version="1.0"?><httpApiResponse><code>100</code><description>OK</description><recipients><recipient><mobileNumber>15551234567</mobileNumber><messageId>dt-77</messageId></recipient></recipients></httpApiResponse>',
+    }));
+    try {
+      const s = await setup(h(), true);
+      await request(s.api.url)
+        .put(`/nexus/v3/provisioning/services/${TENANT}/mGageSMS`)
+        .set(s.admin)
+        .send({ url: directText.url, secret: { username: 'acme', password: 'dt-password' } })
+        .expect(201);
+      const mo = await s
+        .mo({
+          device_address: '15551234567',
+          inbound_address: NUMBER,
+          message: 'Hi',
+          message_id: 'mo-1',
+        })
+        .expect(202);
+      const interactionId = mo.body.data.interactionId as string;
+      const first = (await s.reply(interactionId, 'Hello from Acme').expect(201)).body.data
+        .id as string;
+      await eventually(
+        async () => (await messageRow(h(), first)).delivery_status === 'sent',
+        10_000,
+        'sent',
+      );
+      const send = directText.requests[0] as (typeof directText.requests)[number];
+      expect(send.path).toBe('/a2w_preRouter/httpApiRouter');
+      expect(send.headers.authorization).toBe(
+        `Basic ${Buffer.from('acme:dt-password').toString('base64')}`,
+      );
+      expect(Object.fromEntries(new URLSearchParams(send.body))).toEqual({
+        reply_to: NUMBER,
+        recipient: '15551234567',
+        body: 'Hello from Acme',
+      });
+      expect(await messageRow(h(), first)).toMatchObject({
+        provider: 'mGage',
+        provider_message_id: 'dt-77',
+      });
+      await s.receipt({ messageId: 'dt-77', status: 'delivered' }).expect(202);
+      await eventually(
+        async () => (await messageRow(h(), first)).delivery_status === 'delivered',
+        10_000,
+        'delivered',
+      );
+
+      refuse = true;
+      const second = (await s.reply(interactionId, 'And again').expect(201)).body.data.id as string;
+      await eventually(
+        async () => (await messageRow(h(), second)).delivery_status === 'failed',
+        10_000,
+        'refused by DirectTEXT',
+      );
+    } finally {
+      await directText.close();
+    }
+  });
+});
