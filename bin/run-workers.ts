@@ -24,6 +24,7 @@ export async function runWorkers(
         publisher,
         bus: core.bus,
         config,
+        redis: core.redis,
       },
       { afterMs: config.workers.sweepAfterMs, batch: config.workers.sweepBatch },
     ),

@@ -174,6 +174,7 @@ const envSchema = z.object({
   NEXUS_WEBHOOK_CONCURRENCY: positiveInt.default(50),
   NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: positiveInt.default(100),
   NEXUS_SMS_MAX_SEGMENTS: positiveInt.max(255, 'must be at most 255').default(10),
+  NEXUS_SMS_RATE_PER_SECOND: positiveInt.default(10),
   NEXUS_BUILD_CHANGESET: z.string().default('development'),
   NEXUS_BUILD_TIMESTAMP: z.string().optional(),
 });
@@ -255,6 +256,8 @@ export interface Config {
   readonly sms: {
     /** The most segments an outbound SMS may take. */
     readonly maxSegments: number;
+    /** Default send rate per provider and sender number, across workers (messages/s). */
+    readonly ratePerSecond: number;
   };
   /** The build's identity for `/health/detail`, stamped by the image build. */
   readonly build: { readonly changeset: string; readonly timestamp: string | undefined };
@@ -376,7 +379,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       concurrency: e.NEXUS_WEBHOOK_CONCURRENCY,
       dispatchIntervalMs: e.NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS,
     },
-    sms: { maxSegments: e.NEXUS_SMS_MAX_SEGMENTS },
+    sms: { maxSegments: e.NEXUS_SMS_MAX_SEGMENTS, ratePerSecond: e.NEXUS_SMS_RATE_PER_SECOND },
     build: { changeset: e.NEXUS_BUILD_CHANGESET, timestamp: e.NEXUS_BUILD_TIMESTAMP },
     warnings,
   };

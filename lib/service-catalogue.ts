@@ -71,6 +71,8 @@ function withCustomHeaders<S extends z.ZodRawShape>(shape: S) {
 }
 
 const noData = z.object({}).strict().default({});
+/** A provider's send rate per sender number, across every worker (messages per second). */
+const maxPerSecond = z.number().int().min(1).max(10_000).optional();
 const noSecret = z.object({}).strict().optional();
 
 const SMS_PROVIDERS = ['mGage', 'Async', 'Portico', 'Kannel'] as const;
@@ -115,14 +117,14 @@ const SERVICES: Record<string, ServiceShape> = {
   mGageSMS: {
     description: 'Kaleyra (formerly mGage) DirectTEXT credentials for sending SMS.',
     url: httpUrl,
-    data: withCustomHeaders({}).default({}),
+    data: withCustomHeaders({ maxPerSecond }).default({}),
     secret: z.object({ username: secretText, password: secretText }).strict(),
   },
   Async: {
     description:
       'A custom gateway through the Third-Party Messaging API: per channel, the aggregator webhook and the secrets of both directions.',
     url: notApplicableUrl,
-    data: withCustomHeaders({ channels: z.array(asyncChannel).min(1).max(500) }),
+    data: withCustomHeaders({ channels: z.array(asyncChannel).min(1).max(500), maxPerSecond }),
     secret: z.object({ channels: z.array(asyncChannelSecret).min(1).max(500) }).strict(),
     check: (body, ctx) => {
       const data = body.data as { channels: { channelId: string }[] };
@@ -193,6 +195,7 @@ const SERVICES: Record<string, ServiceShape> = {
           .string()
           .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be a Kannel smsc-id')
           .optional(),
+        maxPerSecond,
       })
       .strict()
       .default({}),

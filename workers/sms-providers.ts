@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
 import { XMLParser } from 'fast-xml-parser';
 import type { ResolvedService } from '../db/service-directory.js';
+import { retryAfterMs } from '../lib/delivery-policy.js';
 import type { EgressGuard } from '../lib/egress.js';
 import type { SmsEncoding } from '../lib/sms-segments.js';
 
@@ -40,9 +41,32 @@ export class ProviderUnavailableError extends Error {
   override readonly name = 'ProviderUnavailableError';
 }
 
-function outcome(status: number, body: string, provider: string): void {
+/** The provider asked the hub to slow down (429): wait, without using an attempt. */
+export class ProviderThrottledError extends Error {
+  override readonly name = 'ProviderThrottledError';
+  constructor(
+    message: string,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
+function outcome(
+  status: number,
+  body: string,
+  provider: string,
+  headers: Readonly<Record<string, string | string[] | undefined>> = {},
+): void {
   if (status >= 200 && status < 300) return;
   const detail = `${provider} answered ${status}: ${body.slice(0, 200)}`;
+  if (status === 429) {
+    const header = headers['retry-after'];
+    throw new ProviderThrottledError(
+      detail,
+      retryAfterMs(Array.isArray(header) ? header[0] : header, Date.now()),
+    );
+  }
   if (status === 408 || status === 429 || status >= 500) throw new ProviderUnavailableError(detail);
   throw new UnrecoverableError(detail);
 }
@@ -99,7 +123,7 @@ export const sendAsync: SmsProvider = async (send, ctx) => {
     body,
     timeoutMs: ctx.timeoutMs,
   });
-  outcome(response.status, response.body, 'the aggregator');
+  outcome(response.status, response.body, 'the aggregator', response.headers);
   let messageId: unknown;
   try {
     messageId = (JSON.parse(response.body) as { messageId?: unknown }).messageId;
@@ -148,7 +172,7 @@ export const sendKannel: SmsProvider = async (send, ctx) => {
     method: 'GET',
     timeoutMs: ctx.timeoutMs,
   });
-  outcome(response.status, response.body, 'Kannel');
+  outcome(response.status, response.body, 'Kannel', response.headers);
   if (!/^\s*[03]:/.test(response.body)) {
     throw new UnrecoverableError(`Kannel refused the message: ${response.body.slice(0, 200)}`);
   }
@@ -186,7 +210,7 @@ export const sendMgage: SmsProvider = async (send, ctx) => {
     body,
     timeoutMs: ctx.timeoutMs,
   });
-  outcome(response.status, response.body, 'DirectTEXT');
+  outcome(response.status, response.body, 'DirectTEXT', response.headers);
   let answer: {
     httpApiResponse?: {
       code?: string;
@@ -206,6 +230,13 @@ export const sendMgage: SmsProvider = async (send, ctx) => {
   }
   const recipient = [answer.httpApiResponse?.recipients?.recipient ?? []].flat()[0];
   return { providerMessageId: recipient?.messageId ?? send.messageId };
+};
+
+/** The service that holds each provider's settings (its `data.maxPerSecond` among them). */
+export const PROVIDER_SERVICE: Readonly<Record<string, string>> = {
+  Async: 'Async',
+  Kannel: 'KannelSMS',
+  mGage: 'mGageSMS',
 };
 
 export const SMS_PROVIDERS: Readonly<Record<string, SmsProvider>> = {

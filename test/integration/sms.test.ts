@@ -66,7 +66,7 @@ async function setup(h: Harness, outbound = false) {
   ).body.data.token as string;
   // Workers see the API at its public URL (Kannel's report callbacks).
   const config = { ...h.config, http: { ...h.config.http, publicUrl: api.url } };
-  const deps = { db: h.db, log: h.log, bus: h.bus, config, publisher: h.publisher };
+  const deps = { db: h.db, log: h.log, bus: h.bus, config, publisher: h.publisher, redis: h.redis };
   await h.startWorkers({
     processors: {
       inbound: createInboundProcessor({
@@ -269,7 +269,11 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
   });
   const WEBHOOK_SECRET = 'aggregator-webhook-secret';
 
-  async function provisionAsync(s: Awaited<ReturnType<typeof setup>>, aggregator: Receiver) {
+  async function provisionAsync(
+    s: Awaited<ReturnType<typeof setup>>,
+    aggregator: Receiver,
+    maxPerSecond?: number,
+  ) {
     await request(s.api.url)
       .put(`/nexus/v3/provisioning/services/${TENANT}/Async`)
       .set(s.admin)
@@ -278,6 +282,7 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
         data: {
           channels: [{ channelId: NUMBER, webhook: { url: `${aggregator.url}/outbound` } }],
           'header:X-Aggregator-Account': 'acme-17',
+          ...(maxPerSecond ? { maxPerSecond } : {}),
         },
         secret: {
           channels: [
@@ -494,6 +499,54 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
         ['opt-in', 'START'],
         ['opt-out', 'Enough!'],
       ]);
+    } finally {
+      await aggregator.close();
+    }
+  });
+
+  it('holds each sender to the provider rate (counted in Redis); a 429 waits without using an attempt', async () => {
+    let count = 0;
+    const aggregator = await startReceiver(() =>
+      ++count === 1
+        ? { status: 429, headers: { 'Retry-After': '1' }, body: 'slow down' }
+        : { status: 200, body: JSON.stringify({ messageId: `agg-${count}` }) },
+    );
+    try {
+      const s = await setup(h(), true);
+      await provisionAsync(s, aggregator, 2);
+      const mo = await s
+        .mo({
+          device_address: '+15551234567',
+          inbound_address: NUMBER,
+          message: 'Hi',
+          message_id: 'mo-1',
+        })
+        .expect(202);
+      const interactionId = mo.body.data.interactionId as string;
+      const ids: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        ids.push((await s.reply(interactionId, `Reply ${i}`).expect(201)).body.data.id as string);
+      }
+      await eventually(
+        async () =>
+          (await Promise.all(ids.map(id => messageRow(h(), id)))).every(
+            row => row.delivery_status === 'sent',
+          ),
+        20_000,
+        'all six sent',
+      );
+      // 7 requests (one 429). The five other messages, sent at most 2 a second, need three
+      // 1-second windows: without the limit they would all leave within a few milliseconds.
+      expect(aggregator.requests).toHaveLength(7);
+      const idOf = (r: { body: string }) =>
+        (JSON.parse(r.body) as { messages: { id: string }[] }).messages[0]?.id;
+      const throttledId = idOf(aggregator.requests[0] as { body: string });
+      const others = aggregator.requests.filter(r => idOf(r) !== throttledId).map(r => r.at);
+      expect(others).toHaveLength(5);
+      expect(Math.max(...others) - Math.min(...others)).toBeGreaterThanOrEqual(900);
+      // The throttled message used one attempt, as if the 429 never happened.
+      const job = await h().queues.get('outbound-sms').getJob(`outbound-sms.${throttledId}`);
+      expect(job?.attemptsMade).toBe(1);
     } finally {
       await aggregator.close();
     }

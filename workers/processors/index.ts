@@ -10,13 +10,19 @@ import { createOutboundSmsProcessor } from './outbound-sms.js';
 import { createReceiptProcessor } from './receipts.js';
 import { createWebhookProcessor } from './webhooks.js';
 import type { Config } from '../../lib/config.js';
+import type { RedisConnection } from '../../lib/redis.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 
 /** One processor per queue; a queue added to `QUEUES` without one here fails the type check. */
 export type ProcessorMap = { [N in QueueName]: Processor<QueueOf<N>> };
 
 export function createProcessors(
-  deps: SweepDeps & { publisher: RealtimePublisher; bus: InvalidationBus; config: Config },
+  deps: SweepDeps & {
+    publisher: RealtimePublisher;
+    bus: InvalidationBus;
+    config: Config;
+    redis: RedisConnection;
+  },
   sweep: { afterMs: number; batch: number },
 ): ProcessorMap {
   return {

@@ -1,4 +1,6 @@
-import { UnrecoverableError } from 'bullmq';
+import { DelayedError, UnrecoverableError } from 'bullmq';
+import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import type { RedisConnection } from '../../lib/redis.js';
 import type { DatabasePool } from 'slonik';
 import { applySmsStatus, isOptedOut, loadOutboundSms } from '../../db/queries/sms.js';
 import { ServiceDirectory } from '../../db/service-directory.js';
@@ -12,10 +14,20 @@ import { smsSegments } from '../../lib/sms-segments.js';
 import { callbackSignature } from '../../lib/sms-callbacks.js';
 import type { outboundSmsQueue, OutboundSmsPayload } from '../../queues/outbound-sms.js';
 import type { JobContext, Processor } from '../run-processor.js';
-import { SMS_PROVIDERS, type ProviderContext } from '../sms-providers.js';
+import {
+  PROVIDER_SERVICE,
+  ProviderThrottledError,
+  SMS_PROVIDERS,
+  type ProviderContext,
+} from '../sms-providers.js';
+
+/** How many times a provider's 429 may delay one message before it counts as a failed attempt. */
+const MAX_THROTTLED = 50;
 
 export interface OutboundSmsDeps {
   db: DatabasePool;
+  /** Provider rate limits are counted in Redis, across every worker. */
+  redis: RedisConnection;
   log: Logger;
   bus: InvalidationBus;
   config: Config;
@@ -44,6 +56,26 @@ export function createOutboundSmsProcessor(
     deps.bus,
   );
   const publicUrl = config.http.publicUrl ?? `http://localhost:${config.http.port}`;
+  const limiters = new Map<number, RateLimiterRedis>();
+  const limiterFor = (perSecond: number) => {
+    let limiter = limiters.get(perSecond);
+    if (!limiter) {
+      limiter = new RateLimiterRedis({
+        storeClient: deps.redis,
+        keyPrefix: `${config.queues.prefix}:sms-rate:${perSecond}`,
+        points: perSecond,
+        duration: 1,
+      });
+      limiters.set(perSecond, limiter);
+    }
+    return limiter;
+  };
+  /** Runs the job again in `ms` without using an attempt (rate limits, a provider's 429). */
+  const later = async (ctx: JobContext, ms: number, why: string): Promise<never> => {
+    ctx.log.info({ delayMs: ms }, why);
+    await ctx.job.moveToDelayed(Date.now() + ms, ctx.token);
+    throw new DelayedError();
+  };
 
   const processor = async (payload: OutboundSmsPayload, ctx: JobContext) => {
     const message = await loadOutboundSms(db, payload.tenantId, payload.messageId);
@@ -73,6 +105,17 @@ export function createOutboundSmsProcessor(
     if (!provider) {
       throw new UnrecoverableError(`SMS provider ${providerName} is not supported in this version`);
     }
+    // The provider's rate for this sender, across every worker.
+    const settings = (await services.get(payload.tenantId, PROVIDER_SERVICE[providerName] ?? ''))
+      ?.data as { maxPerSecond?: number } | undefined;
+    try {
+      await limiterFor(settings?.maxPerSecond ?? config.sms.ratePerSecond).consume(
+        `${providerName}:${payload.tenantId}:${message.channel_id}`,
+      );
+    } catch (limited) {
+      if (!(limited instanceof RateLimiterRes)) throw limited;
+      await later(ctx, Math.max(limited.msBeforeNext, 10), 'provider rate limit reached: waiting');
+    }
     const text = message.text ?? '';
     const providerContext: ProviderContext = {
       guard,
@@ -97,6 +140,16 @@ export function createOutboundSmsProcessor(
     } catch (error) {
       if (error instanceof EgressBlockedError) {
         throw new UnrecoverableError(`blocked by the egress guard: ${error.message}`);
+      }
+      // A provider's 429 delays the message without using an attempt, a bounded number of times.
+      const throttled = Number((ctx.job.data as { throttled?: unknown }).throttled ?? 0);
+      if (error instanceof ProviderThrottledError && throttled < MAX_THROTTLED) {
+        await ctx.job.updateData({ ...(ctx.job.data as object), throttled: throttled + 1 });
+        await later(
+          ctx,
+          Math.min(Math.max(error.retryAfterMs ?? 1_000, 100), 60_000),
+          'the provider asked to slow down (429): waiting',
+        );
       }
       throw error;
     }
