@@ -69,7 +69,15 @@ export function buildApp(deps: AppDeps): BuiltApp {
 
   app.use(requestContext(log));
   app.use(requestMetrics);
-  app.use(express.json({ limit: config.http.bodyLimit }));
+  // The raw bytes are kept for routes that verify a signature over the body (X-Hub-Signature).
+  app.use(
+    express.json({
+      limit: config.http.bodyLimit,
+      verify: (req, _res, buf) => {
+        (req as { rawBody?: Buffer }).rawBody = buf;
+      },
+    }),
+  );
   app.use(express.urlencoded({ extended: false, limit: config.http.bodyLimit }));
 
   const secrets = new SecretBox(config.secretKey, config.previousSecretKeys);
@@ -119,6 +127,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     db,
     log,
     secretKey: config.secretKey,
+    secrets,
     enqueue: { db, queues: deps.queues, log, sweepAfterMs: config.workers.sweepAfterMs },
   });
   webhookRoutes(api, {

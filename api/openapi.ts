@@ -51,6 +51,11 @@ export type PublicRoute<
   B extends ZodTypeAny,
 > = RouteBase<P, Q, B> & {
   auth: 'public';
+  /**
+   * Authenticates the request itself before its input is read (a signature over the raw body,
+   * say): a request that fails it is refused before any validation answer.
+   */
+  verify?: (req: Request) => Promise<void>;
   handle(input: RouteInput<z.infer<P>, z.infer<Q>, z.infer<B>>): Promise<void> | void;
 };
 
@@ -140,6 +145,7 @@ export class Api {
       );
     }
     handlers.push(async (req: Request, res: Response) => {
+      if (spec.auth === 'public') await spec.verify?.(req);
       const input = {
         params: parseInput(spec.params ?? empty, req.params, 'params') as z.infer<P>,
         query: parseInput(spec.query ?? empty, req.query, 'query') as z.infer<Q>,

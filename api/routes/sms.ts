@@ -21,7 +21,10 @@ import { receiptsQueue } from '../../queues/receipts.js';
 import { callbackSignature } from '../../lib/sms-callbacks.js';
 import { secretsEqual } from '../admin-auth.js';
 import { dispatchWork, recordWork, type EnqueueContext } from '../../queues/work.js';
-import type { Response } from 'express';
+import { createHmac } from 'node:crypto';
+import type { Request, Response } from 'express';
+import { serviceSecretContext } from '../../db/service-directory.js';
+import type { SecretBox } from '../../lib/secrets.js';
 import { assertTenant, tenantOf, type Principal } from '../auth/principal.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
@@ -98,17 +101,22 @@ async function channelFor(
  */
 export function smsRoutes(
   api: Api,
-  deps: { db: DatabasePool; enqueue: EnqueueContext; log: Logger; secretKey: Buffer },
+  deps: {
+    db: DatabasePool;
+    enqueue: EnqueueContext;
+    log: Logger;
+    secretKey: Buffer;
+    secrets: SecretBox;
+  },
 ): void {
   const { db } = deps;
   const callbackSignatureOf = (value: string) => callbackSignature(deps.secretKey, value);
-  const receiveMo = async (
+  /** Stores one inbound SMS of `tenant` (see the route's description); answers what happened. */
+  const acceptMo = async (
+    tenant: string,
     body: z.infer<typeof moBody>,
-    principal: Principal,
-    res: Response,
-    source: 'body' | 'query',
-  ): Promise<void> => {
-    const tenant = tenantOf(principal);
+    source: string,
+  ): Promise<{ messageId: string | null; interactionId: string | null; duplicate: boolean }> => {
     const from = normalisePhone(body.device_address);
     const externalId = body.message_id ?? randomUUID();
     const channel = await channelFor(db, tenant, body.inbound_address);
@@ -165,8 +173,7 @@ export function smsRoutes(
         );
       });
       await dispatchWork(deps.enqueue, [work]);
-      reply(res, 202, { messageId: null, interactionId: null, duplicate: !work.created });
-      return;
+      return { messageId: null, interactionId: null, duplicate: !work.created };
     }
     const { accepted, work } = await db.transaction(async tx => {
       const stored = await acceptInboundSms(tx, {
@@ -213,11 +220,19 @@ export function smsRoutes(
       return { accepted: stored, work: works };
     });
     if (work.length > 0) await dispatchWork(deps.enqueue, work);
-    reply(res, 202, {
+    return {
       messageId: accepted.messageId,
       interactionId: accepted.interactionId,
       duplicate: !accepted.stored,
-    });
+    };
+  };
+  const receiveMo = async (
+    body: z.infer<typeof moBody>,
+    principal: Principal,
+    res: Response,
+    source: 'body' | 'query',
+  ): Promise<void> => {
+    reply(res, 202, await acceptMo(tenantOf(principal), body, source));
   };
 
   const moResponses = {
@@ -380,6 +395,168 @@ export function smsRoutes(
           at: row.created_at,
         })),
       });
+    },
+  });
+
+  // --- The Third-Party Messaging API (Async gateways), signed with the channel's api secret ---
+
+  /** The channel's api secret from the tenant's `Async` service, if the channel is there. */
+  const apiSecretOf = async (tenant: string, channelId: string): Promise<string | undefined> => {
+    const service = await findService(db, tenant, 'Async');
+    if (!service?.secret_sealed) return undefined;
+    const secret = deps.secrets.open(
+      service.secret_sealed,
+      serviceSecretContext(tenant, 'Async'),
+    ) as {
+      channels?: { channelId: string; api?: { secret?: string } }[];
+    };
+    return secret.channels?.find(channel => channel.channelId === channelId)?.api?.secret;
+  };
+
+  /**
+   * `x-ccid` names the tenant; `X-Hub-Signature: sha1=<hex HMAC-SHA1(raw body, the channel's api
+   * secret)>`, compared in constant time. Every failure is the same 401, whatever was wrong.
+   */
+  const verifySigned = async (req: Request): Promise<void> => {
+    const refuse = (why: string) => {
+      deps.log.warn({ path: req.path, why }, 'third-party request refused');
+      return new AppError(
+        'NEXUS_ERR_UNAUTHORIZED',
+        'Missing or invalid X-Hub-Signature for this channel',
+        'header.x-hub-signature',
+      );
+    };
+    const tenant = req.get('x-ccid');
+    const signature = req.get('x-hub-signature');
+    const raw = (req as { rawBody?: Buffer }).rawBody;
+    if (!tenant || !signature || !raw) throw refuse('missing x-ccid, signature or JSON body');
+    const secret = await apiSecretOf(tenant, String(req.params.channelId));
+    if (!secret) throw refuse('unknown tenant or channel');
+    const expected = `sha1=${createHmac('sha1', secret).update(raw).digest('hex')}`;
+    if (!secretsEqual(signature, expected)) throw refuse('signature mismatch');
+  };
+
+  const channelParams = z.object({ channelId: z.string().min(1).max(255) });
+  const thirdPartyMessages = z
+    .object({
+      messages: z
+        .array(
+          z
+            .object({
+              id: z.string().trim().min(1).max(255),
+              from: phone,
+              text: z.string().min(1, 'must not be empty').max(4_096),
+            })
+            .passthrough(),
+        )
+        .min(1)
+        .max(100),
+    })
+    .strict()
+    .openapi('ThirdPartyInbound');
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/channels/:channelId/messages',
+    tag: 'SMS',
+    summary: 'Receive inbound messages from a third-party gateway (Async)',
+    description:
+      'Signed with `X-Hub-Signature: sha1=<HMAC-SHA1(body, the channel api secret)>`, with `x-ccid`. Each message `{id, from, text}` is handled as an MO to the channel (threaded, routed, keywords); `id` de-duplicates retries.',
+    auth: 'public',
+    verify: verifySigned,
+    params: channelParams,
+    body: thirdPartyMessages,
+    responses: {
+      202: {
+        description: 'Accepted',
+        schema: envelopeOf(
+          z.object({
+            results: z.array(
+              z.object({
+                id: z.string(),
+                messageId: z.string().nullable(),
+                interactionId: z.string().nullable(),
+                duplicate: z.boolean(),
+              }),
+            ),
+          }),
+        ),
+      },
+    },
+    async handle({ params, body, req, res }) {
+      const tenant = req.get('x-ccid') as string;
+      const results = [];
+      for (const message of body.messages) {
+        const result = await acceptMo(
+          tenant,
+          {
+            device_address: message.from,
+            inbound_address: params.channelId,
+            message: message.text,
+            message_id: message.id,
+          },
+          'body.messages',
+        );
+        results.push({ id: message.id, ...result });
+      }
+      reply(res, 202, { results });
+    },
+  });
+
+  const thirdPartyReceipts = z
+    .object({
+      receipts: z
+        .array(
+          z
+            .object({
+              messageId: z.string().trim().min(1).max(255),
+              status: z.enum(['sent', 'delivered', 'failed']),
+              reason: z.string().trim().min(1).max(255).optional(),
+            })
+            .strict(),
+        )
+        .min(1)
+        .max(100),
+    })
+    .strict()
+    .openapi('ThirdPartyReceipts');
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/channels/:channelId/receipts',
+    tag: 'SMS',
+    summary: 'Receive delivery receipts or errors from a third-party gateway (Async)',
+    description:
+      'Signed as the inbound messages. `messageId` is the id the gateway answered when it took the message.',
+    auth: 'public',
+    verify: verifySigned,
+    params: channelParams,
+    body: thirdPartyReceipts,
+    responses: {
+      202: { description: 'Accepted', schema: envelopeOf(z.object({ accepted: z.number() })) },
+    },
+    async handle({ body, req, res }) {
+      const tenant = req.get('x-ccid') as string;
+      const works = await db.transaction(async tx => {
+        const recorded = [];
+        for (const receipt of body.receipts) {
+          recorded.push(
+            await recordWork(
+              tx,
+              receiptsQueue,
+              {
+                tenantId: tenant,
+                provider: 'Async',
+                providerMessageId: receipt.messageId,
+                status: receipt.status,
+                ...(receipt.reason ? { errorCode: receipt.reason.slice(0, 64) } : {}),
+              },
+              deps.enqueue.sweepAfterMs,
+            ),
+          );
+        }
+        return recorded;
+      });
+      await dispatchWork(deps.enqueue, works);
+      reply(res, 202, { accepted: works.length });
     },
   });
 }

@@ -384,6 +384,9 @@ describe('authorization', () => {
       // Signed by the hub in the URL it gave Kannel (tested in sms.test.ts).
       'GET /nexus/v3/sms/receipt/kannel',
       'POST /nexus/v3/sms/receipt/kannel',
+      // Signed with the channel's api secret of the tenant named by x-ccid (sms.test.ts).
+      'POST /nexus/v3/channels/{channelId}/messages',
+      'POST /nexus/v3/channels/{channelId}/receipts',
     ];
     // Every documented route has a case here: a new route must say how it keeps tenants apart.
     expect([...Object.keys(attempts), ...Object.keys(scoped), ...publicRoutes].sort()).toEqual(

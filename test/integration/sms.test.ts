@@ -552,6 +552,74 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
     }
   });
 
+  it('the Third-Party Messaging API: signed inbound messages and receipts; bad signatures store nothing', async () => {
+    const aggregator = await startReceiver(() => ({
+      status: 200,
+      body: JSON.stringify({ messageId: 'tp-1' }),
+    }));
+    try {
+      const s = await setup(h(), true);
+      await provisionAsync(s, aggregator);
+      const signed = (path: string, body: object, secret = 'api-secret', ccid = TENANT) => {
+        const raw = JSON.stringify(body);
+        return request(s.api.url)
+          .post(path)
+          .set('x-ccid', ccid)
+          .set('Content-Type', 'application/json')
+          .set('X-Hub-Signature', `sha1=${createHmac('sha1', secret).update(raw).digest('hex')}`)
+          .send(raw);
+      };
+      const path = `/nexus/v3/channels/${encodeURIComponent(NUMBER)}`;
+      const inbound = {
+        messages: [{ id: 'tp-in-1', from: '+15551234567', text: 'Hi via gateway' }],
+      };
+      const before = await counts(h());
+      // Refused alike: a wrong secret, another tenant, no signature; malformed but signed: 400.
+      await signed(`${path}/messages`, inbound, 'wrong-secret').expect(401);
+      await signed(`${path}/messages`, inbound, 'api-secret', 'chat-tenant').expect(401);
+      await request(s.api.url)
+        .post(`${path}/messages`)
+        .set('x-ccid', TENANT)
+        .send(inbound)
+        .expect(401);
+      const bad = await signed(`${path}/messages`, {
+        messages: [{ id: 'x', from: 'nope', text: '' }],
+      }).expect(400);
+      expect(bad.body.status.code).toBe('NEXUS_ERR_VALIDATION');
+      expect(await counts(h())).toEqual(before);
+
+      const first = await signed(`${path}/messages`, inbound).expect(202);
+      const [result] = first.body.data.results as { interactionId: string; duplicate: boolean }[];
+      expect(result?.duplicate).toBe(false);
+      const again = await signed(`${path}/messages`, inbound).expect(202);
+      expect(again.body.data.results[0]).toMatchObject({ duplicate: true });
+      const interactionId = result?.interactionId as string;
+      await eventually(
+        async () => (await eventsOf(h(), interactionId)).some(e => e.type === 'message.created'),
+        10_000,
+        'the gateway message numbered',
+      );
+
+      const replied = (await s.reply(interactionId, 'Hello back').expect(201)).body.data
+        .id as string;
+      await eventually(
+        async () => (await messageRow(h(), replied)).provider_message_id === 'tp-1',
+        10_000,
+        'sent through the gateway',
+      );
+      await signed(`${path}/receipts`, {
+        receipts: [{ messageId: 'tp-1', status: 'delivered' }],
+      }).expect(202);
+      await eventually(
+        async () => (await messageRow(h(), replied)).delivery_status === 'delivered',
+        10_000,
+        'delivered by the gateway receipt',
+      );
+    } finally {
+      await aggregator.close();
+    }
+  });
+
   it('an aggregator refusing the message fails it and flags the conversation undelivered', async () => {
     const aggregator = await startReceiver(() => ({ status: 400, body: 'unknown recipient' }));
     try {
