@@ -8,6 +8,7 @@ import {
   listOpenInteractions,
   listUndeliveredInteractions,
 } from '../../db/queries/chat.js';
+import { listSmsDeliveries } from '../../db/queries/sms.js';
 import { AppError } from '../../lib/errors.js';
 import { agentOf } from '../auth/principal.js';
 import { MAX_TEXT, type ChatService } from '../chat/chat-service.js';
@@ -88,7 +89,7 @@ export function agentInteractionRoutes({
     tag: 'Agent',
     summary: 'An interaction with its events and the customer',
     description:
-      "Events after `after`, in seq order; the contact with identifiers; the contact's previous interactions.",
+      "Events after `after`, in seq order; the contact with identifiers; the contact's previous interactions; for SMS conversations, each outbound message's delivery status, encoding and segments.",
     auth: 'nexus:agent:*',
     params: interactionParams,
     query: z
@@ -123,6 +124,15 @@ export function agentInteractionRoutes({
             }
           : null,
         previousInteractions: history.slice(0, 50).map(presentInteraction),
+        smsDeliveries: (await listSmsDeliveries(db, interaction.id)).map(row => ({
+          messageId: row.id,
+          status: row.delivery_status,
+          reason: row.delivery_reason,
+          encoding: row.encoding,
+          segments: row.segments,
+          provider: row.provider,
+          updated: row.delivery_updated_at,
+        })),
       });
     },
   });

@@ -309,3 +309,25 @@ export async function consentOf(
     WHERE tenant_id = ${tenantId} AND address = ${address} ORDER BY id DESC LIMIT 200`);
   return { senders, changes };
 }
+
+export const smsDeliveryRow = z.object({
+  id: z.string(),
+  delivery_status: z.string(),
+  delivery_reason: z.string().nullable(),
+  encoding: z.string().nullable(),
+  segments: z.number().nullable(),
+  provider: z.string().nullable(),
+  delivery_updated_at: z.string().nullable(),
+});
+
+/** The delivery state of an interaction's outbound SMS, oldest first. */
+export async function listSmsDeliveries(
+  db: CommonQueryMethods,
+  interactionId: string,
+): Promise<readonly z.infer<typeof smsDeliveryRow>[]> {
+  return db.any(sql.type(smsDeliveryRow)`
+    SELECT id, delivery_status, delivery_reason, encoding, segments, provider, delivery_updated_at
+    FROM messages
+    WHERE interaction_id = ${interactionId} AND delivery_status IS NOT NULL
+    ORDER BY received`);
+}

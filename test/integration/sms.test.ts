@@ -96,7 +96,7 @@ async function setup(h: Harness, outbound = false) {
       .send({ text });
   const receipt = (fields: Record<string, string>) =>
     request(api.url).post('/nexus/v3/sms/receipt').auth(TENANT, key).send(fields);
-  return { api, admin, key, mo, reply, receipt };
+  return { api, admin, key, mo, reply, receipt, agentToken };
 }
 
 const messageRow = (h: Harness, id: string) =>
@@ -400,6 +400,21 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
       expect(hooked.map(b => [b.data.status, b.data.messageId])).toEqual([
         ['delivered', messageId],
         ['sent', messageId],
+      ]);
+
+      // The agent's view of the conversation carries each SMS's delivery state.
+      const view = await request(s.api.url)
+        .get(`/nexus/v3/agent/interactions/${interactionId}`)
+        .set('Authorization', `Bearer ${s.agentToken}`)
+        .expect(200);
+      expect(view.body.data.smsDeliveries).toEqual([
+        expect.objectContaining({
+          messageId,
+          status: 'delivered',
+          encoding: 'GSM-7',
+          segments: 2,
+          provider: 'Async',
+        }),
       ]);
 
       // A reply over the segment limit is refused and stores nothing.
