@@ -860,3 +860,28 @@ describe('outbound SMS through Kaleyra/mGage DirectTEXT', () => {
     }
   });
 });
+
+describe('receipts for messages the hub does not know', () => {
+  const h = useHarness(
+    {},
+    { jobOptions: { receipts: { attempts: 2, backoff: { type: 'fixed', delay: 100 } } } },
+  );
+
+  it('are retried (a receipt may overtake the send) and end as undelivered records', async () => {
+    const s = await setup(h(), true);
+    await s.receipt({ messageId: 'never-sent', status: 'delivered' }).expect(202);
+    const undelivered = await eventually(
+      async () =>
+        (
+          await request(s.api.url)
+            .get('/nexus/v3/undelivered?queue=receipts')
+            .set(s.admin)
+            .expect(200)
+        ).body.data.items[0] as { reason: string; attempts: number } | undefined,
+      10_000,
+      'the undelivered receipt',
+    );
+    expect(undelivered).toMatchObject({ attempts: 2 });
+    expect(undelivered?.reason).toMatch(/no outbound SMS with aggregator id never-sent/);
+  });
+});

@@ -1,6 +1,6 @@
 import { UnrecoverableError } from 'bullmq';
 import type { DatabasePool } from 'slonik';
-import { applySmsStatus } from '../../db/queries/sms.js';
+import { applySmsStatus, lockSmsStatus } from '../../db/queries/sms.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { kannelReportStatus, SMS_STATUSES, type SmsStatus } from '../../lib/sms-status.js';
 import type { receiptsQueue, ReceiptPayload } from '../../queues/receipts.js';
@@ -28,7 +28,7 @@ function statusOf(
  * The `receipts` processor: applies a provider's delivery report to its message, forward only
  * (a late `sent` never overwrites `delivered`; a terminal status is final), with a
  * `message.status` event when the status changed and the undelivered flag for a failure. A
- * report for a message the hub does not know changes nothing.
+ * report for a message the hub does not know (yet) is retried, then kept as undelivered.
  */
 export function createReceiptProcessor(deps: {
   db: DatabasePool;
@@ -45,7 +45,16 @@ export function createReceiptProcessor(deps: {
       receipt.provider === 'Kannel'
         ? { messageId: receipt.providerMessageId, tenantId: receipt.tenantId }
         : { tenantId: receipt.tenantId, providerMessageId: receipt.providerMessageId };
-    const events = await ctx.complete(tx => applySmsStatus(tx, where, report));
+    const events = await ctx.complete(async tx => {
+      // A receipt can overtake the send's own record of the provider's id (a fast provider):
+      // retried with the queue's backoff until the message is found, an undelivered record after.
+      if (!(await lockSmsStatus(tx, where))) {
+        throw new Error(
+          `no outbound SMS with ${receipt.provider} id ${receipt.providerMessageId} (yet)`,
+        );
+      }
+      return applySmsStatus(tx, where, report);
+    });
     if (events && events.length > 0) deps.publisher.events(events);
   };
 }
