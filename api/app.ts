@@ -128,6 +128,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     log,
     secretKey: config.secretKey,
     secrets,
+    maxSegments: config.sms.maxSegments,
     enqueue: { db, queues: deps.queues, log, sweepAfterMs: config.workers.sweepAfterMs },
   });
   webhookRoutes(api, {

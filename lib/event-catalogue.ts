@@ -97,6 +97,17 @@ export const OPERATIONAL_EVENT_DATA = {
       reason: z.string(),
     })
     .strict(),
+  /** A campaign SMS record's delivery status changed. */
+  'campaign.record.status': z
+    .object({
+      campaign: z.string(),
+      recordId: z.string(),
+      to: z.string(),
+      status: z.enum(['accepted', 'sent', 'delivered', 'failed']),
+      reason: z.string().nullable(),
+      segments: z.number().int(),
+    })
+    .strict(),
   /** A webhook target was disabled: it answered 410, or failed every attempt for too long. */
   'webhook.disabled': z
     .object({ target: z.string(), reason: z.string(), failingSince: z.string().nullable() })

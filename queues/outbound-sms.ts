@@ -5,6 +5,8 @@ import { DEFAULT_RETENTION, defineQueue, jobIdFrom } from './definition.js';
 export const outboundSmsPayload = z.object({
   tenantId: z.string().min(1),
   messageId: z.string().min(1).max(255),
+  /** The id is a campaign record's, not a conversation message's. */
+  campaign: z.boolean().optional(),
 });
 export type OutboundSmsPayload = z.infer<typeof outboundSmsPayload>;
 

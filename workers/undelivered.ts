@@ -1,6 +1,7 @@
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { flagUndelivered, type InteractionEvent } from '../db/conversation.js';
 import { applySmsStatus } from '../db/queries/sms.js';
+import { applyCampaignStatus } from '../db/queries/sms-campaigns.js';
 import type { Logger } from '../lib/logger.js';
 import { upsertUndelivered, type UndeliveredFailure } from '../db/queries/undelivered.js';
 import { undeliveredTotal } from '../lib/metrics.js';
@@ -42,6 +43,17 @@ export function flagCustomerUndelivered(
       publish(
         await db.transaction(async tx => {
           // An SMS that could not be sent: its status says so (which also flags the interaction).
+          if (queue === 'outbound-sms' && (payload as { campaign?: unknown }).campaign === true) {
+            const tenantId = (payload as { tenantId?: unknown }).tenantId;
+            if (typeof tenantId === 'string') {
+              await applyCampaignStatus(
+                tx,
+                { tenantId, id: messageId },
+                { status: 'failed', reason },
+              );
+            }
+            return [];
+          }
           if (queue === 'outbound-sms') {
             const events = await applySmsStatus(tx, { messageId }, { status: 'failed', reason });
             if (events.length > 0) return events;

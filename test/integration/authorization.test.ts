@@ -274,6 +274,12 @@ describe('authorization', () => {
       'GET /nexus/v3/provisioning/channels/{ccid}': () =>
         asA(request(app).get(`/nexus/v3/provisioning/channels/${B}`)),
       'GET /nexus/v3/undelivered': () => asA(request(app).get(`/nexus/v3/undelivered?tenant=${B}`)),
+      'POST /nexus/v3/sms/campaigns/{ccid}/{campaign}/records': () =>
+        asA(request(app).post(`/nexus/v3/sms/campaigns/${B}/spring/records`)).send({
+          records: [{ id: 'r1', from: '15550001', to: '+15557770000', text: 'hi' }],
+        }),
+      'GET /nexus/v3/sms/campaigns/{ccid}/{campaign}/records': () =>
+        asA(request(app).get(`/nexus/v3/sms/campaigns/${B}/spring/records`)),
       'GET /nexus/v3/sms/consent/{ccid}': () =>
         asA(request(app).get(`/nexus/v3/sms/consent/${B}?address=%2B15557770000`)),
       'GET /nexus/v3/webhooks/{ccid}/targets': () =>

@@ -430,7 +430,7 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
     }
   });
 
-  it('STOP refuses replies to that number (recorded); START lets them out again; HELP answers with the tenant text', async () => {
+  it('STOP refuses agent replies and campaign sends to that number (recorded); START lets them out again; HELP answers with the tenant text', async () => {
     let sent = 0;
     const aggregator = await startReceiver(() => ({
       status: 200,
@@ -485,6 +485,28 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
         .expect(200);
       expect(undelivered.body.data.items).toHaveLength(1);
 
+      // A campaign send to that number is refused and recorded too.
+      const campaign = (records: object[]) =>
+        request(s.api.url)
+          .post(`/nexus/v3/sms/campaigns/${TENANT}/spring/records`)
+          .set(s.admin)
+          .send({ records });
+      const status = async (id: string) =>
+        (
+          (
+            await request(s.api.url)
+              .get(`/nexus/v3/sms/campaigns/${TENANT}/spring/records`)
+              .set(s.admin)
+              .expect(200)
+          ).body.data.items as { id: string; status: string; reason: string | null }[]
+        ).find(record => record.id === id);
+      await campaign([{ id: 'r1', from: NUMBER, to: '+15551234567', text: 'Spring sale!' }]).expect(
+        202,
+      );
+      await eventually(async () => (await status('r1'))?.status === 'failed', 10_000, 'r1 refused');
+      expect((await status('r1'))?.reason).toMatch(/^opted-out/);
+      expect(aggregator.requests).toHaveLength(1);
+
       // START: replies go out again.
       await text('START', 'mo-4');
       const allowed = (await s.reply(interactionId, 'Welcome back').expect(201)).body.data
@@ -495,6 +517,19 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
         'the reply after START',
       );
       expect(aggregator.requests).toHaveLength(2);
+      const again = await campaign([
+        { id: 'r1', from: NUMBER, to: '+15551234567', text: 'Spring sale!' },
+        { id: 'r2', from: NUMBER, to: '+15551234567', text: 'Spring sale!' },
+      ]).expect(202);
+      expect(again.body.data).toEqual({ accepted: 1, duplicates: 1 });
+      await eventually(async () => (await status('r2'))?.status === 'sent', 10_000, 'r2 sent');
+      expect(aggregator.requests).toHaveLength(3);
+      // Bad records are refused whole.
+      const unknown = await campaign([
+        { id: 'r3', from: '+19990000000', to: '+15551234567', text: 'x' },
+      ]).expect(404);
+      expect(unknown.body.status.field).toBe('body.records.0.from');
+      await campaign([{ id: 'r4', from: NUMBER, to: 'nobody', text: 'x' }]).expect(400);
 
       // The ledger and its audit trail.
       const ledger = await request(s.api.url)

@@ -2,6 +2,8 @@ import { DelayedError, UnrecoverableError } from 'bullmq';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { RedisConnection } from '../../lib/redis.js';
 import type { DatabasePool } from 'slonik';
+import { findChannelByChannelId } from '../../db/queries/channels.js';
+import { applyCampaignStatus, findCampaignRecord } from '../../db/queries/sms-campaigns.js';
 import { applySmsStatus, isOptedOut, loadOutboundSms } from '../../db/queries/sms.js';
 import { ServiceDirectory } from '../../db/service-directory.js';
 import type { Config } from '../../lib/config.js';
@@ -77,8 +79,27 @@ export function createOutboundSmsProcessor(
     throw new DelayedError();
   };
 
+  /** A conversation message, or a campaign record, as the sending needs it. */
+  const sendable = async (payload: OutboundSmsPayload) => {
+    if (payload.campaign) {
+      const record = await findCampaignRecord(db, payload.tenantId, payload.messageId);
+      if (!record) throw new UnrecoverableError('no such campaign record');
+      const channel = await findChannelByChannelId(db, payload.tenantId, record.sender);
+      return {
+        id: record.id,
+        text: record.text,
+        delivery_status: record.delivery_status as string | null,
+        sender_type: 'campaign',
+        customer_address: record.address as string | null,
+        channel_id: record.sender as string | null,
+        provider: channel?.provider ?? null,
+      };
+    }
+    return loadOutboundSms(db, payload.tenantId, payload.messageId);
+  };
+
   const processor = async (payload: OutboundSmsPayload, ctx: JobContext) => {
-    const message = await loadOutboundSms(db, payload.tenantId, payload.messageId);
+    const message = await sendable(payload);
     if (!message?.customer_address || !message.channel_id) {
       throw new UnrecoverableError('the message is not part of an SMS conversation');
     }
@@ -153,18 +174,19 @@ export function createOutboundSmsProcessor(
       }
       throw error;
     }
-    const events = await ctx.complete(tx =>
-      applySmsStatus(
-        tx,
-        { messageId: message.id },
-        {
-          status: 'sent',
-          reason: null,
-          provider: providerName,
-          providerMessageId: accepted.providerMessageId,
-        },
-      ),
-    );
+    const sent = {
+      status: 'sent' as const,
+      reason: null,
+      provider: providerName,
+      providerMessageId: accepted.providerMessageId,
+    };
+    if (payload.campaign) {
+      await ctx.complete(tx =>
+        applyCampaignStatus(tx, { tenantId: payload.tenantId, id: message.id }, sent),
+      );
+      return;
+    }
+    const events = await ctx.complete(tx => applySmsStatus(tx, { messageId: message.id }, sent));
     if (events) deps.publisher.events(events);
   };
   return Object.assign(processor, {

@@ -1,5 +1,6 @@
 import { UnrecoverableError } from 'bullmq';
 import type { DatabasePool } from 'slonik';
+import { applyCampaignStatus } from '../../db/queries/sms-campaigns.js';
 import { applySmsStatus, lockSmsStatus } from '../../db/queries/sms.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { kannelReportStatus, SMS_STATUSES, type SmsStatus } from '../../lib/sms-status.js';
@@ -49,6 +50,11 @@ export function createReceiptProcessor(deps: {
       // A receipt can overtake the send's own record of the provider's id (a fast provider):
       // retried with the queue's backoff until the message is found, an undelivered record after.
       if (!(await lockSmsStatus(tx, where))) {
+        const record =
+          receipt.provider === 'Kannel'
+            ? { tenantId: receipt.tenantId, id: receipt.providerMessageId }
+            : { tenantId: receipt.tenantId, providerMessageId: receipt.providerMessageId };
+        if (await applyCampaignStatus(tx, record, report)) return [];
         throw new Error(
           `no outbound SMS with ${receipt.provider} id ${receipt.providerMessageId} (yet)`,
         );

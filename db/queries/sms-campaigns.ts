@@ -1,0 +1,134 @@
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+import { mergeStatus, type SmsStatus } from '../../lib/sms-status.js';
+import { appendOperationalEvent } from '../webhooks.js';
+
+export const campaignRecordRow = z.object({
+  id: z.string(),
+  tenant_id: z.string(),
+  campaign: z.string(),
+  record_id: z.string(),
+  sender: z.string(),
+  address: z.string(),
+  text: z.string(),
+  delivery_status: z.enum(['accepted', 'sent', 'delivered', 'failed']),
+  delivery_reason: z.string().nullable(),
+  delivery_updated_at: z.string(),
+  encoding: z.string(),
+  segments: z.number(),
+  provider: z.string().nullable(),
+  provider_message_id: z.string().nullable(),
+  created_at: z.string(),
+});
+export type CampaignRecordRow = z.infer<typeof campaignRecordRow>;
+
+const columns = sql.fragment`id, tenant_id, campaign, record_id, sender, address, text,
+  delivery_status, delivery_reason, delivery_updated_at, encoding, segments, provider,
+  provider_message_id, created_at`;
+
+export interface NewCampaignRecord {
+  id: string;
+  tenantId: string;
+  campaign: string;
+  recordId: string;
+  sender: string;
+  address: string;
+  text: string;
+  encoding: string;
+  segments: number;
+}
+
+/** Stores records; those already submitted (same campaign and record id) are left alone. */
+export async function insertCampaignRecords(
+  tx: CommonQueryMethods,
+  records: readonly NewCampaignRecord[],
+): Promise<string[]> {
+  if (records.length === 0) return [];
+  const inserted = await tx.anyFirst(sql.type(z.object({ id: z.string() }))`
+    INSERT INTO sms_campaign_records (id, tenant_id, campaign, record_id, sender, address, text,
+                                      encoding, segments)
+    SELECT * FROM ${sql.unnest(
+      records.map(r => [
+        r.id,
+        r.tenantId,
+        r.campaign,
+        r.recordId,
+        r.sender,
+        r.address,
+        r.text,
+        r.encoding,
+        r.segments,
+      ]),
+      ['uuid', 'text', 'text', 'text', 'text', 'text', 'text', 'text', 'int4'],
+    )}
+    ON CONFLICT (tenant_id, campaign, record_id) DO NOTHING
+    RETURNING id`);
+  return [...inserted];
+}
+
+export async function findCampaignRecord(
+  db: CommonQueryMethods,
+  tenantId: string,
+  id: string,
+): Promise<CampaignRecordRow | undefined> {
+  const row = await db.maybeOne(sql.type(campaignRecordRow)`
+    SELECT ${columns} FROM sms_campaign_records WHERE tenant_id = ${tenantId} AND id = ${id}`);
+  return row ?? undefined;
+}
+
+export async function listCampaignRecords(
+  db: CommonQueryMethods,
+  tenantId: string,
+  campaign: string,
+  page: { after: string | undefined; limit: number },
+): Promise<readonly CampaignRecordRow[]> {
+  return db.any(sql.type(campaignRecordRow)`
+    SELECT ${columns} FROM sms_campaign_records
+    WHERE tenant_id = ${tenantId} AND campaign = ${campaign}
+      ${page.after === undefined ? sql.fragment`` : sql.fragment`AND record_id > ${page.after}`}
+    ORDER BY record_id LIMIT ${page.limit}`);
+}
+
+/**
+ * Applies a status to a campaign record under its row lock, forward only, and announces a change
+ * as a `campaign.record.status` event (webhooks). Answers whether a record was found.
+ */
+export async function applyCampaignStatus(
+  tx: CommonQueryMethods,
+  where: { tenantId: string; id: string } | { tenantId: string; providerMessageId: string },
+  report: {
+    status: SmsStatus;
+    reason: string | null;
+    provider?: string;
+    providerMessageId?: string;
+  },
+): Promise<boolean> {
+  const condition =
+    'id' in where
+      ? sql.fragment`id = ${/^[0-9a-f-]{36}$/i.test(where.id) ? where.id : '00000000-0000-0000-0000-000000000000'}`
+      : sql.fragment`provider_message_id = ${where.providerMessageId}`;
+  const record = await tx.maybeOne(sql.type(campaignRecordRow)`
+    SELECT ${columns} FROM sms_campaign_records
+    WHERE tenant_id = ${where.tenantId} AND ${condition} LIMIT 1 FOR UPDATE`);
+  if (!record) return false;
+  const next = mergeStatus(record.delivery_status, report.status);
+  await tx.query(sql.unsafe`
+    UPDATE sms_campaign_records SET
+      delivery_status = ${next},
+      delivery_reason = ${next === record.delivery_status ? record.delivery_reason : report.reason},
+      delivery_updated_at = now(),
+      provider = coalesce(${report.provider ?? null}, provider),
+      provider_message_id = coalesce(${report.providerMessageId ?? null}, provider_message_id)
+    WHERE id = ${record.id}`);
+  if (next !== record.delivery_status) {
+    await appendOperationalEvent(tx, record.tenant_id, 'campaign.record.status', {
+      campaign: record.campaign,
+      recordId: record.record_id,
+      to: record.address,
+      status: next,
+      reason: report.reason,
+      segments: record.segments,
+    });
+  }
+  return true;
+}
