@@ -204,7 +204,7 @@ const SERVICES: Record<string, ServiceShape> = {
   PorticoSMS: {
     description: 'SMS through Genesys Cloud SMS aggregation (its API URL).',
     url: httpUrl,
-    data: noData,
+    data: z.object({ maxPerSecond }).strict().default({}),
     secret: noSecret,
   },
   PurecloudIDP: {

@@ -232,15 +232,91 @@ export const sendMgage: SmsProvider = async (send, ctx) => {
   return { providerMessageId: recipient?.messageId ?? send.messageId };
 };
 
+/** Access tokens of the tenants' Genesys Cloud OAuth clients, until shortly before they expire. */
+const porticoTokens = new Map<string, { token: string; until: number }>();
+
+async function porticoToken(
+  send: SmsSend,
+  ctx: ProviderContext,
+  refresh: boolean,
+): Promise<string> {
+  const idp = await ctx.service('PurecloudIDP');
+  const client = idp?.secret as { clientId?: string; clientSecret?: string } | undefined;
+  if (!idp?.url || !client?.clientId || !client.clientSecret) {
+    throw new UnrecoverableError('the tenant has no PurecloudIDP service (the OAuth client)');
+  }
+  const key = `${send.tenant}:${idp.url}:${client.clientId}`;
+  const cached = porticoTokens.get(key);
+  if (cached && !refresh && cached.until > Date.now()) return cached.token;
+  const response = await ctx.guard.request(`${idp.url.replace(/\/+$/, '')}/oauth/token`, {
+    method: 'POST',
+    headers: {
+      'Content-Type': 'application/x-www-form-urlencoded',
+      Authorization: `Basic ${Buffer.from(`${client.clientId}:${client.clientSecret}`).toString('base64')}`,
+    },
+    body: 'grant_type=client_credentials',
+    timeoutMs: ctx.timeoutMs,
+  });
+  outcome(response.status, response.body, 'the Genesys Cloud login', response.headers);
+  const answer = JSON.parse(response.body) as { access_token?: unknown; expires_in?: unknown };
+  if (typeof answer.access_token !== 'string') {
+    throw new UnrecoverableError('the Genesys Cloud login answered without an access_token');
+  }
+  const seconds = typeof answer.expires_in === 'number' ? answer.expires_in : 3_600;
+  porticoTokens.set(key, {
+    token: answer.access_token,
+    until: Date.now() + Math.max(0, seconds - 60) * 1000,
+  });
+  return answer.access_token;
+}
+
+/**
+ * Genesys Cloud SMS aggregation (`Portico`; services `PorticoSMS` for the API URL and
+ * `PurecloudIDP` for the OAuth client): a client-credentials token (cached until a minute before
+ * it expires, fetched again once on a 401), then the agentless message API
+ * `POST /api/v2/conversations/messages/agentless {fromAddress, toAddress,
+ * toAddressMessengerType: "sms", textBody}`; the answer's `id` identifies the message in receipts.
+ */
+export const sendPortico: SmsProvider = async (send, ctx) => {
+  const api = await ctx.service('PorticoSMS');
+  if (!api?.url) throw new UnrecoverableError('the tenant has no PorticoSMS service');
+  const body = JSON.stringify({
+    fromAddress: send.from,
+    toAddress: send.to,
+    toAddressMessengerType: 'sms',
+    textBody: send.text,
+  });
+  const post = async (refresh: boolean) =>
+    ctx.guard.request(`${api.url?.replace(/\/+$/, '')}/api/v2/conversations/messages/agentless`, {
+      method: 'POST',
+      headers: {
+        'Content-Type': 'application/json',
+        Authorization: `Bearer ${await porticoToken(send, ctx, refresh)}`,
+      },
+      body,
+      timeoutMs: ctx.timeoutMs,
+    });
+  let response = await post(false);
+  if (response.status === 401) response = await post(true);
+  outcome(response.status, response.body, 'Genesys Cloud', response.headers);
+  const id = (JSON.parse(response.body) as { id?: unknown }).id;
+  if (typeof id !== 'string' || id.length === 0) {
+    throw new UnrecoverableError('Genesys Cloud answered without a message id');
+  }
+  return { providerMessageId: id };
+};
+
 /** The service that holds each provider's settings (its `data.maxPerSecond` among them). */
 export const PROVIDER_SERVICE: Readonly<Record<string, string>> = {
   Async: 'Async',
   Kannel: 'KannelSMS',
   mGage: 'mGageSMS',
+  Portico: 'PorticoSMS',
 };
 
 export const SMS_PROVIDERS: Readonly<Record<string, SmsProvider>> = {
   Async: sendAsync,
   Kannel: sendKannel,
   mGage: sendMgage,
+  Portico: sendPortico,
 };

@@ -920,3 +920,100 @@ describe('receipts for messages the hub does not know', () => {
     expect(undelivered?.reason).toMatch(/no outbound SMS with aggregator id never-sent/);
   });
 });
+
+describe('outbound SMS through Genesys Cloud SMS aggregation (Portico)', () => {
+  const h = useHarness({ NEXUS_EGRESS_ALLOW: '127.0.0.1' });
+
+  it('gets a client-credentials token, sends through the agentless API, and is delivered by receipt', async () => {
+    let tokens = 0;
+    const genesysCloud = await startReceiver(request => {
+      if (request.path === '/oauth/token') {
+        const expected = `Basic ${Buffer.from('client-1:client-secret').toString('base64')}`;
+        if (
+          request.headers.authorization !== expected ||
+          request.body !== 'grant_type=client_credentials'
+        ) {
+          return { status: 401, body: '{}' };
+        }
+        tokens++;
+        return {
+          status: 200,
+          body: JSON.stringify({ access_token: `token-${tokens}`, expires_in: 86_400 }),
+        };
+      }
+      if (request.headers.authorization !== 'Bearer token-1') return { status: 401, body: '{}' };
+      return { status: 202, body: JSON.stringify({ id: `gc-${tokens}-${Date.now()}` }) };
+    });
+    try {
+      const s = await setup(h(), true);
+      for (const [name, body] of [
+        ['PorticoSMS', { url: `${genesysCloud.url}/` }],
+        [
+          'PurecloudIDP',
+          {
+            url: genesysCloud.url,
+            secret: { clientId: 'client-1', clientSecret: 'client-secret' },
+          },
+        ],
+      ] as const) {
+        await request(s.api.url)
+          .put(`/nexus/v3/provisioning/services/${TENANT}/${name}`)
+          .set(s.admin)
+          .send(body)
+          .expect(201);
+      }
+      await request(s.api.url)
+        .put(`/nexus/v3/provisioning/channels/${TENANT}/chat.SMS_Main`)
+        .set(s.admin)
+        .send({ channelId: NUMBER, endpoint: 'SmsDesk', provider: 'Portico' })
+        .expect(200);
+      const mo = await s
+        .mo({
+          device_address: '+15551234567',
+          inbound_address: NUMBER,
+          message: 'Hi',
+          message_id: 'mo-1',
+        })
+        .expect(202);
+      const interactionId = mo.body.data.interactionId as string;
+      const ids: string[] = [];
+      for (const text of ['First', 'Second']) {
+        ids.push((await s.reply(interactionId, text).expect(201)).body.data.id as string);
+        await eventually(
+          async () => (await messageRow(h(), ids.at(-1) as string)).delivery_status === 'sent',
+          10_000,
+          `${text} sent`,
+        );
+      }
+      // One token for both sends.
+      expect(genesysCloud.requests.filter(r => r.path === '/oauth/token')).toHaveLength(1);
+      const sends = genesysCloud.requests.filter(r => r.path.endsWith('/agentless'));
+      expect(sends.map(r => JSON.parse(r.body) as unknown)).toEqual([
+        {
+          fromAddress: NUMBER,
+          toAddress: '+15551234567',
+          toAddressMessengerType: 'sms',
+          textBody: 'First',
+        },
+        {
+          fromAddress: NUMBER,
+          toAddress: '+15551234567',
+          toAddressMessengerType: 'sms',
+          textBody: 'Second',
+        },
+      ]);
+      const first = await messageRow(h(), ids[0] as string);
+      expect(first.provider).toBe('Portico');
+      await s
+        .receipt({ messageId: first.provider_message_id as string, status: 'delivered' })
+        .expect(202);
+      await eventually(
+        async () => (await messageRow(h(), ids[0] as string)).delivery_status === 'delivered',
+        10_000,
+        'delivered',
+      );
+    } finally {
+      await genesysCloud.close();
+    }
+  });
+});
