@@ -29,7 +29,7 @@ import { serviceRoutes } from './routes/services.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { undeliveredRoutes } from './routes/undelivered.js';
 import { webhookRoutes } from './routes/webhooks.js';
-import { smsRoutes } from './routes/sms.js';
+import { MEDIA_MAX_BYTES, smsRoutes } from './routes/sms.js';
 
 export interface AppDeps {
   config: Config;
@@ -79,6 +79,17 @@ export function buildApp(deps: AppDeps): BuiltApp {
     }),
   );
   app.use(express.urlencoded({ extended: false, limit: config.http.bodyLimit }));
+  // Media uploads arrive as multipart bodies signed over their raw bytes (api/routes/sms.ts).
+  app.use(
+    '/nexus/v3/channels/:channelId/media',
+    express.raw({
+      type: 'multipart/form-data',
+      limit: MEDIA_MAX_BYTES + 64 * 1024,
+      verify: (req, _res, buf) => {
+        (req as { rawBody?: Buffer }).rawBody = buf;
+      },
+    }),
+  );
 
   const secrets = new SecretBox(config.secretKey, config.previousSecretKeys);
   const tokens = new TokenService(config.secretKey);

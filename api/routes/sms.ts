@@ -6,6 +6,7 @@ import {
   acceptInboundSms,
   changeConsent,
   consentOf,
+  insertMedia,
   markSmsAccepted,
   recordSmsRejection,
 } from '../../db/queries/sms.js';
@@ -20,6 +21,7 @@ import { inboundQueue } from '../../queues/inbound.js';
 import { receiptsQueue } from '../../queues/receipts.js';
 import { callbackSignature } from '../../lib/sms-callbacks.js';
 import { secretsEqual } from '../admin-auth.js';
+import { fileFromMultipart } from '../multipart.js';
 import {
   dispatchWork,
   recordWork,
@@ -38,6 +40,11 @@ import type { SecretBox } from '../../lib/secrets.js';
 import { assertTenant, tenantOf, type Principal } from '../auth/principal.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
+
+/** The largest media file a gateway may upload. */
+export const MEDIA_MAX_BYTES = 5 * 1024 * 1024;
+const MEDIA_TYPES =
+  /^(image\/(jpeg|png|gif|webp)|audio\/[a-z0-9.+-]+|video\/(mp4|3gpp|quicktime)|application\/pdf)$/;
 
 /** A phone number as the hub stores it: digits, with a leading "+" when given. */
 export function normalisePhone(value: string): string {
@@ -569,6 +576,69 @@ export function smsRoutes(
       });
       await dispatchWork(deps.enqueue, works);
       reply(res, 202, { accepted: works.length });
+    },
+  });
+
+  api.route({
+    method: 'post',
+    path: '/nexus/v3/channels/:channelId/media',
+    tag: 'SMS',
+    summary: 'Upload a media resource (third-party gateways)',
+    description: `Signed as the inbound messages (the signature covers the raw multipart body). One \`file\` part, at most ${MEDIA_MAX_BYTES} bytes, of an image, audio, video or PDF type. The answer's \`url\` (\`genesys://nexus/<mediaId>\`) references it in a RichMedia message.`,
+    auth: 'public',
+    verify: verifySigned,
+    params: channelParams,
+    responses: {
+      200: {
+        description: 'Stored',
+        schema: envelopeOf(
+          z.object({
+            mediaId: z.string(),
+            url: z.string(),
+            filename: z.string(),
+            mimetype: z.string(),
+            length: z.number(),
+          }),
+        ),
+      },
+    },
+    async handle({ params, req, res }) {
+      if (!Buffer.isBuffer(req.body)) {
+        throw new AppError(
+          'NEXUS_ERR_VALIDATION',
+          'body.file: send multipart/form-data',
+          'body.file',
+        );
+      }
+      const file = await fileFromMultipart(
+        req.body,
+        req.get('content-type'),
+        'file',
+        MEDIA_MAX_BYTES,
+      );
+      if (!MEDIA_TYPES.test(file.mimetype)) {
+        throw new AppError(
+          'NEXUS_ERR_VALIDATION',
+          `body.file: type ${file.mimetype} is not allowed (images, audio, video, PDF)`,
+          'body.file',
+        );
+      }
+      const id = randomUUID();
+      await insertMedia(db, {
+        id,
+        tenantId: req.get('x-ccid') as string,
+        channelId: params.channelId,
+        filename: file.filename.slice(0, 255),
+        mimetype: file.mimetype,
+        content: file.content,
+      });
+      reply(res, 200, {
+        mediaId: id,
+        url: `genesys://nexus/${id}`,
+        filename: file.filename.slice(0, 255),
+        mimetype: file.mimetype,
+        length: file.content.length,
+      });
     },
   });
 

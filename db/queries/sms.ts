@@ -331,3 +331,21 @@ export async function listSmsDeliveries(
     WHERE interaction_id = ${interactionId} AND delivery_status IS NOT NULL
     ORDER BY received`);
 }
+
+/** Stores an uploaded media file; answers its id. */
+export async function insertMedia(
+  db: CommonQueryMethods,
+  media: {
+    id: string;
+    tenantId: string;
+    channelId: string;
+    filename: string;
+    mimetype: string;
+    content: Buffer;
+  },
+): Promise<void> {
+  await db.query(sql.unsafe`
+    INSERT INTO media (id, tenant_id, channel_id, filename, mimetype, length, content)
+    VALUES (${media.id}, ${media.tenantId}, ${media.channelId}, ${media.filename},
+            ${media.mimetype}, ${media.content.length}, ${sql.binary(media.content)})`);
+}

@@ -393,6 +393,7 @@ describe('authorization', () => {
       // Signed with the channel's api secret of the tenant named by x-ccid (sms.test.ts).
       'POST /nexus/v3/channels/{channelId}/messages',
       'POST /nexus/v3/channels/{channelId}/receipts',
+      'POST /nexus/v3/channels/{channelId}/media',
     ];
     // Every documented route has a case here: a new route must say how it keeps tenants apart.
     expect([...Object.keys(attempts), ...Object.keys(scoped), ...publicRoutes].sort()).toEqual(

@@ -650,6 +650,39 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
         'the gateway message numbered',
       );
 
+      // Media upload: a signed multipart body; the answer references it as genesys://nexus/<id>.
+      const image = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 1, 2, 3, 4]);
+      const boundary = 'hub-test-boundary';
+      const multipart = (type: string) =>
+        Buffer.concat([
+          Buffer.from(
+            `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="receipt.png"\r\nContent-Type: ${type}\r\n\r\n`,
+          ),
+          image,
+          Buffer.from(`\r\n--${boundary}--\r\n`),
+        ]);
+      const upload = (body: Buffer, secret = 'api-secret') =>
+        request(s.api.url)
+          .post(`${path}/media`)
+          .set('x-ccid', TENANT)
+          .set('Content-Type', `multipart/form-data; boundary=${boundary}`)
+          .set('X-Hub-Signature', `sha1=${createHmac('sha1', secret).update(body).digest('hex')}`)
+          .send(body);
+      await upload(multipart('image/png'), 'wrong-secret').expect(401);
+      const uploaded = await upload(multipart('image/png')).expect(200);
+      const mediaId = uploaded.body.data.mediaId as string;
+      expect(uploaded.body.data).toMatchObject({
+        url: `genesys://nexus/${mediaId}`,
+        filename: 'receipt.png',
+        mimetype: 'image/png',
+        length: image.length,
+      });
+      const stored = await h().db.oneFirst(sql.type(z.object({ content: z.instanceof(Buffer) }))`
+        SELECT content FROM media WHERE id = ${mediaId}`);
+      expect(stored.equals(image)).toBe(true);
+      const refusedType = await upload(multipart('application/x-msdownload')).expect(400);
+      expect(refusedType.body.status.field).toBe('body.file');
+
       const replied = (await s.reply(interactionId, 'Hello back').expect(201)).body.data
         .id as string;
       await eventually(
