@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { EVENT_DATA } from '../../lib/event-catalogue.js';
 import { createHmac } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { createLogger } from '../../lib/logger.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { createOutboundSmsProcessor } from '../../workers/processors/outbound-sms.js';
 import { createReceiptProcessor } from '../../workers/processors/receipts.js';
@@ -1048,5 +1050,59 @@ describe('outbound SMS through Genesys Cloud SMS aggregation (Portico)', () => {
     } finally {
       await genesysCloud.close();
     }
+  });
+});
+
+describe('inbound SMS: refusals are logged without secrets', () => {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  const h = useHarness({}, { log: createLogger('debug', sink) });
+
+  it('bad Basic credentials, bad signatures and unknown numbers leave no key, password or secret in the logs', async () => {
+    const s = await setup(h());
+    await request(s.api.url)
+      .put(`/nexus/v3/provisioning/services/${TENANT}/Async`)
+      .set(s.admin)
+      .send({
+        url: 'N/A',
+        data: {
+          channels: [{ channelId: NUMBER, webhook: { url: 'https://gateway.example/hook' } }],
+        },
+        secret: {
+          channels: [
+            {
+              channelId: NUMBER,
+              webhook: { secret: 'webhook-secret-XYZ' },
+              api: { secret: 'api-secret-XYZ' },
+            },
+          ],
+        },
+      })
+      .expect(201);
+    const good = { device_address: '+15551234567', inbound_address: NUMBER, message: 'Hi' };
+    await s.mo(good, [TENANT, 'wrong-password-XYZ']).expect(401);
+    await s.mo({ ...good, inbound_address: '+18009999999' }).expect(404);
+    const raw = JSON.stringify({ messages: [{ id: 'a', from: '+15551234567', text: 'x' }] });
+    await request(s.api.url)
+      .post(`/nexus/v3/channels/${encodeURIComponent(NUMBER)}/messages`)
+      .set('x-ccid', TENANT)
+      .set('Content-Type', 'application/json')
+      .set(
+        'X-Hub-Signature',
+        `sha1=${createHmac('sha1', 'not-the-secret').update(raw).digest('hex')}`,
+      )
+      .send(raw)
+      .expect(401);
+    const logs = lines.join('');
+    expect(logs).toMatch(/refused/);
+    for (const secret of [s.key, 'wrong-password-XYZ', 'api-secret-XYZ', 'webhook-secret-XYZ']) {
+      expect(logs.includes(secret), secret).toBe(false);
+    }
+    expect(logs).not.toMatch(/Basic [A-Za-z0-9+/=]{8,}/);
   });
 });
