@@ -108,6 +108,17 @@ export const OPERATIONAL_EVENT_DATA = {
       segments: z.number().int(),
     })
     .strict(),
+  /** A text to a campaign number (a cxcOnly channel), with the campaign that last wrote to it. */
+  'campaign.reply': z
+    .object({
+      campaign: z.string().nullable(),
+      recordId: z.string().nullable(),
+      from: z.string(),
+      to: z.string(),
+      text: z.string(),
+      keyword: z.enum(['opt-out', 'opt-in', 'help']).nullable(),
+    })
+    .strict(),
   /** A webhook target was disabled: it answered 410, or failed every attempt for too long. */
   'webhook.disabled': z
     .object({ target: z.string(), reason: z.string(), failingSince: z.string().nullable() })

@@ -30,7 +30,9 @@ import {
 } from '../../queues/work.js';
 import {
   insertCampaignRecords,
+  listCampaignReplies,
   listCampaignRecords,
+  recordCampaignReply,
   type NewCampaignRecord,
 } from '../../db/queries/sms-campaigns.js';
 import { createHmac } from 'node:crypto';
@@ -182,17 +184,20 @@ export function smsRoutes(
       receivedAt: new Date().toISOString(),
     };
     if (channel.cxc_only) {
-      const work = await db.transaction(async tx => {
-        await consent(tx);
-        return recordWork(
-          tx,
-          inboundQueue,
-          { ...payload, text: body.message },
-          deps.enqueue.sweepAfterMs,
-        );
+      // A campaign number: no chat; the text is a reply to the campaign (and may opt out).
+      const stored = await db.transaction(async tx => {
+        const created = await recordCampaignReply(tx, {
+          tenantId: tenant,
+          sender: channel.channel_id,
+          address: from,
+          externalId,
+          text: body.message,
+          keyword: action ?? null,
+        });
+        if (created) await consent(tx);
+        return created;
       });
-      await dispatchWork(deps.enqueue, [work]);
-      return { messageId: null, interactionId: null, duplicate: !work.created };
+      return { messageId: null, interactionId: null, duplicate: !stored };
     }
     const { accepted, work } = await db.transaction(async tx => {
       const stored = await acceptInboundSms(tx, {
@@ -787,6 +792,64 @@ export function smsRoutes(
           updated: row.delivery_updated_at,
         })),
         next: rows.length === query.limit && last ? last.record_id : null,
+      });
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/sms/campaigns/:ccid/:campaign/replies',
+    tag: 'SMS',
+    summary: "Texts to the campaign's numbers, replying to it",
+    description:
+      'Texts to `cxcOnly` channels, each attributed to the campaign that last wrote to that number from that sender; oldest first, page with `after`. Each is also a `campaign.reply` webhook event.',
+    auth: 'nexus:provisioning:*',
+    params: campaignParams,
+    query: z
+      .object({
+        after: z.coerce.number().int().min(0).optional(),
+        limit: z.coerce.number().int().min(1).max(1_000).default(100),
+      })
+      .strict(),
+    responses: {
+      200: {
+        description: 'Replies',
+        schema: envelopeOf(
+          z.object({
+            items: z.array(
+              z.object({
+                id: z.number(),
+                from: z.string(),
+                to: z.string(),
+                text: z.string(),
+                recordId: z.string().nullable(),
+                keyword: z.string().nullable(),
+                at: z.string(),
+              }),
+            ),
+            next: z.number().nullable(),
+          }),
+        ),
+      },
+    },
+    async handle({ params, query, principal, res }) {
+      assertTenant(principal, params.ccid);
+      const rows = await listCampaignReplies(db, params.ccid, params.campaign, {
+        after: query.after,
+        limit: query.limit,
+      });
+      const last = rows.at(-1);
+      reply(res, 200, {
+        items: rows.map(row => ({
+          id: row.id,
+          from: row.address,
+          to: row.sender,
+          text: row.text,
+          recordId: row.record_id,
+          keyword: row.keyword,
+          at: row.created_at,
+        })),
+        next: rows.length === query.limit && last ? last.id : null,
       });
     },
   });

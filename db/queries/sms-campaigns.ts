@@ -132,3 +132,67 @@ export async function applyCampaignStatus(
   }
   return true;
 }
+
+/**
+ * Keeps a text to a campaign number as a reply to the campaign that last wrote to that number
+ * from that sender (none when no campaign did), and announces it (`campaign.reply`). Answers
+ * false for a retry (same external id).
+ */
+export async function recordCampaignReply(
+  tx: CommonQueryMethods,
+  reply: {
+    tenantId: string;
+    sender: string;
+    address: string;
+    externalId: string;
+    text: string;
+    keyword: 'opt-out' | 'opt-in' | 'help' | null;
+  },
+): Promise<boolean> {
+  const last = await tx.maybeOne(sql.type(
+    z.object({ campaign: z.string(), record_id: z.string() }),
+  )`
+    SELECT campaign, record_id FROM sms_campaign_records
+    WHERE tenant_id = ${reply.tenantId} AND sender = ${reply.sender} AND address = ${reply.address}
+    ORDER BY created_at DESC LIMIT 1`);
+  const inserted = await tx.maybeOneFirst(sql.type(z.object({ id: z.number() }))`
+    INSERT INTO sms_campaign_replies (tenant_id, sender, address, external_id, text, campaign,
+                                      record_id, keyword)
+    VALUES (${reply.tenantId}, ${reply.sender}, ${reply.address}, ${reply.externalId},
+            ${reply.text}, ${last?.campaign ?? null}, ${last?.record_id ?? null}, ${reply.keyword})
+    ON CONFLICT (tenant_id, sender, external_id) DO NOTHING
+    RETURNING id`);
+  if (inserted === null) return false;
+  await appendOperationalEvent(tx, reply.tenantId, 'campaign.reply', {
+    campaign: last?.campaign ?? null,
+    recordId: last?.record_id ?? null,
+    from: reply.address,
+    to: reply.sender,
+    text: reply.text,
+    keyword: reply.keyword,
+  });
+  return true;
+}
+
+export const campaignReplyRow = z.object({
+  id: z.number(),
+  sender: z.string(),
+  address: z.string(),
+  text: z.string(),
+  record_id: z.string().nullable(),
+  keyword: z.string().nullable(),
+  created_at: z.string(),
+});
+
+export async function listCampaignReplies(
+  db: CommonQueryMethods,
+  tenantId: string,
+  campaign: string,
+  page: { after: number | undefined; limit: number },
+): Promise<readonly z.infer<typeof campaignReplyRow>[]> {
+  return db.any(sql.type(campaignReplyRow)`
+    SELECT id, sender, address, text, record_id, keyword, created_at FROM sms_campaign_replies
+    WHERE tenant_id = ${tenantId} AND campaign = ${campaign}
+      ${page.after === undefined ? sql.fragment`` : sql.fragment`AND id > ${page.after}`}
+    ORDER BY id LIMIT ${page.limit}`);
+}

@@ -278,6 +278,8 @@ describe('authorization', () => {
         asA(request(app).post(`/nexus/v3/sms/campaigns/${B}/spring/records`)).send({
           records: [{ id: 'r1', from: '15550001', to: '+15557770000', text: 'hi' }],
         }),
+      'GET /nexus/v3/sms/campaigns/{ccid}/{campaign}/replies': () =>
+        asA(request(app).get(`/nexus/v3/sms/campaigns/${B}/spring/replies`)),
       'GET /nexus/v3/sms/campaigns/{ccid}/{campaign}/records': () =>
         asA(request(app).get(`/nexus/v3/sms/campaigns/${B}/spring/records`)),
       'GET /nexus/v3/sms/consent/{ccid}': () =>

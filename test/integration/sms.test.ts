@@ -242,24 +242,47 @@ describe('inbound SMS', () => {
     expect(rejections).toEqual([{ reason: 'unknown channel', to_address: '+18009999999' }]);
   });
 
-  it('a text to a cxcOnly channel creates no chat: it waits as inbound work for the campaign side', async () => {
-    const { mo } = await setup(h());
-    const res = await mo({
+  it('a text to a cxcOnly channel creates no chat: it is a reply to the campaign, and STOP opts out', async () => {
+    const { api, admin, mo } = await setup(h());
+    // A campaign wrote to the number from the campaign channel (no worker sends it here).
+    await request(api.url)
+      .post(`/nexus/v3/sms/campaigns/${TENANT}/spring/records`)
+      .set(admin)
+      .send({ records: [{ id: 'r1', from: '12345', to: '+15551234567', text: 'Spring sale!' }] })
+      .expect(202);
+    const stop = {
       device_address: '+15551234567',
       inbound_address: '12345',
       message: 'STOP',
       message_id: 'mo-9',
-    }).expect(202);
-    expect(res.body.data).toMatchObject({ interactionId: null, duplicate: false });
-    await eventually(
-      async () =>
-        (
-          await h().db.maybeOne(sql.type(z.object({ reason: z.string() }))`
-            SELECT reason FROM undelivered WHERE queue = 'inbound'`)
-        )?.reason.includes('no processor in this version') ?? false,
-      10_000,
-      'the parked work',
-    );
+    };
+    const res = await mo(stop).expect(202);
+    expect(res.body.data).toEqual({ messageId: null, interactionId: null, duplicate: false });
+    expect((await mo(stop).expect(202)).body.data.duplicate).toBe(true);
+    const replies = await request(api.url)
+      .get(`/nexus/v3/sms/campaigns/${TENANT}/spring/replies`)
+      .set(admin)
+      .expect(200);
+    expect(replies.body.data.items).toEqual([
+      expect.objectContaining({
+        from: '+15551234567',
+        to: '12345',
+        text: 'STOP',
+        recordId: 'r1',
+        keyword: 'opt-out',
+      }),
+    ]);
+    const event = await h().db.one(sql.type(z.object({ payload: z.record(z.unknown()) }))`
+      SELECT payload FROM events WHERE type = 'campaign.reply'`);
+    expect(event.payload).toMatchObject({ campaign: 'spring', recordId: 'r1', keyword: 'opt-out' });
+    const ledger = await request(api.url)
+      .get(`/nexus/v3/sms/consent/${TENANT}`)
+      .query({ address: '+15551234567' })
+      .set(admin)
+      .expect(200);
+    expect(ledger.body.data.senders).toEqual([
+      expect.objectContaining({ sender: '12345', optedOut: true }),
+    ]);
     expect((await counts(h())).interactions).toBe(0);
   });
 });
