@@ -940,6 +940,12 @@ describe('outbound SMS through Kaleyra/mGage DirectTEXT', () => {
         10_000,
         'delivered',
       );
+      // What the agent's desktop sees: the statuses on the conversation's log.
+      expect(
+        (await eventsOf(h(), interactionId))
+          .filter(e => e.type === 'message.status')
+          .map(e => e.payload.status),
+      ).toEqual(['sent', 'delivered']);
 
       refuse = true;
       const second = (await s.reply(interactionId, 'And again').expect(201)).body.data.id as string;
@@ -1070,6 +1076,11 @@ describe('outbound SMS through Genesys Cloud SMS aggregation (Portico)', () => {
         10_000,
         'delivered',
       );
+      expect(
+        (await eventsOf(h(), interactionId))
+          .filter(e => e.type === 'message.status' && e.payload.messageId === ids[0])
+          .map(e => e.payload.status),
+      ).toEqual(['sent', 'delivered']);
     } finally {
       await genesysCloud.close();
     }
