@@ -10,6 +10,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
@@ -48,6 +49,15 @@ const reset = () => {
   lastAt = 0;
 };
 
+/** A port nothing listens on now (the provisioning API's). */
+async function freePort(): Promise<number> {
+  const probe = createNetServer();
+  await new Promise<void>(resolve => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise(resolve => probe.close(resolve));
+  return port;
+}
+
 interface Driver {
   name: string;
   processes: { role: string; pid: number }[];
@@ -74,7 +84,7 @@ async function startHub(): Promise<Driver> {
     NEXUS_WEBHOOK_CONCURRENCY: String(CONCURRENCY),
   };
   // Provision through the API, then stop it: only the workers run during the measurement.
-  const port = 47_300;
+  const port = await freePort();
   const api = run('bin/api.ts', { ...base, PORT: String(port) });
   await waitHttp(`http://127.0.0.1:${port}/health/live`);
   const auth = { Authorization: `Bearer ${ADMIN_TOKEN}` };
