@@ -56,7 +56,7 @@ export function flagCustomerUndelivered(
           }
           if (queue === 'outbound-sms') {
             const events = await applySmsStatus(tx, { messageId }, { status: 'failed', reason });
-            if (events.length > 0) return events;
+            if (events) return events;
           }
           return flagUndelivered(tx, { messageId, queue, reason });
         }),

@@ -82,11 +82,14 @@ const kannelReport = z.object({
   answer: z.string().max(1_000).optional(),
 });
 
+/** The text of one SMS as callers submit it. */
+const smsText = z.string().min(1, 'must not be empty').max(4_096);
+
 const moBody = z
   .object({
     device_address: phone,
     inbound_address: z.string().trim().min(1).max(64),
-    message: z.string().min(1, 'must not be empty').max(4_096),
+    message: smsText,
     message_id: z.string().trim().min(1).max(255).optional(),
   })
   .passthrough()
@@ -161,7 +164,10 @@ export function smsRoutes(
     }
     // STOP / START / HELP (the tenant's keywords, else the defaults).
     const keywords = (await findService(db, tenant, 'SmsKeywords'))?.data as
-      | { languages?: Record<string, { optOut?: string[]; optIn?: string[]; help?: string[] }> }
+      | {
+          languages?: Record<string, { optOut?: string[]; optIn?: string[]; help?: string[] }>;
+          helpText?: string;
+        }
       | undefined;
     const action = keywordAction(body.message, tenantKeywordTables(keywords?.languages));
     const consent = async (tx: CommonQueryMethods) => {
@@ -219,8 +225,7 @@ export function smsRoutes(
       ];
       if (action === 'help') {
         // HELP is answered at once, in the conversation, with the tenant's help text.
-        const configured = (await findService(tx, tenant, 'SmsKeywords'))?.data.helpText;
-        const text = typeof configured === 'string' ? configured : DEFAULT_HELP_TEXT;
+        const text = keywords?.helpText ?? DEFAULT_HELP_TEXT;
         const help = await insertMessage(tx, {
           id: randomUUID(),
           tenantId: tenant,
@@ -469,7 +474,7 @@ export function smsRoutes(
             .object({
               id: z.string().trim().min(1).max(255),
               from: phone,
-              text: z.string().min(1, 'must not be empty').max(4_096),
+              text: smsText,
             })
             .passthrough(),
         )
@@ -664,7 +669,7 @@ export function smsRoutes(
               id: z.string().trim().min(1).max(255),
               from: z.string().trim().min(1).max(64),
               to: phone,
-              text: z.string().min(1, 'must not be empty').max(4_096),
+              text: smsText,
             })
             .strict(),
         )

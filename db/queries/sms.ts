@@ -198,7 +198,7 @@ export async function lockSmsStatus(
  * Applies a status report to an outbound SMS under its row lock, forward only (see
  * lib/sms-status.ts): the message's status, a `message.status` event when it changed, and for a
  * failure the interaction's undelivered flag. Answers the events written (none for a report that
- * changes nothing: late, duplicate, or for an unknown message).
+ * changes nothing: late or duplicate), or undefined when there is no such outbound SMS.
  */
 export async function applySmsStatus(
   tx: CommonQueryMethods,
@@ -209,9 +209,9 @@ export async function applySmsStatus(
     provider?: string;
     providerMessageId?: string;
   },
-): Promise<InteractionEvent[]> {
+): Promise<InteractionEvent[] | undefined> {
   const locked = await lockSmsStatus(tx, where);
-  if (!locked) return [];
+  if (!locked) return undefined;
   const current = (locked.delivery_status ?? 'accepted') as SmsStatus;
   const next = mergeStatus(current, report.status);
   const changed = await updateSmsStatus(tx, {

@@ -51,6 +51,42 @@ export function identifiersOf(session: {
   return identifiers;
 }
 
+/** Who the customer of an interaction is: how to find their contact, and how they join. */
+interface Customer {
+  identifiers: Identifier[];
+  contact: { firstName: string | null; lastName: string | null; nickname: string | null };
+  participant: { id: string; nickname: string | null };
+}
+
+/**
+ * The customer of a web chat (its session), or of an interaction threaded on a customer address
+ * (an SMS conversation: the phone number is the identifier and the participant id).
+ */
+async function customerOf(
+  tx: CommonQueryMethods,
+  interactionId: string,
+): Promise<Customer | undefined> {
+  const session = await findSessionByInteraction(tx, interactionId);
+  if (session) {
+    return {
+      identifiers: identifiersOf(session),
+      contact: {
+        firstName: session.first_name,
+        lastName: session.last_name,
+        nickname: session.nickname,
+      },
+      participant: { id: session.participant_id, nickname: session.nickname },
+    };
+  }
+  const thread = await findCustomerAddress(tx, interactionId);
+  if (!thread) return undefined;
+  return {
+    identifiers: [{ kind: 'phone', value: thread.address }],
+    contact: { firstName: null, lastName: null, nickname: thread.address },
+    participant: { id: thread.address, nickname: null },
+  };
+}
+
 /**
  * Once per interaction, under its lock: matches or creates the contact (by email, phone or
  * external id, per tenant) and writes the STARTED and customer-joined events. Idempotent.
@@ -60,22 +96,19 @@ async function startChat(
   interaction: InteractionRow,
 ): Promise<InteractionEvent[]> {
   if (!(await markStarted(tx, interaction.id))) return [];
-  const session = await findSessionByInteraction(tx, interaction.id);
-  if (!session) return startThread(tx, interaction);
-  const identifiers = identifiersOf(session);
-  let contactId = await findContactId(tx, interaction.tenant_id, identifiers);
+  const customer = await customerOf(tx, interaction.id);
+  if (!customer) return [];
+  let contactId = await findContactId(tx, interaction.tenant_id, customer.identifiers);
   const returning = contactId !== undefined;
   if (!contactId) {
     contactId = randomUUID();
     await insertContact(tx, {
       id: contactId,
       tenantId: interaction.tenant_id,
-      firstName: session.first_name,
-      lastName: session.last_name,
-      nickname: session.nickname,
+      ...customer.contact,
     });
   }
-  await addIdentifiers(tx, interaction.tenant_id, contactId, identifiers);
+  await addIdentifiers(tx, interaction.tenant_id, contactId, customer.identifiers);
   await setInteractionContact(tx, interaction.id, contactId);
   return appendEvents(tx, interaction.id, [
     {
@@ -93,55 +126,7 @@ async function startChat(
     },
     {
       type: 'participant.joined',
-      payload: {
-        participant: { id: session.participant_id, type: 'customer', nickname: session.nickname },
-      },
-    },
-  ]);
-}
-
-/**
- * Starts an interaction threaded on a customer address (an SMS conversation): the contact is
- * matched or created by the phone number, and the customer (id: the number) joins.
- */
-async function startThread(
-  tx: CommonQueryMethods,
-  interaction: InteractionRow,
-): Promise<InteractionEvent[]> {
-  const thread = await findCustomerAddress(tx, interaction.id);
-  if (!thread) return [];
-  const identifiers: Identifier[] = [{ kind: 'phone', value: thread.address }];
-  let contactId = await findContactId(tx, interaction.tenant_id, identifiers);
-  const returning = contactId !== undefined;
-  if (!contactId) {
-    contactId = randomUUID();
-    await insertContact(tx, {
-      id: contactId,
-      tenantId: interaction.tenant_id,
-      firstName: null,
-      lastName: null,
-      nickname: thread.address,
-    });
-    await addIdentifiers(tx, interaction.tenant_id, contactId, identifiers);
-  }
-  await setInteractionContact(tx, interaction.id, contactId);
-  return appendEvents(tx, interaction.id, [
-    {
-      type: 'interaction.started',
-      payload: {
-        interaction: {
-          id: interaction.id,
-          mediaType: interaction.media,
-          interactionSubtype: interaction.subtype,
-          endpoint: interaction.endpoint,
-          contactId,
-          returningContact: returning,
-        },
-      },
-    },
-    {
-      type: 'participant.joined',
-      payload: { participant: { id: thread.address, type: 'customer', nickname: null } },
+      payload: { participant: { ...customer.participant, type: 'customer' } },
     },
   ]);
 }

@@ -1,7 +1,7 @@
 import { UnrecoverableError } from 'bullmq';
 import type { DatabasePool } from 'slonik';
 import { applyCampaignStatus } from '../../db/queries/sms-campaigns.js';
-import { applySmsStatus, lockSmsStatus } from '../../db/queries/sms.js';
+import { applySmsStatus } from '../../db/queries/sms.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { kannelReportStatus, SMS_STATUSES, type SmsStatus } from '../../lib/sms-status.js';
 import type { receiptsQueue, ReceiptPayload } from '../../queues/receipts.js';
@@ -47,19 +47,19 @@ export function createReceiptProcessor(deps: {
         ? { messageId: receipt.providerMessageId, tenantId: receipt.tenantId }
         : { tenantId: receipt.tenantId, providerMessageId: receipt.providerMessageId };
     const events = await ctx.complete(async tx => {
+      const changed = await applySmsStatus(tx, where, report);
+      if (changed) return changed;
+      // Not a conversation message: a campaign record, perhaps.
+      const record =
+        receipt.provider === 'Kannel'
+          ? { tenantId: receipt.tenantId, id: receipt.providerMessageId }
+          : { tenantId: receipt.tenantId, providerMessageId: receipt.providerMessageId };
+      if (await applyCampaignStatus(tx, record, report)) return [];
       // A receipt can overtake the send's own record of the provider's id (a fast provider):
       // retried with the queue's backoff until the message is found, an undelivered record after.
-      if (!(await lockSmsStatus(tx, where))) {
-        const record =
-          receipt.provider === 'Kannel'
-            ? { tenantId: receipt.tenantId, id: receipt.providerMessageId }
-            : { tenantId: receipt.tenantId, providerMessageId: receipt.providerMessageId };
-        if (await applyCampaignStatus(tx, record, report)) return [];
-        throw new Error(
-          `no outbound SMS with ${receipt.provider} id ${receipt.providerMessageId} (yet)`,
-        );
-      }
-      return applySmsStatus(tx, where, report);
+      throw new Error(
+        `no outbound SMS with ${receipt.provider} id ${receipt.providerMessageId} (yet)`,
+      );
     });
     if (events && events.length > 0) deps.publisher.events(events);
   };
