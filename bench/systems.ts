@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -44,8 +45,16 @@ export async function freshDatabase(name: string): Promise<string> {
 const PROFILE =
   process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', '--cpu-prof-dir=bench/results/profiles'] : [];
 
+/**
+ * BENCH_BUILT=1 runs the hub's compiled entry points (`npm run build` first), as production
+ * does; otherwise, and for the bench's own baselines, they run from source through tsx.
+ */
+const BUILT = process.env.BENCH_BUILT === '1';
+
 export function run(entry: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, [...PROFILE, '--import', 'tsx', entry], {
+  const compiled = `dist/${entry.replace(/\.ts$/, '.js')}`;
+  const args = BUILT && existsSync(compiled) ? [compiled] : ['--import', 'tsx', entry];
+  const child = spawn(process.execPath, [...PROFILE, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -26,9 +26,10 @@ const SYSTEMS = (process.env.BENCH_SYSTEMS ?? 'baseline,hub').split(',');
 const WARMUP = 500;
 const TEXT = 'x'.repeat(180);
 
-/** The receiver: counts requests and distinct webhook ids, remembers the last arrival. */
+/** The receiver: counts requests, connections and distinct webhook ids, remembers the last arrival. */
 const seen = new Set<string>();
 let requests = 0;
+let connections = 0;
 let lastAt = 0;
 const receiver = createServer((req, res) => {
   req.resume();
@@ -41,11 +42,13 @@ const receiver = createServer((req, res) => {
   });
 });
 receiver.keepAliveTimeout = 60_000;
+receiver.on('connection', () => connections++);
 await new Promise<void>(resolve => receiver.listen(0, '127.0.0.1', resolve));
 const target = `http://127.0.0.1:${(receiver.address() as { port: number }).port}/hooks`;
 const reset = () => {
   seen.clear();
   requests = 0;
+  connections = 0;
   lastAt = 0;
 };
 
@@ -206,8 +209,12 @@ interface Result {
   system: string;
   events: number;
   seconds: number;
+  /** How long writing the backlog took (the events and their fan-out, or the jobs). */
+  writeSeconds: number;
   deliveriesPerSecond: number;
   duplicates: number;
+  /** TCP connections the receiver accepted during the measurement (keep-alive reuses them). */
+  connections: number;
   cpu: Record<string, number>;
   cpuMsPerDelivery: number;
 }
@@ -228,6 +235,7 @@ async function measure(driver: Driver): Promise<Result> {
   const before = cpuNow();
   const started = performance.now();
   await driver.write(EVENTS);
+  const writeSeconds = (performance.now() - started) / 1000;
   await waitFor(() => seen.size >= EVENTS, 600_000, `${driver.name}: every delivery`);
   const seconds = (lastAt - started) / 1000;
   await waitFor(
@@ -246,8 +254,10 @@ async function measure(driver: Driver): Promise<Result> {
     system: driver.name,
     events: EVENTS,
     seconds,
+    writeSeconds,
     deliveriesPerSecond: EVENTS / seconds,
     duplicates: requests - seen.size,
+    connections,
     cpu,
     cpuMsPerDelivery: (cpuTotal * 1000) / EVENTS,
   };
@@ -268,7 +278,7 @@ receiver.close();
 const f = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
 for (const r of results) {
   console.log(
-    `webhooks ${r.system.padEnd(8)} ${f(r.deliveriesPerSecond)} deliveries/s (${r.events} in ${f(r.seconds, 2)} s), duplicates ${r.duplicates}, cpu ${Object.entries(
+    `webhooks ${r.system.padEnd(8)} ${f(r.deliveriesPerSecond)} deliveries/s (${r.events} in ${f(r.seconds, 2)} s, written in ${f(r.writeSeconds, 2)} s), duplicates ${r.duplicates}, connections ${r.connections}, cpu ${Object.entries(
       r.cpu,
     )
       .map(([k, v]) => `${k} ${f(v, 2)}`)

@@ -90,6 +90,11 @@ export async function createDbPool(config: Config['db'], log: Logger): Promise<D
     interceptors: [metricsInterceptor(databaseName(config.url))],
     typeParsers,
     captureStackTrace: false,
+    // slonik sends `DISCARD ALL` each time a connection goes back to the pool: one more round trip
+    // per query or transaction. The hub keeps no session state on pooled connections (no SET
+    // without LOCAL, no session advisory locks, no LISTEN, no temporary tables; migrations use a
+    // client of their own), so there is nothing to discard.
+    resetConnection: () => Promise.resolve(),
     ssl: config.ssl ? {} : undefined,
   });
   // Without a listener, an idle client killed by a PostgreSQL restart would crash the process.

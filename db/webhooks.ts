@@ -65,19 +65,25 @@ const dispatchedRow = z.object({
 export type DispatchedDelivery = z.infer<typeof dispatchedRow>;
 
 /**
- * Marks up to `limit` new deliveries dispatched and answers them; concurrent dispatchers skip
- * each other's rows. Call in the transaction that also records their work rows.
+ * Takes up to `limit` new deliveries off the dispatch queue (oldest first) and answers them;
+ * concurrent dispatchers skip each other's rows. Call in the transaction that also records their
+ * work rows: a rollback puts them back.
  */
 export async function claimUndispatched(
   tx: CommonQueryMethods,
   limit: number,
 ): Promise<readonly DispatchedDelivery[]> {
   return tx.any(sql.type(dispatchedRow)`
-    UPDATE webhook_deliveries d SET dispatched = true
-    FROM (SELECT id FROM webhook_deliveries WHERE NOT dispatched ORDER BY id
-          LIMIT ${limit} FOR UPDATE SKIP LOCKED) batch
-    WHERE d.id = batch.id
-    RETURNING d.id, d.tenant_id, d.target, d.event_id`);
+    WITH claimed AS (
+      DELETE FROM webhook_dispatch_queue q
+      USING (SELECT delivery_id FROM webhook_dispatch_queue ORDER BY delivery_id
+             LIMIT ${limit} FOR UPDATE SKIP LOCKED) batch
+      WHERE q.delivery_id = batch.delivery_id
+      RETURNING q.delivery_id
+    )
+    SELECT d.id, d.tenant_id, d.target, d.event_id
+    FROM claimed JOIN webhook_deliveries d ON d.id = claimed.delivery_id
+    ORDER BY d.id`);
 }
 
 export const deliveryRow = z.object({
@@ -127,7 +133,8 @@ export type AttemptOutcome = 'delivered' | 'retry' | 'failed' | 'gone';
 
 export interface AttemptRecord {
   deliveryId: number;
-  jobId: string;
+  /** The job whose work row a delivered attempt completes; none for a batch's first attempts. */
+  jobId: string | undefined;
   tenantId: string;
   target: string;
   startedAt: Date;
@@ -143,92 +150,120 @@ export interface AttemptRecord {
   newRound: boolean;
 }
 
-const recordedAttempt = z.object({ id: z.number(), attempts: z.number() });
+const recordedRow = z.object({
+  kind: z.enum(['delivery', 'work']),
+  key: z.string(),
+  attempts: z.number(),
+});
 
 /**
- * Records attempts of many deliveries in one transaction: the attempt rows, each delivery's
- * state, the targets' health (`failing_since`, `last_success_at`), and the work rows of delivered
- * ones (conditionally). Answers, per attempt, whether its work was still pending (false for a
+ * Records attempts of many deliveries in one statement (atomic without a transaction of its
+ * own): each delivery's state and its attempt rows, the targets' health (`failing_since`,
+ * `last_success_at`), and the work rows of delivered ones that have their own job
+ * (conditionally). Answers, per attempt, whether its work was still pending (false for a
  * delivered attempt whose work another run had already ended) and the attempt's number.
  */
 export async function recordAttempts(
-  tx: CommonQueryMethods,
+  db: CommonQueryMethods,
   attempts: readonly AttemptRecord[],
 ): Promise<{ pending: boolean; attempt: number }[]> {
-  const delivered = attempts.filter(a => a.outcome === 'delivered').map(a => a.jobId);
-  const completed = new Set<string>();
-  if (delivered.length > 0) {
-    const done = await tx.anyFirst(sql.type(z.object({ job_id: z.string() }))`
-      UPDATE work SET state = 'done', attempts = attempts + 1, last_attempt_at = now(),
-                      finished_at = now(), updated_at = now()
-      WHERE queue = 'webhooks' AND job_id = ANY(${sql.array(delivered, 'text')})
-        AND state = 'pending'
-      RETURNING job_id`);
-    for (const jobId of done) completed.add(jobId);
-  }
-  // One delivery may appear twice in a batch (a duplicate run): update each once per attempt.
-  const numbers: number[] = [];
+  const delivered = attempts.flatMap(a =>
+    a.outcome === 'delivered' && a.jobId !== undefined ? [a.jobId] : [],
+  );
+  // One delivery may appear twice in a batch (a duplicate run): its row is updated once, by its
+  // last attempt, and its attempts are numbered k of n after the attempts it had.
   const counts = new Map<number, number>();
-  for (const attempt of attempts) {
-    counts.set(attempt.deliveryId, (counts.get(attempt.deliveryId) ?? 0) + 1);
-  }
-  const updated = await tx.any(sql.type(recordedAttempt)`
-    UPDATE webhook_deliveries d SET
-      attempts = d.attempts + v.n,
-      round_attempts = CASE WHEN v.new_round THEN v.n ELSE d.round_attempts + v.n END,
-      state = CASE WHEN d.state = 'delivered' THEN 'delivered' ELSE v.state END,
-      last_status = v.status, last_error = v.error, next_attempt_at = v.next_at,
-      finished_at = CASE WHEN v.state = 'pending' THEN NULL ELSE now() END,
-      updated_at = now()
-    FROM ${sql.unnest(
-      [...lastPerDelivery(attempts)].map(a => [
-        a.deliveryId,
-        counts.get(a.deliveryId) ?? 1,
-        a.newRound,
-        a.state,
-        a.status,
-        a.error,
-        a.nextAttemptAt?.toISOString() ?? null,
-      ]),
-      ['int8', 'int4', 'bool', 'text', 'int4', 'text', 'timestamptz'],
-    )} AS v(id, n, new_round, state, status, error, next_at)
-    WHERE d.id = v.id
-    RETURNING d.id, d.attempts`);
-  const last = new Map(updated.map(row => [row.id, row.attempts]));
-  const next = new Map<number, number>();
-  for (const attempt of attempts) {
-    const count = counts.get(attempt.deliveryId) ?? 1;
-    const base = (last.get(attempt.deliveryId) ?? count) - count;
-    const offset = (next.get(attempt.deliveryId) ?? 0) + 1;
-    next.set(attempt.deliveryId, offset);
-    numbers.push(base + offset);
-  }
-  const kept = attempts
-    .map((attempt, index) => ({ attempt, number: numbers[index] as number }))
-    .filter(({ attempt }) => last.has(attempt.deliveryId));
-  if (kept.length > 0) {
-    await tx.query(sql.unsafe`
-      INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code,
-                                    outcome, error)
+  const ordinals = attempts.map(attempt => {
+    const k = (counts.get(attempt.deliveryId) ?? 0) + 1;
+    counts.set(attempt.deliveryId, k);
+    return k;
+  });
+  const { ok, failing } = targetHealth(attempts);
+  const rows = await db.any(sql.type(recordedRow)`
+    WITH v AS (
       SELECT * FROM ${sql.unnest(
-        kept.map(({ attempt, number }) => [
+        [...lastPerDelivery(attempts)].map(a => [
+          a.deliveryId,
+          counts.get(a.deliveryId) ?? 1,
+          a.newRound,
+          a.state,
+          a.status,
+          a.error,
+          a.nextAttemptAt?.toISOString() ?? null,
+        ]),
+        ['int8', 'int4', 'bool', 'text', 'int4', 'text', 'timestamptz'],
+      )} AS v(id, n, new_round, state, status, error, next_at)
+    ), u AS (
+      UPDATE webhook_deliveries d SET
+        attempts = d.attempts + v.n,
+        round_attempts = CASE WHEN v.new_round THEN v.n ELSE d.round_attempts + v.n END,
+        state = CASE WHEN d.state = 'delivered' THEN 'delivered' ELSE v.state END,
+        last_status = v.status, last_error = v.error, next_attempt_at = v.next_at,
+        finished_at = CASE WHEN v.state = 'pending' THEN NULL ELSE now() END,
+        updated_at = now()
+      FROM v WHERE d.id = v.id
+      RETURNING d.id, d.attempts
+    ), a AS (
+      SELECT * FROM ${sql.unnest(
+        attempts.map((attempt, index) => [
           attempt.deliveryId,
-          number,
+          ordinals[index] as number,
+          counts.get(attempt.deliveryId) ?? 1,
           attempt.startedAt.toISOString(),
           Math.round(attempt.durationMs),
           attempt.status,
           attempt.outcome,
           attempt.error,
         ]),
-        ['int8', 'int4', 'timestamptz', 'int4', 'int4', 'text', 'text'],
-      )}
-      ON CONFLICT DO NOTHING`);
+        ['int8', 'int4', 'int4', 'timestamptz', 'int4', 'int4', 'text', 'text'],
+      )} AS a(delivery_id, k, n, started_at, duration_ms, status_code, outcome, error)
+    ), logged AS (
+      INSERT INTO webhook_attempts (delivery_id, attempt, started_at, duration_ms, status_code,
+                                    outcome, error)
+      SELECT a.delivery_id, u.attempts - a.n + a.k, a.started_at, a.duration_ms, a.status_code,
+             a.outcome, a.error
+      FROM a JOIN u ON u.id = a.delivery_id
+      ON CONFLICT DO NOTHING
+    ), done AS (
+      UPDATE work SET state = 'done', attempts = attempts + 1, last_attempt_at = now(),
+                      finished_at = now(), updated_at = now()
+      WHERE queue = 'webhooks' AND job_id = ANY(${sql.array(delivered, 'text')})
+        AND state = 'pending'
+      RETURNING job_id
+    ), healthy AS (
+      -- A success clears failing_since; written only when it changes (or last_success_at is
+      -- older than 10 s), so a busy healthy target is not a hot row.
+      UPDATE webhook_targets t SET failing_since = NULL, last_success_at = now(), updated_at = now()
+      FROM ${sql.unnest(ok, ['text', 'text'])} AS h(tenant_id, name)
+      WHERE t.tenant_id = h.tenant_id AND t.name = h.name
+        AND (t.failing_since IS NOT NULL OR t.last_success_at IS NULL
+             OR t.last_success_at < now() - interval '10 seconds')
+    ), unhealthy AS (
+      -- A failure sets failing_since when unset.
+      UPDATE webhook_targets t SET failing_since = now(), updated_at = now()
+      FROM ${sql.unnest(failing, ['text', 'text'])} AS h(tenant_id, name)
+      WHERE t.tenant_id = h.tenant_id AND t.name = h.name AND t.failing_since IS NULL
+    )
+    SELECT 'delivery' AS kind, id::text AS key, attempts FROM u
+    UNION ALL
+    SELECT 'work' AS kind, job_id AS key, 0 AS attempts FROM done`);
+  const last = new Map<number, number>();
+  const completed = new Set<string>();
+  for (const row of rows) {
+    if (row.kind === 'delivery') last.set(Number(row.key), row.attempts);
+    else completed.add(row.key);
   }
-  await updateTargetHealth(tx, attempts);
-  return attempts.map((attempt, index) => ({
-    pending: attempt.outcome !== 'delivered' || completed.has(attempt.jobId),
-    attempt: numbers[index] as number,
-  }));
+  return attempts.map((attempt, index) => {
+    const count = counts.get(attempt.deliveryId) ?? 1;
+    const after = last.get(attempt.deliveryId) ?? count;
+    return {
+      pending:
+        attempt.outcome !== 'delivered' ||
+        attempt.jobId === undefined ||
+        completed.has(attempt.jobId),
+      attempt: after - count + (ordinals[index] as number),
+    };
+  });
 }
 
 function lastPerDelivery(attempts: readonly AttemptRecord[]): Iterable<AttemptRecord> {
@@ -237,14 +272,11 @@ function lastPerDelivery(attempts: readonly AttemptRecord[]): Iterable<AttemptRe
   return byDelivery.values();
 }
 
-/**
- * A success clears `failing_since`; a failure sets it when unset. Rows are only written when
- * they change (or `last_success_at` is older than 10 s), so a busy healthy target is not a hot row.
- */
-async function updateTargetHealth(
-  tx: CommonQueryMethods,
-  attempts: readonly AttemptRecord[],
-): Promise<void> {
+/** The targets with a success among the attempts, and those with failures only. */
+function targetHealth(attempts: readonly AttemptRecord[]): {
+  ok: [string, string][];
+  failing: [string, string][];
+} {
   const ok = new Map<string, [string, string]>();
   const failing = new Map<string, [string, string]>();
   for (const attempt of attempts) {
@@ -254,20 +286,7 @@ async function updateTargetHealth(
       failing.delete(key);
     } else if (!ok.has(key)) failing.set(key, [attempt.tenantId, attempt.target]);
   }
-  if (ok.size > 0) {
-    await tx.query(sql.unsafe`
-      UPDATE webhook_targets t SET failing_since = NULL, last_success_at = now(), updated_at = now()
-      FROM ${sql.unnest([...ok.values()], ['text', 'text'])} AS v(tenant_id, name)
-      WHERE t.tenant_id = v.tenant_id AND t.name = v.name
-        AND (t.failing_since IS NOT NULL OR t.last_success_at IS NULL
-             OR t.last_success_at < now() - interval '10 seconds')`);
-  }
-  if (failing.size > 0) {
-    await tx.query(sql.unsafe`
-      UPDATE webhook_targets t SET failing_since = now(), updated_at = now()
-      FROM ${sql.unnest([...failing.values()], ['text', 'text'])} AS v(tenant_id, name)
-      WHERE t.tenant_id = v.tenant_id AND t.name = v.name AND t.failing_since IS NULL`);
-  }
+  return { ok: [...ok.values()], failing: [...failing.values()] };
 }
 
 /**

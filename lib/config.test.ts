@@ -26,6 +26,7 @@ describe('loadConfig', () => {
         NEXUS_QUEUE_PREFIX: 'a:b',
         NEXUS_SECRET_KEY: 'short',
         NEXUS_WORKER_CONCURRENCY: '0',
+        NEXUS_WEBHOOK_BATCH_SIZE: '5000',
       });
     } catch (thrown) {
       error = thrown;
@@ -41,10 +42,12 @@ describe('loadConfig', () => {
       'NEXUS_QUEUE_PREFIX',
       'NEXUS_SECRET_KEY',
       'NEXUS_WORKER_CONCURRENCY',
+      'NEXUS_WEBHOOK_BATCH_SIZE',
     ]) {
       expect(problems).toMatch(new RegExp(`^${name} `, 'm'));
     }
-    expect((error as ConfigError).problems).toHaveLength(8);
+    expect((error as ConfigError).problems).toHaveLength(9);
+    expect(problems).toMatch(/^NEXUS_WEBHOOK_BATCH_SIZE .*at most 1000/m);
     expect((error as ConfigError).message).toMatch(/^Invalid environment variables: /);
   });
 

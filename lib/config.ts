@@ -173,6 +173,7 @@ const envSchema = z.object({
   NEXUS_WEBHOOK_SECRET_GRACE_MS: positiveInt.default(24 * 3600 * 1000),
   NEXUS_WEBHOOK_CONCURRENCY: positiveInt.default(50),
   NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: positiveInt.default(100),
+  NEXUS_WEBHOOK_BATCH_SIZE: positiveInt.max(1_000, 'must be at most 1000').default(20),
   NEXUS_SMS_MAX_SEGMENTS: positiveInt.max(255, 'must be at most 255').default(10),
   NEXUS_SMS_RATE_PER_SECOND: positiveInt.default(10),
   NEXUS_BUILD_CHANGESET: z.string().default('development'),
@@ -252,6 +253,8 @@ export interface Config {
     readonly concurrency: number;
     /** How often each webhooks worker looks for new deliveries to enqueue. */
     readonly dispatchIntervalMs: number;
+    /** New deliveries to one target whose first attempts share one job. */
+    readonly batchSize: number;
   };
   readonly sms: {
     /** The most segments an outbound SMS may take. */
@@ -378,6 +381,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       secretGraceMs: e.NEXUS_WEBHOOK_SECRET_GRACE_MS,
       concurrency: e.NEXUS_WEBHOOK_CONCURRENCY,
       dispatchIntervalMs: e.NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS,
+      batchSize: e.NEXUS_WEBHOOK_BATCH_SIZE,
     },
     sms: { maxSegments: e.NEXUS_SMS_MAX_SEGMENTS, ratePerSecond: e.NEXUS_SMS_RATE_PER_SECOND },
     build: { changeset: e.NEXUS_BUILD_CHANGESET, timestamp: e.NEXUS_BUILD_TIMESTAMP },

@@ -34,6 +34,13 @@ export class EgressGuard {
     allow: readonly string[] = [],
     private readonly resolve: Resolver = (hostname, options, callback) =>
       dnsLookup(hostname, options, callback),
+    options: {
+      /**
+       * Idle keep-alive connections kept per destination. Keep it at the number of requests in
+       * flight, or each burst closes the surplus and the next one connects again.
+       */
+      idleSockets?: number;
+    } = {},
   ) {
     for (const entry of allow) {
       if (entry.includes('/')) this.ranges.push(ipaddr.parseCIDR(entry));
@@ -42,8 +49,9 @@ export class EgressGuard {
       } else this.hosts.add(entry.toLowerCase());
     }
     const lookup = this.lookup.bind(this);
-    this.httpAgent = new HttpAgent({ keepAlive: true, lookup });
-    this.httpsAgent = new HttpsAgent({ keepAlive: true, lookup });
+    const maxFreeSockets = options.idleSockets ?? 256;
+    this.httpAgent = new HttpAgent({ keepAlive: true, maxFreeSockets, lookup });
+    this.httpsAgent = new HttpsAgent({ keepAlive: true, maxFreeSockets, lookup });
   }
 
   /** Whether a connection to `address` (for `hostname`) is allowed. */
@@ -111,11 +119,16 @@ export class EgressGuard {
           clearTimeout(deadline);
           fn(value);
         };
+      // A known length lets the request go out in one write, without chunked encoding.
+      const headers =
+        init.body === undefined || hasHeader(init.headers, 'content-length')
+          ? init.headers
+          : { ...init.headers, 'Content-Length': String(Buffer.byteLength(init.body)) };
       const req = send(
         target,
         {
           method: init.method ?? 'POST',
-          headers: init.headers,
+          headers,
           agent,
           timeout: timeoutMs,
         },
@@ -173,4 +186,8 @@ export class EgressGuard {
       return callback(null, first.address, first.family);
     });
   }
+}
+
+function hasHeader(headers: Record<string, string> | undefined, name: string): boolean {
+  return headers !== undefined && Object.keys(headers).some(key => key.toLowerCase() === name);
 }

@@ -25,6 +25,24 @@ describe('GroupCommit', () => {
     await expect(group.submit(2)).resolves.toBe(2);
   });
 
+  it('flushes the items of one submitAll together', async () => {
+    const batches: number[][] = [];
+    const group = new GroupCommit<number, number>(
+      async items => {
+        batches.push([...items]);
+        await new Promise(resolve => setTimeout(resolve, 5));
+        return items.map(item => item + 1);
+      },
+      256,
+      2,
+    );
+    const [one, all] = await Promise.all([group.submit(0), group.submitAll([1, 2, 3])]);
+    expect(one).toBe(1);
+    expect(all).toEqual([2, 3, 4]);
+    expect(batches).toEqual([[0], [1, 2, 3]]);
+    expect(await group.submitAll([])).toEqual([]);
+  });
+
   it('caps the batch size', async () => {
     const sizes: number[] = [];
     const group = new GroupCommit<number, number>(async items => {

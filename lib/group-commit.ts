@@ -23,6 +23,15 @@ export class GroupCommit<I, O> {
     });
   }
 
+  /** Several items that should share a flush (they do when they fit in one batch). */
+  submitAll(items: readonly I[]): Promise<O[]> {
+    const results = items.map(
+      item => new Promise<O>((resolve, reject) => this.pending.push({ item, resolve, reject })),
+    );
+    if (items.length > 0 && this.inFlight < this.maxInFlight) void this.drain();
+    return Promise.all(results);
+  }
+
   private async drain(): Promise<void> {
     this.inFlight++;
     try {

@@ -35,6 +35,8 @@ export interface WorkRecord {
   readonly state: WorkState;
   /** False when the same work (same idempotency key) had been recorded before. */
   readonly created: boolean;
+  /** Add the job delayed by this much (a retry on a schedule). */
+  readonly delayMs?: number | undefined;
 }
 
 /** What enqueueing needs: the pool, the producers, and the sweeper's bound. */
@@ -148,7 +150,10 @@ export async function dispatchWork(
           list.map(record => ({
             name: queue,
             data: record.payload,
-            opts: { jobId: record.jobId },
+            opts: {
+              jobId: record.jobId,
+              ...(record.delayMs ? { delay: Math.round(record.delayMs) } : {}),
+            },
           })),
         ),
         ADD_TIMEOUT_MS,

@@ -1,17 +1,17 @@
-import { claimUndispatched } from '../db/webhooks.js';
+import { claimUndispatched, type DispatchedDelivery } from '../db/webhooks.js';
 import type { Logger } from '../lib/logger.js';
-import { webhooksQueue } from '../queues/webhooks.js';
+import { webhooksQueue, type WebhookPayload } from '../queues/webhooks.js';
 import { dispatchWork, recordWorkBatch, type EnqueueContext } from '../queues/work.js';
 
 const BATCH = 1_000;
 
 /**
  * Turns new deliveries (rows the `events` fan-out trigger wrote) into durable work: in one
- * transaction it marks a batch dispatched and records their work rows, then adds the jobs.
- * Several dispatchers (one per webhooks worker process) skip each other's rows. A crash between
- * commit and `addBulk` leaves pending work rows, which the sweeper enqueues; a crash before the
- * commit leaves the deliveries undispatched, for the next pass. Either way no delivery is lost and
- * none gets a second work row (the job id is the delivery's key).
+ * transaction it takes up to 1,000 off the dispatch queue and records one work row per group of
+ * `batchSize` deliveries to the same target, then adds one job per group. Several dispatchers (one
+ * per webhooks worker process) skip each other's rows. A crash between commit and `addBulk` leaves
+ * pending work rows, which the sweeper enqueues; a crash before the commit leaves the deliveries
+ * undispatched, for the next pass. Either way no delivery is lost and none is in two groups.
  */
 export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
@@ -22,6 +22,7 @@ export class WebhookDispatcher {
     private readonly ctx: EnqueueContext,
     private readonly log: Logger,
     private readonly intervalMs: number,
+    private readonly batchSize: number,
   ) {}
 
   start(): void {
@@ -61,19 +62,36 @@ export class WebhookDispatcher {
   private async dispatchBatch(): Promise<number> {
     const records = await this.ctx.db.transaction(async tx => {
       const deliveries = await claimUndispatched(tx, BATCH);
-      return recordWorkBatch(
+      const records = await recordWorkBatch(
         tx,
         webhooksQueue,
-        deliveries.map(delivery => ({
-          tenantId: delivery.tenant_id,
-          eventId: delivery.event_id,
-          targetId: delivery.target,
-          deliveryId: delivery.id,
-        })),
+        groupByTarget(deliveries, this.batchSize),
         this.ctx.sweepAfterMs,
       );
+      return { records, count: deliveries.length };
     });
-    if (records.length > 0) await dispatchWork(this.ctx, records);
-    return records.length;
+    if (records.records.length > 0) await dispatchWork(this.ctx, records.records);
+    return records.count;
   }
+}
+
+/** Deliveries in id order, grouped by target, in groups of at most `size`. */
+export function groupByTarget(
+  deliveries: readonly DispatchedDelivery[],
+  size: number,
+): WebhookPayload[] {
+  const open = new Map<string, { tenantId: string; targetId: string; deliveryIds: number[] }>();
+  const groups: WebhookPayload[] = [];
+  for (const delivery of deliveries) {
+    const key = `${delivery.tenant_id}\u0000${delivery.target}`;
+    let group = open.get(key);
+    if (!group) {
+      group = { tenantId: delivery.tenant_id, targetId: delivery.target, deliveryIds: [] };
+      open.set(key, group);
+      groups.push(group);
+    }
+    group.deliveryIds.push(delivery.id);
+    if (group.deliveryIds.length >= size) open.delete(key);
+  }
+  return groups;
 }

@@ -9,7 +9,7 @@ import {
 } from '../../db/queries/undelivered.js';
 import { reopenDeliveries } from '../../db/webhooks.js';
 import { AppError } from '../../lib/errors.js';
-import { webhookPayload } from '../../queues/webhooks.js';
+import { singleDelivery } from '../../queues/webhooks.js';
 import type { Logger } from '../../lib/logger.js';
 import { QUEUE_NAMES, type QueueSet } from '../../queues/index.js';
 import {
@@ -100,7 +100,8 @@ const present = (row: UndeliveredRow): z.infer<typeof undeliveredView> => ({
 /** The webhook deliveries among replayed work (their delivery log shows them pending again). */
 const webhookDeliveriesOf = (works: readonly WorkRow[]): number[] =>
   works.flatMap(work => {
-    const parsed = work.queue === 'webhooks' ? webhookPayload.safeParse(work.payload) : undefined;
+    // A batch of first attempts reopens nothing: its re-run only sends what it never attempted.
+    const parsed = work.queue === 'webhooks' ? singleDelivery.safeParse(work.payload) : undefined;
     return parsed?.success ? [parsed.data.deliveryId] : [];
   });
 

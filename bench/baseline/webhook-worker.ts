@@ -12,7 +12,8 @@ const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = process.env.BASELINE_PREFIX ?? '{baseline}';
 const target = process.env.BASELINE_TARGET ?? 'http://127.0.0.1:9/';
 const concurrency = Number(process.env.BASELINE_CONCURRENCY ?? 50);
-const agent = new Agent({ keepAlive: true });
+// As the hub's egress agent: idle connections kept for every request in flight.
+const agent = new Agent({ keepAlive: true, maxFreeSockets: concurrency });
 
 const post = (body: string, id: string) =>
   new Promise<number>((resolve, reject) => {

@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { lookup } from 'node:dns';
 import { createServer, type Server } from 'node:net';
 import { verify as verifyGithubStyle } from '@octokit/webhooks-methods';
@@ -384,6 +384,89 @@ describe('webhooks', () => {
     } finally {
       await receiver.close();
       await ops.close();
+    }
+  });
+
+  it('first attempts go in batches per target; the ones not delivered go on as jobs of their own', async () => {
+    // By the event's seq: 3 and 7 answer 503 once, 5 answers 400; everything else 200.
+    const failedOnce = new Set<number>();
+    const receiver = await startReceiver(r => {
+      const seq = (json(r.body) as { seq: number }).seq;
+      if (seq === 5) return { status: 400, body: 'no' };
+      if ((seq === 3 || seq === 7) && !failedOnce.has(seq)) {
+        failedOnce.add(seq);
+        return { status: 503 };
+      }
+      return { status: 200 };
+    });
+    try {
+      const s = await setup(h());
+      await s
+        .putTarget('bulk', {
+          url: receiver.url,
+          data: { events: ['read'], retrySchedule: [1] },
+          secret: newSecret(),
+        })
+        .expect(201);
+      // 45 events in one statement: three batches of at most 20 for the one target.
+      const interaction = randomUUID();
+      await h().db.transaction(async tx => {
+        await tx.query(sql.unsafe`
+          INSERT INTO interactions (id, tenant_id, media, subtype, last_seq)
+          VALUES (${interaction}, ${s.t.tenant}, 'chat', 'InboundNew', 45)`);
+        await tx.query(sql.unsafe`
+          INSERT INTO events (id, tenant_id, interaction_id, seq, type, payload)
+          SELECT gen_random_uuid(), ${s.t.tenant}, ${interaction}, g, 'read',
+                 jsonb_build_object('participant', jsonb_build_object('id', 'c', 'type',
+                   'customer', 'nickname', NULL), 'seq', g)
+          FROM generate_series(1, 45) g`);
+      });
+      await eventually(
+        async () => {
+          const rows = await deliveries(s, '?limit=100');
+          return rows.length === 45 && rows.every(d => d.state !== 'pending');
+        },
+        15_000,
+        'every delivery settled',
+      );
+      const rows = await deliveries(s, '?limit=100');
+      const bySeq = new Map<number, (typeof rows)[0]>();
+      for (const r of receiver.requests) {
+        const seq = (json(r.body) as { seq: number }).seq;
+        const row = rows.find(d => d.webhookId === r.headers['webhook-id']);
+        if (row) bySeq.set(seq, row);
+      }
+      expect(bySeq.size).toBe(45);
+      for (const [seq, row] of bySeq) {
+        const expected =
+          seq === 5
+            ? { state: 'failed', attempts: 1 }
+            : seq === 3 || seq === 7
+              ? { state: 'delivered', attempts: 2 }
+              : { state: 'delivered', attempts: 1 };
+        expect({ seq, state: row.state, attempts: row.attempts }).toEqual({ seq, ...expected });
+      }
+      // 44 delivered once each, plus the 400 and the two retried ones' first answers.
+      expect(receiver.requests.length).toBe(47);
+      // Work: three batch rows, done; the three deliveries that went on have rows of their own.
+      const work = await h().db.any(
+        sql.type(z.object({ job_id: z.string(), state: z.string() }))`
+          SELECT job_id, state FROM work WHERE queue = 'webhooks' ORDER BY job_id`,
+      );
+      const batches = work.filter(w => w.job_id.startsWith('webhooks.batch.'));
+      expect(batches.map(w => w.state)).toEqual(['done', 'done', 'done']);
+      const own = work.filter(w => !w.job_id.startsWith('webhooks.batch.'));
+      expect(own.map(w => w.state).sort()).toEqual(['done', 'done', 'failed']);
+      // The refused one is an undelivered record under its own key, replayable as any other.
+      const undelivered = await request(s.url)
+        .get('/nexus/v3/undelivered?queue=webhooks')
+        .set(s.admin)
+        .expect(200);
+      expect(undelivered.body.data.items).toEqual([
+        expect.objectContaining({ jobId: own.find(w => w.state === 'failed')?.job_id }),
+      ]);
+    } finally {
+      await receiver.close();
     }
   });
 

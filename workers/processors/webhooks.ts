@@ -1,4 +1,5 @@
 import { DelayedError } from 'bullmq';
+import pLimit from 'p-limit';
 import type { DatabasePool } from 'slonik';
 import {
   appendOperationalEvent,
@@ -33,8 +34,16 @@ import {
 } from '../../lib/webhook-payload.js';
 import { signatureHeaders } from '../../lib/webhook-signing.js';
 import type { QueueSet } from '../../queues/index.js';
-import type { WebhookPayload, webhooksQueue } from '../../queues/webhooks.js';
+import {
+  isDeliveryBatch,
+  webhooksQueue,
+  type DeliveryBatch,
+  type SingleDelivery,
+  type WebhookPayload,
+} from '../../queues/webhooks.js';
+import { dispatchWork, recordWorkBatch, type WorkRecord } from '../../queues/work.js';
 import { FinalFailure, StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
+import { recordFinalFailure } from '../undelivered.js';
 import { WebhookDispatcher } from '../webhook-dispatcher.js';
 import { signingSecrets, WebhookTargets, type WebhookTarget } from '../webhook-targets.js';
 
@@ -48,11 +57,32 @@ export interface WebhookDeps {
   guard?: EgressGuard | undefined;
 }
 
+/** An attempt to record; a batch's attempt that was not delivered names the job it goes on as. */
+type Recorded = AttemptRecord & { continued?: SingleDelivery | undefined };
+interface RecordedResult {
+  pending: boolean;
+  attempt: number;
+  /** The work row of the job the attempt's delivery continues as. */
+  work?: WorkRecord;
+}
+
+/** One attempt's result, before it is recorded. */
+interface Attempt {
+  target: WebhookTarget | undefined;
+  record: AttemptRecord;
+  /** When the next attempt is due (a retry on the schedule). */
+  delayMs: number | undefined;
+  /** Why the delivery failed for good (a permanent failure or the end of the schedule). */
+  reason: string | undefined;
+}
+
 /** How much of a receiver's answer is kept in the attempt log. */
 const ERROR_TEXT_MAX = 500;
 
 /**
- * The `webhooks` processor: one attempt of one delivery per run (design §6).
+ * The `webhooks` processor (design §6). A batch job carries the first attempts of new deliveries
+ * to one target (the dispatcher groups them); a delivery not delivered at its first attempt goes
+ * on as its own job, keyed by event and target, which makes one attempt per run.
  * - Builds the body from the event (the same bytes on every attempt), signs it with the target's
  *   secrets (both during a rotation's grace), and POSTs it through the egress guard (SSRF checks
  *   at connect time, no redirects, the configured timeout).
@@ -64,11 +94,14 @@ const ERROR_TEXT_MAX = 500;
  *   disabled (`webhook.disabled`).
  * - Every attempt is recorded (status, duration, error); attempts of concurrent jobs share one
  *   transaction, which also completes the delivered ones' work rows.
+ * - At most `NEXUS_WEBHOOK_CONCURRENCY` attempts are in flight per process, across its jobs.
  * Its companion, the {@link WebhookDispatcher}, turns new deliveries into jobs.
  */
 export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webhooksQueue> {
   const { db, log, config } = deps;
-  const guard = deps.guard ?? new EgressGuard(config.egressAllow);
+  const guard =
+    deps.guard ??
+    new EgressGuard(config.egressAllow, undefined, { idleSockets: config.webhooks.concurrency });
   const targets = new WebhookTargets(
     db,
     new SecretBox(config.secretKey, config.previousSecretKeys),
@@ -84,16 +117,39 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     256,
     2,
   );
-  const recorder = new GroupCommit<AttemptRecord, { pending: boolean; attempt: number }>(
-    attempts => db.transaction(tx => recordAttempts(tx, attempts)),
+  const enqueue = { db, queues: deps.queues, log, sweepAfterMs: config.workers.sweepAfterMs };
+  // Attempts of concurrent jobs share one transaction. A batch's attempt that was not delivered
+  // gets its own work row there, so what follows it (a retry job, a final failure) is durable.
+  // Attempts of concurrent jobs are recorded together: one statement, or, when some of them go on
+  // as jobs of their own, one transaction that also records those jobs' work rows.
+  const recorder = new GroupCommit<Recorded, RecordedResult>(
+    attempts => {
+      const continued = attempts.flatMap(a => (a.continued ? [a.continued] : []));
+      if (continued.length === 0) return recordAttempts(db, attempts);
+      return db.transaction(async tx => {
+        const results: RecordedResult[] = await recordAttempts(tx, attempts);
+        const works = await recordWorkBatch(tx, webhooksQueue, continued, enqueue.sweepAfterMs);
+        const byDelivery = new Map(
+          works.map(work => [(work.payload as SingleDelivery).deliveryId, work]),
+        );
+        return results.map((result, index) => {
+          const next = attempts[index]?.continued;
+          const work = next ? byDelivery.get(next.deliveryId) : undefined;
+          return work ? { ...result, work } : result;
+        });
+      });
+    },
     256,
     2,
   );
   const dispatcher = new WebhookDispatcher(
-    { db, queues: deps.queues, log, sweepAfterMs: config.workers.sweepAfterMs },
+    enqueue,
     log,
     config.webhooks.dispatchIntervalMs,
+    config.webhooks.batchSize,
   );
+  // Attempts in flight in this process, whichever jobs they belong to.
+  const inFlight = pLimit(config.webhooks.concurrency);
 
   const disable = async (target: WebhookTarget, reason: string, windowMs: number) => {
     const disabled = await db.transaction(tx =>
@@ -105,20 +161,24 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     await deps.bus.publish({ kind: 'service', tenant: target.tenant, name: target.name });
   };
 
-  const processor = async (payload: WebhookPayload, ctx: JobContext) => {
-    const delivery = await loader.submit({ id: payload.deliveryId, jobId: ctx.job.id ?? '' });
-    if (!delivery) {
-      // The target was deleted (its deliveries with it): end the work, nothing is left to send.
-      ctx.log.info({ deliveryId: payload.deliveryId }, 'the delivery no longer exists');
-      await ctx.complete();
-      return;
-    }
-    ctx.completedHere();
-    // Work that is not pending was finished by another run (or failed for good): a stale job.
-    if (delivery.work_state !== 'pending') throw new StaleWorkError();
-    // A delivery that is not pending while its work is (the runner's claim passed) was replayed.
-    const newRound = delivery.state !== 'pending';
-    const position = newRound ? 0 : delivery.round_attempts;
+  /**
+   * One attempt of a delivery at `position` in its round, recorded (`toRecord` says how). It
+   * holds one of the process's `NEXUS_WEBHOOK_CONCURRENCY` places until the attempt is recorded,
+   * so attempts sent but not yet recorded (what a crash would send again) stay within that bound.
+   */
+  const attempt = (
+    delivery: DeliveryRow,
+    position: number,
+    toRecord: (result: Attempt) => Recorded,
+  ): Promise<{ result: Attempt; recorded: RecordedResult }> =>
+    inFlight(async () => {
+      const result = await attemptNow(delivery, position);
+      return { result, recorded: await recorder.submit(toRecord(result)) };
+    });
+
+  /** The POST, its outcome, its metrics. */
+
+  const attemptNow = async (delivery: DeliveryRow, position: number): Promise<Attempt> => {
     const target = await targets.get(delivery.tenant_id, delivery.target);
     const startedAt = new Date();
     webhookQueueAge.observe(
@@ -161,29 +221,46 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     const label = blocked ? 'blocked' : exhausted ? 'failed' : outcome.kind;
     webhookDeliveriesTotal.inc({ outcome: label });
     webhookAttemptDuration.observe({ outcome: label }, durationMs / 1000);
+    const reason = exhausted
+      ? `no 2xx after ${position + 1} attempts (last: ${status ?? error ?? 'no answer'})`
+      : outcome.kind === 'retry' || outcome.kind === 'delivered'
+        ? undefined
+        : outcome.reason;
+    return {
+      target,
+      delayMs,
+      reason,
+      record: {
+        deliveryId: delivery.id,
+        jobId: undefined,
+        tenantId: delivery.tenant_id,
+        target: delivery.target,
+        startedAt,
+        durationMs,
+        status,
+        error,
+        outcome: exhausted ? 'failed' : outcome.kind,
+        state:
+          outcome.kind === 'delivered' ? 'delivered' : delayMs !== undefined ? 'pending' : 'failed',
+        nextAttemptAt: delayMs !== undefined ? new Date(Date.now() + delayMs) : null,
+        newRound: position === 0,
+      },
+    };
+  };
 
-    const recorded = await recorder.submit({
-      deliveryId: delivery.id,
-      jobId: ctx.job.id ?? '',
-      tenantId: delivery.tenant_id,
-      target: delivery.target,
-      startedAt,
-      durationMs,
-      status,
-      error,
-      outcome: exhausted ? 'failed' : outcome.kind,
-      state:
-        outcome.kind === 'delivered' ? 'delivered' : delayMs !== undefined ? 'pending' : 'failed',
-      nextAttemptAt: delayMs !== undefined ? new Date(Date.now() + delayMs) : null,
-      newRound,
-    });
-
-    if (outcome.kind === 'delivered') {
-      if (!recorded.pending) throw new StaleWorkError();
-      return;
-    }
+  /**
+   * What follows a failed attempt whatever job made it: a 410 disables the target, a failure
+   * may end its failing window; a delivery that failed for good is announced with a
+   * `delivery.exhausted` event. Answers the reason it failed for good, if it did.
+   */
+  const afterFailure = async (
+    delivery: DeliveryRow,
+    result: Attempt,
+    attempts: number,
+  ): Promise<string | undefined> => {
+    const { target, record } = result;
     if (target?.enabled) {
-      if (outcome.kind === 'gone') await disable(target, outcome.reason, 0);
+      if (record.outcome === 'gone') await disable(target, result.reason ?? 'gone', 0);
       else {
         await disable(
           target,
@@ -192,17 +269,8 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
         );
       }
     }
-    if (delayMs !== undefined) {
-      ctx.log.info(
-        { deliveryId: delivery.id, attempt: recorded.attempt, status, error, delayMs },
-        'webhook attempt failed; retrying on the schedule',
-      );
-      await ctx.job.moveToDelayed(Date.now() + delayMs, ctx.token);
-      throw new DelayedError();
-    }
-    const reason = exhausted
-      ? `no 2xx after ${position + 1} attempts (last: ${status ?? error ?? 'no answer'})`
-      : (outcome as { reason: string }).reason;
+    if (result.delayMs !== undefined) return undefined;
+    const reason = result.reason ?? 'failed';
     if (delivery.interaction_id !== null || !delivery.type.startsWith('delivery.')) {
       // Operational events about failed operational deliveries would feed each other.
       await db.transaction(tx =>
@@ -211,13 +279,114 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
           deliveryId: delivery.id,
           eventId: delivery.event_id,
           eventType: delivery.type,
-          attempts: recorded.attempt,
+          attempts,
           reason,
         }),
       );
     }
+    return reason;
+  };
+
+  /** A retry or a replay: one attempt of one delivery, the next one scheduled on this job. */
+  const processOne = async (payload: SingleDelivery, ctx: JobContext) => {
+    const jobId = ctx.job.id ?? '';
+    const delivery = await loader.submit({ id: payload.deliveryId, jobId });
+    if (!delivery) {
+      // The target was deleted (its deliveries with it): end the work, nothing is left to send.
+      ctx.log.info({ deliveryId: payload.deliveryId }, 'the delivery no longer exists');
+      await ctx.complete();
+      return;
+    }
+    ctx.completedHere();
+    // Work that is not pending was finished by another run (or failed for good): a stale job.
+    if (delivery.work_state !== 'pending') throw new StaleWorkError();
+    // A delivery that is not pending while its work is (the runner's claim passed) was replayed.
+    const newRound = delivery.state !== 'pending';
+    const { result, recorded } = await attempt(
+      delivery,
+      newRound ? 0 : delivery.round_attempts,
+      made => ({ ...made.record, jobId, newRound }),
+    );
+    if (result.record.outcome === 'delivered') {
+      if (!recorded.pending) throw new StaleWorkError();
+      return;
+    }
+    const reason = await afterFailure(delivery, result, recorded.attempt);
+    if (reason === undefined) {
+      ctx.log.info(
+        {
+          deliveryId: delivery.id,
+          attempt: recorded.attempt,
+          status: result.record.status,
+          error: result.record.error,
+          delayMs: result.delayMs,
+        },
+        'webhook attempt failed; retrying on the schedule',
+      );
+      await ctx.job.moveToDelayed(Date.now() + (result.delayMs ?? 0), ctx.token);
+      throw new DelayedError();
+    }
     throw new FinalFailure(reason, recorded.attempt);
   };
+
+  /**
+   * New deliveries to one target: their first attempts side by side. One that is not delivered
+   * continues as its own job (recorded in the attempt's transaction): delayed for a retry, or
+   * failed for good with an undelivered record, as {@link processOne} would have it. The batch's
+   * work row ends when every delivery in it has had its first attempt; a re-run skips the ones
+   * that had it.
+   */
+  const processBatch = async (payload: DeliveryBatch, ctx: JobContext) => {
+    const jobId = ctx.job.id ?? '';
+    const loaded = await loader.submitAll(payload.deliveryIds.map(id => ({ id, jobId })));
+    const rows = loaded.filter(row => row !== undefined);
+    if (rows.some(row => row.work_state !== 'pending')) {
+      ctx.completedHere();
+      throw new StaleWorkError();
+    }
+    const fresh = rows.filter(row => row.state === 'pending' && row.round_attempts === 0);
+    const settled = await Promise.allSettled(
+      fresh.map(async delivery => {
+        // Recorded as soon as it is made (with other jobs' attempts): a crash repeats only the
+        // attempts in flight.
+        const { result, recorded } = await attempt(delivery, 0, made => ({
+          ...made.record,
+          continued:
+            made.record.outcome === 'delivered'
+              ? undefined
+              : {
+                  tenantId: delivery.tenant_id,
+                  eventId: delivery.event_id,
+                  targetId: delivery.target,
+                  deliveryId: delivery.id,
+                },
+        }));
+        const delivered = result.record.outcome === 'delivered';
+        if (delivered || !recorded.work) return;
+        const reason = await afterFailure(delivery, result, recorded.attempt);
+        if (reason === undefined) {
+          await dispatchWork(enqueue, [{ ...recorded.work, delayMs: result.delayMs }]);
+          return;
+        }
+        await recordFinalFailure(db, {
+          queue: webhooksQueue.name,
+          jobId: recorded.work.jobId,
+          tenantId: delivery.tenant_id,
+          reason,
+          attempts: recorded.attempt,
+          firstAttemptAt: result.record.startedAt,
+          lastAttemptAt: new Date(),
+        });
+      }),
+    );
+    const failure = settled.find(outcome => outcome.status === 'rejected');
+    // The hub's own error (PostgreSQL, Redis): BullMQ runs the batch again for what is left.
+    if (failure) throw failure.reason;
+    // Every first attempt is recorded: the runner ends the batch's work (conditionally).
+  };
+
+  const processor = (payload: WebhookPayload, ctx: JobContext) =>
+    isDeliveryBatch(payload) ? processBatch(payload, ctx) : processOne(payload, ctx);
 
   /** One POST: the exact signed bytes, the target's headers, no redirects, the timeout. */
   const send = (target: WebhookTarget, delivery: DeliveryRow, at: Date) => {
