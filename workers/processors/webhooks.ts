@@ -177,7 +177,6 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     });
 
   /** The POST, its outcome, its metrics. */
-
   const attemptNow = async (delivery: DeliveryRow, position: number): Promise<Attempt> => {
     const target = await targets.get(delivery.tenant_id, delivery.target);
     const startedAt = new Date();
@@ -365,6 +364,16 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
         if (delivered || !recorded.work) return;
         const reason = await afterFailure(delivery, result, recorded.attempt);
         if (reason === undefined) {
+          ctx.log.info(
+            {
+              deliveryId: delivery.id,
+              status: result.record.status,
+              error: result.record.error,
+              delayMs: result.delayMs,
+              next: recorded.work.jobId,
+            },
+            'webhook attempt failed; retrying on the schedule as its own job',
+          );
           await dispatchWork(enqueue, [{ ...recorded.work, delayMs: result.delayMs }]);
           return;
         }
