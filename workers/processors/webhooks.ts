@@ -93,8 +93,10 @@ const ERROR_TEXT_MAX = 500;
  *   410 also disables the target. A target failing every attempt for the configured window is
  *   disabled (`webhook.disabled`).
  * - Every attempt is recorded (status, duration, error); attempts of concurrent jobs share one
- *   transaction, which also completes the delivered ones' work rows.
- * - At most `NEXUS_WEBHOOK_CONCURRENCY` attempts are in flight per process, across its jobs.
+ *   statement (or one transaction when some go on as jobs of their own), which also completes
+ *   the delivered retry jobs' work rows.
+ * - At most `NEXUS_WEBHOOK_CONCURRENCY` attempts are in flight per process, across its jobs; an
+ *   attempt keeps its place until it is recorded.
  * Its companion, the {@link WebhookDispatcher}, turns new deliveries into jobs.
  */
 export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webhooksQueue> {
