@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { sql } from 'slonik';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createWebhookProcessor } from '../../workers/processors/webhooks.js';
+import { writeReadEvents } from '../helpers/events.js';
 import { createHarness, eventually, useHarness, type Harness } from '../helpers/harness.js';
 import { startHubProcess, type HubProcess } from '../helpers/processes.js';
 import { startReceiver } from '../helpers/receiver.js';
@@ -25,18 +25,7 @@ async function provisionAndWrite(h: Harness, url: string, count: number, data: o
     .set('Authorization', admin)
     .send({ url, data, secret: 'crash-test-secret' })
     .expect(201);
-  const interaction = randomUUID();
-  await h.db.transaction(async tx => {
-    await tx.query(sql.unsafe`
-      INSERT INTO interactions (id, tenant_id, media, subtype, last_seq)
-      VALUES (${interaction}, 'crash', 'chat', 'InboundNew', ${count})`);
-    await tx.query(sql.unsafe`
-      INSERT INTO events (id, tenant_id, interaction_id, seq, type, payload)
-      SELECT gen_random_uuid(), 'crash', ${interaction}, g, 'read',
-             jsonb_build_object('participant', jsonb_build_object('id', 'c', 'type', 'customer',
-               'nickname', NULL), 'seq', g)
-      FROM generate_series(1, ${count}) g`);
-  });
+  await writeReadEvents(h.db, 'crash', count);
 }
 
 const deliveredCount = (h: Harness) =>

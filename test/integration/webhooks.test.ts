@@ -1,4 +1,4 @@
-import { createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns';
 import { createServer, type Server } from 'node:net';
 import { verify as verifyGithubStyle } from '@octokit/webhooks-methods';
@@ -13,6 +13,7 @@ import { registry } from '../../lib/metrics.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { createWebhookProcessor } from '../../workers/processors/webhooks.js';
 import { provisionChatTenant, type ChatTenant } from '../helpers/chat.js';
+import { writeReadEvents } from '../helpers/events.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 import { startReceiver } from '../helpers/receiver.js';
 
@@ -409,18 +410,7 @@ describe('webhooks', () => {
         })
         .expect(201);
       // 45 events in one statement: three batches of at most 20 for the one target.
-      const interaction = randomUUID();
-      await h().db.transaction(async tx => {
-        await tx.query(sql.unsafe`
-          INSERT INTO interactions (id, tenant_id, media, subtype, last_seq)
-          VALUES (${interaction}, ${s.t.tenant}, 'chat', 'InboundNew', 45)`);
-        await tx.query(sql.unsafe`
-          INSERT INTO events (id, tenant_id, interaction_id, seq, type, payload)
-          SELECT gen_random_uuid(), ${s.t.tenant}, ${interaction}, g, 'read',
-                 jsonb_build_object('participant', jsonb_build_object('id', 'c', 'type',
-                   'customer', 'nickname', NULL), 'seq', g)
-          FROM generate_series(1, 45) g`);
-      });
+      await writeReadEvents(h().db, s.t.tenant, 45);
       await eventually(
         async () => {
           const rows = await deliveries(s, '?limit=100');
