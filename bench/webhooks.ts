@@ -85,6 +85,10 @@ async function startHub(): Promise<Driver> {
     DB_POOL_SIZE: '20',
     NEXUS_EGRESS_ALLOW: '127.0.0.1',
     NEXUS_WEBHOOK_CONCURRENCY: String(CONCURRENCY),
+    // One target: its share of the places is all of them (by default a target gets half, which
+    // keeps the other half for other targets; docs/webhooks.md#fairness-between-targets).
+    NEXUS_WEBHOOK_TARGET_CONCURRENCY:
+      process.env.NEXUS_WEBHOOK_TARGET_CONCURRENCY ?? String(CONCURRENCY),
   };
   // Provision through the API, then stop it: only the workers run during the measurement.
   const port = await freePort();

@@ -65,25 +65,59 @@ const dispatchedRow = z.object({
 export type DispatchedDelivery = z.infer<typeof dispatchedRow>;
 
 /**
- * Takes up to `limit` new deliveries off the dispatch queue (oldest first) and answers them;
- * concurrent dispatchers skip each other's rows. Call in the transaction that also records their
- * work rows: a rollback puts them back.
+ * Takes up to `limit` new deliveries off the dispatch queue (oldest first) and answers them, at
+ * most `fairness.targetBatches` batches' worth per target counting the target's batches still
+ * pending: a target's deliveries beyond that wait here until some of its batches end. Call in the
+ * transaction that also records their work rows (a rollback puts them back), after
+ * {@link lockDispatch}; concurrent callers also skip each other's rows.
  */
 export async function claimUndispatched(
   tx: CommonQueryMethods,
   limit: number,
+  fairness: { batchSize: number; targetBatches: number },
 ): Promise<readonly DispatchedDelivery[]> {
   return tx.any(sql.type(dispatchedRow)`
-    WITH claimed AS (
-      DELETE FROM webhook_dispatch_queue q
-      USING (SELECT delivery_id FROM webhook_dispatch_queue ORDER BY delivery_id
-             LIMIT ${limit} FOR UPDATE SKIP LOCKED) batch
+    WITH RECURSIVE waiting AS (
+      -- The targets with deliveries waiting, one index probe each.
+      (SELECT tenant_id, target FROM webhook_dispatch_queue ORDER BY tenant_id, target LIMIT 1)
+      UNION ALL
+      SELECT next.tenant_id, next.target FROM waiting w CROSS JOIN LATERAL (
+        SELECT q.tenant_id, q.target FROM webhook_dispatch_queue q
+        WHERE (q.tenant_id, q.target) > (w.tenant_id, w.target)
+        ORDER BY q.tenant_id, q.target LIMIT 1) next
+    ), allowance AS (
+      SELECT w.tenant_id, w.target, ${fairness.batchSize}::int * greatest(0,
+               ${fairness.targetBatches}::int - (
+                 SELECT count(*) FROM work b
+                 WHERE b.queue = 'webhooks' AND b.state = 'pending'
+                   AND b.job_id LIKE 'webhooks.batch.%'
+                   AND b.tenant_id = w.tenant_id AND b.payload->>'targetId' = w.target)) AS n
+      FROM waiting w
+    ), batch AS (
+      SELECT p.delivery_id FROM allowance a CROSS JOIN LATERAL (
+        SELECT q.delivery_id FROM webhook_dispatch_queue q
+        WHERE q.tenant_id = a.tenant_id AND q.target = a.target
+        ORDER BY q.delivery_id LIMIT a.n FOR UPDATE SKIP LOCKED) p
+      WHERE a.n > 0
+      ORDER BY p.delivery_id LIMIT ${limit}
+    ), claimed AS (
+      DELETE FROM webhook_dispatch_queue q USING batch
       WHERE q.delivery_id = batch.delivery_id
       RETURNING q.delivery_id
     )
     SELECT d.id, d.tenant_id, d.target, d.event_id
     FROM claimed JOIN webhook_deliveries d ON d.id = claimed.delivery_id
     ORDER BY d.id`);
+}
+
+/**
+ * Makes the calling transaction the only dispatcher until it ends (a transaction-level advisory
+ * lock), so the per-target counts {@link claimUndispatched} reads are not changed meanwhile by
+ * another dispatcher. False when another dispatcher holds it: try again later.
+ */
+export async function lockDispatch(tx: CommonQueryMethods): Promise<boolean> {
+  return tx.oneFirst(sql.type(z.object({ locked: z.boolean() }))`
+    SELECT pg_try_advisory_xact_lock(hashtext('nexus.webhook-dispatch')) AS locked`);
 }
 
 export const deliveryRow = z.object({

@@ -78,6 +78,27 @@ describe('loadConfig', () => {
     expect(config.workers.queues).toEqual(['inbound', 'webhooks']);
   });
 
+  it('derives the per-target webhook limits, and keeps a target within the process limit', () => {
+    expect(loadConfig({}).webhooks).toMatchObject({
+      concurrency: 50,
+      targetConcurrency: 25,
+      targetBatches: 5,
+    });
+    expect(
+      loadConfig({ NEXUS_WEBHOOK_CONCURRENCY: '400', NEXUS_WEBHOOK_BATCH_SIZE: '10' }).webhooks,
+    ).toMatchObject({ targetConcurrency: 200, targetBatches: 80 });
+    expect(
+      loadConfig({ NEXUS_WEBHOOK_TARGET_CONCURRENCY: '50', NEXUS_WEBHOOK_TARGET_BATCHES: '7' })
+        .webhooks,
+    ).toMatchObject({ targetConcurrency: 50, targetBatches: 7 });
+    expect(() => loadConfig({ NEXUS_WEBHOOK_TARGET_CONCURRENCY: '51' })).toThrow(
+      /NEXUS_WEBHOOK_TARGET_CONCURRENCY must be at most NEXUS_WEBHOOK_CONCURRENCY \(50\)/,
+    );
+    expect(() => loadConfig({ NEXUS_WEBHOOK_TARGET_BATCHES: '0' })).toThrow(
+      /^Invalid environment variables: NEXUS_WEBHOOK_TARGET_BATCHES /,
+    );
+  });
+
   it('requires a hash-tagged prefix on Redis Cluster', () => {
     expect(() => loadConfig({ REDIS_CLUSTER: 'true', NEXUS_QUEUE_PREFIX: 'nexus' })).toThrow(
       /hash-tagged/,

@@ -174,6 +174,8 @@ const envSchema = z.object({
   NEXUS_WEBHOOK_CONCURRENCY: positiveInt.default(50),
   NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: positiveInt.default(100),
   NEXUS_WEBHOOK_BATCH_SIZE: positiveInt.max(1_000, 'must be at most 1000').default(20),
+  NEXUS_WEBHOOK_TARGET_CONCURRENCY: positiveInt.optional(),
+  NEXUS_WEBHOOK_TARGET_BATCHES: positiveInt.optional(),
   NEXUS_SMS_MAX_SEGMENTS: positiveInt.max(255, 'must be at most 255').default(10),
   NEXUS_SMS_RATE_PER_SECOND: positiveInt.default(10),
   NEXUS_BUILD_CHANGESET: z.string().default('development'),
@@ -255,6 +257,10 @@ export interface Config {
     readonly dispatchIntervalMs: number;
     /** New deliveries to one target whose first attempts share one job. */
     readonly batchSize: number;
+    /** Attempts to one target a worker process makes at once (at most `concurrency`). */
+    readonly targetConcurrency: number;
+    /** First-attempt batches of one target queued or running at once, across workers. */
+    readonly targetBatches: number;
   };
   readonly sms: {
     /** The most segments an outbound SMS may take. */
@@ -323,6 +329,13 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   if (e.REDIS_CLUSTER && !e.NEXUS_QUEUE_PREFIX.startsWith('{')) {
     problems.push('NEXUS_QUEUE_PREFIX must be hash-tagged (e.g. {nexus}) when REDIS_CLUSTER=true');
   }
+  const targetConcurrency =
+    e.NEXUS_WEBHOOK_TARGET_CONCURRENCY ?? Math.ceil(e.NEXUS_WEBHOOK_CONCURRENCY / 2);
+  if (targetConcurrency > e.NEXUS_WEBHOOK_CONCURRENCY) {
+    problems.push(
+      `NEXUS_WEBHOOK_TARGET_CONCURRENCY must be at most NEXUS_WEBHOOK_CONCURRENCY (${e.NEXUS_WEBHOOK_CONCURRENCY})`,
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const config: Config = {
@@ -382,6 +395,13 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       concurrency: e.NEXUS_WEBHOOK_CONCURRENCY,
       dispatchIntervalMs: e.NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS,
       batchSize: e.NEXUS_WEBHOOK_BATCH_SIZE,
+      targetConcurrency,
+      // Enough batches to fill the target's places four times over: batches being loaded and
+      // recorded, and the wait for the next dispatch, must not leave its places idle
+      // (docs/performance.md#webhooks).
+      targetBatches:
+        e.NEXUS_WEBHOOK_TARGET_BATCHES ??
+        Math.max(2, Math.ceil((4 * targetConcurrency) / e.NEXUS_WEBHOOK_BATCH_SIZE)),
     },
     sms: { maxSegments: e.NEXUS_SMS_MAX_SEGMENTS, ratePerSecond: e.NEXUS_SMS_RATE_PER_SECOND },
     build: { changeset: e.NEXUS_BUILD_CHANGESET, timestamp: e.NEXUS_BUILD_TIMESTAMP },

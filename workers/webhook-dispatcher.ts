@@ -1,4 +1,4 @@
-import { claimUndispatched, type DispatchedDelivery } from '../db/webhooks.js';
+import { claimUndispatched, lockDispatch, type DispatchedDelivery } from '../db/webhooks.js';
 import type { Logger } from '../lib/logger.js';
 import { webhooksQueue, type WebhookPayload } from '../queues/webhooks.js';
 import { dispatchWork, recordWorkBatch, type EnqueueContext } from '../queues/work.js';
@@ -8,8 +8,10 @@ const BATCH = 1_000;
 /**
  * Turns new deliveries (rows the `events` fan-out trigger wrote) into durable work: in one
  * transaction it takes up to 1,000 off the dispatch queue and records one work row per group of
- * `batchSize` deliveries to the same target, then adds one job per group. Several dispatchers (one
- * per webhooks worker process) skip each other's rows. A crash between commit and `addBulk` leaves
+ * `batchSize` deliveries to the same target, then adds one job per group. A target gets at most
+ * `targetBatches` groups pending at once; the rest of its deliveries wait for a later pass, so one
+ * target's backlog never fills the queue ahead of the others. The dispatchers (one per webhooks
+ * worker process) take turns (an advisory lock), which keeps that count exact. A crash between commit and `addBulk` leaves
  * pending work rows, which the sweeper enqueues; a crash before the commit leaves the deliveries
  * undispatched, for the next pass. Either way no delivery is lost and none is in two groups.
  */
@@ -22,7 +24,7 @@ export class WebhookDispatcher {
     private readonly ctx: EnqueueContext,
     private readonly log: Logger,
     private readonly intervalMs: number,
-    private readonly batchSize: number,
+    private readonly fairness: { batchSize: number; targetBatches: number },
   ) {}
 
   start(): void {
@@ -36,7 +38,10 @@ export class WebhookDispatcher {
     await this.running;
   }
 
-  /** Dispatches until no new delivery is left; answers how many it dispatched. */
+  /**
+   * Dispatches until a pass takes fewer than 1,000 (what is left is newer, or held back by its
+   * target's allowance, or another dispatcher's turn); answers how many it dispatched.
+   */
   async drain(): Promise<number> {
     let total = 0;
     for (;;) {
@@ -61,11 +66,12 @@ export class WebhookDispatcher {
 
   private async dispatchBatch(): Promise<number> {
     const records = await this.ctx.db.transaction(async tx => {
-      const deliveries = await claimUndispatched(tx, BATCH);
+      if (!(await lockDispatch(tx))) return { records: [], count: 0 };
+      const deliveries = await claimUndispatched(tx, BATCH, this.fairness);
       const records = await recordWorkBatch(
         tx,
         webhooksQueue,
-        groupByTarget(deliveries, this.batchSize),
+        groupByTarget(deliveries, this.fairness.batchSize),
         this.ctx.sweepAfterMs,
       );
       return { records, count: deliveries.length };

@@ -1,5 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { verify as verifyGithubStyle } from '@octokit/webhooks-methods';
 import { sql } from 'slonik';
@@ -746,6 +747,69 @@ describe('webhooks: SSRF guard on the delivery path', () => {
     } finally {
       await redirector.close();
       await new Promise(resolve => canary.close(resolve));
+    }
+  });
+});
+
+describe('webhooks: fairness between targets', () => {
+  // 20 attempts in flight per process: 10 for one target at most, 2 batches of 20 per target.
+  const h = useHarness({
+    NEXUS_EGRESS_ALLOW: '127.0.0.1',
+    NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: '20',
+    NEXUS_WEBHOOK_CONCURRENCY: '20',
+    NEXUS_WEBHOOK_TIMEOUT_MS: '1000',
+  });
+
+  it("a target that never answers, with a backlog, does not hold up another target's deliveries", async () => {
+    // The silent receiver takes every request and never answers; it counts those still open.
+    let open = 0;
+    let mostOpen = 0;
+    let silentRequests = 0;
+    const silent = createHttpServer((req, res) => {
+      silentRequests++;
+      mostOpen = Math.max(mostOpen, ++open);
+      req.resume();
+      res.on('close', () => open--);
+    });
+    await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve));
+    const crm = await startReceiver();
+    try {
+      const s = await setup(h());
+      const { port } = silent.address() as { port: number };
+      await s
+        .putTarget('silent', {
+          url: `http://127.0.0.1:${port}/hooks`,
+          data: { events: ['read'], retrySchedule: [600] },
+        })
+        .expect(201);
+      // 400 deliveries for the silent target: 40 s of its timeouts at 10 at once.
+      await writeReadEvents(h().db, s.t.tenant, 400);
+      await eventually(async () => silentRequests >= 10, 5_000, 'the silent backlog started');
+
+      await s.putTarget('crm', { url: `${crm.url}/hooks`, data: { events: ['read'] } }).expect(201);
+      const started = Date.now();
+      await writeReadEvents(h().db, s.t.tenant, 40);
+      // Without fairness the crm's batches would queue behind the 20 silent ones (20 s).
+      await eventually(async () => crm.requests.length >= 40, 5_000, 'the crm got its 40');
+      const tookMs = Date.now() - started;
+      expect(tookMs).toBeLessThan(5_000);
+      expect(crm.requests).toHaveLength(40);
+
+      // The silent target kept its share, no more, and the rest of its backlog waits in PostgreSQL.
+      expect(mostOpen).toBeLessThanOrEqual(10);
+      expect(silentRequests).toBeGreaterThanOrEqual(10);
+      const waiting = await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
+        SELECT count(*)::int AS n FROM webhook_dispatch_queue WHERE target = ${`${PREFIX}silent`}`);
+      expect(waiting).toBeGreaterThan(300);
+      const batches = await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
+        SELECT count(*)::int AS n FROM work
+        WHERE queue = 'webhooks' AND state = 'pending'
+          AND payload->>'targetId' = ${`${PREFIX}silent`}`);
+      expect(batches).toBeLessThanOrEqual(2);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise(resolve => silent.close(resolve));
+      await crm.close();
     }
   });
 });

@@ -1,5 +1,4 @@
 import { DelayedError } from 'bullmq';
-import pLimit from 'p-limit';
 import type { DatabasePool } from 'slonik';
 import {
   appendOperationalEvent,
@@ -13,6 +12,7 @@ import type { Config } from '../../lib/config.js';
 import { classifyAttempt, nextDelayMs, type AttemptOutcome } from '../../lib/delivery-policy.js';
 import { EgressBlockedError, EgressGuard } from '../../lib/egress.js';
 import { coerceError } from '../../lib/errors.js';
+import { FairLimit } from '../../lib/fair-limit.js';
 import { GroupCommit } from '../../lib/group-commit.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
@@ -95,8 +95,9 @@ const ERROR_TEXT_MAX = 500;
  * - Every attempt is recorded (status, duration, error); attempts of concurrent jobs share one
  *   statement (or one transaction when some go on as jobs of their own), which also completes
  *   the delivered retry jobs' work rows.
- * - At most `NEXUS_WEBHOOK_CONCURRENCY` attempts are in flight per process, across its jobs; an
- *   attempt keeps its place until it is recorded.
+ * - At most `NEXUS_WEBHOOK_CONCURRENCY` attempts are in flight per process, across its jobs, and
+ *   at most `NEXUS_WEBHOOK_TARGET_CONCURRENCY` of them to one target; freed places go to the
+ *   targets in turn. An attempt keeps its place until it is recorded.
  * Its companion, the {@link WebhookDispatcher}, turns new deliveries into jobs.
  */
 export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webhooksQueue> {
@@ -148,10 +149,10 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     enqueue,
     log,
     config.webhooks.dispatchIntervalMs,
-    config.webhooks.batchSize,
+    config.webhooks,
   );
-  // Attempts in flight in this process, whichever jobs they belong to.
-  const inFlight = pLimit(config.webhooks.concurrency);
+  // Attempts in flight in this process, whichever jobs they belong to, shared fairly by targets.
+  const inFlight = new FairLimit(config.webhooks.concurrency, config.webhooks.targetConcurrency);
 
   const disable = async (target: WebhookTarget, reason: string, windowMs: number) => {
     const disabled = await db.transaction(tx =>
@@ -173,7 +174,7 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     position: number,
     toRecord: (result: Attempt) => Recorded,
   ): Promise<{ result: Attempt; recorded: RecordedResult }> =>
-    inFlight(async () => {
+    inFlight.run(`${delivery.tenant_id}\u0000${delivery.target}`, async () => {
       const result = await attemptNow(delivery, position);
       return { result, recorded: await recorder.submit(toRecord(result)) };
     });
