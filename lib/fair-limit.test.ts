@@ -35,6 +35,9 @@ describe('FairLimit', () => {
     await settle();
     expect(started).toEqual(['a1', 'a2', 'b1']);
     expect([limit.activeCount, limit.pendingCount]).toEqual([3, 2]);
+    expect([limit.waitingFor('a'), limit.waitingFor('b'), limit.waitingFor('c')]).toEqual([
+      1, 1, 0,
+    ]);
     await release('b1');
     // b's turn comes before a's: a was served last.
     expect(started).toEqual(['a1', 'a2', 'b1', 'b2']);

@@ -32,6 +32,11 @@ export class FairLimit {
     return count;
   }
 
+  /** Tasks of `key` waiting for a place. */
+  waitingFor(key: string): number {
+    return this.waiting.get(key)?.length ?? 0;
+  }
+
   /** Runs `task` when `key` gets a place; the place is freed when the task settles. */
   async run<T>(key: string, task: () => Promise<T>): Promise<T> {
     await new Promise<void>(resolve => {

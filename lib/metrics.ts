@@ -350,6 +350,12 @@ export const webhookQueueAge = new Histogram({
   buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300, 3600, 36_000, 172_800],
   registers: [registry],
 });
+export const webhookRetriesDeferredTotal = new Counter({
+  name: 'nexus_webhook_retries_deferred_total',
+  help: "Webhook retry jobs put back for later, unattempted, because their target's places were taken and a full round already waited for them.",
+  registers: [registry],
+});
+
 export const webhookTargetsDisabledTotal = new Counter({
   name: 'nexus_webhook_targets_disabled_total',
   help: 'Webhook targets disabled, by reason: gone (410) or failing (every attempt failed for the window).',

@@ -72,10 +72,14 @@ export function selectQueues(
   return names;
 }
 
-/** Jobs a queue's worker runs at once: webhooks wait on receivers, so they get their own figure. */
+/**
+ * Jobs a queue's worker runs at once. Webhooks wait on receivers, so they get their own figure:
+ * twice the attempts in flight, since a job waiting for a place sends nothing, and a target whose
+ * jobs fill its share (its places and a round waiting) must leave job slots for the others.
+ */
 function concurrencyOf(name: QueueName, config: Config): number {
   if (name === 'maintenance') return 1;
-  if (name === 'webhooks') return config.webhooks.concurrency;
+  if (name === 'webhooks') return 2 * config.webhooks.concurrency;
   return config.workers.concurrency;
 }
 

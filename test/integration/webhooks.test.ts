@@ -812,4 +812,53 @@ describe('webhooks: fairness between targets', () => {
       await crm.close();
     }
   });
+
+  it("a target's retries falling due together do not hold up another target's deliveries", async () => {
+    // First attempts get an immediate 503; the retries, due a second later, get no answer at all.
+    const seen = new Set<string>();
+    let retries = 0;
+    const flaky = createHttpServer((req, res) => {
+      req.resume();
+      const id = String(req.headers['webhook-id']);
+      if (seen.has(id)) {
+        retries++;
+        return;
+      }
+      seen.add(id);
+      res.writeHead(503).end();
+    });
+    await new Promise<void>(resolve => flaky.listen(0, '127.0.0.1', resolve));
+    const crm = await startReceiver();
+    const deferred = async () =>
+      (await registry.getSingleMetric('nexus_webhook_retries_deferred_total')?.get())?.values[0]
+        ?.value ?? 0;
+    const deferredBefore = await deferred();
+    try {
+      const s = await setup(h());
+      const { port } = flaky.address() as { port: number };
+      await s
+        .putTarget('flaky', {
+          url: `http://127.0.0.1:${port}/hooks`,
+          data: { events: ['read'], retrySchedule: [1, 600] },
+        })
+        .expect(201);
+      await writeReadEvents(h().db, s.t.tenant, 200);
+      await eventually(async () => seen.size === 200, 10_000, 'every first attempt refused');
+      // Every retry is due (a second after its first attempt, ±20 %) and queued ahead of what
+      // comes next.
+      await new Promise(resolve => setTimeout(resolve, 1_500));
+      expect(retries).toBeGreaterThanOrEqual(10);
+
+      await s.putTarget('crm', { url: `${crm.url}/hooks`, data: { events: ['read'] } }).expect(201);
+      await writeReadEvents(h().db, s.t.tenant, 40);
+      // Without deferral the crm's batches would wait behind the retries (a second per 10).
+      await eventually(async () => crm.requests.length >= 40, 5_000, 'the crm got its 40');
+      expect(crm.requests).toHaveLength(40);
+      expect(await deferred()).toBeGreaterThan(deferredBefore);
+    } finally {
+      flaky.closeAllConnections();
+      await new Promise(resolve => flaky.close(resolve));
+      await crm.close();
+    }
+  });
 });

@@ -20,6 +20,7 @@ import {
   webhookAttemptDuration,
   webhookDeliveriesTotal,
   webhookQueueAge,
+  webhookRetriesDeferredTotal,
   webhookTargetsDisabledTotal,
 } from '../../lib/metrics.js';
 import { PACKAGE_VERSION } from '../../lib/package-info.js';
@@ -174,7 +175,7 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     position: number,
     toRecord: (result: Attempt) => Recorded,
   ): Promise<{ result: Attempt; recorded: RecordedResult }> =>
-    inFlight.run(`${delivery.tenant_id}\u0000${delivery.target}`, async () => {
+    inFlight.run(targetKey(delivery.tenant_id, delivery.target), async () => {
       const result = await attemptNow(delivery, position);
       return { result, recorded: await recorder.submit(toRecord(result)) };
     });
@@ -292,6 +293,19 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
   /** A retry or a replay: one attempt of one delivery, the next one scheduled on this job. */
   const processOne = async (payload: SingleDelivery, ctx: JobContext) => {
     const jobId = ctx.job.id ?? '';
+    const waiting = inFlight.waitingFor(targetKey(payload.tenantId, payload.targetId));
+    if (waiting >= config.webhooks.targetConcurrency && ctx.token) {
+      // The target's places are taken and a full round of attempts already waits for them.
+      // Waiting too would hold one of the worker's job slots, which other targets' jobs need:
+      // come back about when a place is likely (a timeout per round ahead, with jitter),
+      // unattempted. The delivery and its work are unchanged.
+      const rounds = Math.ceil((waiting + 1) / config.webhooks.targetConcurrency);
+      const delayMs = Math.round(rounds * config.webhooks.timeoutMs * (0.5 + Math.random()));
+      webhookRetriesDeferredTotal.inc();
+      ctx.log.debug({ deliveryId: payload.deliveryId, waiting, delayMs }, 'webhook retry deferred');
+      await ctx.job.moveToDelayed(Date.now() + delayMs, ctx.token);
+      throw new DelayedError();
+    }
     const delivery = await loader.submit({ id: payload.deliveryId, jobId });
     if (!delivery) {
       // The target was deleted (its deliveries with it): end the work, nothing is left to send.
@@ -454,6 +468,9 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     },
   });
 }
+
+/** The key a target's attempts share their places under. */
+const targetKey = (tenantId: string, target: string) => `${tenantId}\u0000${target}`;
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
