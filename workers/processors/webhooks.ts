@@ -154,6 +154,8 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
   );
   // Attempts in flight in this process, whichever jobs they belong to, shared fairly by targets.
   const inFlight = new FairLimit(config.webhooks.concurrency, config.webhooks.targetConcurrency);
+  // How long a target's recent attempts held their places (moving average), by target.
+  const placeHeldMs = new Map<string, number>();
 
   const disable = async (target: WebhookTarget, reason: string, windowMs: number) => {
     const disabled = await db.transaction(tx =>
@@ -176,8 +178,15 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     toRecord: (result: Attempt) => Recorded,
   ): Promise<{ result: Attempt; recorded: RecordedResult }> =>
     inFlight.run(targetKey(delivery.tenant_id, delivery.target), async () => {
-      const result = await attemptNow(delivery, position);
-      return { result, recorded: await recorder.submit(toRecord(result)) };
+      const startedAt = performance.now();
+      try {
+        const result = await attemptNow(delivery, position);
+        return { result, recorded: await recorder.submit(toRecord(result)) };
+      } finally {
+        const key = targetKey(delivery.tenant_id, delivery.target);
+        const heldMs = performance.now() - startedAt;
+        placeHeldMs.set(key, 0.8 * (placeHeldMs.get(key) ?? heldMs) + 0.2 * heldMs);
+      }
     });
 
   /** The POST, its outcome, its metrics. */
@@ -293,14 +302,20 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
   /** A retry or a replay: one attempt of one delivery, the next one scheduled on this job. */
   const processOne = async (payload: SingleDelivery, ctx: JobContext) => {
     const jobId = ctx.job.id ?? '';
-    const waiting = inFlight.waitingFor(targetKey(payload.tenantId, payload.targetId));
+    const key = targetKey(payload.tenantId, payload.targetId);
+    const waiting = inFlight.waitingFor(key);
     if (waiting >= config.webhooks.targetConcurrency && ctx.token) {
       // The target's places are taken and a full round of attempts already waits for them.
       // Waiting too would hold one of the worker's job slots, which other targets' jobs need:
-      // come back about when a place is likely (a timeout per round ahead, with jitter),
-      // unattempted. The delivery and its work are unchanged.
+      // come back about when a place is likely, unattempted (the delivery and its work are
+      // unchanged): as long as the target's attempts hold their places lately, per round ahead,
+      // with jitter; at least 100 ms, at most a timeout per round.
       const rounds = Math.ceil((waiting + 1) / config.webhooks.targetConcurrency);
-      const delayMs = Math.round(rounds * config.webhooks.timeoutMs * (0.5 + Math.random()));
+      const perRound = Math.min(
+        placeHeldMs.get(key) ?? config.webhooks.timeoutMs,
+        config.webhooks.timeoutMs,
+      );
+      const delayMs = Math.max(100, Math.round(rounds * perRound * (0.5 + Math.random())));
       webhookRetriesDeferredTotal.inc();
       ctx.log.debug({ deliveryId: payload.deliveryId, waiting, delayMs }, 'webhook retry deferred');
       await ctx.job.moveToDelayed(Date.now() + delayMs, ctx.token);
