@@ -176,18 +176,19 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     delivery: DeliveryRow,
     position: number,
     toRecord: (result: Attempt) => Recorded,
-  ): Promise<{ result: Attempt; recorded: RecordedResult }> =>
-    inFlight.run(targetKey(delivery.tenant_id, delivery.target), async () => {
+  ): Promise<{ result: Attempt; recorded: RecordedResult }> => {
+    const key = targetKey(delivery.tenant_id, delivery.target);
+    return inFlight.run(key, async () => {
       const startedAt = performance.now();
       try {
         const result = await attemptNow(delivery, position);
         return { result, recorded: await recorder.submit(toRecord(result)) };
       } finally {
-        const key = targetKey(delivery.tenant_id, delivery.target);
         const heldMs = performance.now() - startedAt;
         placeHeldMs.set(key, 0.8 * (placeHeldMs.get(key) ?? heldMs) + 0.2 * heldMs);
       }
     });
+  };
 
   /** The POST, its outcome, its metrics. */
   const attemptNow = async (delivery: DeliveryRow, position: number): Promise<Attempt> => {
