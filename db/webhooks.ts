@@ -120,6 +120,20 @@ export async function lockDispatch(tx: CommonQueryMethods): Promise<boolean> {
     SELECT pg_try_advisory_xact_lock(hashtext('nexus.webhook-dispatch')) AS locked`);
 }
 
+/** How many new deliveries wait in the dispatch queue, and how old the oldest is (seconds). */
+export async function undispatchedDeliveries(
+  db: CommonQueryMethods,
+): Promise<{ count: number; oldestAgeSeconds: number }> {
+  const row = await db.one(sql.type(z.object({ count: z.number(), oldest: z.number() }))`
+    SELECT count(*)::int AS count,
+           coalesce(extract(epoch FROM now() - (
+             SELECT d.created_at FROM webhook_dispatch_queue q
+             JOIN webhook_deliveries d ON d.id = q.delivery_id
+             ORDER BY q.delivery_id LIMIT 1)), 0)::float8 AS oldest
+    FROM webhook_dispatch_queue`);
+  return { count: row.count, oldestAgeSeconds: Math.max(0, row.oldest) };
+}
+
 export const deliveryRow = z.object({
   id: z.number(),
   tenant_id: z.string(),

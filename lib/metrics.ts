@@ -350,6 +350,47 @@ export const webhookQueueAge = new Histogram({
   buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300, 3600, 36_000, 172_800],
   registers: [registry],
 });
+/** Deliveries waiting in PostgreSQL for their first dispatch, as a webhooks worker reads them. */
+export interface UndispatchedDeliveries {
+  count: number;
+  oldestAgeSeconds: number;
+}
+let undispatchedSource: (() => Promise<UndispatchedDeliveries>) | undefined;
+let pendingUndispatched: Promise<UndispatchedDeliveries | undefined> | undefined;
+/** Sets (or, with undefined, clears) where the undispatched-deliveries gauges read from. */
+export function setUndispatchedSource(
+  source: (() => Promise<UndispatchedDeliveries>) | undefined,
+): void {
+  undispatchedSource = source;
+}
+/** Both gauges read one snapshot per scrape; nothing when no source is set or it fails. */
+function undispatchedForScrape(): Promise<UndispatchedDeliveries | undefined> {
+  pendingUndispatched ??= (undispatchedSource?.() ?? Promise.resolve(undefined))
+    .catch(() => undefined)
+    .finally(() => setTimeout(() => (pendingUndispatched = undefined), 0));
+  return pendingUndispatched;
+}
+new Gauge({
+  name: 'nexus_webhook_undispatched',
+  help: "New webhook deliveries waiting in PostgreSQL to be dispatched as jobs (a target's backlog beyond its batch allowance waits there). Read by each webhooks worker at scrape time; aggregate with max().",
+  registers: [registry],
+  async collect() {
+    this.reset();
+    const snapshot = await undispatchedForScrape();
+    if (snapshot) this.set(snapshot.count);
+  },
+});
+new Gauge({
+  name: 'nexus_webhook_undispatched_oldest_seconds',
+  help: 'Age of the oldest new webhook delivery waiting in PostgreSQL to be dispatched (0 when none waits).',
+  registers: [registry],
+  async collect() {
+    this.reset();
+    const snapshot = await undispatchedForScrape();
+    if (snapshot) this.set(snapshot.oldestAgeSeconds);
+  },
+});
+
 export const webhookRetriesDeferredTotal = new Counter({
   name: 'nexus_webhook_retries_deferred_total',
   help: "Webhook retry jobs put back for later, unattempted, because their target's places were taken and a full round already waited for them.",

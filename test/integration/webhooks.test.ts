@@ -801,6 +801,11 @@ describe('webhooks: fairness between targets', () => {
       const waiting = await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
         SELECT count(*)::int AS n FROM webhook_dispatch_queue WHERE target = ${`${PREFIX}silent`}`);
       expect(waiting).toBeGreaterThan(300);
+      // The gauges show the backlog held in PostgreSQL (the BullMQ queue does not have it).
+      const gauge = async (name: string) =>
+        (await registry.getSingleMetric(name)?.get())?.values[0]?.value ?? -1;
+      expect(await gauge('nexus_webhook_undispatched')).toBeGreaterThan(300);
+      expect(await gauge('nexus_webhook_undispatched_oldest_seconds')).toBeGreaterThan(0);
       const batches = await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
         SELECT count(*)::int AS n FROM work
         WHERE queue = 'webhooks' AND state = 'pending'

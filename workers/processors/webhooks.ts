@@ -5,6 +5,7 @@ import {
   disableTargetIfFailing,
   loadDeliveries,
   recordAttempts,
+  undispatchedDeliveries,
   type AttemptRecord,
   type DeliveryRow,
 } from '../../db/webhooks.js';
@@ -20,6 +21,7 @@ import {
   webhookAttemptDuration,
   webhookDeliveriesTotal,
   webhookQueueAge,
+  setUndispatchedSource,
   webhookRetriesDeferredTotal,
   webhookTargetsDisabledTotal,
 } from '../../lib/metrics.js';
@@ -476,8 +478,12 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     // The load checks the work row and the attempt record completes it (no separate claim).
     claimsItself: true,
     companion: {
-      start: () => dispatcher.start(),
+      start: () => {
+        dispatcher.start();
+        setUndispatchedSource(() => undispatchedDeliveries(db));
+      },
       stop: async () => {
+        setUndispatchedSource(undefined);
         await dispatcher.stop();
         if (!deps.guard) guard.close();
       },
