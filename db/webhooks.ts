@@ -65,11 +65,12 @@ const dispatchedRow = z.object({
 export type DispatchedDelivery = z.infer<typeof dispatchedRow>;
 
 /**
- * Takes up to `limit` new deliveries off the dispatch queue (oldest first) and answers them, at
- * most `fairness.targetBatches` batches' worth per target counting the target's batches still
- * pending: a target's deliveries beyond that wait here until some of its batches end. Call in the
- * transaction that also records their work rows (a rollback puts them back), after
- * {@link lockDispatch}; concurrent callers also skip each other's rows.
+ * Takes up to `limit` new deliveries off the dispatch queue and answers them: targets in the order
+ * of their oldest waiting delivery, each at most `fairness.targetBatches` batches' worth less its
+ * batches still pending. A target's deliveries beyond that wait here until some of its batches
+ * end. Call in the transaction that also records their work rows (a rollback puts them back),
+ * after {@link lockDispatch}, which keeps the pending counts exact; without it, each delivery is
+ * still taken once (the DELETE answers only the rows it deleted).
  */
 export async function claimUndispatched(
   tx: CommonQueryMethods,
@@ -78,28 +79,31 @@ export async function claimUndispatched(
 ): Promise<readonly DispatchedDelivery[]> {
   return tx.any(sql.type(dispatchedRow)`
     WITH RECURSIVE waiting AS (
-      -- The targets with deliveries waiting, one index probe each.
-      (SELECT tenant_id, target FROM webhook_dispatch_queue ORDER BY tenant_id, target LIMIT 1)
+      -- Each target with deliveries waiting and its oldest one: one index probe per target.
+      (SELECT tenant_id, target, delivery_id FROM webhook_dispatch_queue
+       ORDER BY tenant_id, target, delivery_id LIMIT 1)
       UNION ALL
-      SELECT next.tenant_id, next.target FROM waiting w CROSS JOIN LATERAL (
-        SELECT q.tenant_id, q.target FROM webhook_dispatch_queue q
+      SELECT next.* FROM waiting w CROSS JOIN LATERAL (
+        SELECT q.tenant_id, q.target, q.delivery_id FROM webhook_dispatch_queue q
         WHERE (q.tenant_id, q.target) > (w.tenant_id, w.target)
-        ORDER BY q.tenant_id, q.target LIMIT 1) next
-    ), allowance AS (
-      SELECT w.tenant_id, w.target, ${fairness.batchSize}::int * greatest(0,
-               ${fairness.targetBatches}::int - (
-                 SELECT count(*) FROM work b
-                 WHERE b.queue = 'webhooks' AND b.state = 'pending'
-                   AND b.job_id LIKE 'webhooks.batch.%'
-                   AND b.tenant_id = w.tenant_id AND b.payload->>'targetId' = w.target)) AS n
-      FROM waiting w
+        ORDER BY q.tenant_id, q.target, q.delivery_id LIMIT 1) next
+    ), busy AS (
+      SELECT b.tenant_id, b.payload->>'targetId' AS target, count(*) AS batches FROM work b
+      WHERE b.queue = 'webhooks' AND b.state = 'pending' AND b.job_id LIKE 'webhooks.batch.%'
+      GROUP BY 1, 2
+    ), turn AS (
+      SELECT w.tenant_id, w.target,
+             ${fairness.batchSize}::int * greatest(0,
+               ${fairness.targetBatches}::int - coalesce(b.batches, 0)) AS n
+      FROM waiting w LEFT JOIN busy b ON b.tenant_id = w.tenant_id AND b.target = w.target
+      ORDER BY w.delivery_id
     ), batch AS (
-      SELECT p.delivery_id FROM allowance a CROSS JOIN LATERAL (
+      -- Stops reading targets once it has enough.
+      SELECT p.delivery_id FROM turn t CROSS JOIN LATERAL (
         SELECT q.delivery_id FROM webhook_dispatch_queue q
-        WHERE q.tenant_id = a.tenant_id AND q.target = a.target
-        ORDER BY q.delivery_id LIMIT a.n FOR UPDATE SKIP LOCKED) p
-      WHERE a.n > 0
-      ORDER BY p.delivery_id LIMIT ${limit}
+        WHERE q.tenant_id = t.tenant_id AND q.target = t.target
+        ORDER BY q.delivery_id LIMIT t.n) p
+      LIMIT ${limit}
     ), claimed AS (
       DELETE FROM webhook_dispatch_queue q USING batch
       WHERE q.delivery_id = batch.delivery_id
