@@ -156,7 +156,8 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
   );
   // Attempts in flight in this process, whichever jobs they belong to, shared fairly by targets.
   const inFlight = new FairLimit(config.webhooks.concurrency, config.webhooks.targetConcurrency);
-  // How long a target's recent attempts held their places (moving average), by target.
+  // How long a target's recent attempts held their places (moving average), by target; the
+  // targets first seen longest ago are forgotten beyond 10,000.
   const placeHeldMs = new Map<string, number>();
 
   const disable = async (target: WebhookTarget, reason: string, windowMs: number) => {
@@ -188,6 +189,7 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
       } finally {
         const heldMs = performance.now() - startedAt;
         placeHeldMs.set(key, 0.8 * (placeHeldMs.get(key) ?? heldMs) + 0.2 * heldMs);
+        if (placeHeldMs.size > 10_000) placeHeldMs.delete(placeHeldMs.keys().next().value ?? key);
       }
     });
   };
