@@ -116,8 +116,9 @@ export async function claimUndispatched(
 
 /**
  * Makes the calling transaction the only dispatcher until it ends (a transaction-level advisory
- * lock), so the per-target counts {@link claimUndispatched} reads are not changed meanwhile by
- * another dispatcher. False when another dispatcher holds it: try again later.
+ * lock): {@link claimUndispatched} then never waits on rows another dispatcher is taking, and the
+ * per-target counts it reads do not change meanwhile. False when another dispatcher holds it:
+ * try again later.
  */
 export async function lockDispatch(tx: CommonQueryMethods): Promise<boolean> {
   return tx.oneFirst(sql.type(z.object({ locked: z.boolean() }))`

@@ -11,9 +11,11 @@ const BATCH = 1_000;
  * `batchSize` deliveries to the same target, then adds one job per group. A target gets at most
  * `targetBatches` groups pending at once; the rest of its deliveries wait for a later pass, so one
  * target's backlog never fills the queue ahead of the others. The dispatchers (one per webhooks
- * worker process) take turns (an advisory lock), which keeps that count exact. A crash between commit and `addBulk` leaves
- * pending work rows, which the sweeper enqueues; a crash before the commit leaves the deliveries
- * undispatched, for the next pass. Either way no delivery is lost and none is in two groups.
+ * worker process) take turns (an advisory lock; one that finds it taken skips the pass), so a
+ * pass never waits on another's rows and reads current counts. A crash between commit and
+ * `addBulk` leaves pending work rows, which the sweeper enqueues; a crash before the commit leaves
+ * the deliveries undispatched, for the next pass. Either way no delivery is lost and none is in two
+ * groups.
  */
 export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;

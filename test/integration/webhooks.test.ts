@@ -13,6 +13,7 @@ import { EgressGuard } from '../../lib/egress.js';
 import { registry } from '../../lib/metrics.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { createWebhookProcessor } from '../../workers/processors/webhooks.js';
+import { WebhookDispatcher } from '../../workers/webhook-dispatcher.js';
 import { provisionChatTenant, type ChatTenant } from '../helpers/chat.js';
 import { writeReadEvents } from '../helpers/events.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
@@ -864,6 +865,61 @@ describe('webhooks: fairness between targets', () => {
       flaky.closeAllConnections();
       await new Promise(resolve => flaky.close(resolve));
       await crm.close();
+    }
+  });
+
+  it('dispatchers of several workers passing at once keep each target within its allowance', async () => {
+    const hh = h();
+    const api = await hh.serve();
+    const t = await provisionChatTenant(hh, api.app);
+    const admin = { Authorization: `Bearer ${hh.config.adminToken}` };
+    const receiver = await startReceiver();
+    try {
+      for (const name of ['a', 'b', 'c']) {
+        await request(api.url)
+          .put(`/nexus/v3/provisioning/services/${t.tenant}/${PREFIX}${name}`)
+          .set(admin)
+          .send({ url: receiver.url, data: { events: ['read'] } })
+          .expect(201);
+      }
+      await writeReadEvents(hh.db, t.tenant, 300);
+      // Three dispatchers, as three worker processes would run, passing at the same moments; no
+      // worker runs the jobs, so every batch stays pending. Whichever passes first, no delivery
+      // may be in two batches and no target may get more than its allowance.
+      const enqueue = {
+        db: hh.db,
+        queues: hh.queues,
+        log: hh.log,
+        sweepAfterMs: hh.config.workers.sweepAfterMs,
+      };
+      const dispatchers = [1, 2, 3].map(
+        () => new WebhookDispatcher(enqueue, hh.log, 60_000, hh.config.webhooks),
+      );
+      for (let pass = 0; pass < 5; pass++) await Promise.all(dispatchers.map(d => d.drain()));
+
+      const batches = await hh.db.any(
+        sql.type(z.object({ target: z.string(), ids: z.array(z.number()) }))`
+          SELECT payload->>'targetId' AS target,
+                 ARRAY(SELECT jsonb_array_elements_text(payload->'deliveryIds')::int8) AS ids
+          FROM work WHERE queue = 'webhooks' AND state = 'pending'`,
+      );
+      // 2 batches of 20 per target (20 places, 10 per target, 2 batches each), no more.
+      const perTarget = new Map<string, number>();
+      for (const b of batches) perTarget.set(b.target, (perTarget.get(b.target) ?? 0) + 1);
+      expect(Object.fromEntries(perTarget)).toEqual({
+        [`${PREFIX}a`]: 2,
+        [`${PREFIX}b`]: 2,
+        [`${PREFIX}c`]: 2,
+      });
+      const ids = batches.flatMap(b => b.ids);
+      expect(ids).toHaveLength(120);
+      expect(new Set(ids).size).toBe(120);
+      const waiting = await hh.db.oneFirst(sql.type(z.object({ n: z.number() }))`
+        SELECT count(*)::int AS n FROM webhook_dispatch_queue`);
+      expect(waiting).toBe(900 - 120);
+      expect(await hh.queues.get('webhooks').getJobCounts('waiting')).toEqual({ waiting: 6 });
+    } finally {
+      await receiver.close();
     }
   });
 });
