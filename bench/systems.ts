@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -106,20 +107,39 @@ export interface Shape {
   workerProcesses: number;
 }
 
-/** The hub: `bin/api.ts` and `bin/worker.ts` processes, provisioned through its public API. */
-export async function startHub(shape: Shape, port: number): Promise<System> {
-  const dbUrl = await freshDatabase('nexus_bench');
-  const prefix = `{nb${randomBytes(3).toString('hex')}}`;
-  const env = {
+/**
+ * What every hub process of one bench system shares: a fresh database, queues under a prefix of
+ * their own, production mode, the bench's admin token, quiet logs, metrics on a free port.
+ */
+export async function hubEnvironment(database: string): Promise<Record<string, string>> {
+  return {
     NODE_ENV: 'production',
-    DATABASE_URL: dbUrl,
+    DATABASE_URL: await freshDatabase(database),
     REDIS_URL,
-    NEXUS_QUEUE_PREFIX: prefix,
+    NEXUS_QUEUE_PREFIX: `{b${randomBytes(4).toString('hex')}}`,
     NEXUS_ADMIN_TOKEN: ADMIN_TOKEN,
     NEXUS_SECRET_KEY: randomBytes(32).toString('hex'),
     LOG_LEVEL: 'warn',
     METRICS_PORT: '0',
     HOST: '127.0.0.1',
+  };
+}
+
+/** A port nothing listens on now. */
+export async function freePort(): Promise<number> {
+  const probe = createNetServer();
+  await new Promise<void>(resolve => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise(resolve => probe.close(resolve));
+  return port;
+}
+
+/** The hub: `bin/api.ts` and `bin/worker.ts` processes, provisioned through its public API. */
+export async function startHub(shape: Shape, port: number): Promise<System> {
+  const shared = await hubEnvironment('nexus_bench');
+  const dbUrl = shared.DATABASE_URL as string;
+  const env = {
+    ...shared,
     NEXUS_WORKER_CONCURRENCY: '50',
     DB_POOL_SIZE: '20',
     NEXUS_CHAT_SESSION_LIMIT: '10000/1',

@@ -10,14 +10,13 @@
  * BENCH_FAIRNESS_RATE (50 events/s for the healthy one), BENCH_FAIRNESS_SECONDS (10),
  * BENCH_FAIRNESS_TIMEOUT_MS (2000, the webhook timeout).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import pg from 'pg';
 import { json } from './http.js';
 import { percentile, sleep, waitFor } from './measure.js';
-import { ADMIN_TOKEN, freshDatabase, REDIS_URL, run, stopAll, waitHttp } from './systems.js';
+import { ADMIN_TOKEN, freePort, hubEnvironment, run, stopAll, waitHttp } from './systems.js';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const BACKLOG = env('BENCH_FAIRNESS_BACKLOG', 1_000);
@@ -31,14 +30,6 @@ const DRAIN_LIMIT_MS = 180_000;
 async function listen(server: Server): Promise<string> {
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve));
   return `http://127.0.0.1:${(server.address() as { port: number }).port}/hooks`;
-}
-
-async function freePort(): Promise<number> {
-  const probe = createNetServer();
-  await new Promise<void>(resolve => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise(resolve => probe.close(resolve));
-  return port;
 }
 
 interface Result {
@@ -78,17 +69,10 @@ async function runOnce(setting: string, limits: Record<string, string>): Promise
   const silentUrl = await listen(silent);
   const healthyUrl = await listen(healthy);
 
-  const dbUrl = await freshDatabase('nexus_bench_fairness');
+  const shared = await hubEnvironment('nexus_bench_fairness');
+  const dbUrl = shared.DATABASE_URL as string;
   const base = {
-    NODE_ENV: 'production',
-    DATABASE_URL: dbUrl,
-    REDIS_URL,
-    NEXUS_QUEUE_PREFIX: `{nf${randomBytes(3).toString('hex')}}`,
-    NEXUS_ADMIN_TOKEN: ADMIN_TOKEN,
-    NEXUS_SECRET_KEY: randomBytes(32).toString('hex'),
-    LOG_LEVEL: 'warn',
-    METRICS_PORT: '0',
-    HOST: '127.0.0.1',
+    ...shared,
     NEXUS_EGRESS_ALLOW: '127.0.0.1',
     NEXUS_WEBHOOK_CONCURRENCY: String(CONCURRENCY),
     NEXUS_WEBHOOK_TIMEOUT_MS: String(TIMEOUT_MS),

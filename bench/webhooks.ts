@@ -10,13 +10,20 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { cpuSeconds, cpuSecondsOf, sleep, waitFor } from './measure.js';
 import { json } from './http.js';
-import { ADMIN_TOKEN, freshDatabase, REDIS_URL, run, stopAll, waitHttp } from './systems.js';
+import {
+  ADMIN_TOKEN,
+  freePort,
+  hubEnvironment,
+  REDIS_URL,
+  run,
+  stopAll,
+  waitHttp,
+} from './systems.js';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const EVENTS = env('BENCH_WEBHOOK_EVENTS', 20_000);
@@ -52,15 +59,6 @@ const reset = () => {
   lastAt = 0;
 };
 
-/** A port nothing listens on now (the provisioning API's). */
-async function freePort(): Promise<number> {
-  const probe = createNetServer();
-  await new Promise<void>(resolve => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise(resolve => probe.close(resolve));
-  return port;
-}
-
 interface Driver {
   name: string;
   processes: { role: string; pid: number }[];
@@ -71,17 +69,10 @@ interface Driver {
 }
 
 async function startHub(): Promise<Driver> {
-  const dbUrl = await freshDatabase('nexus_bench_webhooks');
+  const shared = await hubEnvironment('nexus_bench_webhooks');
+  const dbUrl = shared.DATABASE_URL as string;
   const base = {
-    NODE_ENV: 'production',
-    DATABASE_URL: dbUrl,
-    REDIS_URL,
-    NEXUS_QUEUE_PREFIX: `{nw${randomBytes(3).toString('hex')}}`,
-    NEXUS_ADMIN_TOKEN: ADMIN_TOKEN,
-    NEXUS_SECRET_KEY: randomBytes(32).toString('hex'),
-    LOG_LEVEL: 'warn',
-    METRICS_PORT: '0',
-    HOST: '127.0.0.1',
+    ...shared,
     DB_POOL_SIZE: '20',
     NEXUS_EGRESS_ALLOW: '127.0.0.1',
     NEXUS_WEBHOOK_CONCURRENCY: String(CONCURRENCY),
