@@ -809,7 +809,7 @@ describe('webhooks: fairness between targets', () => {
       expect(await gauge('nexus_webhook_undispatched_oldest_seconds')).toBeGreaterThan(0);
       const batches = await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
         SELECT count(*)::int AS n FROM work
-        WHERE queue = 'webhooks' AND state = 'pending'
+        WHERE queue = 'webhooks' AND state = 'pending' AND job_id LIKE 'webhooks.batch.%'
           AND payload->>'targetId' = ${`${PREFIX}silent`}`);
       expect(batches).toBeLessThanOrEqual(2);
     } finally {
