@@ -124,10 +124,9 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     2,
   );
   const enqueue = { db, queues: deps.queues, log, sweepAfterMs: config.workers.sweepAfterMs };
-  // Attempts of concurrent jobs share one transaction. A batch's attempt that was not delivered
-  // gets its own work row there, so what follows it (a retry job, a final failure) is durable.
   // Attempts of concurrent jobs are recorded together: one statement, or, when some of them go on
-  // as jobs of their own, one transaction that also records those jobs' work rows.
+  // as jobs of their own, one transaction that also records those jobs' work rows (so what follows
+  // a batch's attempt that was not delivered, a retry job or a final failure, is durable).
   const recorder = new GroupCommit<Recorded, RecordedResult>(
     attempts => {
       const continued = attempts.flatMap(a => (a.continued ? [a.continued] : []));
@@ -189,7 +188,8 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
       } finally {
         const heldMs = performance.now() - startedAt;
         placeHeldMs.set(key, 0.8 * (placeHeldMs.get(key) ?? heldMs) + 0.2 * heldMs);
-        if (placeHeldMs.size > 10_000) placeHeldMs.delete(placeHeldMs.keys().next().value ?? key);
+        const firstSeen = placeHeldMs.keys().next();
+        if (placeHeldMs.size > 10_000 && !firstSeen.done) placeHeldMs.delete(firstSeen.value);
       }
     });
   };
