@@ -15,12 +15,30 @@ export interface HubProcess {
 
 /**
  * Runs an entry point of bin/ as its own process against the harness's database and queue
- * prefix (what `npm run api` / `npm run worker` run, from source through tsx).
+ * prefix (what `npm run api` / `npm run worker` run, from source through tsx). An API whose port
+ * was taken between the probe and its bind (another socket got the same ephemeral port) is started
+ * again on another one.
  */
 export async function startHubProcess(
   h: Harness,
   entry: 'api' | 'worker',
   env: Record<string, string> = {},
+): Promise<HubProcess> {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await spawnHubProcess(h, entry, env);
+    } catch (error) {
+      if (!(error instanceof PortTakenError) || tries >= 3) throw error;
+    }
+  }
+}
+
+class PortTakenError extends Error {}
+
+async function spawnHubProcess(
+  h: Harness,
+  entry: 'api' | 'worker',
+  env: Record<string, string>,
 ): Promise<HubProcess> {
   const port = entry === 'api' ? await freePort() : 0;
   const child = spawn(process.execPath, ['--import', 'tsx', `bin/${entry}.ts`], {
@@ -48,14 +66,20 @@ export async function startHubProcess(
   const exited = new Promise<number | null>(resolve => child.once('exit', resolve));
   const url = entry === 'api' ? `http://127.0.0.1:${port}` : undefined;
   if (url) {
-    await eventually(
+    const state = await eventually(
       async () => {
-        if (child.exitCode !== null) throw new Error(`api exited: ${output.join('')}`);
-        return (await fetch(`${url}/health/ready`).catch(() => undefined))?.status === 200;
+        if (child.exitCode !== null) return 'exited';
+        const res = await fetch(`${url}/health/ready`).catch(() => undefined);
+        return res?.status === 200 ? 'ready' : false;
       },
       30_000,
       `the api process on port ${port}`,
     );
+    if (state === 'exited') {
+      const text = output.join('');
+      if (text.includes('EADDRINUSE')) throw new PortTakenError(`port ${port} was taken`);
+      throw new Error(`api exited: ${text}`);
+    }
   }
   return {
     child,
