@@ -398,7 +398,8 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       targetConcurrency,
       // Enough batches to fill the target's places four times over: batches being loaded and
       // recorded, and the wait for the next dispatch, must not leave its places idle
-      // (docs/performance.md#webhooks).
+      // (docs/performance.md#webhooks). Per webhooks worker: the dispatcher multiplies it by the
+      // workers connected.
       targetBatches:
         e.NEXUS_WEBHOOK_TARGET_BATCHES ??
         Math.max(2, Math.ceil((4 * targetConcurrency) / e.NEXUS_WEBHOOK_BATCH_SIZE)),

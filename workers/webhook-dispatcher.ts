@@ -4,13 +4,22 @@ import { webhooksQueue, type WebhookPayload } from '../queues/webhooks.js';
 import { dispatchWork, recordWorkBatch, type EnqueueContext } from '../queues/work.js';
 
 const BATCH = 1_000;
+/** How long a count of the webhooks workers is used before it is read again. */
+const WORKERS_REFRESH_MS = 5_000;
+
+export interface DispatchFairness {
+  batchSize: number;
+  /** First-attempt batches one target may have pending, per webhooks worker process. */
+  targetBatches: number;
+}
 
 /**
  * Turns new deliveries (rows the `events` fan-out trigger wrote) into durable work: in one
  * transaction it takes up to 1,000 off the dispatch queue and records one work row per group of
  * `batchSize` deliveries to the same target, then adds one job per group. A target gets at most
- * `targetBatches` groups pending at once; the rest of its deliveries wait for a later pass, so one
- * target's backlog never fills the queue ahead of the others. The dispatchers (one per webhooks
+ * `targetBatches` groups pending at once per webhooks worker connected to Redis (each has its own
+ * places for the target); the rest of its deliveries wait for a later pass, so one target's backlog
+ * never fills the queue ahead of the others. The dispatchers (one per webhooks
  * worker process) take turns (an advisory lock; one that finds it taken skips the pass), so a
  * pass never waits on another's rows and reads current counts. A crash between commit and
  * `addBulk` leaves pending work rows, which the sweeper enqueues; a crash before the commit leaves
@@ -21,12 +30,15 @@ export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = true;
+  private workers = { count: 1, readAt: -Infinity, failing: false };
 
   constructor(
     private readonly ctx: EnqueueContext,
     private readonly log: Logger,
     private readonly intervalMs: number,
-    private readonly fairness: { batchSize: number; targetBatches: number },
+    private readonly fairness: DispatchFairness,
+    /** How many webhooks workers are connected (BullMQ's count); read every 5 s at most. */
+    private readonly countWorkers: () => Promise<number> = () => Promise.resolve(1),
   ) {}
 
   start(): void {
@@ -66,10 +78,44 @@ export class WebhookDispatcher {
     this.timer.unref();
   }
 
+  /**
+   * The webhooks workers connected now (at least 1, this one): the last count read, read again
+   * when it is 5 s old. A count that cannot be read (Redis refuses `CLIENT LIST`, say) keeps the
+   * last one.
+   */
+  private async workerCount(): Promise<number> {
+    const now = performance.now();
+    if (now - this.workers.readAt < WORKERS_REFRESH_MS) return this.workers.count;
+    this.workers.readAt = now;
+    try {
+      const count = Math.max(1, await this.countWorkers());
+      if (count !== this.workers.count) {
+        this.log.info(
+          { workers: count, targetBatches: count * this.fairness.targetBatches },
+          'webhooks workers counted; batch allowance per target updated',
+        );
+      }
+      this.workers = { count, readAt: now, failing: false };
+    } catch (error) {
+      if (!this.workers.failing) {
+        this.log.warn(
+          { err: error, workers: this.workers.count },
+          'cannot count the webhooks workers; keeping the last count',
+        );
+      }
+      this.workers.failing = true;
+    }
+    return this.workers.count;
+  }
+
   private async dispatchBatch(): Promise<number> {
+    const workers = await this.workerCount();
     const records = await this.ctx.db.transaction(async tx => {
       if (!(await lockDispatch(tx))) return { records: [], count: 0 };
-      const deliveries = await claimUndispatched(tx, BATCH, this.fairness);
+      const deliveries = await claimUndispatched(tx, BATCH, {
+        batchSize: this.fairness.batchSize,
+        targetBatches: workers * this.fairness.targetBatches,
+      });
       const records = await recordWorkBatch(
         tx,
         webhooksQueue,

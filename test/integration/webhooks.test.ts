@@ -3,6 +3,7 @@ import { lookup } from 'node:dns';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { verify as verifyGithubStyle } from '@octokit/webhooks-methods';
+import { Worker } from 'bullmq';
 import { sql } from 'slonik';
 import { Webhook } from 'standardwebhooks';
 import request from 'supertest';
@@ -10,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ALL_EVENT_DATA } from '../../lib/event-catalogue.js';
 import { EgressGuard } from '../../lib/egress.js';
+import { closeRedis, createRedis } from '../../lib/redis.js';
 import { registry } from '../../lib/metrics.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { createWebhookProcessor } from '../../workers/processors/webhooks.js';
@@ -892,32 +894,61 @@ describe('webhooks: fairness between targets', () => {
         log: hh.log,
         sweepAfterMs: hh.config.workers.sweepAfterMs,
       };
-      const dispatchers = [1, 2, 3].map(
-        () => new WebhookDispatcher(enqueue, hh.log, 60_000, hh.config.webhooks),
-      );
-      for (let pass = 0; pass < 5; pass++) await Promise.all(dispatchers.map(d => d.drain()));
+      const queue = hh.queues.get('webhooks');
+      // The third cannot count the workers (as where Redis refuses CLIENT LIST): it counts one.
+      const dispatchers = () =>
+        [
+          () => queue.getWorkersCount(),
+          () => queue.getWorkersCount(),
+          () => Promise.reject(new Error('ERR unknown command CLIENT')),
+        ].map(count => new WebhookDispatcher(enqueue, hh.log, 60_000, hh.config.webhooks, count));
+      const pending = async () => {
+        const batches = await hh.db.any(
+          sql.type(z.object({ target: z.string(), ids: z.array(z.number()) }))`
+            SELECT payload->>'targetId' AS target,
+                   ARRAY(SELECT jsonb_array_elements_text(payload->'deliveryIds')::int8) AS ids
+            FROM work WHERE queue = 'webhooks' AND state = 'pending'`,
+        );
+        const perTarget = new Map<string, number>();
+        for (const b of batches) perTarget.set(b.target, (perTarget.get(b.target) ?? 0) + 1);
+        const ids = batches.flatMap(b => b.ids);
+        // No delivery is in two batches.
+        expect(new Set(ids).size).toBe(ids.length);
+        const waiting = await hh.db.oneFirst(sql.type(z.object({ n: z.number() }))`
+          SELECT count(*)::int AS n FROM webhook_dispatch_queue`);
+        expect(waiting + ids.length).toBe(900);
+        return { perTarget: Object.fromEntries(perTarget), deliveries: ids.length };
+      };
+      const each = (n: number) => ({ [`${PREFIX}a`]: n, [`${PREFIX}b`]: n, [`${PREFIX}c`]: n });
 
-      const batches = await hh.db.any(
-        sql.type(z.object({ target: z.string(), ids: z.array(z.number()) }))`
-          SELECT payload->>'targetId' AS target,
-                 ARRAY(SELECT jsonb_array_elements_text(payload->'deliveryIds')::int8) AS ids
-          FROM work WHERE queue = 'webhooks' AND state = 'pending'`,
+      // No webhooks worker is connected: the allowance of one, 2 batches of 20 per target (20
+      // places, 10 per target), no more.
+      const first = dispatchers();
+      for (let pass = 0; pass < 5; pass++) await Promise.all(first.map(d => d.drain()));
+      expect(await pending()).toEqual({ perTarget: each(2), deliveries: 120 });
+      expect(await queue.getJobCounts('waiting')).toEqual({ waiting: 6 });
+
+      // Two webhooks workers connect (they run nothing here): each has its own places for a
+      // target, so a target may have twice the batches pending.
+      const connection = createRedis(hh.config.redis, 'worker', 'test-worker', hh.log);
+      const workers = [1, 2].map(
+        () =>
+          new Worker(queue.name, async () => undefined, {
+            connection,
+            prefix: hh.config.queues.prefix,
+            autorun: false,
+          }),
       );
-      // 2 batches of 20 per target (20 places, 10 per target, 2 batches each), no more.
-      const perTarget = new Map<string, number>();
-      for (const b of batches) perTarget.set(b.target, (perTarget.get(b.target) ?? 0) + 1);
-      expect(Object.fromEntries(perTarget)).toEqual({
-        [`${PREFIX}a`]: 2,
-        [`${PREFIX}b`]: 2,
-        [`${PREFIX}c`]: 2,
-      });
-      const ids = batches.flatMap(b => b.ids);
-      expect(ids).toHaveLength(120);
-      expect(new Set(ids).size).toBe(120);
-      const waiting = await hh.db.oneFirst(sql.type(z.object({ n: z.number() }))`
-        SELECT count(*)::int AS n FROM webhook_dispatch_queue`);
-      expect(waiting).toBe(900 - 120);
-      expect(await hh.queues.get('webhooks').getJobCounts('waiting')).toEqual({ waiting: 6 });
+      try {
+        await Promise.all(workers.map(w => w.waitUntilReady()));
+        await eventually(async () => (await queue.getWorkersCount()) === 2, 5_000, '2 workers');
+        const second = dispatchers();
+        for (let pass = 0; pass < 5; pass++) await Promise.all(second.map(d => d.drain()));
+        expect(await pending()).toEqual({ perTarget: each(4), deliveries: 240 });
+      } finally {
+        await Promise.all(workers.map(w => w.close()));
+        await closeRedis(connection);
+      }
     } finally {
       await receiver.close();
     }

@@ -152,6 +152,7 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     log,
     config.webhooks.dispatchIntervalMs,
     config.webhooks,
+    () => deps.queues.get('webhooks').getWorkersCount(),
   );
   // Attempts in flight in this process, whichever jobs they belong to, shared fairly by targets.
   const inFlight = new FairLimit(config.webhooks.concurrency, config.webhooks.targetConcurrency);
