@@ -244,6 +244,22 @@ export async function completeWorkBatch(
   return new Set(done);
 }
 
+/**
+ * Marks several jobs' work done, each only if it is still pending, in one statement (outside a
+ * transaction, it commits alone); answers the job ids that were pending.
+ */
+export async function completeWorks(
+  db: CommonQueryMethods,
+  queue: string,
+  jobIds: readonly string[],
+): Promise<Set<string>> {
+  const done = await db.anyFirst(sql.type(z.object({ job_id: z.string() }))`
+    UPDATE work SET state = 'done', finished_at = now(), updated_at = now()
+    WHERE queue = ${queue} AND job_id = ANY(${sql.array([...jobIds], 'text')}) AND state = 'pending'
+    RETURNING job_id`);
+  return new Set(done);
+}
+
 export async function completeWork(
   tx: CommonQueryMethods,
   queue: string,

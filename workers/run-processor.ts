@@ -10,7 +10,7 @@ import { coerceError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { jobDuration, jobsActive, jobsTotal } from '../lib/metrics.js';
 import type { PayloadOf, QueueDefinition } from '../queues/definition.js';
-import { completeWork } from '../queues/work.js';
+import { completeWork, completeWorks } from '../queues/work.js';
 import { GroupCommit } from '../lib/group-commit.js';
 import { recordFinalFailure } from './undelivered.js';
 
@@ -90,6 +90,22 @@ const claimed = z.object({
 type Claim = z.infer<typeof claimed>;
 
 /**
+ * Completions of concurrent jobs of a queue that have nothing else to commit share one statement
+ * (group commit): a job whose row is no longer pending gets false. A job id twice in one flush
+ * (two runs of one job) completes once: the first gets the answer, the other false.
+ */
+function completer(db: DatabasePool, queue: string): GroupCommit<string, boolean> {
+  return new GroupCommit(
+    async jobIds => {
+      const done = await completeWorks(db, queue, jobIds);
+      return jobIds.map(jobId => done.delete(jobId));
+    },
+    256,
+    2,
+  );
+}
+
+/**
  * Claims of concurrent jobs of a queue share one statement (group commit): the attempt is counted
  * on every pending row at once, and a job whose row is not pending gets nothing back.
  */
@@ -129,6 +145,7 @@ export function instrumentProcessor<D extends QueueDefinition>(
 ): BullProcessor {
   const queue = definition.name;
   const claims = claimer(deps.db, queue);
+  const completions = completer(deps.db, queue);
   return async (job: Job, token?: string, signal?: AbortSignal) => {
     const jobId = job.id ?? '';
     const attempt = job.attemptsMade + 1;
@@ -171,6 +188,10 @@ export function instrumentProcessor<D extends QueueDefinition>(
         complete: async within => {
           completed = true;
           if (!definition.durable) return within ? deps.db.transaction(within) : undefined;
+          if (!within) {
+            if (!(await completions.submit(jobId))) throw new StaleWorkError();
+            return undefined;
+          }
           return deps.db.transaction(async tx => {
             const result = within ? await within(tx) : undefined;
             if (!(await completeWork(tx, queue, jobId))) throw new StaleWorkError();

@@ -137,6 +137,40 @@ describe('worker pipeline', () => {
     ).toEqual([]);
   });
 
+  it('counts a run as stale when another run ended the work before it finished, with nothing else to commit', async () => {
+    // Such runs' completions share one statement with other jobs' (group commit); each still
+    // completes its own row only if it is pending.
+    const raced = await enqueueDurably(h().enqueue, inboundQueue, message('race-2'));
+    const plain = await Promise.all(
+      ['plain-1', 'plain-2', 'plain-3'].map(id =>
+        enqueueDurably(h().enqueue, inboundQueue, message(id)),
+      ),
+    );
+    const before = await metric('nexus_jobs_total', { queue: 'inbound', outcome: 'stale' });
+    await h().startWorkers({
+      processors: {
+        inbound: async (_payload, context) => {
+          if (context.job.id !== raced.jobId) return;
+          await h().db.query(
+            sql.unsafe`UPDATE work SET state = 'failed' WHERE job_id = ${raced.jobId}`,
+          );
+        },
+      },
+      select: ['inbound'],
+    });
+    await eventually(
+      async () =>
+        (await metric('nexus_jobs_total', { queue: 'inbound', outcome: 'stale' })) === before + 1,
+      10_000,
+      'stale outcome',
+    );
+    for (const record of plain) {
+      await eventually(async () => (await stateOf(h(), record.jobId)) === 'done', 10_000, 'done');
+    }
+    // The run did not overwrite what the other run decided.
+    expect(await stateOf(h(), raced.jobId)).toBe('failed');
+  });
+
   it('records a job that always fails as undelivered after its attempts, then replays it', async () => {
     let failing = true;
     const calls: number[] = [];
