@@ -65,6 +65,8 @@ interface Driver {
   /** Writes `count` events (or jobs) at once; resolves when written. */
   write(count: number): Promise<void>;
   delivered(): Promise<number>;
+  /** PostgreSQL's write transactions and WAL bytes so far (the hub's only). */
+  postgres?(): Promise<{ transactions: number; walBytes: number }>;
   stop(): Promise<void>;
 }
 
@@ -139,6 +141,14 @@ async function startHub(): Promise<Driver> {
       );
       return Number(rows[0]?.n);
     },
+    async postgres() {
+      // Every transaction that writes takes a transaction id; reads do not (nor does this one).
+      const { rows } = await pool.query<{ xid: string; wal: string }>(
+        `SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xid,
+                (pg_current_wal_lsn() - '0/0')::text AS wal`,
+      );
+      return { transactions: Number(rows[0]?.xid), walBytes: Number(rows[0]?.wal) };
+    },
     async stop() {
       await pool.end();
       await stopAll(children);
@@ -212,6 +222,8 @@ interface Result {
   connections: number;
   cpu: Record<string, number>;
   cpuMsPerDelivery: number;
+  /** Per 1,000 deliveries: PostgreSQL transactions that wrote, and WAL written (kB). */
+  postgres?: { transactions: number; walKb: number };
 }
 
 async function measure(driver: Driver): Promise<Result> {
@@ -228,6 +240,7 @@ async function measure(driver: Driver): Promise<Result> {
     'loadgen+receiver': cpuSeconds(process.pid),
   });
   const before = cpuNow();
+  const pgBefore = await driver.postgres?.();
   const started = performance.now();
   await driver.write(EVENTS);
   const writeSeconds = (performance.now() - started) / 1000;
@@ -239,6 +252,7 @@ async function measure(driver: Driver): Promise<Result> {
     'recorded',
   );
   const after = cpuNow();
+  const pgAfter = await driver.postgres?.();
   const cpu = Object.fromEntries(
     Object.entries(after).map(([role, s]) => [role, (s - (before[role] ?? 0)) / seconds]),
   );
@@ -255,6 +269,14 @@ async function measure(driver: Driver): Promise<Result> {
     connections,
     cpu,
     cpuMsPerDelivery: (cpuTotal * 1000) / EVENTS,
+    ...(pgBefore && pgAfter
+      ? {
+          postgres: {
+            transactions: ((pgAfter.transactions - pgBefore.transactions) * 1000) / EVENTS,
+            walKb: (pgAfter.walBytes - pgBefore.walBytes) / EVENTS,
+          },
+        }
+      : {}),
   };
 }
 
@@ -277,7 +299,11 @@ for (const r of results) {
       r.cpu,
     )
       .map(([k, v]) => `${k} ${f(v, 2)}`)
-      .join(' ')}, ${f(r.cpuMsPerDelivery, 3)} ms CPU per delivery (without the receiver)`,
+      .join(' ')}, ${f(r.cpuMsPerDelivery, 3)} ms CPU per delivery (without the receiver)${
+      r.postgres
+        ? `; per 1,000 deliveries PostgreSQL ${f(r.postgres.transactions, 1)} write transactions, ${f(r.postgres.walKb)} kB WAL`
+        : ''
+    }`,
   );
 }
 const hub = results.find(r => r.system === 'hub');
