@@ -106,6 +106,54 @@ describe('egress guard (SSRF)', () => {
     trickle.server.close();
   });
 
+  it("sends Host, the URL's credentials, one value per header name and the body's length", async () => {
+    const seen: { url: string | undefined; headers: string[]; body: string }[] = [];
+    const receiver = await listen((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+      req.on('end', () => {
+        seen.push({ url: req.url, headers: req.rawHeaders, body });
+        res.end('ok');
+      });
+    });
+    const guard = new EgressGuard(['127.0.0.1']);
+    const url = `http://hub:p%40ss@127.0.0.1:${receiver.port}/hooks?x=1`;
+    for (let i = 0; i < 2; i++) {
+      const answer = await guard.request(url, {
+        headers: { 'x-custom': 'first', 'Content-Type': 'application/json', 'X-Custom': 'last' },
+        body: '{"é":1}',
+      });
+      expect(answer).toMatchObject({ status: 200, body: 'ok' });
+    }
+    expect(seen).toHaveLength(2);
+    for (const request of seen) {
+      expect(request.url).toBe('/hooks?x=1');
+      expect(request.body).toBe('{"é":1}');
+      const pairs = Object.fromEntries(
+        request.headers.flatMap((value, i) =>
+          i % 2 === 0 ? [[value.toLowerCase(), request.headers[i + 1]]] : [],
+        ),
+      );
+      expect(pairs).toEqual({
+        host: `127.0.0.1:${receiver.port}`,
+        authorization: `Basic ${Buffer.from('hub:p@ss').toString('base64')}`,
+        'x-custom': 'last',
+        'content-type': 'application/json',
+        'content-length': '8',
+        connection: 'keep-alive',
+      });
+      expect(request.headers.filter(name => name.toLowerCase() === 'x-custom')).toHaveLength(1);
+    }
+    // One keep-alive connection for both; a header value that would split the request is refused.
+    expect(receiver.connections()).toBe(1);
+    await expect(
+      guard.request(url, { headers: { 'X-Bad': 'a\r\nX-Injected: 1' } }),
+    ).rejects.toThrow(/Invalid character in header content/);
+    expect(seen).toHaveLength(2);
+    guard.close();
+    receiver.server.close();
+  });
+
   it('classifies addresses', () => {
     const guard = new EgressGuard();
     for (const address of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111']) {

@@ -3,6 +3,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } 
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { LRUCache } from 'lru-cache';
 
 /**
  * Outbound HTTP to addresses outside the hub's control (webhook targets, provider URLs) goes
@@ -24,8 +25,18 @@ type Resolver = (
   callback: (error: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void,
 ) => void;
 
+/** A checked URL as `node:http` takes it, with the `Host` (and credentials) it sends. */
+interface Destination {
+  https: boolean;
+  options: { protocol: string; hostname: string; port: string; path: string };
+  host: string;
+  authorization: string | undefined;
+}
+
 export class EgressGuard {
   private readonly hosts = new Set<string>();
+  /** Checked URLs by their text: hot destinations (webhook targets) are parsed once. */
+  private readonly destinations = new LRUCache<string, Destination>({ max: 1_000 });
   private readonly ranges: [ipaddr.IPv4 | ipaddr.IPv6, number][] = [];
   private readonly httpAgent: HttpAgent;
   private readonly httpsAgent: HttpsAgent;
@@ -97,14 +108,14 @@ export class EgressGuard {
       maxBodyBytes?: number;
     },
   ): Promise<{ status: number; headers: IncomingHttpHeaders; body: string }> {
-    let target: URL;
+    let destination: Destination;
     try {
-      target = this.checkUrl(url);
+      destination = this.destination(url);
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new EgressBlockedError(String(error)));
     }
-    const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-    const agent = target.protocol === 'https:' ? this.httpsAgent : this.httpAgent;
+    const send = destination.https ? httpsRequest : httpRequest;
+    const agent = destination.https ? this.httpsAgent : this.httpAgent;
     const limit = init.maxBodyBytes ?? 64 * 1024;
     const timeoutMs = init.timeoutMs ?? 10_000;
     return new Promise((resolve, reject) => {
@@ -119,16 +130,11 @@ export class EgressGuard {
           clearTimeout(deadline);
           fn(value);
         };
-      // A known length lets the request go out in one write, without chunked encoding.
-      const headers =
-        init.body === undefined || hasHeader(init.headers, 'content-length')
-          ? init.headers
-          : { ...init.headers, 'Content-Length': String(Buffer.byteLength(init.body)) };
       const req = send(
-        target,
         {
+          ...destination.options,
           method: init.method ?? 'POST',
-          headers,
+          headers: rawHeaders(destination, init.headers, init.body),
           agent,
           timeout: timeoutMs,
         },
@@ -153,6 +159,32 @@ export class EgressGuard {
       req.on('error', settle(reject));
       req.end(init.body);
     });
+  }
+
+  /** `url` checked ({@link checkUrl}) and taken apart for `node:http`, cached by its text. */
+  private destination(url: string): Destination {
+    const cached = this.destinations.get(url);
+    if (cached) return cached;
+    const parsed = this.checkUrl(url);
+    const destination: Destination = {
+      https: parsed.protocol === 'https:',
+      options: {
+        protocol: parsed.protocol,
+        hostname: parsed.hostname.replace(/^\[|\]$/g, ''),
+        port: parsed.port,
+        path: `${parsed.pathname}${parsed.search}`,
+      },
+      // The WHATWG form: the port only when it is not the scheme's default, IPv6 in brackets.
+      host: parsed.host,
+      authorization:
+        parsed.username || parsed.password
+          ? `Basic ${Buffer.from(
+              `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`,
+            ).toString('base64')}`
+          : undefined,
+    };
+    this.destinations.set(url, destination);
+    return destination;
   }
 
   close(): void {
@@ -188,6 +220,26 @@ export class EgressGuard {
   }
 }
 
-function hasHeader(headers: Record<string, string> | undefined, name: string): boolean {
-  return headers !== undefined && Object.keys(headers).some(key => key.toLowerCase() === name);
+/**
+ * The request's headers as the flat list `node:http` writes as given (still validating each name
+ * and value), which spares it a `setHeader` per header: `Host`, the URL's credentials, `headers`
+ * (a later name replaces an earlier one whatever its case, as `setHeader` would) and, for a body,
+ * its `Content-Length` unless given, so it goes out in one write without chunked encoding.
+ */
+function rawHeaders(
+  destination: Destination,
+  headers: Record<string, string> | undefined,
+  body: string | Buffer | undefined,
+): string[] {
+  const byName = new Map<string, [string, string]>([['host', ['Host', destination.host]]]);
+  if (destination.authorization) {
+    byName.set('authorization', ['Authorization', destination.authorization]);
+  }
+  for (const name in headers) byName.set(name.toLowerCase(), [name, headers[name] as string]);
+  if (body !== undefined && !byName.has('content-length')) {
+    byName.set('content-length', ['Content-Length', String(Buffer.byteLength(body))]);
+  }
+  const flat: string[] = [];
+  for (const [name, value] of byName.values()) flat.push(name, value);
+  return flat;
 }
