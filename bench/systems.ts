@@ -47,14 +47,19 @@ const PROFILE =
   process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', '--cpu-prof-dir=bench/results/profiles'] : [];
 
 /**
- * BENCH_BUILT=1 runs the hub's compiled entry points (`npm run build` first), as production
- * does; otherwise, and for the bench's own baselines, they run from source through tsx.
+ * The hub's processes run its compiled entry points, as production does (the bench scripts run
+ * `npm run build` first); BENCH_BUILT=0 runs them from source through tsx instead. The bench's
+ * own baselines always run through tsx: compiled, they measured the same (docs/performance.md).
  */
-const BUILT = process.env.BENCH_BUILT === '1';
+const BUILT = process.env.BENCH_BUILT !== '0';
 
 export function run(entry: string, env: Record<string, string>): ChildProcess {
+  const hub = !entry.startsWith('bench/');
   const compiled = `dist/${entry.replace(/\.ts$/, '.js')}`;
-  const args = BUILT && existsSync(compiled) ? [compiled] : ['--import', 'tsx', entry];
+  if (hub && BUILT && !existsSync(compiled)) {
+    throw new Error(`${compiled} is missing: run \`npm run build\` first, or set BENCH_BUILT=0`);
+  }
+  const args = hub && BUILT ? [compiled] : ['--import', 'tsx', entry];
   const child = spawn(process.execPath, [...PROFILE, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -5,7 +5,8 @@
  * the write to the last delivery. See docs/performance.md.
  *
  * Environment: BENCH_WEBHOOK_EVENTS (20000), BENCH_WEBHOOK_CONCURRENCY (400 per worker process),
- * BENCH_WORKER_PROCESSES (1), BENCH_SYSTEMS (baseline,hub).
+ * BENCH_WORKER_PROCESSES (2 for each system: a Node process uses one core, and workers scale out;
+ * 1 measures a single process), BENCH_SYSTEMS (baseline,hub), BENCH_BUILT (see systems.ts).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -28,9 +29,10 @@ import {
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const EVENTS = env('BENCH_WEBHOOK_EVENTS', 20_000);
 const CONCURRENCY = env('BENCH_WEBHOOK_CONCURRENCY', 400);
-const WORKERS = env('BENCH_WORKER_PROCESSES', 1);
+const WORKERS = env('BENCH_WORKER_PROCESSES', 2);
 const SYSTEMS = (process.env.BENCH_SYSTEMS ?? 'baseline,hub').split(',');
-const WARMUP = 500;
+// Enough for every worker to open its keep-alive connections before the measurement.
+const WARMUP = 2_000;
 const TEXT = 'x'.repeat(180);
 
 /** The receiver: counts requests, connections and distinct webhook ids, remembers the last arrival. */

@@ -82,7 +82,8 @@ describe('loadConfig', () => {
     expect(loadConfig({}).webhooks).toMatchObject({
       concurrency: 50,
       targetConcurrency: 25,
-      targetBatches: 5,
+      batchSize: 50,
+      targetBatches: 2,
     });
     expect(
       loadConfig({ NEXUS_WEBHOOK_CONCURRENCY: '400', NEXUS_WEBHOOK_BATCH_SIZE: '10' }).webhooks,

@@ -173,7 +173,7 @@ const envSchema = z.object({
   NEXUS_WEBHOOK_SECRET_GRACE_MS: positiveInt.default(24 * 3600 * 1000),
   NEXUS_WEBHOOK_CONCURRENCY: positiveInt.default(50),
   NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: positiveInt.default(100),
-  NEXUS_WEBHOOK_BATCH_SIZE: positiveInt.max(1_000, 'must be at most 1000').default(20),
+  NEXUS_WEBHOOK_BATCH_SIZE: positiveInt.max(1_000, 'must be at most 1000').default(50),
   NEXUS_WEBHOOK_TARGET_CONCURRENCY: positiveInt.optional(),
   NEXUS_WEBHOOK_TARGET_BATCHES: positiveInt.optional(),
   NEXUS_SMS_MAX_SEGMENTS: positiveInt.max(255, 'must be at most 255').default(10),

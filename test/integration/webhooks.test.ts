@@ -129,6 +129,8 @@ describe('webhooks', () => {
   const h = useHarness({
     NEXUS_EGRESS_ALLOW: '127.0.0.1',
     NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: '20',
+    // Batches of 20, so the mixed batch test's 45 events make three.
+    NEXUS_WEBHOOK_BATCH_SIZE: '20',
   });
 
   it('delivers signed events and Interactions Webhooks that verify with the public libraries', async () => {
@@ -760,6 +762,7 @@ describe('webhooks: fairness between targets', () => {
     NEXUS_EGRESS_ALLOW: '127.0.0.1',
     NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: '20',
     NEXUS_WEBHOOK_CONCURRENCY: '20',
+    NEXUS_WEBHOOK_BATCH_SIZE: '20',
     NEXUS_WEBHOOK_TIMEOUT_MS: '1000',
   });
 
