@@ -5,8 +5,8 @@
  * the write to the last delivery. See docs/performance.md.
  *
  * Environment: BENCH_WEBHOOK_EVENTS (20000), BENCH_WEBHOOK_CONCURRENCY (400 per worker process),
- * BENCH_WORKER_PROCESSES (2 for each system: a Node process uses one core, and workers scale out;
- * 1 measures a single process), BENCH_SYSTEMS (baseline,hub), BENCH_BUILT (see systems.ts).
+ * BENCH_WORKER_PROCESSES (1 for each system), BENCH_SYSTEMS (baseline,hub), BENCH_BUILT (see
+ * systems.ts).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -29,9 +29,9 @@ import {
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const EVENTS = env('BENCH_WEBHOOK_EVENTS', 20_000);
 const CONCURRENCY = env('BENCH_WEBHOOK_CONCURRENCY', 400);
-const WORKERS = env('BENCH_WORKER_PROCESSES', 2);
+const WORKERS = env('BENCH_WORKER_PROCESSES', 1);
 const SYSTEMS = (process.env.BENCH_SYSTEMS ?? 'baseline,hub').split(',');
-// Enough for every worker to open its keep-alive connections before the measurement.
+// Enough for the workers to open their keep-alive connections and warm up before the measurement.
 const WARMUP = 2_000;
 const TEXT = 'x'.repeat(180);
 
