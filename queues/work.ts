@@ -227,34 +227,22 @@ export async function findWork(
 }
 
 /**
- * Marks several jobs' work done (conditionally), counting this attempt on each; answers the job
- * ids that were pending. For processors that claim their own work (`claimsItself`).
- */
-export async function completeWorkBatch(
-  tx: CommonQueryMethods,
-  queue: string,
-  jobIds: readonly string[],
-): Promise<Set<string>> {
-  const done = await tx.anyFirst(sql.type(z.object({ job_id: z.string() }))`
-    UPDATE work SET state = 'done', attempts = attempts + 1,
-                    first_attempt_at = coalesce(first_attempt_at, now()), last_attempt_at = now(),
-                    finished_at = now(), updated_at = now()
-    WHERE queue = ${queue} AND job_id = ANY(${sql.array([...jobIds], 'text')}) AND state = 'pending'
-    RETURNING job_id`);
-  return new Set(done);
-}
-
-/**
  * Marks several jobs' work done, each only if it is still pending, in one statement (outside a
- * transaction, it commits alone); answers the job ids that were pending.
+ * transaction, it commits alone); answers the job ids that were pending. `countAttempt` also
+ * counts this attempt on each, for processors that claim their own work (`claimsItself`).
  */
 export async function completeWorks(
   db: CommonQueryMethods,
   queue: string,
   jobIds: readonly string[],
+  { countAttempt = false }: { countAttempt?: boolean } = {},
 ): Promise<Set<string>> {
+  const attempt = countAttempt
+    ? sql.fragment`attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
+                   last_attempt_at = now(),`
+    : sql.fragment``;
   const done = await db.anyFirst(sql.type(z.object({ job_id: z.string() }))`
-    UPDATE work SET state = 'done', finished_at = now(), updated_at = now()
+    UPDATE work SET ${attempt} state = 'done', finished_at = now(), updated_at = now()
     WHERE queue = ${queue} AND job_id = ANY(${sql.array([...jobIds], 'text')}) AND state = 'pending'
     RETURNING job_id`);
   return new Set(done);

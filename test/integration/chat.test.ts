@@ -241,6 +241,16 @@ describe('chat input, retries and history', () => {
              (SELECT count(*)::int FROM events WHERE type = 'message.created') AS events,
              (SELECT count(*)::int FROM work WHERE payload->>'kind' = 'message') AS work`);
     expect(counts).toEqual({ messages: 2, events: 2, work: 2 });
+    // The message jobs' work ended with their attempt counted.
+    const works = await h().db.any(sql.type(
+      z.object({ state: z.string(), attempts: z.number(), attempted: z.boolean() }),
+    )`
+      SELECT state, attempts, first_attempt_at IS NOT NULL AS attempted
+      FROM work WHERE payload->>'kind' = 'message'`);
+    expect(works).toEqual([
+      { state: 'done', attempts: 1, attempted: true },
+      { state: 'done', attempts: 1, attempted: true },
+    ]);
 
     // A stale duplicate of a finished job (Redis lost the completion, say) changes nothing.
     const jobId = await h().db.oneFirst(sql.type(z.object({ job_id: z.string() }))`

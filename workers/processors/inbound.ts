@@ -29,7 +29,7 @@ import {
   type InboundPayload,
   type QueueSet,
 } from '../../queues/index.js';
-import { completeWorkBatch } from '../../queues/work.js';
+import { completeWorks } from '../../queues/work.js';
 import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
 import { parkUntilBuilt } from './unbuilt.js';
 
@@ -181,10 +181,11 @@ export function createInboundProcessor(deps: {
         const requeued = await requeueParked(tx, [...new Set(wrote)]);
         written.push(...requeued.events);
         for (const back of requeued.queues) queued.set(`${back.tenantId}/${back.queue}`, back);
-        const completed = await completeWorkBatch(
+        const completed = await completeWorks(
           tx,
           inboundQueue.name,
           items.map(item => item.jobId),
+          { countAttempt: true },
         );
         return { events: written, done: completed, queued: [...queued.values()] };
       });
