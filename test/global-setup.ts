@@ -1,36 +1,57 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import pg from 'pg';
+import type { TestProject } from 'vitest/node';
 import { migrate } from '../db/migrate.js';
 import { createLogger } from '../lib/logger.js';
 import { BEARERBOX, SMSBOX } from './helpers/kannel.js';
-import { ADMIN_DATABASE_URL, TEMPLATE_DATABASE, databaseUrl } from './helpers/services.js';
+import {
+  ADMIN_DATABASE_URL,
+  STALE_RUN_SECONDS,
+  databaseUrl,
+  newTestRun,
+  runStartedAt,
+  templateDatabase,
+} from './helpers/services.js';
 
-/** Builds the migrated template database that every test file clones (test/helpers/harness.ts). */
-export default async function setup(): Promise<() => Promise<void>> {
+/**
+ * Names the run, builds its migrated template database (every test file clones it:
+ * test/helpers/harness.ts) and drops its databases at the end. Databases that runs killed before
+ * their end left behind are dropped once they are old (test/helpers/services.ts).
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   ensureKannel();
-  const admin = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
-  await admin.connect();
-  try {
-    await dropTestDatabases(admin);
-    await admin.query(`DROP DATABASE IF EXISTS ${TEMPLATE_DATABASE} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${TEMPLATE_DATABASE}`);
-  } finally {
-    await admin.end();
-  }
-  await migrate(databaseUrl(TEMPLATE_DATABASE), createLogger('silent'));
-  return async () => {
-    const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
-    await client.connect();
-    await dropTestDatabases(client).finally(() => client.end());
-  };
+  const run = newTestRun();
+  project.provide('testRun', run);
+  await withAdmin(async admin => {
+    await dropDatabases(admin, name => {
+      if (name.startsWith(`${run}_`)) return true;
+      const startedAt = runStartedAt(name);
+      if (startedAt !== undefined) return Date.now() / 1000 - startedAt > STALE_RUN_SECONDS;
+      // The names of earlier versions of this setup, which dropped every test database.
+      return name === 'nexus_test_template' || /^nexus_test_f_[0-9a-f]{12}$/.test(name);
+    });
+    await admin.query(`CREATE DATABASE ${templateDatabase(run)}`);
+  });
+  await migrate(databaseUrl(templateDatabase(run)), createLogger('silent'));
+  return () => withAdmin(admin => dropDatabases(admin, name => name.startsWith(`${run}_`)));
 }
 
-async function dropTestDatabases(client: pg.Client): Promise<void> {
+async function withAdmin<T>(use: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await client.connect();
+  try {
+    return await use(client);
+  } finally {
+    await client.end();
+  }
+}
+
+async function dropDatabases(client: pg.Client, which: (name: string) => boolean): Promise<void> {
   const { rows } = await client.query<{ datname: string }>(
-    "SELECT datname FROM pg_database WHERE datname LIKE 'nexus\\_test\\_f\\_%'",
+    "SELECT datname FROM pg_database WHERE datname LIKE 'nexus\\_test\\_%'",
   );
-  for (const { datname } of rows) {
+  for (const { datname } of rows.filter(row => which(row.datname))) {
     await client.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(datname)} WITH (FORCE)`);
   }
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { DatabasePool } from 'slonik';
-import { afterEach, beforeEach } from 'vitest';
+import { afterEach, beforeEach, inject } from 'vitest';
 import { createServer } from 'node:http';
 import { buildApp, type BuiltApp } from '../../api/app.js';
 import { attachRealtime } from '../../api/realtime.js';
@@ -21,7 +21,13 @@ import {
   type WorkerRuntimeOptions,
   type WorkerRuntime,
 } from '../../workers/runtime.js';
-import { ADMIN_DATABASE_URL, TEMPLATE_DATABASE, TEST_REDIS_URL, databaseUrl } from './services.js';
+import {
+  ADMIN_DATABASE_URL,
+  TEST_REDIS_URL,
+  databaseUrl,
+  runDatabase,
+  templateDatabase,
+} from './services.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -64,8 +70,11 @@ export async function createTestDatabase(): Promise<{
   url: string;
   drop: () => Promise<void>;
 }> {
-  const name = `nexus_test_f_${randomBytes(6).toString('hex')}`;
-  await withAdmin(client => client.query(`CREATE DATABASE ${name} TEMPLATE ${TEMPLATE_DATABASE}`));
+  const run = inject('testRun');
+  const name = runDatabase(run);
+  await withAdmin(client =>
+    client.query(`CREATE DATABASE ${name} TEMPLATE ${templateDatabase(run)}`),
+  );
   return {
     name,
     url: databaseUrl(name),

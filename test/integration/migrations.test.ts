@@ -1,19 +1,18 @@
-import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ensureDatabase, migrate, MIGRATIONS_DIR, readMigrations } from '../../db/migrate.js';
 import { createLogger } from '../../lib/logger.js';
 import { withAdmin } from '../helpers/harness.js';
-import { databaseUrl } from '../helpers/services.js';
+import { databaseUrl, runDatabase } from '../helpers/services.js';
 
 const log = createLogger('silent');
 const created: string[] = [];
 
 async function emptyDatabase(): Promise<string> {
-  const name = `nexus_test_f_${randomBytes(6).toString('hex')}`;
+  const name = runDatabase(inject('testRun'));
   await withAdmin(client => client.query(`CREATE DATABASE ${name}`));
   created.push(name);
   return databaseUrl(name);
@@ -97,7 +96,7 @@ describe('migrations', () => {
   });
 
   it('create the database when it does not exist', async () => {
-    const name = `nexus_test_f_${randomBytes(6).toString('hex')}`;
+    const name = runDatabase(inject('testRun'));
     created.push(name);
     await ensureDatabase(databaseUrl(name), log);
     await ensureDatabase(databaseUrl(name), log);
