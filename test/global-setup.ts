@@ -6,12 +6,12 @@ import { migrate } from '../db/migrate.js';
 import { createLogger } from '../lib/logger.js';
 import { BEARERBOX, SMSBOX } from './helpers/kannel.js';
 import {
-  ADMIN_DATABASE_URL,
   STALE_RUN_SECONDS,
   databaseUrl,
   newTestRun,
   runStartedAt,
   templateDatabase,
+  withAdmin,
 } from './helpers/services.js';
 
 /**
@@ -35,16 +35,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
   });
   await migrate(databaseUrl(templateDatabase(run)), createLogger('silent'));
   return () => withAdmin(admin => dropDatabases(admin, name => name.startsWith(`${run}_`)));
-}
-
-async function withAdmin<T>(use: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
-  await client.connect();
-  try {
-    return await use(client);
-  } finally {
-    await client.end();
-  }
 }
 
 async function dropDatabases(client: pg.Client, which: (name: string) => boolean): Promise<void> {

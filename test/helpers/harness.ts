@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import type { DatabasePool } from 'slonik';
 import { afterEach, beforeEach, inject } from 'vitest';
 import { createServer } from 'node:http';
@@ -22,11 +21,11 @@ import {
   type WorkerRuntime,
 } from '../../workers/runtime.js';
 import {
-  ADMIN_DATABASE_URL,
   TEST_REDIS_URL,
   databaseUrl,
   runDatabase,
   templateDatabase,
+  withAdmin,
 } from './services.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -83,16 +82,6 @@ export async function createTestDatabase(): Promise<{
         () => undefined,
       ),
   };
-}
-
-export async function withAdmin<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
-  await client.connect();
-  try {
-    return await run(client);
-  } finally {
-    await client.end();
-  }
 }
 
 /** The configuration a test process would load, with a unique queue prefix. */

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 
 /**
  * Where the integration tests find the real services. Defaults are the machine's local
@@ -43,4 +44,15 @@ export function databaseUrl(name: string): string {
   const url = new URL(ADMIN_DATABASE_URL);
   url.pathname = `/${name}`;
   return url.toString();
+}
+
+/** Runs `use` with a client of the admin database, closed afterwards. */
+export async function withAdmin<T>(use: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL });
+  await client.connect();
+  try {
+    return await use(client);
+  } finally {
+    await client.end();
+  }
 }

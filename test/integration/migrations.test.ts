@@ -5,8 +5,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ensureDatabase, migrate, MIGRATIONS_DIR, readMigrations } from '../../db/migrate.js';
 import { createLogger } from '../../lib/logger.js';
-import { withAdmin } from '../helpers/harness.js';
-import { databaseUrl, runDatabase } from '../helpers/services.js';
+import { databaseUrl, runDatabase, withAdmin } from '../helpers/services.js';
 
 const log = createLogger('silent');
 const created: string[] = [];
