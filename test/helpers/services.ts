@@ -16,7 +16,7 @@ export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6
  * {@link STALE_RUN_SECONDS} ago (a run that was killed). The global setup names the run and hands
  * it to the test files (`inject('testRun')`).
  */
-export const TEST_RUN_PREFIX = 'nexus_test_';
+const TEST_RUN_PREFIX = 'nexus_test_';
 export const STALE_RUN_SECONDS = 6 * 3600;
 
 export const newTestRun = () =>
