@@ -20,8 +20,8 @@ export interface HubProcess {
  * again on another one.
  */
 export async function startHubProcess(
-  h: Harness,
-  entry: 'api' | 'worker',
+  h: Harness | HubTarget,
+  entry: HubEntry,
   env: Record<string, string> = {},
 ): Promise<HubProcess> {
   for (let tries = 1; ; tries++) {
@@ -35,21 +35,41 @@ export async function startHubProcess(
 
 class PortTakenError extends Error {}
 
+/** `api` and `worker` as `npm run api` / `npm run worker`; `start` is the all-in-one. */
+export type HubEntry = 'api' | 'worker' | 'start';
+
+/** Where a hub process runs when it is not a harness's: a database, a Redis and a prefix. */
+export interface HubTarget {
+  readonly dbUrl: string;
+  readonly redisUrl: string;
+  readonly prefix: string;
+}
+
+function targetEnv(h: Harness | HubTarget): Record<string, string> {
+  if ('redisUrl' in h) {
+    return { DATABASE_URL: h.dbUrl, REDIS_URL: h.redisUrl, NEXUS_QUEUE_PREFIX: h.prefix };
+  }
+  return {
+    DATABASE_URL: h.dbUrl,
+    REDIS_URL: TEST_REDIS_URL,
+    NEXUS_QUEUE_PREFIX: h.config.queues.prefix,
+    NEXUS_ADMIN_TOKEN: h.config.adminToken,
+    NEXUS_SECRET_KEY: h.config.secretKey.toString('hex'),
+  };
+}
+
 async function spawnHubProcess(
-  h: Harness,
-  entry: 'api' | 'worker',
+  h: Harness | HubTarget,
+  entry: HubEntry,
   env: Record<string, string>,
 ): Promise<HubProcess> {
-  const port = entry === 'api' ? await freePort() : 0;
+  const serves = entry !== 'worker';
+  const port = env.PORT ? Number(env.PORT) : serves ? await freePort() : 0;
   const child = spawn(process.execPath, ['--import', 'tsx', `bin/${entry}.ts`], {
     env: {
       ...process.env,
       NODE_ENV: 'test',
-      DATABASE_URL: h.dbUrl,
-      REDIS_URL: TEST_REDIS_URL,
-      NEXUS_QUEUE_PREFIX: h.config.queues.prefix,
-      NEXUS_ADMIN_TOKEN: h.config.adminToken,
-      NEXUS_SECRET_KEY: h.config.secretKey.toString('hex'),
+      ...targetEnv(h),
       NEXUS_MIGRATE_ON_START: 'false',
       PORT: String(port),
       HOST: '127.0.0.1',
@@ -64,7 +84,7 @@ async function spawnHubProcess(
   child.stdout?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => output.push(chunk.toString()));
   const exited = new Promise<number | null>(resolve => child.once('exit', resolve));
-  const url = entry === 'api' ? `http://127.0.0.1:${port}` : undefined;
+  const url = serves ? `http://127.0.0.1:${port}` : undefined;
   if (url) {
     const state = await eventually(
       async () => {
