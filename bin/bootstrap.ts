@@ -12,6 +12,9 @@ import {
   type RedisConnection,
 } from '../lib/redis.js';
 import { InvalidationBus } from '../lib/invalidation.js';
+import { isAppError } from '../lib/errors.js';
+import { stampQueuePrefix } from '../lib/queue-prefix.js';
+import { deploymentId } from '../db/queries/deployment.js';
 import { Shutdown } from '../lib/shutdown.js';
 import { QueueSet } from '../queues/index.js';
 
@@ -85,6 +88,18 @@ export async function bootCore(role: 'api' | 'worker' | 'all'): Promise<Core> {
   const bus = InvalidationBus.create(config, redis, log, `${role}-invalidation`);
   const removeDepthSource = addQueueDepthSource(() => queues.depths());
 
+  // One deployment per queue prefix: a process of another deployment refuses to start.
+  try {
+    await stampPrefixAtStart(db, redis, config.queues.prefix);
+  } catch (error) {
+    if (isAppError(error) && error.code === 'NEXUS_ERR_QUEUE_PREFIX_TAKEN') {
+      process.stderr.write(`${error.code}: ${error.message}\n`);
+      log.fatal({ err: error, prefix: config.queues.prefix }, error.message);
+      process.exit(1);
+    }
+    log.warn({ err: error }, 'could not stamp the queue prefix at start (the workers retry)');
+  }
+
   let evictionPolicy: string | undefined;
   redis.on('ready', () => {
     void checkEvictionPolicy(redis, log).then(policy => (evictionPolicy = policy));
@@ -120,4 +135,32 @@ export async function bootCore(role: 'api' | 'worker' | 'all'): Promise<Core> {
       await new Promise(resolve => metricsServer?.close(resolve));
     },
   };
+}
+
+/**
+ * Stamps the queue prefix with the deployment's id, or checks the stamp, within 5 s of PostgreSQL
+ * and Redis answering; throws `NEXUS_ERR_QUEUE_PREFIX_TAKEN` for another deployment's prefix.
+ */
+async function stampPrefixAtStart(
+  db: DatabasePool,
+  redis: RedisConnection,
+  prefix: string,
+): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('PostgreSQL or Redis did not answer in 5 s')), 5_000);
+  });
+  const stamp = (async () => {
+    const id = await deploymentId(db);
+    if (redis.status !== 'ready') {
+      await new Promise(resolve => redis.once('ready', resolve));
+    }
+    await stampQueuePrefix(redis, prefix, id);
+  })();
+  try {
+    await Promise.race([stamp, timeout]);
+  } finally {
+    clearTimeout(timer);
+    stamp.catch(() => undefined);
+  }
 }

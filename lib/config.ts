@@ -58,6 +58,10 @@ const envSchema = z.object({
     .refine(value => /^postgres(ql)?:\/\//.test(value), 'must be a postgres:// URL'),
   DB_POOL_SIZE: positiveInt.default(10),
   DB_SSL: booleanString.default('false'),
+  DB_LOCK_TIMEOUT_MS: positiveInt
+    .max(600_000, 'must be at most 600000 (10 minutes)')
+    .default(5_000),
+  DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: positiveInt.default(60_000),
   REDIS_URL: z
     .string()
     .default('redis://127.0.0.1:6379')
@@ -106,6 +110,7 @@ const envSchema = z.object({
   NEXUS_JWT_ROLE_CLAIM: z.string().min(1).default('role'),
   NEXUS_AUTH_CACHE_TTL_MS: positiveInt.default(60_000),
   NEXUS_AGENT_DISCONNECT_GRACE_MS: positiveInt.default(60_000),
+  NEXUS_SOCKET_HEAD_CHECK_MS: z.coerce.number().int().min(0).default(10_000),
   NEXUS_CHAT_SESSION_LIMIT: z
     .string()
     .regex(/^\d+\/\d+$/, 'must look like 30/10 (requests per seconds)')
@@ -144,6 +149,7 @@ const envSchema = z.object({
   NEXUS_SWEEP_INTERVAL_MS: positiveInt.default(30_000),
   NEXUS_SWEEP_AFTER_MS: positiveInt.default(120_000),
   NEXUS_SWEEP_BATCH: positiveInt.default(500),
+  NEXUS_WORKER_DEFER_MAX_MS: positiveInt.default(30_000),
   NEXUS_EGRESS_ALLOW: z
     .string()
     .optional()
@@ -201,6 +207,10 @@ export interface Config {
     readonly poolSize: number;
     readonly ssl: boolean;
     readonly migrateOnStart: boolean;
+    /** `lock_timeout` of every session: a statement waits this long for a lock, then fails (55P03). */
+    readonly lockTimeoutMs: number;
+    /** `idle_in_transaction_session_timeout`: a session idle this long inside a transaction ends. */
+    readonly idleInTransactionTimeoutMs: number;
   };
   readonly redis: {
     readonly nodes: readonly string[];
@@ -227,6 +237,8 @@ export interface Config {
   readonly authCacheTtlMs: number;
   /** How long an agent may be without a socket before it becomes not ready. */
   readonly agentDisconnectGraceMs: number;
+  /** How often an API replica compares its socket feeds with their heads in PostgreSQL (0: never). */
+  readonly socketHeadCheckMs: number;
   /** What one chat session may send (messages, typing, reads) per replica. */
   readonly chatSessionLimit: { readonly points: number; readonly seconds: number };
   readonly workers: {
@@ -238,6 +250,8 @@ export interface Config {
     readonly sweepIntervalMs: number;
     readonly sweepAfterMs: number;
     readonly sweepBatch: number;
+    /** The longest a job waits between retries while PostgreSQL or Redis is unreachable. */
+    readonly deferMaxMs: number;
   };
   /**
    * Outbound HTTP (webhook targets, providers): hosts and CIDR ranges allowed although not
@@ -353,6 +367,8 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       poolSize: e.DB_POOL_SIZE,
       ssl: e.DB_SSL,
       migrateOnStart: e.NEXUS_MIGRATE_ON_START,
+      lockTimeoutMs: e.DB_LOCK_TIMEOUT_MS,
+      idleInTransactionTimeoutMs: e.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS,
     },
     redis: {
       nodes: e.REDIS_URL,
@@ -377,6 +393,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     authCacheTtlMs: e.NEXUS_AUTH_CACHE_TTL_MS,
     chatSessionLimit: e.NEXUS_CHAT_SESSION_LIMIT,
     agentDisconnectGraceMs: e.NEXUS_AGENT_DISCONNECT_GRACE_MS,
+    socketHeadCheckMs: e.NEXUS_SOCKET_HEAD_CHECK_MS,
     workers: {
       queues: e.NEXUS_WORKER_QUEUES,
       concurrency: e.NEXUS_WORKER_CONCURRENCY,
@@ -385,6 +402,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       sweepIntervalMs: e.NEXUS_SWEEP_INTERVAL_MS,
       sweepAfterMs: e.NEXUS_SWEEP_AFTER_MS,
       sweepBatch: e.NEXUS_SWEEP_BATCH,
+      deferMaxMs: e.NEXUS_WORKER_DEFER_MAX_MS,
     },
     egressAllow: e.NEXUS_EGRESS_ALLOW,
     webhooks: {

@@ -28,6 +28,32 @@ export const ERRORS = {
     415,
     'The request body charset is not supported',
   ),
+  NEXUS_ERR_UNSUPPORTED_ENCODING: define(
+    'NEXUS_ERR_UNSUPPORTED_ENCODING',
+    415,
+    'The request body Content-Encoding is not supported (gzip, deflate, br or none)',
+  ),
+  NEXUS_ERR_BAD_ENCODING: define(
+    'NEXUS_ERR_BAD_ENCODING',
+    400,
+    'The request body does not decode with its Content-Encoding',
+  ),
+  NEXUS_ERR_TOO_MANY_PARAMETERS: define(
+    'NEXUS_ERR_TOO_MANY_PARAMETERS',
+    413,
+    'The form body has more than 1,000 parameters',
+  ),
+  NEXUS_ERR_BODY_INCOMPLETE: define(
+    'NEXUS_ERR_BODY_INCOMPLETE',
+    400,
+    'The request body was cut short or does not match its Content-Length',
+  ),
+  NEXUS_ERR_BAD_REQUEST: define('NEXUS_ERR_BAD_REQUEST', 400, 'The request cannot be read'),
+  NEXUS_ERR_EGRESS_BLOCKED: define(
+    'NEXUS_ERR_EGRESS_BLOCKED',
+    400,
+    'The URL is not a public address and NEXUS_EGRESS_ALLOW does not list it; the hub could never reach it',
+  ),
   NEXUS_ERR_NOT_FOUND: define('NEXUS_ERR_NOT_FOUND', 404, 'Not found'),
   // Authentication and authorization
   NEXUS_ERR_UNAUTHORIZED: define('NEXUS_ERR_UNAUTHORIZED', 401, 'Missing or invalid credentials'),
@@ -52,6 +78,11 @@ export const ERRORS = {
     'NEXUS_ERR_CHANNEL_ID_TAKEN',
     409,
     'Another channel of the tenant has this channelId',
+  ),
+  NEXUS_ERR_SENDER_TAKEN: define(
+    'NEXUS_ERR_SENDER_TAKEN',
+    409,
+    'This number, short code or domain is another tenant’s sender id',
   ),
   NEXUS_ERR_ENDPOINT_TAKEN: define(
     'NEXUS_ERR_ENDPOINT_TAKEN',
@@ -79,7 +110,11 @@ export const ERRORS = {
     401,
     'The x-api-key does not open chats for a contact center',
   ),
-  INVALID_ENDPOINT: define('INVALID_ENDPOINT', 400, 'The endpoint is not one of the tenant'),
+  INVALID_ENDPOINT: define(
+    'INVALID_ENDPOINT',
+    400,
+    'The endpoint is missing, not one of the tenant, or leads to no routing queue',
+  ),
   INVALID_NICKNAME: define(
     'INVALID_NICKNAME',
     400,
@@ -130,6 +165,11 @@ export const ERRORS = {
     503,
     'The database is unavailable; nothing was stored',
   ),
+  NEXUS_ERR_DB_BUSY: define(
+    'NEXUS_ERR_DB_BUSY',
+    503,
+    'The database is busy (a lock or statement timed out); nothing was stored, retry',
+  ),
   NEXUS_ERR_INTERNAL: define('NEXUS_ERR_INTERNAL', 500, 'Internal error'),
   // Start-up
   NEXUS_ERR_CONFIG_INVALID: define(
@@ -156,6 +196,11 @@ export const ERRORS = {
     'NEXUS_ERR_MIGRATION_CHANGED',
     500,
     'An applied migration file was edited; add a new migration instead',
+  ),
+  NEXUS_ERR_QUEUE_PREFIX_TAKEN: define(
+    'NEXUS_ERR_QUEUE_PREFIX_TAKEN',
+    500,
+    'Another deployment uses this queue prefix on this Redis; set NEXUS_QUEUE_PREFIX',
   ),
 } as const;
 

@@ -133,7 +133,7 @@ export const jobDuration = new Histogram({
 });
 export const jobsTotal = new Counter({
   name: 'nexus_jobs_total',
-  help: 'Jobs processed, by outcome: completed, stale (a duplicate run that changed nothing), retry, failed.',
+  help: "Jobs processed, by outcome: completed, stale (a duplicate run that changed nothing), retry, failed, deferred (PostgreSQL or Redis unreachable: put aside without using an attempt), foreign (no work row: another deployment's job, left for it).",
   labelNames: ['queue', 'outcome'] as const,
   registers: [registry],
 });
@@ -157,8 +157,8 @@ export const enqueueDeferredTotal = new Counter({
 });
 export const sweeperReenqueuedTotal = new Counter({
   name: 'nexus_sweeper_reenqueued_total',
-  help: 'Pending work the sweeper found missing from Redis and enqueued again.',
-  labelNames: ['queue'] as const,
+  help: 'Pending work the sweeper enqueued again, by reason: missing (Redis lost it), completed, replayed, stalled (stalled out while its work had attempts left).',
+  labelNames: ['queue', 'reason'] as const,
   registers: [registry],
 });
 
@@ -179,6 +179,12 @@ export const socketEventsDelivered = new Counter({
   name: 'nexus_socket_events_delivered_total',
   help: 'Interaction events delivered to sockets, by namespace; gap_filled counts those read from PostgreSQL to fill a gap or catch up.',
   labelNames: ['namespace', 'source'] as const,
+  registers: [registry],
+});
+export const socketFills = new Counter({
+  name: 'nexus_socket_fills_total',
+  help: 'Socket feeds that read missed events from PostgreSQL, by trigger: connect, gap (a live event ahead), adapter_reconnect, head_notice (a publisher back after failing), head_check (the periodic check).',
+  labelNames: ['trigger'] as const,
   registers: [registry],
 });
 

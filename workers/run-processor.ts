@@ -7,10 +7,12 @@ import {
 import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { coerceError } from '../lib/errors.js';
+import { classifyFailure, deferralDelayMs } from '../lib/infrastructure.js';
 import type { Logger } from '../lib/logger.js';
 import { jobDuration, jobsActive, jobsTotal } from '../lib/metrics.js';
 import type { PayloadOf, QueueDefinition } from '../queues/definition.js';
-import { completeWork, completeWorks } from '../queues/work.js';
+import { pingDb } from '../db/pool.js';
+import { completeWork, completeWorks, findWork } from '../queues/work.js';
 import { GroupCommit } from '../lib/group-commit.js';
 import { recordFinalFailure } from './undelivered.js';
 
@@ -57,7 +59,7 @@ export type Processor<D extends QueueDefinition = QueueDefinition> = ((
   readonly companion?: { start(): void; stop(): Promise<void> };
 };
 
-type Outcome = 'completed' | 'stale' | 'retry' | 'failed';
+type Outcome = 'completed' | 'stale' | 'retry' | 'failed' | 'deferred' | 'foreign';
 
 /**
  * Thrown inside the completing transaction to roll back a stale duplicate's writes; processors
@@ -66,6 +68,11 @@ type Outcome = 'completed' | 'stale' | 'retry' | 'failed';
  */
 export class StaleWorkError extends Error {
   override readonly name = 'StaleWorkError';
+}
+
+/** The job has no work row at all: not this deployment's job. */
+class ForeignJobError extends Error {
+  override readonly name = 'ForeignJobError';
 }
 
 /**
@@ -138,6 +145,12 @@ export function instrumentProcessor<D extends QueueDefinition>(
   deps: {
     db: DatabasePool;
     log: Logger;
+    /** The queue prefix (named in the warning about another deployment's job). */
+    prefix?: string | undefined;
+    /** Whether the workers' Redis connection is up (a socket error is then not Redis's). */
+    redisReady?: (() => boolean) | undefined;
+    /** The longest deferral while PostgreSQL or Redis is unreachable. */
+    deferMaxMs?: number | undefined;
     /** Called once a final failure is recorded (e.g. to flag the customer's interaction). */
     onFinalFailure?:
       ((queue: string, payload: unknown, reason: string) => Promise<void>) | undefined;
@@ -146,6 +159,39 @@ export function instrumentProcessor<D extends QueueDefinition>(
   const queue = definition.name;
   const claims = claimer(deps.db, queue);
   const completions = completer(deps.db, queue);
+  const policy = { baseMs: 1_000, maxMs: Math.max(1_000, deps.deferMaxMs ?? 30_000) };
+  let lastDeferralLog = 0;
+
+  /**
+   * Whether a failure is the hub's infrastructure's (PostgreSQL or Redis unreachable) rather than
+   * the work's. A bare socket error may be a remote's (an SMS provider's): it is ours only when
+   * PostgreSQL or Redis does not answer now.
+   */
+  const isOutage = async (error: Error): Promise<boolean> => {
+    const kind = classifyFailure(error);
+    if (kind !== 'connection') return kind === 'infrastructure';
+    if (deps.redisReady && !deps.redisReady()) return true;
+    return !(await pingDb(deps.db, 2_000));
+  };
+
+  /**
+   * Puts the job back, delayed, without using an attempt (BullMQ's `moveToDelayed` skips the
+   * attempt count). The delay doubles with each deferral in a row: every start of the job not
+   * followed by a counted attempt (`attemptsStarted` counts starts). When Redis is away too, the
+   * move fails or waits; the job's lock then lapses and BullMQ's stall check hands the job back
+   * (the sweeper re-adds a job that stalled out while its work is pending).
+   */
+  const putAside = async (job: Job, token: string | undefined, log: Logger) => {
+    const deferrals = Math.max(0, (job.attemptsStarted ?? 0) - job.attemptsMade - 1);
+    const delayMs = deferralDelayMs(deferrals, policy);
+    try {
+      if (!token) throw new Error('no lock token');
+      await job.moveToDelayed(Date.now() + delayMs, token);
+    } catch (moveError) {
+      log.warn({ err: moveError }, 'could not put the job aside; the stall check retakes it');
+    }
+    return delayMs;
+  };
   return async (job: Job, token?: string, signal?: AbortSignal) => {
     const jobId = job.id ?? '';
     const attempt = job.attemptsMade + 1;
@@ -167,6 +213,7 @@ export function instrumentProcessor<D extends QueueDefinition>(
         // Claim check: count the attempt on the work row; no pending row means nothing to do.
         const row = await claims.submit(jobId);
         if (!row) {
+          if (!(await findWork(deps.db, queue, jobId))) throw new ForeignJobError();
           outcome = 'stale';
           log.info('work is not pending: duplicate run skipped');
           return { stale: true };
@@ -203,10 +250,29 @@ export function instrumentProcessor<D extends QueueDefinition>(
       if (!completed) await context.complete();
       return undefined;
     } catch (thrown) {
-      if (thrown instanceof DelayedError) {
+      if (
+        thrown instanceof DelayedError ||
+        (thrown as Error | undefined)?.name === 'DelayedError'
+      ) {
         // The processor scheduled its own next attempt (job.moveToDelayed): not a failure.
         outcome = 'retry';
         throw thrown;
+      }
+      const foreign =
+        thrown instanceof ForeignJobError ||
+        (thrown instanceof StaleWorkError &&
+          definition.durable &&
+          !(await findWork(deps.db, queue, jobId).catch(() => true)));
+      if (foreign) {
+        // No work row: the job is not this deployment's (another one shares the queue prefix).
+        // Left for its owner: back to the delayed set, unchanged, without using an attempt.
+        outcome = 'foreign';
+        const delayMs = await putAside(job, token, log);
+        log.warn(
+          { prefix: deps.prefix, delayMs },
+          "a job without a work row: another deployment's (same NEXUS_QUEUE_PREFIX?); left for it",
+        );
+        throw new DelayedError();
       }
       if (thrown instanceof StaleWorkError) {
         outcome = 'stale';
@@ -216,6 +282,17 @@ export function instrumentProcessor<D extends QueueDefinition>(
       const error = coerceError(thrown);
       const unrecoverable =
         error instanceof UnrecoverableError || error.name === 'UnrecoverableError';
+      if (definition.durable && !unrecoverable && (await isOutage(error))) {
+        // PostgreSQL or Redis is unreachable: not the work's failure, so no attempt is used.
+        outcome = 'deferred';
+        const delayMs = await putAside(job, token, log);
+        const now = Date.now();
+        if (now - lastDeferralLog > 10_000) {
+          lastDeferralLog = now;
+          log.warn({ err: error, delayMs }, 'infrastructure unreachable; job deferred');
+        } else log.debug({ err: error, delayMs }, 'infrastructure unreachable; job deferred');
+        throw new DelayedError();
+      }
       const final = unrecoverable || attempt >= (job.opts.attempts ?? 1);
       if (!final) {
         outcome = 'retry';

@@ -1,8 +1,10 @@
 import { Worker } from 'bullmq';
 import type { DatabasePool } from 'slonik';
 import type { Config } from '../lib/config.js';
-import { AppError } from '../lib/errors.js';
+import { deploymentId } from '../db/queries/deployment.js';
+import { AppError, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { stampQueuePrefix } from '../lib/queue-prefix.js';
 import { closeRedis, createRedis, type RedisConnection } from '../lib/redis.js';
 import { sleep } from '../lib/shutdown.js';
 import {
@@ -83,6 +85,14 @@ function concurrencyOf(name: QueueName, config: Config): number {
   return config.workers.concurrency;
 }
 
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 export function parseQueuesFlag(argv: readonly string[]): string[] | undefined {
   const index = argv.findIndex(arg => arg === '--queues' || arg.startsWith('--queues='));
   if (index === -1) return undefined;
@@ -104,7 +114,29 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
   const { config, log, db, processors } = options;
   const names = selectQueues(options.select, processors);
   const connection: RedisConnection = createRedis(config.redis, 'worker', 'worker', log);
+  const prefix = config.queues.prefix;
   const workers = new Map<QueueName, Worker>();
+
+  // The queue prefix is this deployment's alone: stamped with its id before any job is taken, and
+  // again on every sweep interval (Redis may have lost it). A prefix another deployment stamped
+  // stops the start; found later, it pauses the workers until the prefix is this deployment's.
+  const stampPrefix = async () => {
+    const id = await deploymentId(db);
+    if (await stampQueuePrefix(connection, prefix, id)) {
+      log.info({ prefix, deployment: id }, 'queue prefix stamped with this deployment');
+    }
+  };
+  try {
+    await withTimeout(stampPrefix(), 10_000);
+  } catch (error) {
+    if (isAppError(error) && error.code === 'NEXUS_ERR_QUEUE_PREFIX_TAKEN') {
+      await closeRedis(connection);
+      throw error;
+    }
+    // PostgreSQL or Redis not there yet: the interval below stamps once they are.
+    log.warn({ err: error, prefix }, 'could not stamp the queue prefix yet; retrying');
+  }
+
   for (const name of names) {
     const definition = QUEUES[name];
     const processor = processors[name] as Processor;
@@ -113,11 +145,14 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
       instrumentProcessor(definition, processor, {
         db,
         log,
+        prefix,
+        redisReady: () => connection.status === 'ready',
+        deferMaxMs: config.workers.deferMaxMs,
         onFinalFailure: options.onFinalFailure,
       }),
       {
         connection,
-        prefix: config.queues.prefix,
+        prefix,
         concurrency: concurrencyOf(name, config),
         lockDuration: config.workers.lockMs,
         stalledInterval: config.workers.lockMs,
@@ -145,8 +180,31 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
         .catch((error: unknown) =>
           log.warn({ err: error }, 'could not schedule the sweeper; retrying'),
         );
+    let pausedForPrefix = false;
+    const keepPrefix = async () => {
+      try {
+        await stampPrefix();
+      } catch (error) {
+        if (!isAppError(error) || error.code !== 'NEXUS_ERR_QUEUE_PREFIX_TAKEN') {
+          log.warn({ err: error, prefix }, 'could not stamp the queue prefix; retrying');
+          return;
+        }
+        log.error({ err: error, prefix }, `${error.code}: ${error.message}; workers paused`);
+        if (pausedForPrefix) return;
+        pausedForPrefix = true;
+        await Promise.all([...workers.values()].map(worker => worker.pause(true)));
+        return;
+      }
+      if (!pausedForPrefix) return;
+      pausedForPrefix = false;
+      log.warn({ prefix }, "the queue prefix is this deployment's again: workers resumed");
+      await Promise.all([...workers.values()].map(worker => worker.resume()));
+    };
     await keepScheduled();
-    schedulerTimer = setInterval(() => void keepScheduled(), config.workers.sweepIntervalMs);
+    schedulerTimer = setInterval(
+      () => void keepPrefix().then(keepScheduled),
+      config.workers.sweepIntervalMs,
+    );
     schedulerTimer.unref();
   }
   log.info({ queues: names, concurrency: config.workers.concurrency }, 'workers started');

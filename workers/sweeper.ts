@@ -1,11 +1,20 @@
 import type { Queue } from 'bullmq';
-import { sql, type DatabasePool } from 'slonik';
+import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 import type { Logger } from '../lib/logger.js';
 import { sweeperReenqueuedTotal } from '../lib/metrics.js';
 import { isQueueName, QUEUES, SWEEP_SCHEDULER_ID, type QueueSet } from '../queues/index.js';
 import { claimDueWork } from '../queues/work.js';
 import { recordFinalFailure } from './undelivered.js';
+
+/** BullMQ's reason for a job whose lock lapsed more often than `maxStalledCount`. */
+const STALLED_OUT = /stalled more than allowable limit/;
+
+/** The attempts the work's runs counted (the runner's claim counts each). */
+const attemptsOf = (tx: CommonQueryMethods, id: number) =>
+  tx.oneFirst(
+    sql.type(z.object({ attempts: z.number() }))`SELECT attempts FROM work WHERE id = ${id}`,
+  );
 
 /** Any constant unique to the sweeper: only one sweep runs at a time across all replicas. */
 const SWEEP_LOCK_KEY = 0x73776565; // "swee"
@@ -29,7 +38,9 @@ export interface SweepDeps {
  * failed over, or was flushed). For each pending row due for a check, asks BullMQ for its job:
  * - missing: adds it again with the same job id;
  * - completed, or failed before the row was last reopened (a replay raced with Redis): adds it again;
- * - failed without the runner having recorded it (e.g. stalled too often): records it undelivered;
+ * - stalled out (BullMQ failed it after its lock lapsed too often, which an outage of Redis does
+ *   to every active job) while its work has attempts left: adds it again;
+ * - failed without the runner having recorded it otherwise: records it undelivered;
  * - waiting, delayed, active: in flight, nothing to do.
  * The row's next check moves `afterMs` away either way. Safe to run concurrently with workers:
  * a re-added job whose work has since ended is skipped as stale by the runner.
@@ -62,10 +73,28 @@ export async function sweepPendingWork(
       // A failure older than the row's last change predates a replay that reopened the row.
       const staleFailure =
         job?.finishedOn !== undefined && job.finishedOn < Date.parse(row.updated_at);
-      if (state === 'unknown' || state === 'completed' || staleFailure) {
+      const stalledOut =
+        state === 'failed' &&
+        !staleFailure &&
+        STALLED_OUT.test(job?.failedReason ?? '') &&
+        (await attemptsOf(tx, row.id)) < (job?.opts.attempts ?? 1);
+      if (state === 'unknown' || state === 'completed' || staleFailure || stalledOut) {
         if (state !== 'unknown') await queue.remove(row.job_id);
         await queue.add(row.queue, row.payload, { jobId: row.job_id });
-        sweeperReenqueuedTotal.inc({ queue: row.queue });
+        const reason = stalledOut
+          ? 'stalled'
+          : staleFailure
+            ? 'replayed'
+            : state === 'completed'
+              ? 'completed'
+              : 'missing';
+        if (stalledOut) {
+          deps.log.warn(
+            { queue: row.queue, jobId: row.job_id, failedReason: job?.failedReason },
+            'a job stalled out (its worker lost its lock, e.g. Redis was away): added again',
+          );
+        }
+        sweeperReenqueuedTotal.inc({ queue: row.queue, reason });
         result.reenqueued++;
       } else if (state === 'failed') {
         const recorded = await recordFinalFailure(tx, {

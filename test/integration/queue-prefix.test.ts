@@ -1,0 +1,165 @@
+import { Writable } from 'node:stream';
+import { sql } from 'slonik';
+import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { AppError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/logger.js';
+import { jobsTotal } from '../../lib/metrics.js';
+import { prefixStampKey } from '../../lib/queue-prefix.js';
+import { aiConnectorQueue, type AiConnectorPayload } from '../../queues/index.js';
+import { dispatchWork, recordWork } from '../../queues/work.js';
+import { createMaintenanceProcessor } from '../../workers/processors/maintenance.js';
+import type { Processor } from '../../workers/run-processor.js';
+import { startWorkers, type WorkerRuntime } from '../../workers/runtime.js';
+import { createHarness, eventually, type Harness } from '../helpers/harness.js';
+
+/** Log lines (parsed), for the warnings the workers write. */
+function logSink() {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) {
+        if (line.trim()) lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  return { lines, log: createLogger('info', stream) };
+}
+
+const foreignCount = async (queue: string) =>
+  (await jobsTotal.get()).values.find(
+    value => value.labels.queue === queue && value.labels.outcome === 'foreign',
+  )?.value ?? 0;
+
+describe('one deployment per queue prefix', () => {
+  const harnesses: Harness[] = [];
+  const runtimes: WorkerRuntime[] = [];
+  afterEach(async () => {
+    await Promise.all(runtimes.splice(0).map(runtime => runtime.close(2_000)));
+    for (const h of harnesses.splice(0).reverse()) await h.close();
+  });
+
+  /** The workers of a deployment (a harness: its database), with the given `ai-connector` processor. */
+  const workersOf = async (
+    h: Harness,
+    processor: Processor<typeof aiConnectorQueue>,
+    log = h.log,
+  ) => {
+    const runtime = await startWorkers({
+      config: h.config,
+      log,
+      db: h.db,
+      queues: h.queues,
+      processors: {
+        'ai-connector': processor,
+        maintenance: createMaintenanceProcessor(
+          { db: h.db, queues: h.queues, log },
+          { afterMs: 60_000, batch: 10 },
+        ),
+      },
+      select: ['ai-connector'],
+      lock: { lockDuration: 2_000, stalledInterval: 1_000 },
+    });
+    runtimes.push(runtime);
+    return runtime;
+  };
+
+  it('a second deployment (another database) on the same prefix refuses to start; the stamp comes back after Redis lost it', async () => {
+    const env = { NEXUS_SWEEP_INTERVAL_MS: '300' };
+    const first = await createHarness(env);
+    harnesses.push(first);
+    const prefix = first.config.queues.prefix;
+    const second = await createHarness({ ...env, NEXUS_QUEUE_PREFIX: prefix });
+    harnesses.push(second);
+    expect(second.dbUrl).not.toBe(first.dbUrl);
+
+    const idle: Processor<typeof aiConnectorQueue> = async () => undefined;
+    await workersOf(first, idle);
+    const refused = await workersOf(second, idle).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(refused).toBeInstanceOf(AppError);
+    expect(refused).toMatchObject({ code: 'NEXUS_ERR_QUEUE_PREFIX_TAKEN' });
+    expect((refused as Error).message).toContain(`"${prefix}"`);
+    expect((refused as Error).message).toContain('NEXUS_QUEUE_PREFIX');
+
+    // A second process of the first deployment (same database) shares the prefix.
+    await workersOf(first, idle);
+
+    // Redis lost the stamp (a flush): the running workers write it again.
+    const key = prefixStampKey(prefix);
+    const stamp = await first.redis.get(key);
+    expect(stamp).toMatch(/^[0-9a-f-]{36}$/);
+    await first.redis.del(key);
+    await eventually(async () => (await first.redis.get(key)) === stamp, 10_000, 'the stamp');
+  });
+
+  it("a job without a work row is left for its owner, loudly, and its owner's workers run it", async () => {
+    // The owner deployment recorded the work; an intruder's workers (another database) share
+    // the prefix: they stamped it first, as a deployment started before the stamp existed would.
+    const intruder = await createHarness();
+    harnesses.push(intruder);
+    const prefix = intruder.config.queues.prefix;
+    const owner = await createHarness({ NEXUS_QUEUE_PREFIX: prefix });
+    harnesses.push(owner);
+
+    const sink = logSink();
+    const intruderRan: string[] = [];
+    await workersOf(
+      intruder,
+      async payload => {
+        intruderRan.push(payload.messageId);
+      },
+      sink.log,
+    );
+    const before = await foreignCount('ai-connector');
+
+    const payload: AiConnectorPayload = { tenantId: 't1', messageId: 'm-1', connector: 'bot' };
+    const record = await owner.db.transaction(tx =>
+      recordWork(tx, aiConnectorQueue, payload, 60_000),
+    );
+    await dispatchWork(owner.enqueue, [record]);
+
+    const warning = await eventually(
+      () => sink.lines.find(line => String(line.msg).includes('without a work row')),
+      15_000,
+      'the warning',
+    );
+    expect(warning).toMatchObject({
+      level: 'warn',
+      queue: 'ai-connector',
+      jobId: record.jobId,
+      prefix,
+    });
+    expect(await foreignCount('ai-connector')).toBeGreaterThan(before);
+    // Left for its owner: not completed, no attempt used, nothing written on either side.
+    const job = await owner.queues.get('ai-connector').getJob(record.jobId);
+    expect(['delayed', 'waiting', 'active']).toContain(await job?.getState());
+    expect(job?.attemptsMade).toBe(0);
+    expect(intruderRan).toEqual([]);
+    const count = z.object({ n: z.number() });
+    expect(await intruder.db.oneFirst(sql.type(count)`SELECT count(*)::int AS n FROM work`)).toBe(
+      0,
+    );
+
+    // The intruder goes away (and its stamp with it); the owner's workers run the job.
+    await Promise.all(runtimes.splice(0).map(runtime => runtime.close(2_000)));
+    await owner.redis.del(prefixStampKey(prefix));
+    const ownerRan: string[] = [];
+    await workersOf(owner, async p => {
+      ownerRan.push(p.messageId);
+    });
+    await eventually(
+      async () =>
+        (await owner.db.oneFirst(
+          sql.type(z.object({ state: z.string() }))`
+            SELECT state FROM work WHERE job_id = ${record.jobId}`,
+        )) === 'done',
+      20_000,
+      "the owner's run",
+    );
+    expect(ownerRan).toEqual(['m-1']);
+  });
+});
