@@ -4,16 +4,17 @@ import type { DatabasePool } from 'slonik';
 import { Server, type Namespace, type Socket } from 'socket.io';
 import { z } from 'zod';
 import { listEvents, type InteractionEvent } from '../db/conversation.js';
-import { findInteraction, listAgentInteractionIds } from '../db/queries/chat.js';
+import { findInteraction, interactionHeads, listAgentInteractionIds } from '../db/queries/chat.js';
 import type { Config } from '../lib/config.js';
 import { coerceError, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { socketConnections, socketEventsDelivered } from '../lib/metrics.js';
-import { REALTIME, socketIoKey } from '../lib/realtime-publisher.js';
+import { socketConnections, socketEventsDelivered, socketFills } from '../lib/metrics.js';
+import { REALTIME, socketIoKey, type HeadNotice } from '../lib/realtime-publisher.js';
 import { closeRedis, createRedis } from '../lib/redis.js';
 import type { Authenticator } from './auth/authenticator.js';
 import { agentOf } from './auth/principal.js';
 import { MAX_TEXT, type ChatService, type Participant } from './chat/chat-service.js';
+import { customerEvent, customerParticipant } from './chat/customer-events.js';
 import { presentEvent } from './routes/chat.js';
 import { customer } from './routes/chat.js';
 
@@ -43,11 +44,33 @@ interface Notice {
   typing: boolean;
 }
 
+/** What a socket is shown of an event (undefined: nothing), and of a typing notice. */
+interface FeedView {
+  event(event: InteractionEvent): object | undefined;
+  typing(notice: Notice): object;
+}
+
+const agentView: FeedView = { event: presentEvent, typing: notice => notice };
+/** Customers see customer-facing events only (api/chat/customer-events). */
+const customerView: FeedView = {
+  event: customerEvent,
+  typing: ({ interactionId, participant, typing }) => ({
+    interactionId,
+    participant: customerParticipant(participant),
+    typing,
+  }),
+};
+
+/** Why a feed read events from PostgreSQL (`nexus_socket_fills_total{trigger}`). */
+type FillTrigger = 'connect' | 'gap' | 'adapter_reconnect' | 'head_notice' | 'head_check';
+
 /**
  * One socket's view of one interaction: delivers events exactly once and in seq order. Live
  * events come from any replica through the socket.io Redis adapter; when one arrives ahead of the
- * last delivered seq, the gap is read from PostgreSQL first. Deliveries are chained, so a
- * catch-up and live events never interleave.
+ * last seq read, the gap is read from PostgreSQL first; a head (the interaction's last seq, from
+ * a notice or PostgreSQL) ahead of it is caught up the same way. Deliveries are chained, so a
+ * catch-up and live events never interleave. `lastSeq` counts every event read, shown or not
+ * (a customer is not shown routing events), so skipped events never look like a gap.
  */
 class Feed {
   private chain: Promise<void> = Promise.resolve();
@@ -60,15 +83,21 @@ class Feed {
     private readonly load: (after: number, before?: number) => Promise<InteractionEvent[]>,
     private readonly log: Logger,
     private readonly self?: string,
+    private readonly view: FeedView = agentView,
   ) {}
 
-  catchUp(): Promise<void> {
+  /** Reads everything after the last seq read (up to `head` when known) from PostgreSQL. */
+  catchUp(trigger: FillTrigger = 'connect', head?: number): Promise<void> {
+    if (head !== undefined && head <= this.lastSeq) return Promise.resolve();
     return this.enqueue(async () => {
+      if (head !== undefined && head <= this.lastSeq) return;
+      const from = this.lastSeq;
       for (;;) {
         const batch = await this.load(this.lastSeq);
         for (const event of batch) this.send(event, 'stored');
-        if (batch.length < 500) return;
+        if (batch.length < 500) break;
       }
+      if (this.lastSeq > from) socketFills.inc({ trigger });
     });
   }
 
@@ -79,6 +108,7 @@ class Feed {
         for (const missing of await this.load(this.lastSeq, event.seq)) {
           this.send(missing, 'stored');
         }
+        socketFills.inc({ trigger: 'gap' });
       }
       this.send(event, 'live');
     });
@@ -88,11 +118,12 @@ class Feed {
     if (notice.participant.id === this.self) return;
     const key = notice.participant.id;
     clearTimeout(this.typingTimers.get(key));
-    this.socket.emit('typing', { ...notice, expiresInMs: notice.typing ? TYPING_EXPIRES_MS : 0 });
+    const shown = this.view.typing(notice);
+    this.socket.emit('typing', { ...shown, expiresInMs: notice.typing ? TYPING_EXPIRES_MS : 0 });
     if (notice.typing) {
       const timer = setTimeout(() => {
         this.typingTimers.delete(key);
-        this.socket.emit('typing', { ...notice, typing: false, expired: true, expiresInMs: 0 });
+        this.socket.emit('typing', { ...shown, typing: false, expired: true, expiresInMs: 0 });
       }, TYPING_EXPIRES_MS);
       timer.unref();
       this.typingTimers.set(key, timer);
@@ -103,10 +134,17 @@ class Feed {
     for (const timer of this.typingTimers.values()) clearTimeout(timer);
   }
 
+  /** The last seq read: what a head is compared with. */
+  get seq(): number {
+    return this.lastSeq;
+  }
+
   private send(event: InteractionEvent, source: 'live' | 'stored'): void {
     if (event.seq <= this.lastSeq) return;
     this.lastSeq = event.seq;
-    this.socket.emit(SOCKET_EVENT[event.type], presentEvent(event));
+    const shown = this.view.event(event);
+    if (!shown) return;
+    this.socket.emit(SOCKET_EVENT[event.type], shown);
     socketEventsDelivered.inc({ namespace: this.socket.nsp.name.slice(1), source });
   }
 
@@ -149,6 +187,16 @@ class FeedHub {
   of(interactionId: string): ReadonlySet<Feed> {
     return this.feeds.get(interactionId) ?? new Set();
   }
+
+  /** The interactions some local socket follows. */
+  interactions(): string[] {
+    return [...this.feeds.keys()];
+  }
+
+  /** Catches up every local feed of the interaction that is behind `head` (every one: no head). */
+  fill(interactionId: string, trigger: FillTrigger, head?: number): void {
+    for (const feed of this.of(interactionId)) void feed.catchUp(trigger, head);
+  }
 }
 
 export interface RealtimeDeps {
@@ -164,13 +212,22 @@ export interface Realtime {
   close(): Promise<void>;
 }
 
+/** PostgreSQL cannot store a NUL character: refused as the HTTP routes refuse it. */
+const NO_NUL = 'must not contain a NUL character (\\u0000)';
 const customerMessage = z
   .object({
     text: z
       .string()
       .max(MAX_TEXT)
-      .refine(value => value.trim().length > 0, 'must not be empty'),
-    clientMessageId: z.string().trim().min(1).max(128).optional(),
+      .refine(value => value.trim().length > 0, 'must not be empty')
+      .refine(value => !value.includes('\u0000'), NO_NUL),
+    clientMessageId: z
+      .string()
+      .trim()
+      .min(1)
+      .max(128)
+      .refine(value => !value.includes('\u0000'), NO_NUL)
+      .optional(),
   })
   .strict();
 
@@ -243,6 +300,46 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
   io.of('/').on(REALTIME.notice, (notice: Notice) => {
     for (const feed of hub.of(notice.interactionId)) feed.typing(notice);
   });
+  // A publisher that could not publish tells, once it can, how far those interactions went.
+  io.of('/').on(REALTIME.heads, ({ heads }: { heads: HeadNotice[] }) => {
+    for (const head of heads) hub.fill(head.interactionId, 'head_notice', head.seq);
+  });
+  // What was published while this replica's subscriber was away never reaches it: once it is
+  // subscribed again, every local feed catches up from PostgreSQL. ioredis re-subscribes right
+  // after 'ready'; a PING answered after that means the subscriptions are back.
+  sub.on('ready', () => {
+    void sub
+      .ping()
+      .catch(() => undefined)
+      .then(() => {
+        for (const id of hub.interactions()) hub.fill(id, 'adapter_reconnect');
+      });
+  });
+  // Anything else (a worker that died between its commit and its publish, a lost message): every
+  // NEXUS_SOCKET_HEAD_CHECK_MS the followed interactions' heads are read from PostgreSQL, in one
+  // query per 1,000, and a feed behind its head catches up.
+  let checking = false;
+  const checkHeads = async () => {
+    if (checking) return;
+    checking = true;
+    try {
+      const ids = hub.interactions();
+      for (let i = 0; i < ids.length; i += 1_000) {
+        for (const head of await interactionHeads(db, ids.slice(i, i + 1_000))) {
+          hub.fill(head.id, 'head_check', head.last_seq);
+        }
+      }
+    } catch (error) {
+      log.warn({ err: error }, 'could not check the heads of socket feeds');
+    } finally {
+      checking = false;
+    }
+  };
+  const headTimer =
+    config.socketHeadCheckMs > 0
+      ? setInterval(() => void checkHeads(), config.socketHeadCheckMs)
+      : undefined;
+  headTimer?.unref();
 
   const customers: Namespace = io.of('/chat');
   customers.use((socket, next) => {
@@ -272,6 +369,7 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
       loader(session.interaction_id),
       log,
       me.id,
+      customerView,
     );
     hub.add(feed);
     void feed.catchUp();
@@ -313,7 +411,7 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
     });
     socket.on('read', (payload: unknown, ack?: Ack) => {
       const seq = Number((payload as { seq?: unknown } | undefined)?.seq);
-      if (!Number.isInteger(seq) || seq < 1) {
+      if (!Number.isSafeInteger(seq) || seq < 1) {
         ack?.({
           status: {
             code: 'NEXUS_ERR_VALIDATION',
@@ -472,6 +570,7 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
     io,
     async close() {
       for (const timer of notReadyTimers.values()) clearTimeout(timer);
+      clearInterval(headTimer);
       await io.close();
       await closeRedis(pub);
       await closeRedis(sub);

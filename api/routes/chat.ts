@@ -4,9 +4,10 @@ import type { InteractionEvent } from '../../db/conversation.js';
 import { AppError } from '../../lib/errors.js';
 import { tenantOf } from '../auth/principal.js';
 import { MAX_TEXT, type ChatService } from '../chat/chat-service.js';
+import { customerEvent } from '../chat/customer-events.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
-import { parseInput } from '../validate.js';
+import { parseInput, rowNumber } from '../validate.js';
 
 /** Both prefixes serve the customer chat API (the guide's widgets use either). */
 export const CHAT_PREFIXES = ['/nexus/v3/chat', '/chat/v3/chat'] as const;
@@ -204,12 +205,12 @@ export function chatRoutes({
       tag,
       summary: "Read the chat's events",
       description:
-        'Everything that happened in the chat after `after` (a seq; 0 for all), in seq order: messages, participants joining and leaving, reads, the end. Needs `x-nexus-client-key`.',
+        'What the customer sees of the chat after `after` (a seq; 0 for all), in seq order: messages, participants joining and leaving (agents by display name), reads, the end; never routing events. Seqs have gaps where such events were skipped: page with `lastSeq` (the last seq read) as the next `after`, up to `limit` events read. Needs `x-nexus-client-key`.',
       auth: 'public',
       params: sessionParams,
       query: z
         .object({
-          after: z.coerce.number().int().min(0).default(0),
+          after: rowNumber(0).default(0),
           limit: z.coerce.number().int().min(1).max(500).default(500),
         })
         .strict(),
@@ -224,8 +225,9 @@ export function chatRoutes({
       async handle({ params, query, req, res }) {
         const session = await chat.sessionFor(clientKey(req), params.sessionId);
         const events = await chat.events(session.interaction_id, query.after, query.limit);
+        // Events customers do not see are skipped but read: lastSeq is the next `after`.
         reply(res, 200, {
-          messages: events.map(presentEvent),
+          messages: events.flatMap(event => customerEvent(event) ?? []),
           lastSeq: events.at(-1)?.seq ?? query.after,
           state: session.state,
         });
@@ -307,7 +309,7 @@ export function chatRoutes({
         const session = await chat.sessionFor(clientKey(req), params.sessionId);
         await chat.limitSession(session.id);
         const data = parseInput(
-          z.object({ seq: z.coerce.number().int().min(1) }).strict(),
+          z.object({ seq: rowNumber(1) }).strict(),
           widgetData(req.body),
           'body.data',
         );

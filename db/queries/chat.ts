@@ -44,6 +44,16 @@ export async function findInteraction(
   return row ?? undefined;
 }
 
+/** The committed head (last seq) of each interaction: what sockets following it should have. */
+export async function interactionHeads(
+  db: CommonQueryMethods,
+  ids: readonly string[],
+): Promise<readonly { id: string; last_seq: number }[]> {
+  if (ids.length === 0) return [];
+  return db.any(sql.type(z.object({ id: z.string(), last_seq: z.number() }))`
+    SELECT id, last_seq FROM interactions WHERE id = ANY(${sql.array([...ids], 'uuid')})`);
+}
+
 /** Open interactions of the tenant, oldest first (the agent's work list). */
 export async function listOpenInteractions(
   db: CommonQueryMethods,
@@ -163,15 +173,16 @@ export const endpointRow = z.object({
 });
 export type EndpointRow = z.infer<typeof endpointRow>;
 
+/** Creates or replaces an endpoint; `created` tells which (`xmax` is 0 on a fresh insert). */
 export async function upsertEndpoint(
   db: CommonQueryMethods,
   endpoint: { tenantId: string; name: string; description: string | null },
-): Promise<EndpointRow> {
-  return db.one(sql.type(endpointRow)`
+): Promise<EndpointRow & { created: boolean }> {
+  return db.one(sql.type(endpointRow.extend({ created: z.boolean() }))`
     INSERT INTO endpoints (tenant_id, name, description)
     VALUES (${endpoint.tenantId}, ${endpoint.name}, ${endpoint.description})
     ON CONFLICT (tenant_id, name) DO UPDATE SET description = EXCLUDED.description
-    RETURNING tenant_id, name, description, created_at`);
+    RETURNING tenant_id, name, description, created_at, (xmax = 0) AS created`);
 }
 
 export async function findEndpoint(
@@ -182,6 +193,19 @@ export async function findEndpoint(
   const row = await db.maybeOne(sql.type(endpointRow)`
     SELECT tenant_id, name, description, created_at FROM endpoints
     WHERE tenant_id = ${tenantId} AND name = ${name}`);
+  return row ?? undefined;
+}
+
+/** The endpoint and the queue it leads to (null: none); undefined when no such endpoint. */
+export async function findEndpointRoute(
+  db: CommonQueryMethods,
+  tenantId: string,
+  name: string,
+): Promise<{ queue: string | null } | undefined> {
+  const row = await db.maybeOne(sql.type(z.object({ queue: z.string().nullable() }))`
+    SELECT q.queue_name AS queue FROM endpoints e
+    LEFT JOIN routing_queue_endpoints q ON q.tenant_id = e.tenant_id AND q.endpoint = e.name
+    WHERE e.tenant_id = ${tenantId} AND e.name = ${name}`);
   return row ?? undefined;
 }
 
