@@ -3,6 +3,8 @@ import {
   BackendTerminatedError,
   BackendTerminatedUnexpectedlyError,
   ConnectionError,
+  IdleTransactionTimeoutError,
+  StatementTimeoutError,
 } from 'slonik';
 import { AppError, isAppError, type ErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
@@ -68,18 +70,81 @@ function isDbUnavailable(error: unknown): boolean {
   return false;
 }
 
-/** Body-parser errors carry `type`; these map to catalogue codes. */
-const BODY_PARSER_ERRORS: Record<string, ErrorCode> = {
-  'entity.parse.failed': 'NEXUS_ERR_BAD_JSON',
-  'entity.too.large': 'NEXUS_ERR_BODY_TOO_LARGE',
-  'charset.unsupported': 'NEXUS_ERR_UNSUPPORTED_CHARSET',
-  'encoding.unsupported': 'NEXUS_ERR_UNSUPPORTED_CHARSET',
+const BUSY_CODES = new Set([
+  '55P03', // lock_not_available: lock_timeout (DB_LOCK_TIMEOUT_MS)
+  '57014', // query_canceled: statement_timeout
+  '40P01', // deadlock_detected
+  '25P03', // idle_in_transaction_session_timeout
+]);
+
+/**
+ * A statement that gave up waiting (lock or statement timeout, deadlock): PostgreSQL is up but
+ * the rows are busy, so the request answers 503 `NEXUS_ERR_DB_BUSY` (retry), never 500.
+ */
+function isDbBusy(error: unknown): boolean {
+  for (let current = error, depth = 0; current && depth < 5; depth++) {
+    if (
+      current instanceof StatementTimeoutError ||
+      current instanceof IdleTransactionTimeoutError
+    ) {
+      return true;
+    }
+    const { code, cause } = current as { code?: unknown; cause?: unknown };
+    if (typeof code === 'string' && BUSY_CODES.has(code)) return true;
+    current = cause;
+  }
+  return false;
+}
+
+/** Seconds a client waits before retrying on a busy database. */
+const BUSY_RETRY_AFTER_S = 2;
+
+/**
+ * Body-parser errors carry `type` (and an http-errors `status`); each maps to a catalogue code
+ * and the part of the request at fault, so no hostile body answers 500.
+ */
+const BODY_PARSER_ERRORS: Record<string, [ErrorCode, string]> = {
+  'entity.parse.failed': ['NEXUS_ERR_BAD_JSON', 'body'],
+  'entity.too.large': ['NEXUS_ERR_BODY_TOO_LARGE', 'body'],
+  'charset.unsupported': ['NEXUS_ERR_UNSUPPORTED_CHARSET', 'header.content-type'],
+  // body-parser's own `encoding.unsupported` is the Content-Encoding (raw-body's, the charset,
+  // reaches us as `charset.unsupported`).
+  'encoding.unsupported': ['NEXUS_ERR_UNSUPPORTED_ENCODING', 'header.content-encoding'],
+  'parameters.too.many': ['NEXUS_ERR_TOO_MANY_PARAMETERS', 'body'],
+  'querystring.parse.rangeError': ['NEXUS_ERR_VALIDATION', 'body'],
+  'request.aborted': ['NEXUS_ERR_BODY_INCOMPLETE', 'body'],
+  'request.size.invalid': ['NEXUS_ERR_BODY_INCOMPLETE', 'header.content-length'],
 };
 
 function fromBodyParser(error: unknown): AppError | undefined {
-  const type = (error as { type?: unknown } | null)?.type;
-  const code = typeof type === 'string' ? BODY_PARSER_ERRORS[type] : undefined;
-  return code ? new AppError(code) : undefined;
+  const { type, status, expose, code, message } = (error ?? {}) as {
+    type?: unknown;
+    status?: unknown;
+    expose?: unknown;
+    code?: unknown;
+    message?: unknown;
+  };
+  const known = typeof type === 'string' ? BODY_PARSER_ERRORS[type] : undefined;
+  if (known) return new AppError(known[0], undefined, known[1], { cause: error });
+  // A body that does not inflate with its Content-Encoding: zlib's error, given status 400.
+  if (typeof code === 'string' && /^Z_|^ERR_BROTLI|^ERR_ZLIB/.test(code)) {
+    return new AppError('NEXUS_ERR_BAD_ENCODING', undefined, 'header.content-encoding', {
+      cause: error,
+    });
+  }
+  // Any other client error the parsers (or static files) raise: http-errors marks them `expose`.
+  if (expose === true && typeof status === 'number' && status >= 400 && status < 500) {
+    if (status === 404) {
+      return new AppError('NEXUS_ERR_NOT_FOUND', undefined, undefined, { cause: error });
+    }
+    return new AppError(
+      'NEXUS_ERR_BAD_REQUEST',
+      typeof message === 'string' ? message : undefined,
+      'body',
+      { cause: error },
+    );
+  }
+  return undefined;
 }
 
 export const notFoundHandler: RequestHandler = (req, _res, next) => {
@@ -98,6 +163,11 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     else if (parserError) error = parserError;
     else if (isDbUnavailable(thrown)) {
       error = new AppError('NEXUS_ERR_DB_UNAVAILABLE', undefined, undefined, { cause: thrown });
+    } else if (isDbBusy(thrown)) {
+      error = Object.assign(
+        new AppError('NEXUS_ERR_DB_BUSY', undefined, undefined, { cause: thrown }),
+        { retryAfter: BUSY_RETRY_AFTER_S },
+      );
     } else error = new AppError('NEXUS_ERR_INTERNAL', undefined, undefined, { cause: thrown });
 
     const requestLog = (req as { log?: Logger }).log ?? log;

@@ -72,6 +72,15 @@ export function fileFromMultipart(
             `body.${field}`,
           ),
         );
+      } else if (found && `${found.filename}${found.mimetype}`.includes('\u0000')) {
+        // PostgreSQL cannot store a NUL character; the JSON routes refuse it the same way.
+        reject(
+          new AppError(
+            'NEXUS_ERR_VALIDATION',
+            `body.${field}: its filename or type must not contain a NUL character (\\u0000)`,
+            `body.${field}`,
+          ),
+        );
       } else if (!found || found.content.length === 0) {
         reject(
           new AppError(

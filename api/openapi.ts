@@ -12,7 +12,7 @@ import { PACKAGE_VERSION } from '../lib/package-info.js';
 import type { Authenticator } from './auth/authenticator.js';
 import { PERMISSIONS, type Permission } from './auth/permissions.js';
 import { principalOf, type Principal } from './auth/principal.js';
-import { parseInput } from './validate.js';
+import { assertStorableInput, parseInput } from './validate.js';
 
 extendZodWithOpenApi(z);
 
@@ -146,6 +146,10 @@ export class Api {
     }
     handlers.push(async (req: Request, res: Response) => {
       if (spec.auth === 'public') await spec.verify?.(req);
+      // Every string of the input, declared or not, before any schema or handler reads it.
+      assertStorableInput(req.params, 'params');
+      assertStorableInput(req.query, 'query');
+      assertStorableInput(req.body, 'body');
       const input = {
         params: parseInput(spec.params ?? empty, req.params, 'params') as z.infer<P>,
         query: parseInput(spec.query ?? empty, req.query, 'query') as z.infer<Q>,

@@ -23,19 +23,45 @@ export const httpUrl = z
 /** `url` of services that have none: the guide sends "N/A". */
 const notApplicableUrl = z.string().max(2_048).optional();
 
-/** An HTTP header name after `header:` (RFC 9110 token), not one the hub sets itself. */
+/**
+ * An HTTP header name after `header:` (RFC 9110 token), not one the hub sets itself or one that
+ * changes how the message is framed or routed. Refused (docs/webhooks.md, "Custom headers"):
+ * - hop-by-hop and framing: `Connection`, `Keep-Alive`, `Transfer-Encoding`, `TE`, `Trailer`,
+ *   `Upgrade`, `Expect`, `Content-Length`, `Content-Encoding`, `Host`, any `Proxy-*`;
+ * - set by the hub: `Content-Type`, `User-Agent`, `X-B3-TraceId`, any `X-Hub-Signature*` and any
+ *   `webhook-*` (the signature and Standard Webhooks headers).
+ */
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/;
 const RESERVED_HEADERS = new Set([
-  'content-type',
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
   'content-length',
+  'content-encoding',
+  'content-type',
   'host',
-  'x-hub-signature',
-  'x-hub-signature-256',
+  'user-agent',
   'x-b3-traceid',
-  'webhook-id',
-  'webhook-timestamp',
-  'webhook-signature',
 ]);
+const RESERVED_HEADER_PREFIXES = ['proxy-', 'x-hub-signature', 'webhook-'];
+
+/** Whether `header:<name>` may be configured. */
+export const isCustomHeaderAllowed = (name: string): boolean => {
+  const lower = name.toLowerCase();
+  return (
+    HEADER_NAME.test(name) &&
+    !RESERVED_HEADERS.has(lower) &&
+    !RESERVED_HEADER_PREFIXES.some(prefix => lower.startsWith(prefix))
+  );
+};
+
+/** A header value: visible characters, spaces and tabs only (RFC 9110 field-value). */
+// eslint-disable-next-line no-control-regex
+const HEADER_VALUE_FORBIDDEN = /[\u0000-\u0008\u000a-\u001f\u007f]/;
 
 /**
  * A strict object that also accepts the guide's `header:<name>` entries (custom HTTP headers the
@@ -53,17 +79,22 @@ function withCustomHeaders<S extends z.ZodRawShape>(shape: S) {
           continue;
         }
         const name = key.slice('header:'.length);
-        if (!HEADER_NAME.test(name) || RESERVED_HEADERS.has(name.toLowerCase())) {
+        if (!isCustomHeaderAllowed(name)) {
           ctx.addIssue({
             code: 'custom',
             path: [key],
-            message: 'must name a valid HTTP header the hub does not set itself',
+            message:
+              'must name a valid HTTP header that is not hop-by-hop or framing (Connection, Transfer-Encoding, Content-Length, Proxy-*, …) and not one the hub sets itself (Content-Type, Host, X-Hub-Signature*, webhook-*, …)',
           });
-        } else if (typeof entry !== 'string' || entry.length > MAX_TEXT || /[\r\n]/.test(entry)) {
+        } else if (
+          typeof entry !== 'string' ||
+          entry.length > MAX_TEXT ||
+          HEADER_VALUE_FORBIDDEN.test(entry)
+        ) {
           ctx.addIssue({
             code: 'custom',
             path: [key],
-            message: `must be a single-line string of at most ${MAX_TEXT} characters`,
+            message: `must be a single-line string of at most ${MAX_TEXT} characters without control characters`,
           });
         }
       }
@@ -239,6 +270,26 @@ const SERVICES: Record<string, ServiceShape> = {
   },
 };
 
+/** The fewest bytes a `whsec_` key may decode to (128 bits; Standard Webhooks suggests 24-64). */
+export const MIN_STANDARD_KEY_BYTES = 16;
+
+/**
+ * A webhook secret. One starting `whsec_` is a Standard Webhooks key: the rest must be canonical
+ * base64 of at least {@link MIN_STANDARD_KEY_BYTES} bytes, or receivers' libraries could not
+ * verify what the hub signs (Node's decoder would silently skip the bad characters).
+ */
+const standardWebhooksSecret = secretText.superRefine((value, ctx) => {
+  if (!value.startsWith('whsec_')) return;
+  const key = value.slice('whsec_'.length);
+  const canonical = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(key);
+  if (!canonical || Buffer.from(key, 'base64').length < MIN_STANDARD_KEY_BYTES) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `a whsec_ secret must be whsec_ followed by base64 of at least ${MIN_STANDARD_KEY_BYTES} bytes`,
+    });
+  }
+});
+
 const webhookTarget: ServiceShape = {
   description:
     'A webhook target (`WebhookTransportTarget-<name>`; `ai-connector` is the AI Connector): where events are POSTed, which ones, how they are signed.',
@@ -261,7 +312,7 @@ const webhookTarget: ServiceShape = {
     retrySchedule: z.array(z.number().int().min(0).max(86_400)).min(1).max(20).optional(),
   }).default({}),
   secret: z
-    .union([secretText, z.object({ secret: secretText }).strict()])
+    .union([standardWebhooksSecret, z.object({ secret: standardWebhooksSecret }).strict()])
     .transform(value => (typeof value === 'string' ? { secret: value } : value))
     .optional(),
 };

@@ -14,6 +14,7 @@ import { agentOf } from '../auth/principal.js';
 import { MAX_TEXT, type ChatService } from '../chat/chat-service.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
+import { rowNumber } from '../validate.js';
 import { presentInteraction } from './agents.js';
 import { presentEvent } from './chat.js';
 
@@ -94,7 +95,7 @@ export function agentInteractionRoutes({
     params: interactionParams,
     query: z
       .object({
-        after: z.coerce.number().int().min(0).default(0),
+        after: rowNumber(0).default(0),
         limit: z.coerce.number().int().min(1).max(500).default(500),
       })
       .strict(),
@@ -317,7 +318,7 @@ export function agentInteractionRoutes({
     summary: 'Read receipt',
     auth: 'nexus:agent:*',
     params: interactionParams,
-    body: z.object({ seq: z.number().int().min(1) }).strict(),
+    body: z.object({ seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER) }).strict(),
     responses: { 200: { description: 'Recorded' } },
     async handle({ params, body, principal, res }) {
       const agent = agentOf(principal);

@@ -43,6 +43,7 @@ import { assertTenant, tenantOf, type Principal } from '../auth/principal.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 
+import { rowNumber } from '../validate.js';
 /** The largest media file a gateway may upload. */
 export const MEDIA_MAX_BYTES = 5 * 1024 * 1024;
 const MEDIA_TYPES =
@@ -812,7 +813,7 @@ export function smsRoutes(
     params: campaignParams,
     query: z
       .object({
-        after: z.coerce.number().int().min(0).optional(),
+        after: rowNumber(0).optional(),
         limit: z.coerce.number().int().min(1).max(1_000).default(100),
       })
       .strict(),

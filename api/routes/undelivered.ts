@@ -20,6 +20,7 @@ import {
 } from '../../queues/work.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
+import { rowNumber } from '../validate.js';
 
 export interface UndeliveredDeps {
   db: DatabasePool;
@@ -42,12 +43,12 @@ const listQuery = z
     queue: queueName.optional(),
     since: instant.optional(),
     limit: z.coerce.number().int().min(1).max(500).default(100),
-    before: z.coerce.number().int().positive().optional(),
+    before: rowNumber(1).optional(),
   })
   .strict();
 
 const idParams = z.object({
-  id: z.coerce.number().int().positive({ message: 'must be a positive integer' }),
+  id: rowNumber(1),
 });
 
 const replayAllBody = z

@@ -27,6 +27,7 @@ import { assertTenant, type Principal } from '../auth/principal.js';
 import { findTenant } from '../../db/queries/tenants.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
+import { rowNumber } from '../validate.js';
 import { webhookId } from '../../lib/webhook-payload.js';
 import { tenantId } from './tenants.js';
 
@@ -42,7 +43,7 @@ const tenantParams = z.object({ ccid: tenantId });
 const targetParams = z.object({ ccid: tenantId, name: targetName });
 const deliveryParams = z.object({
   ccid: tenantId,
-  id: z.coerce.number().int().positive({ message: 'must be a positive integer' }),
+  id: rowNumber(1),
 });
 
 const targetOut = z
@@ -98,7 +99,7 @@ const listQuery = z
     state: z.enum(['pending', 'delivered', 'failed']).optional(),
     since: instant.optional(),
     limit: z.coerce.number().int().min(1).max(500).default(100),
-    before: z.coerce.number().int().positive().optional(),
+    before: rowNumber(1).optional(),
   })
   .strict();
 
