@@ -118,6 +118,15 @@ export async function listEvents(
   return rows.map(toEvent);
 }
 
+/**
+ * The numbering lock on an interaction, taken by whoever writes its events or numbers its
+ * messages (the inbound processor, agent writes, reads, ends): `FOR NO KEY UPDATE`, which
+ * serialises them but does not conflict with the KEY SHARE lock the foreign keys of `messages`
+ * and `events` take on their interaction. `FOR UPDATE` would make every customer message's
+ * insert wait behind a numbering transaction, and a stuck one stall chat intake for everybody.
+ */
+export const NUMBERING_LOCK = sql.fragment`FOR NO KEY UPDATE`;
+
 const pendingMessage = z.object({
   id: z.string(),
   sender_type: z.string(),
@@ -141,7 +150,9 @@ export async function sequencePendingMessages(
 ): Promise<InteractionEvent[]> {
   // Lock the interaction first (unless the caller holds it): concurrent writers queue up here.
   if (!options.locked) {
-    await tx.query(sql.unsafe`SELECT 1 FROM interactions WHERE id = ${interactionId} FOR UPDATE`);
+    await tx.query(
+      sql.unsafe`SELECT 1 FROM interactions WHERE id = ${interactionId} ${NUMBERING_LOCK}`,
+    );
   }
   return sequencePendingMessagesOf(tx, [interactionId]);
 }

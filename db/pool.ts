@@ -77,16 +77,36 @@ export function databaseName(url: string): string {
 }
 
 /**
+ * The connection URL with the session's `lock_timeout` added to its `options` (any the operator
+ * set are kept). `options` travels in the startup packet of every connection the pool opens, a
+ * reconnection included, so no session runs without it and no query pays a round trip for a SET.
+ */
+export function sessionUrl(url: string, lockTimeoutMs: number): string {
+  const parsed = new URL(url);
+  const options = parsed.searchParams.get('options');
+  parsed.searchParams.set(
+    'options',
+    [options, `-c lock_timeout=${lockTimeoutMs}`].filter(Boolean).join(' '),
+  );
+  return parsed.toString();
+}
+
+/**
  * The PostgreSQL pool. Connections are opened lazily, so a database that is down at start or
- * restarts later fails queries (the API answers 503) but never the process.
+ * restarts later fails queries (the API answers 503) but never the process. Every session has a
+ * `lock_timeout` (a lock wait behind a stuck transaction fails with 55P03 instead of piling up
+ * requests: the API answers 503 `NEXUS_ERR_DB_BUSY`, a worker retries) and an
+ * `idle_in_transaction_session_timeout` (a process frozen inside a transaction loses its
+ * session, and so its locks).
  */
 export async function createDbPool(config: Config['db'], log: Logger): Promise<DatabasePool> {
-  const pool = await createPool(config.url, {
+  const pool = await createPool(sessionUrl(config.url, config.lockTimeoutMs), {
     maximumPoolSize: config.poolSize,
     connectionTimeout: 5_000,
     connectionRetryLimit: 1,
     idleTimeout: 30_000,
     statementTimeout: 30_000,
+    idleInTransactionSessionTimeout: config.idleInTransactionTimeoutMs,
     interceptors: [metricsInterceptor(databaseName(config.url))],
     typeParsers,
     captureStackTrace: false,

@@ -11,8 +11,10 @@ import { listQueues } from './queries/routing-queues.js';
  * until an agent who serves the queue is ready and has room; the agent idle the longest is
  * offered it, and the queue drains oldest first. The agent accepts (assigned), rejects, or lets
  * the offer expire (it waits again, for another agent). Correct with any number of API and worker replicas routing
- * at once: the interaction is taken with `FOR UPDATE SKIP LOCKED` (never assigned twice) and the
- * agent row is locked before its load is counted (never above capacity).
+ * at once: the interaction is taken with `FOR NO KEY UPDATE SKIP LOCKED` (never assigned twice) and
+ * the agent row is locked before its load is counted (never above capacity). Rows are locked
+ * `FOR NO KEY UPDATE`, never `FOR UPDATE`: no key changes, and the foreign keys' KEY SHARE locks
+ * (a customer message inserted meanwhile) must not wait on routing.
  */
 
 /**
@@ -149,7 +151,7 @@ export async function routeQueue(
             AND i.routing_state = 'queued' AND i.state = 'open'
             AND NOT (i.id = ANY(${sql.array(skip, 'uuid')}))
           ORDER BY i.queued_at, i.id LIMIT 1
-          FOR UPDATE OF i SKIP LOCKED`,
+          FOR NO KEY UPDATE OF i SKIP LOCKED`,
       );
       if (!waiting) return undefined;
       const candidates = await tx.any(sql.type(candidate)`
@@ -167,7 +169,7 @@ export async function routeQueue(
         if (waiting.preferred && agent.id !== waiting.preferred) continue;
         // Lock the agent, then count its load: nobody else can give it work until we commit.
         const locked = await tx.maybeOne(sql.type(z.object({ id: z.string() }))`
-          SELECT id FROM agents WHERE id = ${agent.id} AND ready AND enabled FOR UPDATE SKIP LOCKED`);
+          SELECT id FROM agents WHERE id = ${agent.id} AND ready AND enabled FOR NO KEY UPDATE SKIP LOCKED`);
         if (!locked) continue;
         const load = await agentLoad(tx, agent.id);
         if (load >= agent.capacity) continue;
@@ -245,7 +247,7 @@ export async function acceptOffer(
       FROM interactions
       WHERE id = ${interaction.id} AND tenant_id = ${interaction.tenantId} AND state = 'open'
         AND routing_state = 'offered' AND assigned_agent_id = ${agent.id} AND offer_expires_at > now()
-      FOR UPDATE`,
+      FOR NO KEY UPDATE`,
   );
   if (!offer) throw new AppError('NEXUS_ERR_OFFER_INVALID');
   await tx.query(sql.unsafe`
@@ -339,7 +341,7 @@ export async function expireOffers(
         WITH due AS (
           SELECT id, assigned_agent_id FROM interactions
           WHERE routing_state = 'offered' AND offer_expires_at <= now()
-          FOR UPDATE SKIP LOCKED
+          FOR NO KEY UPDATE SKIP LOCKED
         )
         UPDATE interactions i SET routing_state = 'queued', assigned_agent_id = NULL,
                offer_expires_at = NULL, updated_at = now()
@@ -511,7 +513,7 @@ export async function transferInteraction(
     SELECT queue_name FROM interactions
     WHERE id = ${interaction.id} AND tenant_id = ${interaction.tenantId} AND state = 'open'
       AND routing_state = 'assigned' AND assigned_agent_id = ${from.id}
-    FOR UPDATE`);
+    FOR NO KEY UPDATE`);
   if (!current) throw new AppError('NEXUS_ERR_NOT_ASSIGNED');
   let queue: string;
   let preferred: string | null = null;

@@ -506,7 +506,7 @@ export async function lockFailedDeliveries(
     SELECT id, event_id FROM webhook_deliveries
     WHERE tenant_id = ${tenantId} AND target = ${target} AND state = 'failed'
       AND created_at >= ${since.toISOString()}
-    ORDER BY id LIMIT ${limit} FOR UPDATE SKIP LOCKED`);
+    ORDER BY id LIMIT ${limit} FOR NO KEY UPDATE SKIP LOCKED`);
 }
 
 /**

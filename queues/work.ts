@@ -301,7 +301,7 @@ export async function claimDueWork(
       WHERE state = 'pending' AND next_sweep_at <= now()
       ORDER BY next_sweep_at
       LIMIT ${limit}
-      FOR UPDATE SKIP LOCKED)
+      FOR NO KEY UPDATE SKIP LOCKED)
     RETURNING id, queue, job_id, tenant_id, payload, state, created_at, updated_at`);
 }
 

@@ -54,7 +54,7 @@ export async function findService(
 ): Promise<ServiceRow | undefined> {
   const row = await db.maybeOne(sql.type(serviceRow)`
     SELECT ${columns} FROM services WHERE tenant_id = ${tenantId} AND name = ${name}
-    ${options.lock ? sql.fragment`FOR UPDATE` : sql.fragment``}`);
+    ${options.lock ? sql.fragment`FOR NO KEY UPDATE` : sql.fragment``}`);
   return row ?? undefined;
 }
 
@@ -85,7 +85,7 @@ export async function listServicesSealedWithOtherKeys(
   return db.any(sql.type(serviceRow)`
     SELECT ${columns} FROM services
     WHERE secret_sealed IS NOT NULL AND secret_key_id IS DISTINCT FROM ${currentKeyId}
-    ORDER BY tenant_id, name LIMIT ${limit} FOR UPDATE SKIP LOCKED`);
+    ORDER BY tenant_id, name LIMIT ${limit} FOR NO KEY UPDATE SKIP LOCKED`);
 }
 
 export async function resealService(

@@ -109,7 +109,7 @@ export async function applyCampaignStatus(
       : sql.fragment`provider_message_id = ${where.providerMessageId}`;
   const record = await tx.maybeOne(sql.type(campaignRecordRow)`
     SELECT ${columns} FROM sms_campaign_records
-    WHERE tenant_id = ${where.tenantId} AND ${condition} LIMIT 1 FOR UPDATE`);
+    WHERE tenant_id = ${where.tenantId} AND ${condition} LIMIT 1 FOR NO KEY UPDATE`);
   if (!record) return false;
   const next = mergeStatus(record.delivery_status, report.status);
   await tx.query(sql.unsafe`

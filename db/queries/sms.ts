@@ -43,7 +43,7 @@ export async function acceptInboundSms(
     SELECT id FROM interactions
     WHERE tenant_id = ${sms.tenantId} AND channel = ${sms.channel.name}
       AND customer_address = ${sms.from} AND state = 'open'
-    FOR UPDATE`);
+    FOR NO KEY UPDATE`);
   const inserted = await tx.maybeOneFirst(sql.type(z.object({ id: z.string() }))`
     INSERT INTO messages (id, tenant_id, interaction_id, direction, sender_type, sender_id, text,
                           client_message_id)
@@ -190,7 +190,7 @@ export async function lockSmsStatus(
     z.object({ id: z.string(), delivery_status: z.string().nullable() }),
   )`SELECT id, delivery_status FROM messages
      WHERE ${condition} AND direction = 'outbound' AND delivery_status IS NOT NULL
-     ORDER BY created_at DESC LIMIT 1 FOR UPDATE`);
+     ORDER BY created_at DESC LIMIT 1 FOR NO KEY UPDATE`);
   return row ?? undefined;
 }
 

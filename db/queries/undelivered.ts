@@ -98,7 +98,7 @@ export async function lockOpenUndelivered(
     WHERE ${where({ ...filter, openOnly: true })}
     ORDER BY last_attempt_at, id
     LIMIT ${limit}
-    FOR UPDATE SKIP LOCKED`);
+    FOR NO KEY UPDATE SKIP LOCKED`);
 }
 
 export async function markReplayed(tx: CommonQueryMethods, ids: readonly number[]): Promise<void> {

@@ -16,12 +16,14 @@ import {
 import { findCustomerAddress } from '../../db/queries/sms.js';
 import {
   appendEvents,
+  NUMBERING_LOCK,
   sequencePendingMessagesOf,
   type InteractionEvent,
 } from '../../db/conversation.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { GroupCommit } from '../../lib/group-commit.js';
 import type { Logger } from '../../lib/logger.js';
+import { normalisePhone } from '../../lib/phone.js';
 import { queueInteraction, requeueParked, routeQueue } from '../../db/routing.js';
 import {
   inboundQueue,
@@ -42,8 +44,10 @@ export function identifiersOf(session: {
   const identifiers: Identifier[] = [];
   const email = session.email?.trim().toLowerCase();
   if (email) identifiers.push({ kind: 'email', value: email });
-  const phone = session.phone?.replace(/[^\d+]/g, '');
-  if (phone && /\d{4,}/.test(phone)) identifiers.push({ kind: 'phone', value: phone });
+  // The form SMS threads store (lib/phone.ts), so a chat and a text from one phone match one
+  // contact; a value that is no phone number identifies nobody.
+  const phone = session.phone ? normalisePhone(session.phone) : undefined;
+  if (phone) identifiers.push({ kind: 'phone', value: phone });
   const external = session.user_data.customerId;
   if (typeof external === 'string' && external.trim()) {
     identifiers.push({ kind: 'external', value: external.trim() });
@@ -149,78 +153,98 @@ export function createInboundProcessor(deps: {
   queues?: QueueSet;
 }): Processor<typeof inboundQueue> {
   const notBuilt = parkUntilBuilt(inboundQueue, 'inbound SMS, third-party and email');
-  const batch = new GroupCommit<{ jobId: string; interactionId: string }, { stale: boolean }>(
-    async items => {
-      const ids = [...new Set(items.map(item => item.interactionId))].sort();
-      const { events, done, queued } = await deps.db.transaction(async tx => {
-        const interactions = await tx.any(
-          sql.type(interactionRow.extend({ started: z.boolean() }))`
-            SELECT id, tenant_id, media, subtype, state, endpoint, contact_id, last_seq, created_at,
-                   updated_at, finished_at, started_event_at IS NOT NULL AS started
-            FROM interactions WHERE id = ANY(${sql.array(ids, 'uuid')}) ORDER BY id FOR UPDATE`,
-        );
-        const written: InteractionEvent[] = [];
-        const queued = new Map<string, { tenantId: string; queue: string }>();
-        for (const interaction of interactions) {
-          if (interaction.started) continue;
-          written.push(...(await startChat(tx, interaction)));
-          const queue = await queueInteraction(tx, interaction);
-          if (queue) {
-            queued.set(`${interaction.tenant_id}/${queue}`, {
-              tenantId: interaction.tenant_id,
-              queue,
-            });
-          }
+  /**
+   * Handles jobs in one transaction. The numbering lock (NUMBERING_LOCK, `FOR NO KEY UPDATE`)
+   * serialises numbering, but does not conflict with the KEY SHARE lock a customer message's
+   * insert takes on its interaction (foreign key), so intake never waits on a batch, even a
+   * frozen one. With `skipLocked` (the group commit's batches) an interaction locked by someone
+   * else (another batch, an agent's write) is skipped instead of waited for, so one busy chat
+   * holds up no other: its jobs answer `skipped` and are run again alone, waiting for the lock at
+   * most the session's `lock_timeout` (then the job fails and retries).
+   */
+  const run = async (
+    items: readonly { jobId: string; interactionId: string }[],
+    skipLocked: boolean,
+  ): Promise<{ stale: boolean; skipped: boolean }[]> => {
+    const ids = [...new Set(items.map(item => item.interactionId))].sort();
+    const { events, done, queued, locked } = await deps.db.transaction(async tx => {
+      const interactions = await tx.any(
+        sql.type(interactionRow.extend({ started: z.boolean() }))`
+          SELECT id, tenant_id, media, subtype, state, endpoint, contact_id, last_seq, created_at,
+                 updated_at, finished_at, started_event_at IS NOT NULL AS started
+          FROM interactions WHERE id = ANY(${sql.array(ids, 'uuid')}) ORDER BY id
+          ${NUMBERING_LOCK} ${skipLocked ? sql.fragment`SKIP LOCKED` : sql.fragment``}`,
+      );
+      // Skipped (or missing: the run alone completes those) interactions are not touched.
+      const locked = new Set(skipLocked ? interactions.map(row => row.id) : ids);
+      const lockedIds = ids.filter(id => locked.has(id));
+      const written: InteractionEvent[] = [];
+      const queued = new Map<string, { tenantId: string; queue: string }>();
+      for (const interaction of interactions) {
+        if (interaction.started) continue;
+        written.push(...(await startChat(tx, interaction)));
+        const queue = await queueInteraction(tx, interaction);
+        if (queue) {
+          queued.set(`${interaction.tenant_id}/${queue}`, {
+            tenantId: interaction.tenant_id,
+            queue,
+          });
         }
-        const sequenced = await sequencePendingMessagesOf(tx, ids);
-        written.push(...sequenced);
-        // A customer writing to a parked chat brings it back to the queue, for its agent first.
-        const wrote = sequenced
-          .filter(event => (event.data.from as { type?: string } | undefined)?.type === 'customer')
-          .map(event => event.interactionId);
-        const requeued = await requeueParked(tx, [...new Set(wrote)]);
-        written.push(...requeued.events);
-        for (const back of requeued.queues) queued.set(`${back.tenantId}/${back.queue}`, back);
-        const completed = await completeWorks(
-          tx,
-          inboundQueue.name,
-          items.map(item => item.jobId),
-          { countAttempt: true },
-        );
-        return { events: written, done: completed, queued: [...queued.values()] };
-      });
-      deps.publisher.events(events);
-      // New interactions wait in their queues: hand them to agents now (the maintenance sweep
-      // routes anything left waiting).
-      for (const { tenantId, queue } of queued) {
-        await routeQueue(
-          deps.db,
-          tenantId,
-          queue,
-          routed => deps.publisher.events(routed),
-          offer => {
-            if (deps.queues && deps.log) scheduleOfferTimeout(deps.queues, offer, deps.log);
-          },
-        ).catch((error: unknown) =>
-          deps.log?.warn({ err: error, queue }, 'routing failed; the sweep retries'),
-        );
       }
-      return items.map(item => ({ stale: !done.has(item.jobId) }));
-    },
-    100,
-    1,
-  );
+      const sequenced = await sequencePendingMessagesOf(tx, lockedIds);
+      written.push(...sequenced);
+      // A customer writing to a parked chat brings it back to the queue, for its agent first.
+      const wrote = sequenced
+        .filter(event => (event.data.from as { type?: string } | undefined)?.type === 'customer')
+        .map(event => event.interactionId);
+      const requeued = await requeueParked(tx, [...new Set(wrote)]);
+      written.push(...requeued.events);
+      for (const back of requeued.queues) queued.set(`${back.tenantId}/${back.queue}`, back);
+      const completed = await completeWorks(
+        tx,
+        inboundQueue.name,
+        items.filter(item => locked.has(item.interactionId)).map(item => item.jobId),
+        { countAttempt: true },
+      );
+      return { events: written, done: completed, queued: [...queued.values()], locked };
+    });
+    deps.publisher.events(events);
+    // New interactions wait in their queues: hand them to agents now (the maintenance sweep
+    // routes anything left waiting).
+    for (const { tenantId, queue } of queued) {
+      await routeQueue(
+        deps.db,
+        tenantId,
+        queue,
+        routed => deps.publisher.events(routed),
+        offer => {
+          if (deps.queues && deps.log) scheduleOfferTimeout(deps.queues, offer, deps.log);
+        },
+      ).catch((error: unknown) =>
+        deps.log?.warn({ err: error, queue }, 'routing failed; the sweep retries'),
+      );
+    }
+    return items.map(item =>
+      locked.has(item.interactionId)
+        ? { stale: !done.has(item.jobId), skipped: false }
+        : { stale: false, skipped: true },
+    );
+  };
+  const batch = new GroupCommit<
+    { jobId: string; interactionId: string },
+    { stale: boolean; skipped: boolean }
+  >(items => run(items, true), 100, 1);
   const processor = async (payload: InboundPayload, ctx: JobContext) => {
     // Web chat and SMS arrive stored (interaction and message); other channels are not built yet.
     if (!payload.interactionId || (payload.channel !== 'chat' && payload.channel !== 'sms')) {
       return notBuilt(payload, ctx);
     }
     ctx.completedHere();
-    const { stale } = await batch.submit({
-      jobId: ctx.job.id ?? '',
-      interactionId: payload.interactionId,
-    });
-    if (stale) throw new StaleWorkError();
+    const item = { jobId: ctx.job.id ?? '', interactionId: payload.interactionId };
+    let result = await batch.submit(item);
+    // Its chat was busy: run alone (outside the batch's slot), waiting for the lock.
+    if (result.skipped) result = (await run([item], false))[0] ?? result;
+    if (result.stale) throw new StaleWorkError();
   };
   // The batch's completion counts the attempt: no separate claim round trip (and commit) per job.
   return Object.assign(processor, { claimsItself: true });
