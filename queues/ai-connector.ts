@@ -13,7 +13,7 @@ export const aiConnectorQueue = defineQueue({
   name: 'ai-connector',
   schema: aiConnectorPayload,
   jobOptions: { attempts: 5, backoff: { type: 'exponential', delay: 1_000 }, ...DEFAULT_RETENTION },
-  jobId: p => jobIdFrom('ai-connector', p.messageId, p.connector),
+  jobId: p => jobIdFrom('ai-connector', p.tenantId, p.messageId, p.connector),
   tenantOf: p => p.tenantId,
   durable: true,
 });

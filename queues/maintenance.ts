@@ -24,6 +24,8 @@ export const maintenanceQueue = defineQueue({
   name: 'maintenance',
   schema: maintenancePayload,
   jobOptions: { attempts: 1, removeOnComplete: { count: 100 }, removeOnFail: { count: 100 } },
+  // Housekeeping belongs to no tenant: the sweep is one job for the deployment, and an offer's
+  // timeout is keyed on its interaction's id, a UUID no two tenants share.
   jobId: p =>
     p.task === 'offer-timeout'
       ? jobIdFrom('maintenance', p.task, p.interactionId, p.expiresAt)

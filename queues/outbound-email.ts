@@ -12,7 +12,7 @@ export const outboundEmailQueue = defineQueue({
   name: 'outbound-email',
   schema: outboundEmailPayload,
   jobOptions: { attempts: 6, backoff: { type: 'exponential', delay: 5_000 }, ...DEFAULT_RETENTION },
-  jobId: p => jobIdFrom('outbound-email', p.recordId),
+  jobId: p => jobIdFrom('outbound-email', p.tenantId, p.recordId),
   tenantOf: p => p.tenantId,
   durable: true,
 });

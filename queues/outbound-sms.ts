@@ -14,7 +14,7 @@ export const outboundSmsQueue = defineQueue({
   name: 'outbound-sms',
   schema: outboundSmsPayload,
   jobOptions: { attempts: 6, backoff: { type: 'exponential', delay: 2_000 }, ...DEFAULT_RETENTION },
-  jobId: p => jobIdFrom('outbound-sms', p.messageId),
+  jobId: p => jobIdFrom('outbound-sms', p.tenantId, p.messageId),
   tenantOf: p => p.tenantId,
   durable: true,
 });

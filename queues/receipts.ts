@@ -16,7 +16,9 @@ export const receiptsQueue = defineQueue({
   name: 'receipts',
   schema: receiptPayload,
   jobOptions: { attempts: 8, backoff: { type: 'exponential', delay: 1_000 }, ...DEFAULT_RETENTION },
-  jobId: p => jobIdFrom('receipts', p.provider, p.providerMessageId, p.status),
+  // Providers' ids are unique per account, not across tenants: two tenants' aggregators may give
+  // the same id, and a tenant may post another's. The tenant keeps their receipts apart.
+  jobId: p => jobIdFrom('receipts', p.tenantId, p.provider, p.providerMessageId, p.status),
   tenantOf: p => p.tenantId,
   durable: true,
 });

@@ -43,11 +43,24 @@ export const webhooksQueue = defineQueue({
     backoff: { type: 'exponential', delay: 5_000 },
     ...DEFAULT_RETENTION,
   },
-  // A delivery is in one batch only (the dispatcher takes it off the dispatch queue), so its id names the batch.
+  // A delivery is in one batch only (the dispatcher takes it off the dispatch queue), so its id
+  // names the batch. Batch ids start `webhooks.batch.` (the index of pending batches in migration
+  // 0016 selects them by it); a single delivery's start `webhooks.delivery.`, so no tenant id
+  // (`batch` is a valid one) can make a single delivery look like a batch.
   jobId: p =>
     isDeliveryBatch(p)
-      ? jobIdFrom('webhooks', 'batch', String(p.deliveryIds[0]))
-      : jobIdFrom('webhooks', p.eventId, p.targetId),
+      ? jobIdFrom('webhooks', 'batch', p.tenantId, String(p.deliveryIds[0]))
+      : jobIdFrom('webhooks', 'delivery', p.tenantId, p.eventId, p.targetId),
   tenantOf: p => p.tenantId,
   durable: true,
 });
+
+/**
+ * The job ids a delivery's own work may carry, newest form first: work recorded before job ids
+ * carried the tenant (migration 0017's release) keeps its stored id, `webhooks.<event>.<target>`,
+ * and a replay must find it under that id.
+ */
+export const deliveryJobIds = (p: SingleDelivery): readonly string[] => [
+  webhooksQueue.jobId(p),
+  jobIdFrom('webhooks', p.eventId, p.targetId),
+];

@@ -1,4 +1,4 @@
-import type { DatabasePool } from 'slonik';
+import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { markJobsReplayed } from '../../db/queries/undelivered.js';
 import type { attemptView, targetView } from '../../db/webhooks.js';
@@ -16,7 +16,7 @@ import {
 } from '../../db/webhooks.js';
 import { AppError } from '../../lib/errors.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
-import { webhooksQueue } from '../../queues/webhooks.js';
+import { deliveryJobIds } from '../../queues/webhooks.js';
 import {
   redispatchWork,
   reopenFailedWork,
@@ -148,13 +148,25 @@ const presentAttempt = (row: z.infer<typeof attemptView>): z.infer<typeof attemp
   error: row.error,
 });
 
-const jobIdOf = (tenant: string, delivery: { id: number; event_id: string; target: string }) =>
-  webhooksQueue.jobId({
+/** Reopens a failed delivery's work, under whichever of its job ids it was recorded. */
+async function reopenDeliveryWork(
+  tx: CommonQueryMethods,
+  tenant: string,
+  delivery: { id: number; event_id: string; target: string },
+  sweepAfterMs: number,
+): Promise<WorkRow | null> {
+  const ids = deliveryJobIds({
     tenantId: tenant,
     eventId: delivery.event_id,
     targetId: delivery.target,
     deliveryId: delivery.id,
   });
+  for (const jobId of ids) {
+    const work = await reopenFailedWork(tx, 'webhooks', jobId, sweepAfterMs);
+    if (work) return work;
+  }
+  return null;
+}
 
 /**
  * The delivery log and recovery of a tenant's webhook targets (docs/webhooks.md): targets and
@@ -254,8 +266,12 @@ export function webhookRoutes(
         const batch = failed.slice(0, body.limit);
         const works: WorkRow[] = [];
         for (const delivery of batch) {
-          const jobId = jobIdOf(params.ccid, { ...delivery, target: params.name });
-          const work = await reopenFailedWork(tx, 'webhooks', jobId, deps.enqueue.sweepAfterMs);
+          const work = await reopenDeliveryWork(
+            tx,
+            params.ccid,
+            { ...delivery, target: params.name },
+            deps.enqueue.sweepAfterMs,
+          );
           if (work) works.push(work);
         }
         await reopenDeliveries(
@@ -339,15 +355,14 @@ export function webhookRoutes(
       const row = await findDelivery(db, params.ccid, params.id);
       if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `delivery ${params.id} not found`);
       await enabledTarget(params.ccid, row.target);
-      const jobId = jobIdOf(params.ccid, row);
       const work = await db.transaction(async tx => {
         const reopened =
           row.state === 'failed'
-            ? await reopenFailedWork(tx, 'webhooks', jobId, deps.enqueue.sweepAfterMs)
+            ? await reopenDeliveryWork(tx, params.ccid, row, deps.enqueue.sweepAfterMs)
             : null;
         if (!reopened) throw new AppError('NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE');
         await reopenDeliveries(tx, [row.id]);
-        await markJobsReplayed(tx, 'webhooks', [jobId]);
+        await markJobsReplayed(tx, 'webhooks', [reopened.job_id]);
         return reopened;
       });
       await redispatchWork(deps.enqueue, [work]);

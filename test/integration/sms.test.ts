@@ -3,6 +3,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { EVENT_DATA } from '../../lib/event-catalogue.js';
+import { outboundSmsQueue } from '../../queues/outbound-sms.js';
 import { createHmac } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../lib/logger.js';
@@ -54,7 +55,7 @@ async function setup(h: Harness, outbound = false) {
     .put(`/nexus/v3/provisioning/endpoints/${TENANT}/SmsDesk`)
     .set(admin)
     .send({})
-    .expect(200);
+    .expect(201);
   await request(api.url)
     .put(`/nexus/v3/provisioning/queues/${TENANT}/Sms`)
     .set(admin)
@@ -620,7 +621,9 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
       expect(others).toHaveLength(5);
       expect(Math.max(...others) - Math.min(...others)).toBeGreaterThanOrEqual(900);
       // The throttled message used one attempt, as if the 429 never happened.
-      const job = await h().queues.get('outbound-sms').getJob(`outbound-sms.${throttledId}`);
+      const job = await h()
+        .queues.get('outbound-sms')
+        .getJob(outboundSmsQueue.jobId({ tenantId: TENANT, messageId: throttledId }));
       expect(job?.attemptsMade).toBe(1);
     } finally {
       await aggregator.close();
