@@ -4,6 +4,7 @@ import { z } from 'zod';
 import {
   deleteChannel,
   findChannel,
+  findSenderOwner,
   listChannels,
   upsertChannel,
   type ChannelRow,
@@ -92,7 +93,8 @@ const channelParams = z.object({ ccid: tenantId, name: channelName });
  * `/nexus/v3/provisioning/channels/{ccid}/{name}`: the guide's `chat.<name>` sections (SMS
  * sender ids: channelId, channelType, endpoint, interactionSubtype, interactionType, media,
  * cxcOnly, provider) and `cxc.<name>` sections (email domains: channelId, channelType,
- * provider). A channelId belongs to one section of a tenant.
+ * provider). A channelId (a sender id) belongs to one section of one tenant: the database's
+ * unique index refuses a second claim, so two concurrent claims cannot both win.
  */
 export function channelRoutes({ api, db, bus }: ChannelRouteDeps): void {
   const tenantFor = async (principal: Principal, ccid: string) => {
@@ -109,7 +111,7 @@ export function channelRoutes({ api, db, bus }: ChannelRouteDeps): void {
       tag: 'Channels',
       summary: method === 'post' ? 'Create or replace a channel' : 'Replace a channel',
       description:
-        '`chat.*` sections need `endpoint`; defaults as the guide: channelType `sms`, interactionSubtype `SMS`, interactionType `Inbound`, media `chat`, cxcOnly false, provider `Portico`. `cxc.*` sections default channelType to `email`. Answers 201 when created, 200 when replaced.',
+        '`chat.*` sections need `endpoint`; defaults as the guide: channelType `sms`, interactionSubtype `SMS`, interactionType `Inbound`, media `chat`, cxcOnly false, provider `Portico`. `cxc.*` sections default channelType to `email`. Answers 201 when created, 200 when replaced. A `channelId` (number, short code, Async channel id, email domain) belongs to one channel of one tenant: 409 `NEXUS_ERR_CHANNEL_ID_TAKEN` when another channel of the tenant has it, 409 `NEXUS_ERR_SENDER_TAKEN` when another tenant does (numbers compare however written: `+1 800 555 0100` is `18005550100`).',
       auth: 'nexus:provisioning:*',
       params: channelParams,
       body: channelBody,
@@ -140,10 +142,21 @@ export function channelRoutes({ api, db, bus }: ChannelRouteDeps): void {
           reply(res, created ? 201 : 200, present(row));
         } catch (error) {
           if (error instanceof UniqueIntegrityConstraintViolationError) {
+            // Whose it is decides the answer; another tenant's channel is not named.
+            const owner = await findSenderOwner(db, body.channelId);
+            if (owner?.tenantId === params.ccid) {
+              throw new AppError(
+                'NEXUS_ERR_CHANNEL_ID_TAKEN',
+                `body.channelId: channel ${owner.name} of tenant ${params.ccid} has channelId ${body.channelId}`,
+                'body.channelId',
+                { cause: error },
+              );
+            }
             throw new AppError(
-              'NEXUS_ERR_CHANNEL_ID_TAKEN',
-              `Another channel of tenant ${params.ccid} has channelId ${body.channelId}`,
+              'NEXUS_ERR_SENDER_TAKEN',
+              `body.channelId: ${body.channelId} is another tenant's sender id; it must be released there first`,
               'body.channelId',
+              { cause: error },
             );
           }
           throw error;

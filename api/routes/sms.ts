@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { z } from 'zod';
-import { findChannelByChannelId, type ChannelRow } from '../../db/queries/channels.js';
+import { findChannelBySender, type ChannelRow } from '../../db/queries/channels.js';
 import {
   acceptInboundSms,
   changeConsent,
@@ -16,6 +16,7 @@ import { DEFAULT_HELP_TEXT, keywordAction, tenantKeywordTables } from '../../lib
 import { smsSegments } from '../../lib/sms-segments.js';
 import { outboundSmsQueue } from '../../queues/outbound-sms.js';
 import { AppError } from '../../lib/errors.js';
+import { parsePhone } from '../../lib/phone.js';
 import type { Logger } from '../../lib/logger.js';
 import { inboundQueue } from '../../queues/inbound.js';
 import { receiptsQueue } from '../../queues/receipts.js';
@@ -42,24 +43,27 @@ import type { SecretBox } from '../../lib/secrets.js';
 import { assertTenant, tenantOf, type Principal } from '../auth/principal.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
-
 import { rowNumber } from '../validate.js';
+
 /** The largest media file a gateway may upload. */
 export const MEDIA_MAX_BYTES = 5 * 1024 * 1024;
 const MEDIA_TYPES =
   /^(image\/(jpeg|png|gif|webp)|audio\/[a-z0-9.+-]+|video\/(mp4|3gpp|quicktime)|application\/pdf)$/;
 
-/** A phone number as the hub stores it: digits, with a leading "+" when given. */
-export function normalisePhone(value: string): string {
-  const trimmed = value.trim();
-  return `${trimmed.startsWith('+') ? '+' : ''}${trimmed.replace(/\D/g, '')}`;
-}
-
+/**
+ * A customer's phone number, normalised where it enters (lib/phone.ts): E.164, or a short code
+ * as it is. `+1 (555) 123-4567`, `15551234567` and ` 15551234567` (a `+` lost to form decoding)
+ * are one phone, so one conversation and one contact.
+ */
 const phone = z
   .string()
   .max(64)
-  .refine(value => /^\+?\d{3,20}$/.test(normalisePhone(value)), 'must be a phone number')
-  .refine(value => /^[\s\d+().-]+$/.test(value), 'must be a phone number');
+  .transform((value, ctx) => {
+    const parsed = parsePhone(value);
+    if (parsed.ok) return parsed.value;
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.reason });
+    return z.NEVER;
+  });
 
 /**
  * The MO form aggregators post (Kaleyra/mGage style): `device_address` (the customer),
@@ -99,18 +103,17 @@ const moBody = z
       'Form fields or JSON. Without `message_id`, a retried MO cannot be recognised and is stored again.',
   });
 
-/** The channel a message to `address` belongs to: exact, then with or without a leading "+". */
+/**
+ * The tenant's `chat.*` channel a message to `address` belongs to, however the number is written
+ * (with or without "+", spaces, "00"): a sender id is one channel's (migration 0017).
+ */
 async function channelFor(
   db: DatabasePool,
   tenant: string,
   address: string,
 ): Promise<ChannelRow | undefined> {
-  const digits = address.replace(/\D/g, '');
-  for (const candidate of new Set([address, normalisePhone(address), `+${digits}`, digits])) {
-    const channel = await findChannelByChannelId(db, tenant, candidate);
-    if (channel?.name.startsWith('chat.')) return channel;
-  }
-  return undefined;
+  const channel = await findChannelBySender(db, tenant, address);
+  return channel?.name.startsWith('chat.') ? channel : undefined;
 }
 
 /**
@@ -142,7 +145,7 @@ export function smsRoutes(
     body: z.infer<typeof moBody>,
     source: string,
   ): Promise<{ messageId: string | null; interactionId: string | null; duplicate: boolean }> => {
-    const from = normalisePhone(body.device_address);
+    const from = body.device_address;
     const externalId = body.message_id ?? randomUUID();
     const channel = await channelFor(db, tenant, body.inbound_address);
     if (!channel) {
@@ -408,7 +411,7 @@ export function smsRoutes(
     },
     async handle({ params, query, principal, res }) {
       assertTenant(principal, params.ccid);
-      const address = normalisePhone(query.address);
+      const address = query.address;
       const ledger = await consentOf(db, params.ccid, address);
       reply(res, 200, {
         address,
@@ -738,7 +741,7 @@ export function smsRoutes(
           campaign: params.campaign,
           recordId: record.id,
           sender: channel.channel_id,
-          address: normalisePhone(record.to),
+          address: record.to,
           text: record.text,
           encoding: size.encoding,
           segments: size.segments,

@@ -35,8 +35,8 @@ export interface ChannelDefinition {
 
 /**
  * Creates or replaces a channel section. Throws slonik's UniqueIntegrityConstraintViolationError
- * (constraint `channels_tenant_channel_id_key`) when another section of the tenant has the
- * channel id.
+ * when another channel has the sender id (`channels_sender_key_idx`, migration 0017: a number,
+ * short code or domain belongs to one channel of one tenant); {@link findSenderOwner} says whose.
  */
 export async function upsertChannel(
   db: CommonQueryMethods,
@@ -77,6 +77,33 @@ export async function findChannelByChannelId(
   const row = await db.maybeOne(sql.type(channelRow)`
     SELECT ${columns} FROM channels WHERE tenant_id = ${tenantId} AND channel_id = ${channelId}`);
   return row ?? undefined;
+}
+
+/**
+ * The tenant's channel of a sender id however the number is written (`+1 800 555 0100`,
+ * `18005550100` and `+18005550100` are one number; see `channels_sender_key`).
+ */
+export async function findChannelBySender(
+  db: CommonQueryMethods,
+  tenantId: string,
+  sender: string,
+): Promise<ChannelRow | undefined> {
+  const row = await db.maybeOne(sql.type(channelRow)`
+    SELECT ${columns} FROM channels
+    WHERE channels_sender_key(channel_id) = channels_sender_key(${sender})
+      AND tenant_id = ${tenantId}`);
+  return row ?? undefined;
+}
+
+/** Which tenant's channel holds a sender id, if any. */
+export async function findSenderOwner(
+  db: CommonQueryMethods,
+  sender: string,
+): Promise<{ tenantId: string; name: string } | undefined> {
+  const row = await db.maybeOne(sql.type(z.object({ tenant_id: z.string(), name: z.string() }))`
+    SELECT tenant_id, name FROM channels
+    WHERE channels_sender_key(channel_id) = channels_sender_key(${sender})`);
+  return row ? { tenantId: row.tenant_id, name: row.name } : undefined;
 }
 
 export async function listChannels(

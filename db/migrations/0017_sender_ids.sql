@@ -1,0 +1,45 @@
+-- A sender id belongs to one tenant (issue 16, defect 2). Channel ids were unique per tenant
+-- only, so a tenant could provision another's SMS number and take its MO traffic, or send from it.
+--
+-- Numbers are compared as the hub reads them: `+1 (800) 555-0100`, `18005550100` and
+-- `+18005550100` are one number (lib/phone.ts: separators dropped, `+` or a leading `00` implied).
+-- Anything else (an Async gateway's channel id, an email domain) compares trimmed and
+-- case-insensitively.
+CREATE FUNCTION channels_sender_key(channel_id text) RETURNS text
+  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+  AS $$
+    SELECT CASE
+      WHEN channel_id ~ '^\s*\+?[0-9 ().-]*[0-9][0-9 ().-]*$'
+        THEN regexp_replace(regexp_replace(channel_id, '[^0-9]', '', 'g'), '^00(?=[0-9]{5})', '')
+      ELSE lower(btrim(channel_id))
+    END
+  $$;
+
+-- A database where a sender id is already claimed twice cannot take the index. Nothing is
+-- guessed (which tenant keeps a number decides who receives its texts): the migration stops and
+-- names the rows; the operator deletes the channels that must go
+-- (DELETE /nexus/v3/provisioning/channels/{ccid}/{name}) and starts the hub again.
+DO $$
+DECLARE
+  clashes text;
+BEGIN
+  SELECT string_agg(format('%s: %s', key, claims), '; ' ORDER BY key) INTO clashes
+  FROM (
+    SELECT channels_sender_key(channel_id) AS key,
+           string_agg(format('tenant %s channel %s (channelId %s, since %s)', tenant_id, name,
+                             channel_id, created_at), ', ' ORDER BY created_at) AS claims
+    FROM channels
+    GROUP BY 1
+    HAVING count(*) > 1
+  ) twice;
+  IF clashes IS NOT NULL THEN
+    RAISE EXCEPTION 'sender ids claimed by more than one channel: %', clashes
+      USING HINT = 'Keep each number, short code or domain in one channel: delete the others '
+                   '(docs/provisioning.md, "Moving a number"), then start the hub again.';
+  END IF;
+END
+$$;
+
+-- Enforced by the database, so two concurrent claims cannot both win. It also serves the MO
+-- lookup (`channels_sender_key(channel_id) = channels_sender_key($address)`).
+CREATE UNIQUE INDEX channels_sender_key_idx ON channels (channels_sender_key(channel_id));
