@@ -88,6 +88,34 @@ describe('migrations', () => {
     expect(await query(url, "SELECT to_regclass('half') AS t")).toEqual([{ t: null }]);
   });
 
+  it('0017 stops on a sender id two channels claim, naming them, and applies once they are one', async () => {
+    const url = await emptyDatabase();
+    const dir = await mkdtemp(join(tmpdir(), 'nexus-migrations-'));
+    for (const m of (await readMigrations()).filter(m => m.version < 17)) {
+      await writeFile(join(dir, `${String(m.version).padStart(4, '0')}_${m.name}.sql`), m.sql);
+    }
+    await migrate(url, log, dir);
+    await query(
+      url,
+      `INSERT INTO tenants (id, name, type, created_by) VALUES ('acme', 'A', 'x', 't'), ('umbrella', 'U', 'x', 't');
+       INSERT INTO channels (tenant_id, name, channel_id, channel_type) VALUES
+         ('acme', 'chat.Main', '+18005550100', 'sms'),
+         ('umbrella', 'chat.Taken', '1 800 555 0100', 'sms'),
+         ('umbrella', 'chat.Own', '+18005550199', 'sms')`,
+    );
+    const failure = migrate(url, log);
+    await expect(failure).rejects.toMatchObject({ code: 'NEXUS_ERR_MIGRATION_FAILED' });
+    const message = await failure.catch(
+      (error: Error) => `${error.message} ${String(error.cause)}`,
+    );
+    expect(message).toMatch(/sender ids claimed by more than one channel/);
+    expect(message).toMatch(/tenant acme channel chat\.Main .*tenant umbrella channel chat\.Taken/);
+    expect(message).not.toContain('chat.Own');
+    // The operator releases the number in one tenant; the migration then applies.
+    await query(url, "DELETE FROM channels WHERE tenant_id = 'umbrella' AND name = 'chat.Taken'");
+    expect(await migrate(url, log)).toContain(17);
+  });
+
   it('reject badly named files', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'nexus-migrations-'));
     await writeFile(join(dir, '1_short.sql'), 'SELECT 1;');
