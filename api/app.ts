@@ -9,6 +9,7 @@ import type { InvalidationBus } from '../lib/invalidation.js';
 import type { Logger } from '../lib/logger.js';
 import type { RedisConnection } from '../lib/redis.js';
 import { SecretBox } from '../lib/secrets.js';
+import { EgressRules } from '../lib/egress.js';
 import type { QueueSet } from '../queues/index.js';
 import { requireAdmin } from './admin-auth.js';
 import { Authenticator } from './auth/authenticator.js';
@@ -122,6 +123,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     bus,
     log,
     webhookSecretGraceMs: config.webhooks.secretGraceMs,
+    egress: new EgressRules(config.egressAllow),
   });
   channelRoutes({ api, db, bus });
   agentRoutes({ api, db, tokens });

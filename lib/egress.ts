@@ -33,36 +33,22 @@ interface Destination {
   authorization: string | undefined;
 }
 
-export class EgressGuard {
+/**
+ * The egress rules without a connection: the allow-list and the address checks. The API checks
+ * the URLs tenants save with them ({@link EgressRules.checkSavedUrl}); the {@link EgressGuard}
+ * checks every connection with them again.
+ */
+export class EgressRules {
   private readonly hosts = new Set<string>();
-  /** Checked URLs by their text: hot destinations (webhook targets) are parsed once. */
-  private readonly destinations = new LRUCache<string, Destination>({ max: 1_000 });
   private readonly ranges: [ipaddr.IPv4 | ipaddr.IPv6, number][] = [];
-  private readonly httpAgent: HttpAgent;
-  private readonly httpsAgent: HttpsAgent;
 
-  constructor(
-    allow: readonly string[] = [],
-    private readonly resolve: Resolver = (hostname, options, callback) =>
-      dnsLookup(hostname, options, callback),
-    options: {
-      /**
-       * Idle keep-alive connections kept per destination. Keep it at the number of requests in
-       * flight, or each burst closes the surplus and the next one connects again.
-       */
-      idleSockets?: number;
-    } = {},
-  ) {
+  constructor(allow: readonly string[] = []) {
     for (const entry of allow) {
       if (entry.includes('/')) this.ranges.push(ipaddr.parseCIDR(entry));
       else if (ipaddr.isValid(entry)) {
         this.ranges.push([ipaddr.process(entry), entry.includes(':') ? 128 : 32]);
       } else this.hosts.add(entry.toLowerCase());
     }
-    const lookup = this.lookup.bind(this);
-    const maxFreeSockets = options.idleSockets ?? 256;
-    this.httpAgent = new HttpAgent({ keepAlive: true, maxFreeSockets, lookup });
-    this.httpsAgent = new HttpsAgent({ keepAlive: true, maxFreeSockets, lookup });
   }
 
   /** Whether a connection to `address` (for `hostname`) is allowed. */
@@ -92,6 +78,52 @@ export class EgressGuard {
       throw new EgressBlockedError(`address ${host} is not public and not allow-listed`);
     }
     return parsed;
+  }
+
+  /**
+   * The check of a URL when a tenant saves it, without DNS (a lookup at save time would be slow,
+   * would let tenants probe the resolver, and proves nothing: the name may resolve elsewhere at
+   * connect time, where it is checked anyway). {@link checkUrl}, and `localhost` or a
+   * `*.localhost` name (always loopback, RFC 6761) passes only when the allow-list names it or
+   * allows 127.0.0.1 or ::1.
+   */
+  checkSavedUrl(url: string): URL {
+    const parsed = this.checkUrl(url);
+    const host = parsed.hostname.toLowerCase().replace(/\.$/, '');
+    if (
+      (host === 'localhost' || host.endsWith('.localhost')) &&
+      !this.allows('127.0.0.1', host) &&
+      !this.allows('::1', host)
+    ) {
+      throw new EgressBlockedError(`${host} is loopback and not allow-listed`);
+    }
+    return parsed;
+  }
+}
+
+export class EgressGuard extends EgressRules {
+  /** Checked URLs by their text: hot destinations (webhook targets) are parsed once. */
+  private readonly destinations = new LRUCache<string, Destination>({ max: 1_000 });
+  private readonly httpAgent: HttpAgent;
+  private readonly httpsAgent: HttpsAgent;
+
+  constructor(
+    allow: readonly string[] = [],
+    private readonly resolve: Resolver = (hostname, options, callback) =>
+      dnsLookup(hostname, options, callback),
+    options: {
+      /**
+       * Idle keep-alive connections kept per destination. Keep it at the number of requests in
+       * flight, or each burst closes the surplus and the next one connects again.
+       */
+      idleSockets?: number;
+    } = {},
+  ) {
+    super(allow);
+    const lookup = this.lookup.bind(this);
+    const maxFreeSockets = options.idleSockets ?? 256;
+    this.httpAgent = new HttpAgent({ keepAlive: true, maxFreeSockets, lookup });
+    this.httpsAgent = new HttpsAgent({ keepAlive: true, maxFreeSockets, lookup });
   }
 
   /**

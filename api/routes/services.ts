@@ -9,6 +9,7 @@ import {
 } from '../../db/queries/services.js';
 import { findTenant } from '../../db/queries/tenants.js';
 import { serviceSecretContext } from '../../db/service-directory.js';
+import { EgressBlockedError, type EgressRules } from '../../lib/egress.js';
 import { AppError } from '../../lib/errors.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
@@ -36,6 +37,8 @@ export interface ServiceRouteDeps {
   log: Logger;
   /** How long a replaced webhook target secret still signs. */
   webhookSecretGraceMs: number;
+  /** NEXUS_EGRESS_ALLOW's rules: a saved outbound URL the hub could never reach is refused. */
+  egress: EgressRules;
 }
 
 const serviceBody = z
@@ -81,6 +84,7 @@ export function serviceRoutes({
   bus,
   log,
   webhookSecretGraceMs,
+  egress,
 }: ServiceRouteDeps): void {
   const shapeOf = (name: string): ServiceShape => {
     const shape = serviceShape(name);
@@ -155,6 +159,19 @@ export function serviceRoutes({
           data?: Record<string, unknown>;
           secret?: Record<string, unknown>;
         } = parseInput(serviceBodySchema(shape), req.body, 'body');
+        for (const { field, url } of outboundUrls(body, 'body')) {
+          try {
+            egress.checkSavedUrl(url);
+          } catch (error) {
+            if (!(error instanceof EgressBlockedError)) throw error;
+            throw new AppError(
+              'NEXUS_ERR_EGRESS_BLOCKED',
+              `${field}: ${error.message}; the hub could never reach it (NEXUS_EGRESS_ALLOW lists the non-public hosts, addresses and ranges it may reach)`,
+              field,
+              { cause: error },
+            );
+          }
+        }
         const secret =
           body.secret && Object.keys(body.secret).length > 0
             ? secrets.seal(body.secret, serviceSecretContext(params.ccid, params.serviceName))
@@ -256,6 +273,20 @@ export function serviceRoutes({
       reply(res, 200, { deleted: true });
     },
   });
+}
+
+/**
+ * The outbound URLs of a service body: every http(s) string under a `url` key (`url`, an Async
+ * channel's `data.channels.<i>.webhook.url`), with its field. A `url` that is not http(s) (the
+ * guide's "N/A" of services without one) is not called and not listed.
+ */
+function outboundUrls(value: unknown, path: string): { field: string; url: string }[] {
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value).flatMap(([key, child]) =>
+    key === 'url' && typeof child === 'string' && /^https?:/i.test(child)
+      ? [{ field: `${path}.${key}`, url: child }]
+      : outboundUrls(child, `${path}.${key}`),
+  );
 }
 
 /** Whether a stored sealed secret holds the same value as a new one (sealing is randomised). */

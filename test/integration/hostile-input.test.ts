@@ -3,7 +3,6 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import type { BuiltApp } from '../../api/app.js';
 import { provisionChatTenant } from '../helpers/chat.js';
 import { useHarness, type Harness } from '../helpers/harness.js';
 

@@ -681,7 +681,13 @@ describe('webhooks: secret rotation and the failing window', () => {
 });
 
 describe('webhooks: SSRF guard on the delivery path', () => {
-  const h = useHarness({ NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: '20' });
+  // The API's allow-list lets every target be saved (as if the rules or DNS changed after it
+  // was; saving is checked in egress-on-save.test.ts): the workers' guard, which allows none of
+  // them, must refuse each when it connects.
+  const h = useHarness({
+    NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: '20',
+    NEXUS_EGRESS_ALLOW: '0.0.0.0/0,::/0',
+  });
 
   it('refuses every non-public destination without an allow-list entry; no connection reaches the canary', async () => {
     let connections = 0;
