@@ -17,8 +17,8 @@ CREATE FUNCTION channels_sender_key(channel_id text) RETURNS text
 
 -- A database where a sender id is already claimed twice cannot take the index. Nothing is
 -- guessed (which tenant keeps a number decides who receives its texts): the migration stops and
--- names the rows; the operator deletes the channels that must go
--- (DELETE /nexus/v3/provisioning/channels/{ccid}/{name}) and starts the hub again.
+-- names the rows; the operator deletes the channels that must go (with the previous release's
+-- DELETE /nexus/v3/provisioning/channels/{ccid}/{name}, or in SQL) and starts the hub again.
 DO $$
 DECLARE
   clashes text;
@@ -35,7 +35,8 @@ BEGIN
   IF clashes IS NOT NULL THEN
     RAISE EXCEPTION 'sender ids claimed by more than one channel: %', clashes
       USING HINT = 'Keep each number, short code or domain in one channel: delete the others '
-                   '(docs/provisioning.md, "Moving a number"), then start the hub again.';
+                   '(DELETE FROM channels WHERE tenant_id = ... AND name = ...; docs/provisioning.md, '
+                   '"Moving a number to another tenant"), then start the hub again.';
   END IF;
 END
 $$;
@@ -43,3 +44,24 @@ $$;
 -- Enforced by the database, so two concurrent claims cannot both win. It also serves the MO
 -- lookup (`channels_sender_key(channel_id) = channels_sender_key($address)`).
 CREATE UNIQUE INDEX channels_sender_key_idx ON channels (channels_sender_key(channel_id));
+
+-- Customers' numbers are now stored in E.164 (lib/phone.ts). An older release kept the MSISDN an
+-- aggregator sent as given (`15551234567`); new texts carry `+15551234567`. The opt-out ledger
+-- is rewritten so that a STOP given before the upgrade still holds (where both forms exist for a
+-- sender, the later change wins), and open SMS conversations so that the next text threads into
+-- them. Closed conversations, messages and contacts keep the form they were written with.
+DELETE FROM sms_consent legacy USING sms_consent e164
+WHERE legacy.address ~ '^[1-9][0-9]{6,14}$' AND e164.tenant_id = legacy.tenant_id
+  AND e164.sender = legacy.sender AND e164.address = '+' || legacy.address
+  AND e164.updated_at >= legacy.updated_at;
+DELETE FROM sms_consent e164 USING sms_consent legacy
+WHERE legacy.address ~ '^[1-9][0-9]{6,14}$' AND e164.tenant_id = legacy.tenant_id
+  AND e164.sender = legacy.sender AND e164.address = '+' || legacy.address;
+UPDATE sms_consent SET address = '+' || address WHERE address ~ '^[1-9][0-9]{6,14}$';
+UPDATE sms_consent_changes SET address = '+' || address WHERE address ~ '^[1-9][0-9]{6,14}$';
+UPDATE interactions i SET customer_address = '+' || i.customer_address
+WHERE i.state = 'open' AND i.channel IS NOT NULL AND i.customer_address ~ '^[1-9][0-9]{6,14}$'
+  AND NOT EXISTS (
+    SELECT 1 FROM interactions e164
+    WHERE e164.tenant_id = i.tenant_id AND e164.channel = i.channel AND e164.state = 'open'
+      AND e164.customer_address = '+' || i.customer_address);

@@ -101,7 +101,12 @@ describe('migrations', () => {
        INSERT INTO channels (tenant_id, name, channel_id, channel_type) VALUES
          ('acme', 'chat.Main', '+18005550100', 'sms'),
          ('umbrella', 'chat.Taken', '1 800 555 0100', 'sms'),
-         ('umbrella', 'chat.Own', '+18005550199', 'sms')`,
+         ('umbrella', 'chat.Own', '+18005550199', 'sms');
+       -- A STOP stored before numbers were E.164, and one a later START overrode.
+       INSERT INTO sms_consent (tenant_id, sender, address, opted_out, updated_at) VALUES
+         ('acme', '+18005550100', '15551234567', true, now()),
+         ('acme', '+18005550100', '15557654321', true, now() - interval '1 day'),
+         ('acme', '+18005550100', '+15557654321', false, now())`,
     );
     const failure = migrate(url, log);
     await expect(failure).rejects.toMatchObject({ code: 'NEXUS_ERR_MIGRATION_FAILED' });
@@ -114,6 +119,12 @@ describe('migrations', () => {
     // The operator releases the number in one tenant; the migration then applies.
     await query(url, "DELETE FROM channels WHERE tenant_id = 'umbrella' AND name = 'chat.Taken'");
     expect(await migrate(url, log)).toContain(17);
+    expect(await query(url, 'SELECT address, opted_out FROM sms_consent ORDER BY address')).toEqual(
+      [
+        { address: '+15551234567', opted_out: true },
+        { address: '+15557654321', opted_out: false },
+      ],
+    );
   });
 
   it('reject badly named files', async () => {
