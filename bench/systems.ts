@@ -185,6 +185,11 @@ export async function startHub(shape: Shape, port: number): Promise<System> {
     frequency: 1,
   });
   await json('PUT', `${base}/nexus/v3/provisioning/endpoints/bench/Bench`, admin, {});
+  // A chat's endpoint must lead to a queue; no agent serves this one, so nothing is offered
+  // and the bench's agents join their chats directly.
+  await json('PUT', `${base}/nexus/v3/provisioning/queues/bench/Bench`, admin, {
+    endpoints: ['Bench'],
+  });
   const agents: { id: string; token: string }[] = [];
   for (let i = 0; i < shape.agents; i++) {
     const agent = await json<{ data: { id: string } }>(

@@ -4,8 +4,8 @@
 //   BASE_URL=https://nexus.example.com CHAT_KEY=<tenant xapikey> k6 run loadtest/chat.js
 //
 // Environment: BASE_URL (required), CHAT_KEY (required: a key with nexus:consumer:chat and a
-// capacity above the load), ENDPOINT (a provisioned chat endpoint, optional), VUS (20),
-// DURATION (1m), MESSAGES (10 per session), P95_MS (500).
+// capacity above the load), ENDPOINT (GlobalChatSwitchboard: a chat endpoint of the tenant that
+// leads to a routing queue), VUS (20), DURATION (1m), MESSAGES (10 per session), P95_MS (500).
 import http from 'k6/http';
 import { check, fail } from 'k6';
 
@@ -36,7 +36,7 @@ const field = (key, value) => `${encodeURIComponent(key)}=${encodeURIComponent(v
 
 export default function () {
   const form = [field('data[nickname]', `k6 ${__VU}`), field('data[email]', `vu${__VU}@k6.test`)];
-  if (__ENV.ENDPOINT) form.push(field('data[endpoint]', __ENV.ENDPOINT));
+  form.push(field('data[endpoint]', __ENV.ENDPOINT ?? 'GlobalChatSwitchboard'));
   const started = http.post(`${BASE_URL}/nexus/v3/chat/sessions`, form.join('&'), {
     headers: { 'x-api-key': CHAT_KEY, 'content-type': 'application/x-www-form-urlencoded' },
     tags: { name: 'start session' },

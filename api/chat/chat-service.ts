@@ -10,7 +10,7 @@ import {
 } from '../../db/conversation.js';
 import {
   endSessionOf,
-  findEndpoint,
+  findEndpointRoute,
   findSession,
   finishInteraction,
   insertInteraction,
@@ -108,26 +108,15 @@ export class ChatService {
   private readonly enqueue: EnqueueContext;
   /**
    * Customer messages of concurrent requests are stored in one statement and their jobs added
-   * in one Redis call (group commit); each request answers once its batch is committed.
+   * in one Redis call (group commit); each request answers once its batch is committed. A batch
+   * waits on no interaction's lock (see acceptCustomerMessages): a message whose chat is locked
+   * by something stronger than numbering leaves the batch and is stored alone
+   * ({@link ChatService.acceptAlone}), outside the flush slots, so it holds up no one else.
    */
   private readonly intake = new GroupCommit<CustomerMessageIntake, IntakeResult>(
     async intakes => {
-      const results = await acceptCustomerMessages(this.deps.db, intakes);
-      const records: WorkRecord[] = [];
-      results.forEach((result, index) => {
-        const intake = intakes[index];
-        if (intake && result.workId !== null) {
-          records.push({
-            id: result.workId,
-            queue: intake.work.queue,
-            jobId: intake.work.jobId,
-            payload: intake.work.payload,
-            state: 'pending',
-            created: true,
-          });
-        }
-      });
-      await dispatchWork(this.enqueue, records);
+      const results = await acceptCustomerMessages(this.deps.db, intakes, { skipLocked: true });
+      await this.dispatchIntakes(intakes, results);
       return results;
     },
     256,
@@ -151,13 +140,7 @@ export class ChatService {
     tenantId: string,
     start: SessionStart,
   ): Promise<{ session: SessionRow; clientToken: string }> {
-    if (start.endpoint !== null && !(await findEndpoint(this.deps.db, tenantId, start.endpoint))) {
-      throw new AppError(
-        'INVALID_ENDPOINT',
-        `Endpoint ${start.endpoint} is not one of the tenant`,
-        'body.data.endpoint',
-      );
-    }
+    await this.assertRoutable(tenantId, start.endpoint);
     const sessionId = randomUUID();
     const interactionId = randomUUID();
     const participantId = randomUUID();
@@ -200,6 +183,23 @@ export class ChatService {
       interactionId,
     });
     return { session, clientToken };
+  }
+
+  /**
+   * A chat must reach agents: its endpoint is required, must be one of the tenant's, and must
+   * lead to a routing queue; anything else is refused with the widget's INVALID_ENDPOINT.
+   */
+  private async assertRoutable(tenantId: string, endpoint: string | null): Promise<void> {
+    const refuse = (message: string) =>
+      new AppError('INVALID_ENDPOINT', message, 'body.data.endpoint');
+    if (endpoint === null) {
+      throw refuse("body.data.endpoint: is required (one of the tenant's chat endpoints)");
+    }
+    const route = await findEndpointRoute(this.deps.db, tenantId, endpoint);
+    if (!route) throw refuse(`Endpoint ${endpoint} is not one of the tenant`);
+    if (route.queue === null) {
+      throw refuse(`Endpoint ${endpoint} leads to no routing queue; attach it to a queue first`);
+    }
   }
 
   /**
@@ -282,7 +282,7 @@ export class ChatService {
       receivedAt: new Date().toISOString(),
     };
     const jobId = inboundQueue.jobId(payload);
-    const result = await this.intake.submit({
+    const intake: CustomerMessageIntake = {
       messageId: id,
       tenantId: client.tenantId,
       interactionId: client.interactionId,
@@ -290,7 +290,9 @@ export class ChatService {
       text,
       clientMessageId,
       work: { queue: inboundQueue.name, jobId, payload, sweepAfterMs: this.deps.sweepAfterMs },
-    });
+    };
+    let result = await this.intake.submit(intake);
+    if (result.skipped) result = await this.acceptAlone(intake);
     if (!result.open) {
       const exists = await interactionState(this.deps.db, client.interactionId, client.tenantId);
       throw exists
@@ -309,6 +311,41 @@ export class ChatService {
       return { id: existing ?? id, created: false };
     }
     return { id, created: true };
+  }
+
+  /**
+   * Stores one customer message whose chat a batch skipped (locked `FOR UPDATE` or being
+   * deleted): it waits for the lock, at most the session's `lock_timeout` (DB_LOCK_TIMEOUT_MS),
+   * then fails with 55P03, which the API answers 503 `NEXUS_ERR_DB_BUSY` with nothing stored.
+   */
+  private async acceptAlone(intake: CustomerMessageIntake): Promise<IntakeResult> {
+    const results = await acceptCustomerMessages(this.deps.db, [intake], { skipLocked: false });
+    await this.dispatchIntakes([intake], results);
+    const [result] = results;
+    if (!result) throw new Error('acceptCustomerMessages answered no row for a message');
+    return result;
+  }
+
+  /** Adds the jobs of the customer messages just stored (one Redis call). */
+  private async dispatchIntakes(
+    intakes: readonly CustomerMessageIntake[],
+    results: readonly IntakeResult[],
+  ): Promise<void> {
+    const records: WorkRecord[] = [];
+    results.forEach((result, index) => {
+      const intake = intakes[index];
+      if (intake && result.workId !== null) {
+        records.push({
+          id: result.workId,
+          queue: intake.work.queue,
+          jobId: intake.work.jobId,
+          payload: intake.work.payload,
+          state: 'pending',
+          created: true,
+        });
+      }
+    });
+    await dispatchWork(this.enqueue, records);
   }
 
   /** An agent's message: numbered at once (after any customer message still waiting). */

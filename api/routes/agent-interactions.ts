@@ -45,18 +45,34 @@ export function agentInteractionRoutes({
     path: '/nexus/v3/agent/interactions',
     tag: 'Agent',
     summary: 'Open interactions the agent may work on',
+    description:
+      'Oldest first, `limit` per page (default 100, at most 500). `next` is the cursor of the following page (pass it as `after`), null on the last page.',
     auth: 'nexus:agent:*',
-    query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(100) }).strict(),
+    query: z
+      .object({
+        limit: z.coerce.number().int().min(1).max(500).default(100),
+        after: z.string().uuid('must be the `next` of the previous page').optional(),
+      })
+      .strict(),
     responses: { 200: { description: 'Interactions, oldest first' } },
     async handle({ query, principal, res }) {
       const agent = agentOf(principal);
+      const cursor = query.after ? await findInteraction(db, agent.tenant, query.after) : undefined;
+      if (query.after && !cursor) {
+        throw new AppError(
+          'NEXUS_ERR_VALIDATION',
+          'query.after: no such interaction (pass the `next` of the previous page)',
+          'query.after',
+        );
+      }
       const [rows, mine] = await Promise.all([
-        listOpenInteractions(db, agent.tenant, query.limit),
+        listOpenInteractions(db, agent.tenant, query.limit, cursor?.id),
         listAgentInteractionIds(db, agent.id),
       ]);
       const joined = new Set(mine);
       reply(res, 200, {
         items: rows.map(row => ({ ...presentInteraction(row), joined: joined.has(row.id) })),
+        next: rows.length === query.limit ? (rows.at(-1)?.id ?? null) : null,
       });
     },
   });

@@ -217,11 +217,14 @@ export function agentRoutes({
     tag: 'Endpoints',
     summary: 'Create or replace a chat endpoint',
     description:
-      'A routing endpoint a chat may name in `data[endpoint]` (the widget config `endpoint`).',
+      'A routing endpoint a chat may name in `data[endpoint]` (the widget config `endpoint`). 201 when created, 200 when replaced.',
     auth: 'nexus:provisioning:*',
     params: endpointName,
     body: z.object({ description: z.string().trim().max(1_024).optional() }).strict(),
-    responses: { 200: { description: 'Stored', schema: envelopeOf(endpointView) } },
+    responses: {
+      200: { description: 'Replaced', schema: envelopeOf(endpointView) },
+      201: { description: 'Created', schema: envelopeOf(endpointView) },
+    },
     async handle({ params, body, principal, res }) {
       assertTenant(principal, params.ccid);
       if (!(await findTenant(db, params.ccid))) {
@@ -232,7 +235,7 @@ export function agentRoutes({
         name: params.name,
         description: body.description ?? null,
       });
-      reply(res, 200, {
+      reply(res, row.created ? 201 : 200, {
         tenant: row.tenant_id,
         name: row.name,
         description: row.description,

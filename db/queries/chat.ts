@@ -54,15 +54,24 @@ export async function interactionHeads(
     SELECT id, last_seq FROM interactions WHERE id = ANY(${sql.array([...ids], 'uuid')})`);
 }
 
-/** Open interactions of the tenant, oldest first (the agent's work list). */
+/**
+ * Open interactions of the tenant, oldest first (the agent's work list): up to `limit`, after
+ * the interaction `after` (a cursor: the last id of the previous page) in (created_at, id) order.
+ */
 export async function listOpenInteractions(
   db: CommonQueryMethods,
   tenantId: string,
   limit: number,
+  after?: string,
 ): Promise<readonly InteractionRow[]> {
+  // The cursor's own created_at, at full precision (the row's text form may round it).
+  const cursor = after
+    ? sql.fragment`AND (created_at, id) > (SELECT c.created_at, c.id FROM interactions c WHERE c.id = ${after})`
+    : sql.fragment``;
   return db.any(sql.type(interactionRow)`
     SELECT ${interactionColumns} FROM interactions
-    WHERE tenant_id = ${tenantId} AND state = 'open' ORDER BY created_at LIMIT ${limit}`);
+    WHERE tenant_id = ${tenantId} AND state = 'open' ${cursor}
+    ORDER BY created_at, id LIMIT ${limit}`);
 }
 
 export async function listContactInteractions(

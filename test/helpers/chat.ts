@@ -10,11 +10,16 @@ export interface ChatTenant {
   agent: { id: string; token: string };
 }
 
-/** A tenant with its chat key, an endpoint and one agent with a token, provisioned by API. */
+/**
+ * A tenant with its chat key, an endpoint and one agent with a token, provisioned by API. Unless
+ * `queue` is false, the endpoint leads to the routing queue `Main`, which no agent serves (chats
+ * wait there; any agent may still join them): a chat's endpoint must lead to a queue.
+ */
 export async function provisionChatTenant(
   h: Harness,
   app: BuiltApp,
   tenant = 'chat-tenant',
+  options: { queue?: boolean } = {},
 ): Promise<ChatTenant> {
   const admin = `Bearer ${h.config.adminToken}`;
   const created = await request(app)
@@ -26,7 +31,14 @@ export async function provisionChatTenant(
     .put(`/nexus/v3/provisioning/endpoints/${tenant}/GlobalChatSwitchboard`)
     .set('Authorization', admin)
     .send({})
-    .expect(200);
+    .expect(201);
+  if (options.queue !== false) {
+    await request(app)
+      .put(`/nexus/v3/provisioning/queues/${tenant}/Main`)
+      .set('Authorization', admin)
+      .send({ endpoints: ['GlobalChatSwitchboard'] })
+      .expect(201);
+  }
   const agent = await createAgent(h, app, tenant, 'alice', 'Alice');
   return {
     tenant,

@@ -102,16 +102,14 @@ describe('authorization', () => {
         .send({ tenant: A, name: 'chat', permissions: ['nexus:consumer:chat'] })
         .expect(201)
     ).body.key as string;
-    const session = async (key: string) =>
+    const session = async (key: string, endpoint: string) =>
       (
         await request(app)
           .post('/nexus/v3/chat/sessions')
           .set('x-api-key', key)
-          .send({ data: { nickname: 'n' } })
+          .send({ data: { nickname: 'n', endpoint } })
           .expect(201)
       ).body.data as { id: string; clientToken: string; interactionId: string };
-    const sessionA = await session(chatKeyA);
-    const sessionB = await session(f.chatKeyB.key);
     const agent = async (tenant: string) => {
       const created = await request(app)
         .post('/nexus/v3/agents')
@@ -132,12 +130,24 @@ describe('authorization', () => {
       .put(`/nexus/v3/provisioning/endpoints/${B}/Sales`)
       .set('x-api-key', f.keyB)
       .send({})
-      .expect(200);
+      .expect(201);
     await request(app)
       .put(`/nexus/v3/provisioning/queues/${B}/Sales`)
       .set('x-api-key', f.keyB)
       .send({ endpoints: ['Sales'], agents: [agentB.id] })
       .expect(201);
+    await request(app)
+      .put(`/nexus/v3/provisioning/endpoints/${A}/Front`)
+      .set('Authorization', f.admin)
+      .send({})
+      .expect(201);
+    await request(app)
+      .put(`/nexus/v3/provisioning/queues/${A}/Front`)
+      .set('Authorization', f.admin)
+      .send({ endpoints: ['Front'] })
+      .expect(201);
+    const sessionA = await session(chatKeyA, 'Front');
+    const sessionB = await session(f.chatKeyB.key, 'Sales');
     const asAgentA = (req: request.Test) => req.set('Authorization', agentA.token);
     const withTokenA = (req: request.Test) => req.set('x-nexus-client-key', sessionA.clientToken);
     const chatAttempts = (prefix: string): Record<string, () => request.Test> => ({

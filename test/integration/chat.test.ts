@@ -2,6 +2,7 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { CUSTOMER_EVENT_DATA } from '../../api/chat/customer-events.js';
 import { EVENT_DATA } from '../../lib/event-catalogue.js';
 import { jobsTotal, socketEventsDelivered } from '../../lib/metrics.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
@@ -168,8 +169,17 @@ describe('customer chat and agents', () => {
     );
     expect(stored).toBe(100);
 
-    // Every event matches its schema in the published catalogue.
-    for (const event of [...allCustomer, ...agentSocket.received]) {
+    // Every event matches its schema in the published catalogue (customers: their own view).
+    for (const event of allCustomer) {
+      if (!event.type) continue;
+      const schema = CUSTOMER_EVENT_DATA[event.type as keyof typeof CUSTOMER_EVENT_DATA];
+      expect(schema, event.type).toBeDefined();
+      const parsed = schema.safeParse(event.data);
+      expect(parsed.success, `${event.type}: ${JSON.stringify(parsed.error?.issues[0])}`).toBe(
+        true,
+      );
+    }
+    for (const event of agentSocket.received) {
       if (!event.type) continue;
       const schema = EVENT_DATA[event.type as keyof typeof EVENT_DATA];
       expect(schema, event.type).toBeDefined();
@@ -199,7 +209,14 @@ describe('chat input, retries and history', () => {
       .post('/nexus/v3/chat/sessions')
       .set('x-api-key', key)
       .type('form')
-      .send(Object.fromEntries(Object.entries(data).map(([k, v]) => [`data[${k}]`, v])));
+      .send(
+        Object.fromEntries(
+          Object.entries({ endpoint: 'GlobalChatSwitchboard', ...data }).map(([k, v]) => [
+            `data[${k}]`,
+            v,
+          ]),
+        ),
+      );
 
   it('stores one message and emits one event for 20 retries with the same client message id', async () => {
     const api = await h().serve();
@@ -617,7 +634,7 @@ describe('chat session limit', () => {
       await request(api.url)
         .post('/nexus/v3/chat/sessions')
         .set('x-api-key', t.chatKey)
-        .send({ data: { nickname: 'Hal' } })
+        .send({ data: { nickname: 'Hal', endpoint: 'GlobalChatSwitchboard' } })
         .expect(201)
     ).body.data;
     const send = (i: number) =>
@@ -638,7 +655,7 @@ describe('chat session limit', () => {
       await request(api.url)
         .post('/nexus/v3/chat/sessions')
         .set('x-api-key', t.chatKey)
-        .send({ data: { nickname: 'Ivy' } })
+        .send({ data: { nickname: 'Ivy', endpoint: 'GlobalChatSwitchboard' } })
         .expect(201)
     ).body.data;
     await request(api.url)

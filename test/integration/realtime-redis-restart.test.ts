@@ -88,7 +88,7 @@ describe('live socket delivery across a Redis restart', () => {
           .send({ data: { nickname: `C${i}`, endpoint: 'GlobalChatSwitchboard' } })
           .expect(201)
       ).body.data as { id: string; clientToken: string; interactionId: string };
-    const chats = [];
+    const chats: Awaited<ReturnType<typeof start>>[] = [];
     for (let i = 0; i < 12; i++) chats.push(await start(i));
     const ids = chats.map(c => c.interactionId);
     await eventually(
@@ -109,7 +109,7 @@ describe('live socket delivery across a Redis restart', () => {
     agent.socket.on('disconnect', () => disconnects++);
     await expectCaughtUp(h, agent.received, ids);
 
-    const say = (chat: (typeof chats)[number], text: string) =>
+    const say = (chat: Awaited<ReturnType<typeof start>>, text: string) =>
       request(api.url)
         .post(`/nexus/v3/chat/sessions/${chat.id}/messages`)
         .set('x-nexus-client-key', chat.clientToken)

@@ -15,7 +15,7 @@ describe('routing across processes', () => {
 
   it('two worker processes route 200 chats arriving at once: each offered once, capacity never exceeded', async () => {
     const api = await h().serve();
-    const t = await provisionChatTenant(h(), api.app);
+    const t = await provisionChatTenant(h(), api.app, undefined, { queue: false });
     const admin = { Authorization: `Bearer ${h().config.adminToken}`, 'x-ccid': t.tenant };
     const agents = [{ id: t.agent.id, token: t.agent.token }];
     for (let i = 1; i < 10; i++) {

@@ -35,7 +35,7 @@ describe('routing', () => {
 
   async function setup(agentCount: number, capacity: number, offerTimeoutMs = 30_000) {
     const api = await h().serve();
-    const t = await provisionChatTenant(h(), api.app);
+    const t = await provisionChatTenant(h(), api.app, undefined, { queue: false });
     const admin = { Authorization: `Bearer ${h().config.adminToken}`, 'x-ccid': t.tenant };
     const agents = [{ id: t.agent.id, token: t.agent.token }];
     for (let i = 1; i < agentCount; i++) {
@@ -328,7 +328,7 @@ describe('routing', () => {
       .put(`/nexus/v3/provisioning/endpoints/${t.tenant}/SupportLine`)
       .set(admin)
       .send({})
-      .expect(200);
+      .expect(201);
     await request(api.url)
       .put(`/nexus/v3/provisioning/queues/${t.tenant}/Sales`)
       .set(admin)
@@ -549,7 +549,7 @@ describe('undelivered interactions', () => {
       await request(api.url)
         .post('/nexus/v3/chat/sessions')
         .set('x-api-key', t.chatKey)
-        .send({ data: { nickname: 'Vic' } })
+        .send({ data: { nickname: 'Vic', endpoint: 'GlobalChatSwitchboard' } })
         .expect(201)
     ).body.data;
     const agentAuth = `Bearer ${t.agent.token}`;
