@@ -18,6 +18,11 @@ export interface IntakeResult {
   /** Stored now (false for a retry, or a closed chat). */
   stored: boolean;
   workId: number | null;
+  /**
+   * Nothing was done: the interaction is locked by something stronger than a numbering lock
+   * (`FOR UPDATE`, a key change or a delete), and the batch did not wait for it. Store it alone.
+   */
+  skipped: boolean;
 }
 
 const intakeRow = z.object({
@@ -25,18 +30,32 @@ const intakeRow = z.object({
   open: z.boolean(),
   stored: z.boolean(),
   work_id: z.number().nullable(),
+  skipped: z.boolean(),
 });
 
 /**
  * Stores customer messages and their work rows in one statement (one round trip, one commit) for
  * a whole batch: each only if its interaction is open, and at most once per client message id.
  * Messages keep the batch's order (their arrival order). Results are in the input's order.
+ *
+ * A batch mixes every tenant's messages, so it must never wait on one interaction's lock: the
+ * statement first takes each interaction `FOR KEY SHARE` (the lock the messages' foreign key
+ * check needs anyway, which then finds it held and waits for nothing). The numbering lock of the
+ * inbound processor and of agent writes (`FOR NO KEY UPDATE`) does not conflict with it, so a
+ * worker frozen mid-batch holds nobody's messages up. Only a stronger lock (`FOR UPDATE`, a key
+ * change, a delete) does: with `skipLocked` such interactions are skipped (`skipped`, nothing
+ * stored for them) and the caller stores their messages alone with `skipLocked: false`, which
+ * waits for the lock at most the session's `lock_timeout` (then fails with 55P03).
  */
 export async function acceptCustomerMessages(
   db: CommonQueryMethods,
   intakes: readonly CustomerMessageIntake[],
+  options: { skipLocked: boolean } = { skipLocked: true },
 ): Promise<IntakeResult[]> {
   if (intakes.length === 0) return [];
+  const lock = options.skipLocked
+    ? sql.fragment`FOR KEY SHARE SKIP LOCKED`
+    : sql.fragment`FOR KEY SHARE`;
   const rows = await db.any(sql.type(intakeRow)`
     WITH input AS (
       SELECT * FROM ${sql.unnest(
@@ -56,9 +75,14 @@ export async function acceptCustomerMessages(
         ['int4', 'uuid', 'text', 'uuid', 'text', 'text', 'text', 'text', 'text', 'jsonb', 'float8'],
       )} AS t(ord, id, tenant_id, interaction_id, participant_id, text, client_message_id, queue,
               job_id, payload, sweep_after)
+    ), locked AS (
+      SELECT i.id, i.tenant_id, i.state FROM interactions i
+      WHERE i.id IN (SELECT interaction_id FROM input)
+      ORDER BY i.id
+      ${lock}
     ), open AS (
       SELECT input.* FROM input
-      JOIN interactions i ON i.id = input.interaction_id AND i.tenant_id = input.tenant_id
+      JOIN locked i ON i.id = input.interaction_id AND i.tenant_id = input.tenant_id
       WHERE i.state = 'open'
     ), message AS (
       INSERT INTO messages (id, tenant_id, interaction_id, direction, sender_type, sender_id, text, client_message_id)
@@ -75,13 +99,22 @@ export async function acceptCustomerMessages(
       RETURNING id, job_id
     )
     SELECT input.ord, open.id IS NOT NULL AS open, message.id IS NOT NULL AS stored,
-           work.id AS work_id
+           work.id AS work_id,
+           locked.id IS NULL AND EXISTS (
+             SELECT 1 FROM interactions x WHERE x.id = input.interaction_id
+           ) AS skipped
     FROM input
+    LEFT JOIN locked ON locked.id = input.interaction_id
     LEFT JOIN open ON open.ord = input.ord
     LEFT JOIN message ON message.id = input.id
     LEFT JOIN work ON work.job_id = input.job_id
     ORDER BY input.ord`);
-  return rows.map(row => ({ open: row.open, stored: row.stored, workId: row.work_id }));
+  return rows.map(row => ({
+    open: row.open,
+    stored: row.stored,
+    workId: row.work_id,
+    skipped: row.skipped,
+  }));
 }
 
 /** The id of a message already stored under a client message id. */

@@ -1,0 +1,263 @@
+import { sql } from 'slonik';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { NUMBERING_LOCK } from '../../db/conversation.js';
+import { createDbPool, type DatabasePool } from '../../db/pool.js';
+import { createInboundProcessor } from '../../workers/processors/inbound.js';
+import { provisionChatTenant } from '../helpers/chat.js';
+import { eventually, useHarness, type Harness } from '../helpers/harness.js';
+
+/**
+ * Issue 16, defect 3: a transaction stuck while holding interaction locks (a worker frozen
+ * mid-batch) must not stall chat intake for every tenant. Locks are held for 20 s in a pool of
+ * their own, as another process would; the hub's lock timeout is set small.
+ */
+
+const LOCK_TIMEOUT_MS = 1_500;
+const HOLD_MS = 20_000;
+/** The point of the test: another tenant's message is accepted this fast while locks are held. */
+const FAST_MS = 1_000;
+
+interface Chat {
+  sessionId: string;
+  token: string;
+  interactionId: string;
+}
+
+async function startChat(url: string, chatKey: string, nickname: string): Promise<Chat> {
+  const started = await request(url)
+    .post('/nexus/v3/chat/sessions')
+    .set('x-api-key', chatKey)
+    .type('form')
+    .send({ 'data[nickname]': nickname, 'data[endpoint]': 'GlobalChatSwitchboard' })
+    .expect(201);
+  const data = started.body.data as { id: string; clientToken: string; interactionId: string };
+  return { sessionId: data.id, token: data.clientToken, interactionId: data.interactionId };
+}
+
+/** Sends a customer message; answers the response and how long it took. */
+async function send(url: string, chat: Chat, clientMessageId: string) {
+  const started = Date.now();
+  const response = await request(url)
+    .post(`/nexus/v3/chat/sessions/${chat.sessionId}/messages`)
+    .set('x-nexus-client-key', chat.token)
+    .type('form')
+    .send({
+      'data[type]': 'Text',
+      'data[text]': `text ${clientMessageId}`,
+      'data[clientMessageId]': clientMessageId,
+    });
+  return { response, ms: Date.now() - started };
+}
+
+const pause = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+
+/**
+ * Locks the interactions in a transaction of another pool until `release` is called (or the
+ * hold time is over): `numbering` as the inbound processor does mid-batch (its numbering lock,
+ * and an update of the rows), otherwise a plain `FOR UPDATE` (a stronger lock).
+ */
+async function holdLocks(h: Harness, ids: string[], how: 'numbering' | 'for-update') {
+  const holder: DatabasePool = await createDbPool(
+    { ...h.config.db, lockTimeoutMs: 60_000, idleInTransactionTimeoutMs: 120_000 },
+    h.log,
+  );
+  let release!: () => void;
+  const released = new Promise<void>(resolve => {
+    release = resolve;
+  });
+  let locked!: () => void;
+  const taken = new Promise<void>(resolve => {
+    locked = resolve;
+  });
+  const lockClause = how === 'numbering' ? NUMBERING_LOCK : sql.fragment`FOR UPDATE`;
+  const done = holder
+    .transaction(async tx => {
+      await tx.query(sql.unsafe`
+        SELECT id FROM interactions WHERE id = ANY(${sql.array(ids, 'uuid')}) ORDER BY id
+        ${lockClause}`);
+      if (how === 'numbering') {
+        await tx.query(sql.unsafe`
+          UPDATE interactions SET last_seq = last_seq, updated_at = now()
+          WHERE id = ANY(${sql.array(ids, 'uuid')})`);
+      }
+      locked();
+      await Promise.race([released, pause(HOLD_MS)]);
+    })
+    .finally(() => holder.end());
+  await taken;
+  return { release, done };
+}
+
+/** Messages stored per interaction, and how many of them are numbered. */
+async function storedOf(h: Harness, interactionId: string) {
+  return h.db.one(sql.type(z.object({ stored: z.number(), numbered: z.number() }))`
+    SELECT count(*)::int AS stored, count(seq)::int AS numbered
+    FROM messages WHERE interaction_id = ${interactionId} AND sender_type = 'customer'`);
+}
+
+async function allNumbered(h: Harness, expected: Map<string, number>): Promise<void> {
+  await eventually(
+    async () => {
+      for (const [interactionId, count] of expected) {
+        const { stored, numbered } = await storedOf(h, interactionId);
+        if (stored !== count || numbered !== count) return false;
+      }
+      return true;
+    },
+    30_000,
+    'every accepted message numbered once',
+  );
+  for (const [interactionId, count] of expected) {
+    expect(await storedOf(h, interactionId)).toEqual({ stored: count, numbered: count });
+    const events = await h.db.oneFirst(sql.type(z.object({ n: z.number() }))`
+      SELECT count(*)::int AS n FROM events
+      WHERE interaction_id = ${interactionId} AND type = 'message.created'`);
+    expect(events).toBe(count);
+  }
+}
+
+describe('chat intake while interactions are locked', () => {
+  const h = useHarness({ DB_LOCK_TIMEOUT_MS: String(LOCK_TIMEOUT_MS) });
+
+  it('sets lock_timeout and idle_in_transaction_session_timeout on every session, reconnections included', async () => {
+    const show = () =>
+      h().db.one(sql.type(z.object({ lock: z.string(), idle: z.string() }))`
+        SELECT current_setting('lock_timeout') AS lock,
+               current_setting('idle_in_transaction_session_timeout') AS idle`);
+    expect(await show()).toEqual({ lock: '1500ms', idle: '1min' });
+    // Every connection of the pool is killed: the new ones carry the settings too.
+    await h().db.transaction(async tx => {
+      await tx.query(sql.unsafe`
+        SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()`);
+    });
+    await eventually(() => show().then(row => row.lock === '1500ms'), 10_000, 'a new session');
+    expect(await show()).toEqual({ lock: '1500ms', idle: '1min' });
+  });
+
+  it('(a) numbering locks held 20 s: every message, the locked chats included, is accepted at once', async () => {
+    const api = await h().serve();
+    const a = await provisionChatTenant(h(), h().app(), 'stall-a');
+    const b = await provisionChatTenant(h(), h().app(), 'stall-b');
+    const locked = await Promise.all(
+      [1, 2, 3, 4].map(i => startChat(api.url, a.chatKey, `Locked ${i}`)),
+    );
+    const other = await startChat(api.url, b.chatKey, 'Other');
+    const expected = new Map<string, number>([
+      ...locked.map(chat => [chat.interactionId, 0] as const),
+      [other.interactionId, 0],
+    ]);
+
+    const hold = await holdLocks(
+      h(),
+      locked.map(chat => chat.interactionId),
+      'numbering',
+    );
+    const heldSince = Date.now();
+    // One message to each locked chat, each in a flush of its own, then the other tenant's.
+    const toLocked: ReturnType<typeof send>[] = [];
+    for (const [i, chat] of locked.entries()) {
+      toLocked.push(send(api.url, chat, `locked-${i}`));
+      await pause(50);
+    }
+    const fromOther = await send(api.url, other, 'other-1');
+    expect(fromOther.response.status).toBe(202);
+    expect(fromOther.ms).toBeLessThan(FAST_MS);
+    for (const sent of await Promise.all(toLocked)) {
+      expect(sent.response.status).toBe(202);
+      expect(sent.ms).toBeLessThan(FAST_MS + 250);
+    }
+    expect(Date.now() - heldSince).toBeLessThan(HOLD_MS / 2);
+    // Ten more of each while the locks are still held.
+    for (let i = 0; i < 10; i++) {
+      const round = await Promise.all([
+        send(api.url, other, `other-more-${i}`),
+        ...locked.map((chat, n) => send(api.url, chat, `locked-${n}-more-${i}`)),
+      ]);
+      for (const sent of round) {
+        expect(sent.response.status).toBe(202);
+        expect(sent.ms).toBeLessThan(FAST_MS);
+      }
+    }
+    for (const chat of locked) expected.set(chat.interactionId, 11);
+    expected.set(other.interactionId, 11);
+
+    // (c) The locks go: everything is numbered, once.
+    await hold.done;
+    await h().startWorkers({
+      processors: { inbound: createInboundProcessor({ db: h().db, publisher: h().publisher }) },
+      select: ['inbound'],
+    });
+    await allNumbered(h(), expected);
+  }, 90_000);
+
+  it('(b) FOR UPDATE held 20 s: another tenant is accepted at once, the locked chats get a coded 503 and nothing stored', async () => {
+    const api = await h().serve();
+    const a = await provisionChatTenant(h(), h().app(), 'stall-a');
+    const b = await provisionChatTenant(h(), h().app(), 'stall-b');
+    const locked = await Promise.all(
+      [1, 2, 3, 4].map(i => startChat(api.url, a.chatKey, `Locked ${i}`)),
+    );
+    const other = await startChat(api.url, b.chatKey, 'Other');
+
+    const hold = await holdLocks(
+      h(),
+      locked.map(chat => chat.interactionId),
+      'for-update',
+    );
+    const toLocked: ReturnType<typeof send>[] = [];
+    for (const [i, chat] of locked.entries()) {
+      toLocked.push(send(api.url, chat, `locked-${i}`));
+      await pause(50);
+    }
+    const fromOther = await send(api.url, other, 'other-1');
+    expect(fromOther.response.status).toBe(202);
+    expect(fromOther.ms).toBeLessThan(FAST_MS);
+    for (const sent of await Promise.all(toLocked)) {
+      expect(sent.response.status).toBe(503);
+      expect(sent.response.body.status.code).toBe('NEXUS_ERR_DB_BUSY');
+      expect(Number(sent.response.headers['retry-after'])).toBeGreaterThan(0);
+      // Within the lock timeout (and the time to answer).
+      expect(sent.ms).toBeGreaterThanOrEqual(LOCK_TIMEOUT_MS - 100);
+      expect(sent.ms).toBeLessThan(LOCK_TIMEOUT_MS + 3_000);
+    }
+    for (const chat of locked) {
+      expect(await storedOf(h(), chat.interactionId)).toEqual({ stored: 0, numbered: 0 });
+    }
+    // The other tenant keeps flowing while the locked chats' messages wait out their timeout.
+    const busy = locked.map((chat, i) => send(api.url, chat, `locked-${i}`));
+    for (let i = 0; i < 5; i++) {
+      const sent = await send(api.url, other, `other-more-${i}`);
+      expect(sent.response.status).toBe(202);
+      expect(sent.ms).toBeLessThan(FAST_MS);
+    }
+    for (const sent of await Promise.all(busy)) expect(sent.response.status).toBe(503);
+    for (const chat of locked) {
+      expect(await storedOf(h(), chat.interactionId)).toEqual({ stored: 0, numbered: 0 });
+    }
+
+    // (c) The locks go: the client retries (same client message ids) are stored once, and
+    // everything is numbered once.
+    await hold.done;
+    for (const [i, chat] of locked.entries()) {
+      const retried = await send(api.url, chat, `locked-${i}`);
+      expect(retried.response.status).toBe(202);
+      expect(retried.response.body.data.duplicate).toBe(false);
+      const twice = await send(api.url, chat, `locked-${i}`);
+      expect(twice.response.body.data).toEqual({
+        id: retried.response.body.data.id,
+        duplicate: true,
+      });
+    }
+    await h().startWorkers({
+      processors: { inbound: createInboundProcessor({ db: h().db, publisher: h().publisher }) },
+      select: ['inbound'],
+    });
+    await allNumbered(
+      h(),
+      new Map([...locked.map(chat => [chat.interactionId, 1] as const), [other.interactionId, 6]]),
+    );
+  }, 90_000);
+});
