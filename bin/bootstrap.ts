@@ -131,7 +131,8 @@ export async function bootCore(role: 'api' | 'worker' | 'all'): Promise<Core> {
       await queues.close();
       await bus.close();
       await closeRedis(redis);
-      await db.end();
+      // A pool that lived through an outage of PostgreSQL may answer with a connection's old error.
+      await db.end().catch((error: unknown) => log.warn({ err: error }, 'closing PostgreSQL'));
       await new Promise(resolve => metricsServer?.close(resolve));
     },
   };

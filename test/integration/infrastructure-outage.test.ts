@@ -140,7 +140,8 @@ describe('infrastructure outages do not use up attempts', () => {
       expect(await deferred('inbound')).toBeGreaterThan(before);
     } finally {
       await runtime.close(5_000);
-      await workerDb.end();
+      // A pool that lived through an outage may answer its end with a connection's old error.
+      await workerDb.end().catch(() => undefined);
       await proxy.close();
     }
   }, 120_000);
