@@ -1,6 +1,3 @@
-import { createBullBoard } from '@bull-board/api';
-import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
-import { ExpressAdapter } from '@bull-board/express';
 import express, { type Express } from 'express';
 import type { DatabasePool } from 'slonik';
 import swaggerUi from 'swagger-ui-express';
@@ -12,6 +9,7 @@ import { SecretBox } from '../lib/secrets.js';
 import { EgressRules } from '../lib/egress.js';
 import type { QueueSet } from '../queues/index.js';
 import { requireAdmin } from './admin-auth.js';
+import { mountDashboard } from './dashboard.js';
 import { Authenticator } from './auth/authenticator.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
 import { Api } from './openapi.js';
@@ -173,13 +171,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     }),
   );
 
-  const board = new ExpressAdapter();
-  board.setBasePath(BULL_BOARD_PATH);
-  createBullBoard({
-    queues: deps.queues.all().map(queue => new BullMQAdapter(queue)),
-    serverAdapter: board,
-  });
-  app.use(BULL_BOARD_PATH, requireAdmin(config.adminToken), board.getRouter() as express.Router);
+  mountDashboard(app, BULL_BOARD_PATH, deps.queues.all(), requireAdmin(config.adminToken));
 
   app.use(notFoundHandler);
   app.use(errorHandler(log));
