@@ -95,11 +95,12 @@ describe('sweeper', () => {
 
   it('records undelivered work whose job failed without the runner recording it, and re-drives replays that raced', async () => {
     const record = await enqueueDurably(h.enqueue, inboundQueue, message('stalled-out'));
-    // A worker that is not ours fails the job outright, as BullMQ does after too many stalls.
-    // UnrecoverableError fails it at once whatever its attempts, as a stall-out does.
+    // A worker that is not ours fails the job outright. UnrecoverableError fails it at once
+    // whatever its attempts. (A stall-out with attempts left is re-added instead: see
+    // infrastructure-outage.test.ts.)
     const rogue = new Worker(
       'inbound',
-      () => Promise.reject(new UnrecoverableError('job stalled more than allowable limit')),
+      () => Promise.reject(new UnrecoverableError('failed outside the runner')),
       { connection: { host: '127.0.0.1', port: redis.port }, prefix: h.config.queues.prefix },
     );
     await eventually(
@@ -120,7 +121,7 @@ describe('sweeper', () => {
         z.object({ reason: z.string() }),
       )`SELECT reason FROM undelivered WHERE job_id = ${record.jobId}`,
     );
-    expect(reason).toBe('job stalled more than allowable limit');
+    expect(reason).toBe('failed outside the runner');
 
     // A replay reopened the row but could not remove the failed job from Redis.
     await new Promise(resolve => setTimeout(resolve, 20));
