@@ -1,4 +1,4 @@
-import { sql } from 'slonik';
+import { sql, type QuerySqlToken } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -17,7 +17,7 @@ import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 
 const n = z.object({ n: z.number() });
-const count = (h: Harness, query: ReturnType<typeof sql.type<typeof n>>) => h.db.oneFirst(query);
+const count = (h: Harness, query: QuerySqlToken<typeof n>) => h.db.oneFirst(query);
 
 const deferred = async (queue: string) =>
   (await jobsTotal.get()).values.find(

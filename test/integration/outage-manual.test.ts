@@ -1,4 +1,4 @@
-import { sql } from 'slonik';
+import { sql, type QuerySqlToken } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -30,7 +30,7 @@ describe.skipIf(!OUTAGE_SECONDS)('a long PostgreSQL outage, by hand', () => {
   it(
     `PostgreSQL unreachable for the workers ${OUTAGE_SECONDS} s under load`,
     async () => {
-      const count = (query: ReturnType<typeof sql.type<typeof n>>) => h().db.oneFirst(query);
+      const count = (query: QuerySqlToken<typeof n>) => h().db.oneFirst(query);
       const api = await h().serve();
       const t = await provisionChatTenant(h(), api.app);
       const proxy = await startTcpProxy(Number(new URL(h().dbUrl).port || 5432));
