@@ -132,14 +132,15 @@ function fromBodyParser(error: unknown): AppError | undefined {
       cause: error,
     });
   }
-  // Any other client error the parsers (or static files) raise: http-errors marks them `expose`.
-  if (expose === true && typeof status === 'number' && status >= 400 && status < 500) {
+  // Any other client error the parsers or static files raise (http-errors with a 4xx status;
+  // their message is shown only when marked `expose`: a missing file's names a path).
+  if (typeof status === 'number' && status >= 400 && status < 500) {
     if (status === 404) {
       return new AppError('NEXUS_ERR_NOT_FOUND', undefined, undefined, { cause: error });
     }
     return new AppError(
       'NEXUS_ERR_BAD_REQUEST',
-      typeof message === 'string' ? message : undefined,
+      expose === true && typeof message === 'string' ? message : undefined,
       'body',
       { cause: error },
     );

@@ -82,5 +82,9 @@ describe('queue dashboard', () => {
       .get(`${BULL_BOARD_PATH}/nexus/fonts/ibm-plex-sans/no-such-file.woff2`)
       .set('Authorization', `Bearer ${h().config.adminToken}`)
       .expect(404);
+    const missing = await request(app)
+      .get(`${BULL_BOARD_PATH}/static/js/no-such-file.js`)
+      .set('Authorization', `Bearer ${h().config.adminToken}`);
+    expect(missing.status).toBeLessThan(500);
   });
 });

@@ -48,7 +48,7 @@ function checkArrivals(
 }
 
 describe('webhooks across a worker crash', () => {
-  const h = useHarness();
+  const h = useHarness({ NEXUS_EGRESS_ALLOW: '127.0.0.1' });
   const processes: HubProcess[] = [];
   afterEach(() => {
     for (const p of processes.splice(0)) {
