@@ -3,7 +3,7 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { provisionChatTenant } from '../helpers/chat.js';
+import { connect, provisionChatTenant } from '../helpers/chat.js';
 import { useHarness, type Harness } from '../helpers/harness.js';
 
 /**
@@ -630,6 +630,43 @@ describe('hostile input', () => {
     expect(mismatches).toEqual([]);
     expect(await rowCounts(h())).toEqual(before);
     expect(cases.length).toBeGreaterThan(60);
+  });
+
+  it('refuses a NUL in messages sent over the sockets (customer and agent), storing nothing', async () => {
+    const api = await h().serve();
+    const t = await provisionChatTenant(h(), api.app, TENANT);
+    const session = (
+      await request(api.url)
+        .post('/nexus/v3/chat/sessions')
+        .set('x-api-key', t.chatKey)
+        .send({ data: { nickname: 'Ann', endpoint: 'GlobalChatSwitchboard' } })
+        .expect(201)
+    ).body.data as { clientToken: string; interactionId: string };
+    await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${session.interactionId}/join`)
+      .set('Authorization', `Bearer ${t.agent.token}`)
+      .expect(200);
+    const customer = connect(api.url, '/chat', { token: session.clientToken });
+    const agent = connect(api.url, '/agent', { token: t.agent.token });
+    try {
+      await Promise.all([customer.connected, agent.connected]);
+      const before = await rowCounts(h());
+      const acks = [
+        await customer.socket.timeout(5_000).emitWithAck('message', { text: `hi${NUL}` }),
+        await customer.socket
+          .timeout(5_000)
+          .emitWithAck('message', { text: 'hi', clientMessageId: `c${NUL}` }),
+        await agent.socket
+          .timeout(5_000)
+          .emitWithAck('message', { interactionId: session.interactionId, text: `hi${NUL}` }),
+        await customer.socket.timeout(5_000).emitWithAck('read', { seq: Number(HUGE) }),
+      ] as { status: { code: string } }[];
+      expect(acks.map(ack => ack.status.code)).toEqual(Array(4).fill('NEXUS_ERR_VALIDATION'));
+      expect(await rowCounts(h())).toEqual(before);
+    } finally {
+      customer.socket.close();
+      agent.socket.close();
+    }
   });
 
   it('still accepts the same requests without the hostile part', async () => {
