@@ -542,11 +542,15 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
     socket.on('message', (payload: unknown, ack?: Ack) => {
       const { interactionId, ...rest } = (payload ?? {}) as { interactionId?: unknown };
       const parsed = customerMessage.safeParse(rest);
-      if (typeof interactionId !== 'string' || !parsed.success) {
+      const validId = z.string().uuid().safeParse(interactionId);
+      if (!validId.success || !parsed.success) {
         ack?.({
           status: {
             code: 'NEXUS_ERR_VALIDATION',
             message: 'send {interactionId, text, clientMessageId?}',
+            field: validId.success
+              ? (parsed.error?.issues[0]?.path.join('.') ?? 'text')
+              : 'interactionId',
           },
         });
         return;
@@ -554,7 +558,7 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
       chat
         .agentMessage(
           agent.tenant,
-          interactionId,
+          validId.data,
           agent,
           parsed.data.text,
           parsed.data.clientMessageId ?? null,

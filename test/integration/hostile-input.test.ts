@@ -660,8 +660,14 @@ describe('hostile input', () => {
           .timeout(5_000)
           .emitWithAck('message', { interactionId: session.interactionId, text: `hi${NUL}` }),
         await customer.socket.timeout(5_000).emitWithAck('read', { seq: Number(HUGE) }),
+        await agent.socket
+          .timeout(5_000)
+          .emitWithAck('message', { interactionId: `${session.interactionId}${NUL}`, text: 'hi' }),
+        await agent.socket
+          .timeout(5_000)
+          .emitWithAck('message', { interactionId: '99999999999999999999', text: 'hi' }),
       ] as { status: { code: string } }[];
-      expect(acks.map(ack => ack.status.code)).toEqual(Array(4).fill('NEXUS_ERR_VALIDATION'));
+      expect(acks.map(ack => ack.status.code)).toEqual(Array(6).fill('NEXUS_ERR_VALIDATION'));
       expect(await rowCounts(h())).toEqual(before);
     } finally {
       customer.socket.close();

@@ -623,7 +623,7 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
       // The throttled message used one attempt, as if the 429 never happened.
       const job = await h()
         .queues.get('outbound-sms')
-        .getJob(outboundSmsQueue.jobId({ tenantId: TENANT, messageId: throttledId }));
+        .getJob(outboundSmsQueue.jobId({ tenantId: TENANT, messageId: throttledId ?? '' }));
       expect(job?.attemptsMade).toBe(1);
     } finally {
       await aggregator.close();
