@@ -2,19 +2,15 @@ import { sql, type QuerySqlToken } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { createDbPool } from '../../db/pool.js';
 import { jobsTotal } from '../../lib/metrics.js';
 import { closeRedis, createRedis } from '../../lib/redis.js';
 import { recordWork } from '../../queues/work.js';
 import { aiConnectorQueue } from '../../queues/index.js';
-import { createInboundProcessor } from '../../workers/processors/inbound.js';
-import { createMaintenanceProcessor } from '../../workers/processors/maintenance.js';
-import { startWorkers } from '../../workers/runtime.js';
 import { sweepPendingWork } from '../../workers/sweeper.js';
 import { Worker } from 'bullmq';
 import { provisionChatTenant } from '../helpers/chat.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { startWorkersBehindProxy } from '../helpers/outage.js';
 
 const n = z.object({ n: z.number() });
 const count = (h: Harness, query: QuerySqlToken<typeof n>) => h.db.oneFirst(query);
@@ -56,23 +52,11 @@ describe('infrastructure outages do not use up attempts', () => {
     const t = await provisionChatTenant(h(), api.app);
 
     // The workers reach PostgreSQL through a proxy that the test cuts; the API does not.
-    const proxy = await startTcpProxy(Number(new URL(h().dbUrl).port || 5432));
-    const url = new URL(h().dbUrl);
-    url.port = String(proxy.port);
-    const workerDb = await createDbPool({ ...h().config.db, url: url.toString() }, h().log);
-    const deps = { db: workerDb, queues: h().queues, log: h().log, publisher: h().publisher };
-    const runtime = await startWorkers({
-      config: h().config,
-      log: h().log,
-      db: workerDb,
-      queues: h().queues,
-      processors: {
-        inbound: createInboundProcessor(deps),
-        maintenance: createMaintenanceProcessor(deps, { afterMs: 1_000, batch: 500 }),
-      },
-      select: ['inbound'],
+    const workers = await startWorkersBehindProxy(h(), {
+      sweep: { afterMs: 1_000, batch: 500 },
       lock: { lockDuration: 2_000, stalledInterval: 1_000 },
     });
+    const { proxy } = workers;
     try {
       const before = await deferred('inbound');
       await proxy.cut();
@@ -139,10 +123,7 @@ describe('infrastructure outages do not use up attempts', () => {
       ).toBe(0);
       expect(await deferred('inbound')).toBeGreaterThan(before);
     } finally {
-      await runtime.close(5_000);
-      // A pool that lived through an outage may answer its end with a connection's old error.
-      await workerDb.end().catch(() => undefined);
-      await proxy.close();
+      await workers.close();
     }
   }, 120_000);
 

@@ -2,14 +2,10 @@ import { sql, type QuerySqlToken } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { createDbPool } from '../../db/pool.js';
 import { jobsTotal } from '../../lib/metrics.js';
-import { createInboundProcessor } from '../../workers/processors/inbound.js';
-import { createMaintenanceProcessor } from '../../workers/processors/maintenance.js';
-import { startWorkers } from '../../workers/runtime.js';
 import { provisionChatTenant } from '../helpers/chat.js';
 import { eventually, useHarness } from '../helpers/harness.js';
-import { startTcpProxy } from '../helpers/tcp-proxy.js';
+import { startWorkersBehindProxy } from '../helpers/outage.js';
 
 /**
  * A real PostgreSQL outage for the workers, with the queues' default retry budget (inbound: 8
@@ -33,25 +29,10 @@ describe.skipIf(!OUTAGE_SECONDS)('a long PostgreSQL outage, by hand', () => {
       const count = (query: QuerySqlToken<typeof n>) => h().db.oneFirst(query);
       const api = await h().serve();
       const t = await provisionChatTenant(h(), api.app);
-      const proxy = await startTcpProxy(Number(new URL(h().dbUrl).port || 5432));
-      const url = new URL(h().dbUrl);
-      url.port = String(proxy.port);
-      const workerDb = await createDbPool({ ...h().config.db, url: url.toString() }, h().log);
-      const deps = { db: workerDb, queues: h().queues, log: h().log, publisher: h().publisher };
-      const runtime = await startWorkers({
-        config: h().config,
-        log: h().log,
-        db: workerDb,
-        queues: h().queues,
-        processors: {
-          inbound: createInboundProcessor(deps),
-          maintenance: createMaintenanceProcessor(deps, {
-            afterMs: h().config.workers.sweepAfterMs,
-            batch: h().config.workers.sweepBatch,
-          }),
-        },
-        select: ['inbound'],
+      const workers = await startWorkersBehindProxy(h(), {
+        sweep: { afterMs: h().config.workers.sweepAfterMs, batch: h().config.workers.sweepBatch },
       });
+      const { proxy } = workers;
       try {
         const sessions = await Promise.all(
           Array.from({ length: SESSIONS }, async (_, i) => {
@@ -123,10 +104,7 @@ describe.skipIf(!OUTAGE_SECONDS)('a long PostgreSQL outage, by hand', () => {
         expect(undelivered).toBe(0);
         expect(delivered).toBe(accepted);
       } finally {
-        await runtime.close(5_000);
-        // A pool that lived through an outage may answer its end with a connection's old error.
-        await workerDb.end().catch(() => undefined);
-        await proxy.close();
+        await workers.close();
       }
     },
     (OUTAGE_SECONDS + 20 * 60) * 1000,
