@@ -46,22 +46,43 @@ $$;
 CREATE UNIQUE INDEX channels_sender_key_idx ON channels (channels_sender_key(channel_id));
 
 -- Customers' numbers are now stored in E.164 (lib/phone.ts). An older release kept the MSISDN an
--- aggregator sent as given (`15551234567`); new texts carry `+15551234567`. The opt-out ledger
--- is rewritten so that a STOP given before the upgrade still holds (where both forms exist for a
--- sender, the later change wins), and open SMS conversations so that the next text threads into
+-- aggregator sent as given, digits only (`15551234567`, or `0015551234567` with the international
+-- call prefix); new texts carry `+15551234567`. The opt-out ledger is rewritten so that a STOP
+-- given before the upgrade still holds (where several forms exist for a sender, the latest change
+-- wins, the E.164 row on a tie), and open SMS conversations so that the next text threads into
 -- them. Closed conversations, messages and contacts keep the form they were written with.
-DELETE FROM sms_consent legacy USING sms_consent e164
-WHERE legacy.address ~ '^[1-9][0-9]{6,14}$' AND e164.tenant_id = legacy.tenant_id
-  AND e164.sender = legacy.sender AND e164.address = '+' || legacy.address
-  AND e164.updated_at >= legacy.updated_at;
-DELETE FROM sms_consent e164 USING sms_consent legacy
-WHERE legacy.address ~ '^[1-9][0-9]{6,14}$' AND e164.tenant_id = legacy.tenant_id
-  AND e164.sender = legacy.sender AND e164.address = '+' || legacy.address;
+WITH forms AS (
+  SELECT ctid AS row_id, tenant_id, sender, address, updated_at,
+         CASE WHEN address ~ '^[1-9][0-9]{6,14}$' THEN '+' || address
+              WHEN address ~ '^00[1-9][0-9]{6,14}$' THEN '+' || substr(address, 3)
+              ELSE address END AS e164
+  FROM sms_consent
+), ranked AS (
+  SELECT row_id, row_number() OVER (PARTITION BY tenant_id, sender, e164
+                                    ORDER BY updated_at DESC, address = e164 DESC) AS rank
+  FROM forms
+)
+DELETE FROM sms_consent c USING ranked r WHERE c.ctid = r.row_id AND r.rank > 1;
 UPDATE sms_consent SET address = '+' || address WHERE address ~ '^[1-9][0-9]{6,14}$';
+UPDATE sms_consent SET address = '+' || substr(address, 3) WHERE address ~ '^00[1-9][0-9]{6,14}$';
 UPDATE sms_consent_changes SET address = '+' || address WHERE address ~ '^[1-9][0-9]{6,14}$';
-UPDATE interactions i SET customer_address = '+' || i.customer_address
-WHERE i.state = 'open' AND i.channel IS NOT NULL AND i.customer_address ~ '^[1-9][0-9]{6,14}$'
-  AND NOT EXISTS (
-    SELECT 1 FROM interactions e164
-    WHERE e164.tenant_id = i.tenant_id AND e164.channel = i.channel AND e164.state = 'open'
-      AND e164.customer_address = '+' || i.customer_address);
+UPDATE sms_consent_changes SET address = '+' || substr(address, 3)
+WHERE address ~ '^00[1-9][0-9]{6,14}$';
+-- One open conversation per number: a legacy form whose E.164 twin is open stays as it is, and of
+-- two legacy forms of one number the latest moved.
+WITH legacy AS (
+  SELECT id, tenant_id, channel, updated_at,
+         CASE WHEN customer_address ~ '^[1-9][0-9]{6,14}$' THEN '+' || customer_address
+              ELSE '+' || substr(customer_address, 3) END AS e164
+  FROM interactions
+  WHERE state = 'open' AND channel IS NOT NULL AND customer_address ~ '^(00)?[1-9][0-9]{6,14}$'
+), chosen AS (
+  SELECT DISTINCT ON (l.tenant_id, l.channel, l.e164) l.id, l.e164
+  FROM legacy l
+  WHERE NOT EXISTS (
+    SELECT 1 FROM interactions x
+    WHERE x.tenant_id = l.tenant_id AND x.channel = l.channel AND x.state = 'open'
+      AND x.customer_address = l.e164)
+  ORDER BY l.tenant_id, l.channel, l.e164, l.updated_at DESC, l.id
+)
+UPDATE interactions i SET customer_address = chosen.e164 FROM chosen WHERE i.id = chosen.id;

@@ -127,6 +127,49 @@ describe('migrations', () => {
     );
   });
 
+  it('0017 carries opt-outs and open threads of every stored number form over to E.164', async () => {
+    const url = await emptyDatabase();
+    const dir = await mkdtemp(join(tmpdir(), 'nexus-migrations-'));
+    for (const m of (await readMigrations()).filter(m => m.version < 17)) {
+      await writeFile(join(dir, `${String(m.version).padStart(4, '0')}_${m.name}.sql`), m.sql);
+    }
+    await migrate(url, log, dir);
+    // The previous release stored what the aggregator sent, digits only: with or without the
+    // international call prefix 00, which lib/phone.ts now reads as "+".
+    await query(
+      url,
+      `INSERT INTO tenants (id, name, type, created_by) VALUES ('acme', 'A', 'x', 't');
+       INSERT INTO sms_consent (tenant_id, sender, address, opted_out, updated_at) VALUES
+         ('acme', '+18005550100', '0015550001111', true, now()),
+         ('acme', '+18005550100', '15550002222', false, now() - interval '2 days'),
+         ('acme', '+18005550100', '0015550002222', true, now() - interval '1 day'),
+         ('acme', '+18005550100', '12345', true, now());
+       INSERT INTO sms_consent_changes (tenant_id, sender, address, action, source) VALUES
+         ('acme', '+18005550100', '0015550001111', 'opt-out', 'keyword');
+       INSERT INTO interactions (id, tenant_id, media, subtype, channel, customer_address, updated_at) VALUES
+         ('00000000-0000-0000-0000-000000000001', 'acme', 'chat', 'SMS', 'chat.Main', '0015550003333', now()),
+         ('00000000-0000-0000-0000-000000000002', 'acme', 'chat', 'SMS', 'chat.Main', '15550004444', now() - interval '1 hour'),
+         ('00000000-0000-0000-0000-000000000003', 'acme', 'chat', 'SMS', 'chat.Main', '0015550004444', now())`,
+    );
+    expect(await migrate(url, log)).toContain(17);
+    expect(
+      await query(url, 'SELECT address, opted_out FROM sms_consent ORDER BY address COLLATE "C"'),
+    ).toEqual([
+      { address: '+15550001111', opted_out: true },
+      { address: '+15550002222', opted_out: true },
+      { address: '12345', opted_out: true },
+    ]);
+    expect(await query(url, 'SELECT address FROM sms_consent_changes')).toEqual([
+      { address: '+15550001111' },
+    ]);
+    // Two legacy forms of one open thread: the latest takes the number, the other keeps its own.
+    expect(await query(url, 'SELECT id, customer_address FROM interactions ORDER BY id')).toEqual([
+      { id: '00000000-0000-0000-0000-000000000001', customer_address: '+15550003333' },
+      { id: '00000000-0000-0000-0000-000000000002', customer_address: '15550004444' },
+      { id: '00000000-0000-0000-0000-000000000003', customer_address: '+15550004444' },
+    ]);
+  });
+
   it('reject badly named files', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'nexus-migrations-'));
     await writeFile(join(dir, '1_short.sql'), 'SELECT 1;');
