@@ -153,24 +153,33 @@ export const notFoundHandler: RequestHandler = (req, _res, next) => {
 };
 
 /**
+ * What anything thrown answers, over HTTP and the sockets alike: a catalogue error as it is, a
+ * parser's client error coded, PostgreSQL unreachable 503 `NEXUS_ERR_DB_UNAVAILABLE`, a lock or
+ * statement timeout 503 `NEXUS_ERR_DB_BUSY` (with `retryAfter`), anything else 500.
+ */
+export function toAppError(thrown: unknown): AppError {
+  if (isAppError(thrown)) return thrown;
+  const parserError = fromBodyParser(thrown);
+  if (parserError) return parserError;
+  if (isDbUnavailable(thrown)) {
+    return new AppError('NEXUS_ERR_DB_UNAVAILABLE', undefined, undefined, { cause: thrown });
+  }
+  if (isDbBusy(thrown)) {
+    return Object.assign(
+      new AppError('NEXUS_ERR_DB_BUSY', undefined, undefined, { cause: thrown }),
+      { retryAfter: BUSY_RETRY_AFTER_S },
+    );
+  }
+  return new AppError('NEXUS_ERR_INTERNAL', undefined, undefined, { cause: thrown });
+}
+
+/**
  * The one error handler: catalogue errors answer with their status and code; anything else is
  * a 500 (or a 503 when PostgreSQL is unreachable) whose message is not leaked.
  */
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (thrown: unknown, req, res, _next) => {
-    let error: AppError;
-    const parserError = fromBodyParser(thrown);
-    if (isAppError(thrown)) error = thrown;
-    else if (parserError) error = parserError;
-    else if (isDbUnavailable(thrown)) {
-      error = new AppError('NEXUS_ERR_DB_UNAVAILABLE', undefined, undefined, { cause: thrown });
-    } else if (isDbBusy(thrown)) {
-      error = Object.assign(
-        new AppError('NEXUS_ERR_DB_BUSY', undefined, undefined, { cause: thrown }),
-        { retryAfter: BUSY_RETRY_AFTER_S },
-      );
-    } else error = new AppError('NEXUS_ERR_INTERNAL', undefined, undefined, { cause: thrown });
-
+    const error = toAppError(thrown);
     const requestLog = (req as { log?: Logger }).log ?? log;
     if (error.status >= 500) requestLog.error({ err: thrown }, error.message);
     else requestLog.info({ code: error.code, field: error.field }, error.message);

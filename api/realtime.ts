@@ -15,6 +15,7 @@ import type { Authenticator } from './auth/authenticator.js';
 import { agentOf } from './auth/principal.js';
 import { MAX_TEXT, type ChatService, type Participant } from './chat/chat-service.js';
 import { customerEvent, customerParticipant } from './chat/customer-events.js';
+import { toAppError } from './error-handler.js';
 import { presentEvent } from './routes/chat.js';
 import { customer } from './routes/chat.js';
 
@@ -236,10 +237,22 @@ const presenceChange = z
   .object({ ready: z.boolean().optional(), capacity: z.number().int().min(0).max(100).optional() })
   .strict();
 const ok = (data: unknown) => ({ status: { code: 0 }, data });
-const failure = (error: unknown) =>
-  isAppError(error)
-    ? { status: { code: error.code, message: error.message, field: error.field } }
-    : { status: { code: 'NEXUS_ERR_INTERNAL', message: 'Internal error' } };
+/**
+ * An ack's error, coded as the HTTP routes answer it (a lock timeout is 503 NEXUS_ERR_DB_BUSY
+ * with `retryAfter`, PostgreSQL down NEXUS_ERR_DB_UNAVAILABLE), never an internal error for those.
+ */
+const failure = (thrown: unknown) => {
+  const error = toAppError(thrown);
+  const retryAfter = (error as { retryAfter?: unknown }).retryAfter;
+  return {
+    status: {
+      code: error.code,
+      message: error.message,
+      ...(error.field ? { field: error.field } : {}),
+      ...(typeof retryAfter === 'number' ? { retryAfter } : {}),
+    },
+  };
+};
 
 /**
  * Socket.io on the API's HTTP server, at `/nexus/v3/socket.io`:
@@ -583,12 +596,10 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
 }
 
 /** A handshake refusal the client sees as `connect_error` with `data.code`. */
-function handshakeError(error: unknown): Error {
-  const cause = coerceError(error);
-  const refused = new Error(isAppError(error) ? error.message : 'Internal error') as Error & {
-    data?: unknown;
-  };
-  refused.data = { code: isAppError(error) ? error.code : 'NEXUS_ERR_INTERNAL' };
-  if (!isAppError(error)) refused.cause = cause;
+function handshakeError(thrown: unknown): Error {
+  const error = toAppError(thrown);
+  const refused = new Error(error.message) as Error & { data?: unknown };
+  refused.data = { code: error.code };
+  if (!isAppError(thrown)) refused.cause = coerceError(thrown);
   return refused;
 }
