@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { sql } from 'slonik';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { deploymentId } from '../../db/queries/deployment.js';
 import { AppError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
 import { jobsTotal } from '../../lib/metrics.js';
@@ -94,6 +95,27 @@ describe('one deployment per queue prefix', () => {
     expect(stamp).toMatch(/^[0-9a-f-]{36}$/);
     await first.redis.del(key);
     await eventually(async () => (await first.redis.get(key)) === stamp, 10_000, 'the stamp');
+  });
+
+  it('two processes starting together on a fresh database read one deployment id', async () => {
+    const h = await createHarness();
+    harnesses.push(h);
+    // The first process's insert is not committed yet when the second asks: the second waits on
+    // it, inserts nothing, and must still answer the first one's id (no error).
+    let release: () => void = () => undefined;
+    const held = new Promise<void>(resolve => (release = resolve));
+    let inserted: (id: string) => void = () => undefined;
+    const firstId = new Promise<string>(resolve => (inserted = resolve));
+    const first = h.db.transaction(async tx => {
+      inserted(await deploymentId(tx));
+      await held;
+    });
+    const id = await firstId;
+    const second = deploymentId(h.db);
+    await new Promise(resolve => setTimeout(resolve, 300));
+    release();
+    await first;
+    expect(await second).toBe(id);
   });
 
   it("a job without a work row is left for its owner, loudly, and its owner's workers run it", async () => {
