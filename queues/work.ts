@@ -279,7 +279,7 @@ export async function reopenFailedWork(
   sweepAfterMs: number,
 ): Promise<WorkRow | null> {
   return tx.maybeOne(sql.type(workRow)`
-    UPDATE work SET state = 'pending', finished_at = NULL, updated_at = now(),
+    UPDATE work SET state = 'pending', finished_at = NULL, updated_at = now(), stalls = 0,
                     next_sweep_at = now() + make_interval(secs => ${sweepAfterMs / 1000})
     WHERE queue = ${queue} AND job_id = ${jobId} AND state = 'failed'
     RETURNING id, queue, job_id, tenant_id, payload, state, created_at, updated_at`);

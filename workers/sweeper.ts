@@ -10,11 +10,24 @@ import { recordFinalFailure } from './undelivered.js';
 /** BullMQ's reason for a job whose lock lapsed more often than `maxStalledCount`. */
 const STALLED_OUT = /stalled more than allowable limit/;
 
-/** The attempts the work's runs counted (the runner's claim counts each). */
-const attemptsOf = (tx: CommonQueryMethods, id: number) =>
-  tx.oneFirst(
-    sql.type(z.object({ attempts: z.number() }))`SELECT attempts FROM work WHERE id = ${id}`,
+/**
+ * Stall-outs the sweeper re-adds a job after, at most. An outage of Redis stalls each active job
+ * once; a job that stalls out this often crashes or blocks its worker (a processor that counts its
+ * attempt only when it finishes would otherwise be re-added for ever).
+ */
+export const MAX_STALLS = 10;
+
+/** The attempts the work's runs counted (the runner's claim counts each), and its stall-outs. */
+const countsOf = (tx: CommonQueryMethods, id: number) =>
+  tx.one(
+    sql.type(
+      z.object({ attempts: z.number(), stalls: z.number() }),
+    )`SELECT attempts, stalls FROM work WHERE id = ${id}`,
   );
+
+/** Counts one more stall-out of the work. */
+const countStall = (tx: CommonQueryMethods, id: number) =>
+  tx.query(sql.unsafe`UPDATE work SET stalls = stalls + 1 WHERE id = ${id}`);
 
 /** Any constant unique to the sweeper: only one sweep runs at a time across all replicas. */
 const SWEEP_LOCK_KEY = 0x73776565; // "swee"
@@ -39,7 +52,8 @@ export interface SweepDeps {
  * - missing: adds it again with the same job id;
  * - completed, or failed before the row was last reopened (a replay raced with Redis): adds it again;
  * - stalled out (BullMQ failed it after its lock lapsed too often, which an outage of Redis does
- *   to every active job) while its work has attempts left: adds it again;
+ *   to every active job) while its work has attempts left and has stalled out fewer than
+ *   {@link MAX_STALLS} times: adds it again (beyond that, it is recorded undelivered);
  * - failed without the runner having recorded it otherwise: records it undelivered;
  * - waiting, delayed, active: in flight, nothing to do.
  * The row's next check moves `afterMs` away either way. Safe to run concurrently with workers:
@@ -73,11 +87,13 @@ export async function sweepPendingWork(
       // A failure older than the row's last change predates a replay that reopened the row.
       const staleFailure =
         job?.finishedOn !== undefined && job.finishedOn < Date.parse(row.updated_at);
+      const stalled =
+        state === 'failed' && !staleFailure && STALLED_OUT.test(job?.failedReason ?? '');
+      const counts = stalled ? await countsOf(tx, row.id) : undefined;
       const stalledOut =
-        state === 'failed' &&
-        !staleFailure &&
-        STALLED_OUT.test(job?.failedReason ?? '') &&
-        (await attemptsOf(tx, row.id)) < (job?.opts.attempts ?? 1);
+        counts !== undefined &&
+        counts.attempts < (job?.opts.attempts ?? 1) &&
+        counts.stalls < MAX_STALLS;
       if (state === 'unknown' || state === 'completed' || staleFailure || stalledOut) {
         if (state !== 'unknown') await queue.remove(row.job_id);
         await queue.add(row.queue, row.payload, { jobId: row.job_id });
@@ -89,6 +105,7 @@ export async function sweepPendingWork(
               ? 'completed'
               : 'missing';
         if (stalledOut) {
+          await countStall(tx, row.id);
           deps.log.warn(
             { queue: row.queue, jobId: row.job_id, failedReason: job?.failedReason },
             'a job stalled out (its worker lost its lock, e.g. Redis was away): added again',
@@ -101,7 +118,10 @@ export async function sweepPendingWork(
           queue: row.queue,
           jobId: row.job_id,
           tenantId: row.tenant_id,
-          reason: job?.failedReason || 'job failed without a recorded reason',
+          reason:
+            counts && counts.stalls >= MAX_STALLS
+              ? `stalled out ${counts.stalls + 1} times (the job may crash or block its worker): ${job?.failedReason}`
+              : job?.failedReason || 'job failed without a recorded reason',
           attempts: job?.attemptsMade ?? 0,
           firstAttemptAt: job?.processedOn ? new Date(job.processedOn) : null,
           lastAttemptAt: new Date(job?.finishedOn ?? Date.now()),

@@ -4,7 +4,7 @@ import { z } from 'zod';
 const deploymentRow = z.object({ id: z.string() });
 
 /**
- * This deployment's id: the one `deployment` row, created by the first caller (migration 0021).
+ * This deployment's id: the one `deployment` row, created by the first caller (migration 0018).
  * Every process of a deployment reads the same id; another database is another deployment.
  */
 export async function deploymentId(db: CommonQueryMethods): Promise<string> {

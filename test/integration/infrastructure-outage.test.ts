@@ -6,7 +6,7 @@ import { jobsTotal } from '../../lib/metrics.js';
 import { closeRedis, createRedis } from '../../lib/redis.js';
 import { recordWork } from '../../queues/work.js';
 import { aiConnectorQueue } from '../../queues/index.js';
-import { sweepPendingWork } from '../../workers/sweeper.js';
+import { MAX_STALLS, sweepPendingWork } from '../../workers/sweeper.js';
 import { Worker } from 'bullmq';
 import { provisionChatTenant } from '../helpers/chat.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
@@ -127,14 +127,13 @@ describe('infrastructure outages do not use up attempts', () => {
     }
   }, 120_000);
 
-  it('a job that stalled out (its lock lapsed, as when Redis is away) is added again while its work has attempts left', async () => {
-    const payload = { tenantId: 't1', messageId: 'm-stall', connector: 'bot' };
-    const record = await h().db.transaction(tx => recordWork(tx, aiConnectorQueue, payload, 0));
+  /**
+   * Makes an ai-connector job stall out for real: a worker takes it and loses its lock without
+   * finishing (no lock renewal, as when Redis is unreachable); with no stall allowed, BullMQ's
+   * stall check marks it to fail, and the next worker to take it fails it without running it.
+   */
+  async function stallOut(jobId: string) {
     const queue = h().queues.get('ai-connector');
-    await queue.add('ai-connector', payload, { jobId: record.jobId, attempts: 3 });
-    // A worker takes the job and loses its lock without finishing (no lock renewal, as when
-    // Redis is unreachable); with no stall allowed, BullMQ's stall check marks it to fail, and
-    // the next worker to take it fails it without running it.
     const options = {
       prefix: h().config.queues.prefix,
       lockDuration: 200,
@@ -147,10 +146,10 @@ describe('infrastructure outages do not use up attempts', () => {
     const stalling = new Worker('ai-connector', null, { ...options, connection: connections[0]! });
     try {
       const taken = await stalling.getNextJob('a-token');
-      expect(taken?.id).toBe(record.jobId);
+      expect(taken?.id).toBe(jobId);
       await stalling.startStalledCheckTimer();
       await eventually(
-        async () => (await queue.getJobState(record.jobId)) === 'waiting',
+        async () => (await queue.getJobState(jobId)) === 'waiting',
         10_000,
         'the stall check',
       );
@@ -167,7 +166,7 @@ describe('infrastructure outages do not use up attempts', () => {
     );
     try {
       await eventually(
-        async () => (await queue.getJobState(record.jobId)) === 'failed',
+        async () => (await queue.getJobState(jobId)) === 'failed',
         10_000,
         'the stalled-out failure',
       );
@@ -176,7 +175,20 @@ describe('infrastructure outages do not use up attempts', () => {
       await Promise.all(connections.map(connection => closeRedis(connection)));
     }
     expect(ran).toEqual([]);
-    expect((await queue.getJob(record.jobId))?.failedReason).toMatch(/stalled/);
+    expect((await queue.getJob(jobId))?.failedReason).toMatch(/stalled/);
+  }
+
+  const stallsOf = (jobId: string) =>
+    h().db.oneFirst(
+      sql.type(z.object({ stalls: z.number() }))`SELECT stalls FROM work WHERE job_id = ${jobId}`,
+    );
+
+  it('a job that stalled out (its lock lapsed, as when Redis is away) is added again while its work has attempts left', async () => {
+    const payload = { tenantId: 't1', messageId: 'm-stall', connector: 'bot' };
+    const record = await h().db.transaction(tx => recordWork(tx, aiConnectorQueue, payload, 0));
+    const queue = h().queues.get('ai-connector');
+    await queue.add('ai-connector', payload, { jobId: record.jobId, attempts: 3 });
+    await stallOut(record.jobId);
 
     const result = await sweepPendingWork(
       { db: h().db, queues: h().queues, log: h().log },
@@ -185,5 +197,33 @@ describe('infrastructure outages do not use up attempts', () => {
     expect(result).toMatchObject({ reenqueued: 1, failed: 0 });
     expect(await queue.getJobState(record.jobId)).toBe('waiting');
     expect(await count(h(), sql.type(n)`SELECT count(*)::int AS n FROM undelivered`)).toBe(0);
+    expect(await stallsOf(record.jobId)).toBe(1);
+  });
+
+  it('a job that keeps stalling out (it crashes its worker) is recorded undelivered, not added again for ever', async () => {
+    // Inbound counts its attempt only when its batch commits: a job that crashes its worker
+    // every time never uses one, so the stall-outs are what is counted.
+    const payload = { tenantId: 't1', messageId: 'm-poison', connector: 'bot' };
+    const record = await h().db.transaction(tx => recordWork(tx, aiConnectorQueue, payload, 0));
+    // The earlier stall-outs, each re-added by a sweep, as the test above shows for one.
+    await h().db.query(
+      sql.unsafe`UPDATE work SET stalls = ${MAX_STALLS - 1} WHERE job_id = ${record.jobId}`,
+    );
+    const queue = h().queues.get('ai-connector');
+    const sweep = () =>
+      sweepPendingWork({ db: h().db, queues: h().queues, log: h().log }, { afterMs: 0, batch: 10 });
+    await queue.add('ai-connector', payload, { jobId: record.jobId, attempts: 3 });
+    await stallOut(record.jobId);
+    expect(await sweep()).toMatchObject({ reenqueued: 1, failed: 0 });
+    expect(await stallsOf(record.jobId)).toBe(MAX_STALLS);
+    await stallOut(record.jobId);
+    expect(await sweep()).toMatchObject({ reenqueued: 0, failed: 1 });
+    const undelivered = await h().db.one(
+      sql.type(z.object({ reason: z.string(), job_id: z.string() }))`
+        SELECT reason, job_id FROM undelivered`,
+    );
+    expect(undelivered.job_id).toBe(record.jobId);
+    expect(undelivered.reason).toMatch(/stalled out 11 times/);
+    expect(await queue.getJobState(record.jobId)).toBe('failed');
   });
 });
