@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { DelayedError } from 'bullmq';
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { sql } from 'slonik';
 import { z } from 'zod';
@@ -32,8 +33,20 @@ import {
   type QueueSet,
 } from '../../queues/index.js';
 import { completeWorks } from '../../queues/work.js';
+import type { Config } from '../../lib/config.js';
+import { deferralDelayMs } from '../../lib/infrastructure.js';
 import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
 import { parkUntilBuilt } from './unbuilt.js';
+
+/**
+ * The longest a job of a busy chat (locked by someone else) waits for the lock, running alone:
+ * a batch holds its locks milliseconds, so a longer wait is a stuck holder's (a frozen worker's,
+ * freed by `idle_in_transaction_session_timeout`).
+ */
+const ALONE_LOCK_TIMEOUT_MS = 2_000;
+
+/** A busy chat's job put back while another of its jobs waits for the lock: 0.5 s, doubling to 5 s. */
+const BUSY_DEFERRAL = { baseMs: 500, maxMs: 5_000 };
 
 /** Normalised identifiers a chat customer gave: email lower-cased, phone digits (and "+"). */
 export function identifiersOf(session: {
@@ -151,7 +164,22 @@ export function createInboundProcessor(deps: {
   log?: Logger;
   /** Producers, to time routing offers out (the maintenance sweep does it otherwise). */
   queues?: QueueSet;
+  /** The worker's concurrency and the sessions' lock timeout (defaults otherwise). */
+  config?: {
+    workers: Pick<Config['workers'], 'concurrency'>;
+    db: Pick<Config['db'], 'lockTimeoutMs'>;
+  };
 }): Processor<typeof inboundQueue> {
+  const concurrency = deps.config?.workers.concurrency ?? 10;
+  /** At most this many jobs of busy chats wait for a lock at once: the other slots stay free. */
+  const aloneLimit = Math.max(1, Math.floor(concurrency / 2));
+  /** How long a job of a busy chat waits for its lock (never longer than the session's). */
+  const aloneLockTimeoutMs = Math.min(
+    ALONE_LOCK_TIMEOUT_MS,
+    deps.config?.db.lockTimeoutMs ?? 5_000,
+  );
+  /** Interactions with a job running alone in this process. */
+  const alone = new Set<string>();
   const notBuilt = parkUntilBuilt(inboundQueue, 'inbound SMS, third-party and email');
   /**
    * Handles jobs in one transaction. The numbering lock (NUMBERING_LOCK, `FOR NO KEY UPDATE`)
@@ -160,14 +188,20 @@ export function createInboundProcessor(deps: {
    * frozen one. With `skipLocked` (the group commit's batches) an interaction locked by someone
    * else (another batch, an agent's write) is skipped instead of waited for, so one busy chat
    * holds up no other: its jobs answer `skipped` and are run again alone, waiting for the lock at
-   * most the session's `lock_timeout` (then the job fails and retries).
+   * most `lockTimeoutMs` (then the job fails and retries).
    */
   const run = async (
     items: readonly { jobId: string; interactionId: string }[],
     skipLocked: boolean,
+    lockTimeoutMs?: number,
   ): Promise<{ stale: boolean; skipped: boolean }[]> => {
     const ids = [...new Set(items.map(item => item.interactionId))].sort();
     const { events, done, queued, locked } = await deps.db.transaction(async tx => {
+      if (lockTimeoutMs !== undefined) {
+        await tx.query(
+          sql.unsafe`SELECT set_config('lock_timeout', ${`${lockTimeoutMs}ms`}, true)`,
+        );
+      }
       const interactions = await tx.any(
         sql.type(interactionRow.extend({ started: z.boolean() }))`
           SELECT id, tenant_id, media, subtype, state, endpoint, contact_id, last_seq, created_at,
@@ -242,8 +276,26 @@ export function createInboundProcessor(deps: {
     ctx.completedHere();
     const item = { jobId: ctx.job.id ?? '', interactionId: payload.interactionId };
     let result = await batch.submit(item);
-    // Its chat was busy: run alone (outside the batch's slot), waiting for the lock.
-    if (result.skipped) result = (await run([item], false))[0] ?? result;
+    if (result.skipped) {
+      // Its chat was busy: run alone (outside the batch's slot), waiting for the lock. One job
+      // per chat at a time, and a few at most in all: the others go back, delayed, at once
+      // (without using an attempt), so busy chats cannot fill the job slots (and the pool) while
+      // their lock is held.
+      if ((alone.has(item.interactionId) || alone.size >= aloneLimit) && ctx.token !== undefined) {
+        const job = ctx.job;
+        const deferrals = Math.max(0, (job.attemptsStarted ?? 0) - job.attemptsMade - 1);
+        const delayMs = deferralDelayMs(deferrals, BUSY_DEFERRAL);
+        await job.moveToDelayed(Date.now() + delayMs, ctx.token);
+        ctx.log.debug({ interactionId: item.interactionId, delayMs }, 'chat busy: job put back');
+        throw new DelayedError();
+      }
+      alone.add(item.interactionId);
+      try {
+        result = (await run([item], false, aloneLockTimeoutMs))[0] ?? result;
+      } finally {
+        alone.delete(item.interactionId);
+      }
+    }
     if (result.stale) throw new StaleWorkError();
   };
   // The batch's completion counts the attempt: no separate claim round trip (and commit) per job.
