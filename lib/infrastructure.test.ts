@@ -21,7 +21,6 @@ describe('classifyFailure', () => {
       pgError('57P01'),
       pgError('57P03'),
       pgError('53300'),
-      pgError('55P03'),
       pgError('08006'),
       new AppError('NEXUS_ERR_DB_UNAVAILABLE'),
       new Error('Connection terminated unexpectedly'),
@@ -33,9 +32,19 @@ describe('classifyFailure', () => {
       }),
       // Deep in a cause chain, or wrapped by the hub's own errors.
       new Error('batch failed', { cause: new Error('flush', { cause: pgError('57P01') }) }),
-      new AppError('NEXUS_ERR_INTERNAL', undefined, undefined, { cause: pgError('55P03') }),
+      new AppError('NEXUS_ERR_INTERNAL', undefined, undefined, { cause: pgError('57P03') }),
     ]) {
       expect(classifyFailure(error), String(error)).toBe('infrastructure');
+    }
+  });
+
+  it('counts a lock timeout as the work’s failure: the database answers, a row is held', () => {
+    for (const error of [
+      pgError('55P03'),
+      new AppError('NEXUS_ERR_DB_BUSY'),
+      new AppError('NEXUS_ERR_INTERNAL', undefined, undefined, { cause: pgError('55P03') }),
+    ]) {
+      expect(classifyFailure(error), String(error)).toBe('work');
     }
   });
 

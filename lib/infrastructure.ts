@@ -16,15 +16,19 @@ const CONNECTION_ERROR_NAMES = new Set([
   'MaxRetriesPerRequestError',
 ]);
 
-/** PostgreSQL SQLSTATEs and hub codes that mean "the database is not there (yet)". */
+/**
+ * PostgreSQL SQLSTATEs and hub codes that mean "the database is not there (yet)". Not a lock
+ * timeout (`55P03`, the hub's `NEXUS_ERR_DB_BUSY`): the database answers, another session holds
+ * the row. That is retried as a failure of the work, using an attempt, so a job that always waits
+ * on a lock ends undelivered instead of waiting for ever; the attempts of every queue outlast
+ * `DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`, which frees a lock a frozen session holds.
+ */
 const UNAVAILABLE_CODES = new Set([
   '57P01', // admin_shutdown
   '57P02', // crash_shutdown
   '57P03', // cannot_connect_now (starting up, recovering)
   '53300', // too_many_connections
-  '55P03', // lock_not_available (lock_timeout): another session holds the row; try again later
   'NEXUS_ERR_DB_UNAVAILABLE',
-  'NEXUS_ERR_DB_BUSY', // the hub's answer to a lock timeout
 ]);
 
 /** PostgreSQL's connection-exception class (08xxx: connection does not exist, failure, …). */
@@ -54,7 +58,7 @@ const SOCKET_CODES = new Set([
 /**
  * What a job's failure is:
  * - `infrastructure`: PostgreSQL or Redis is unreachable (slonik's connection errors, PostgreSQL
- *   shutdown / cannot-connect / too-many-connections / lock-timeout / 08xxx codes, the hub's
+ *   shutdown / cannot-connect / too-many-connections / 08xxx codes, the hub's
  *   `NEXUS_ERR_DB_UNAVAILABLE`, node-postgres's and ioredis's closed-connection errors);
  * - `connection`: a socket error (refused, reset, timed out): the hub's infrastructure's or a
  *   remote's; the caller finds out by checking whether PostgreSQL and Redis answer;
