@@ -49,8 +49,9 @@ CREATE UNIQUE INDEX channels_sender_key_idx ON channels (channels_sender_key(cha
 -- aggregator sent as given, digits only (`15551234567`, or `0015551234567` with the international
 -- call prefix); new texts carry `+15551234567`. The opt-out ledger is rewritten so that a STOP
 -- given before the upgrade still holds (where several forms exist for a sender, the latest change
--- wins, the E.164 row on a tie), and open SMS conversations so that the next text threads into
--- them. Closed conversations, messages and contacts keep the form they were written with.
+-- wins, the E.164 row on a tie), open SMS conversations so that the next text threads into them,
+-- and contacts' phone identifiers so that a returning customer is matched to their contact.
+-- Closed conversations and messages keep the form they were written with.
 WITH forms AS (
   SELECT ctid AS row_id, tenant_id, sender, address, updated_at,
          CASE WHEN address ~ '^[1-9][0-9]{6,14}$' THEN '+' || address
@@ -86,3 +87,23 @@ WITH legacy AS (
   ORDER BY l.tenant_id, l.channel, l.e164, l.updated_at DESC, l.id
 )
 UPDATE interactions i SET customer_address = chosen.e164 FROM chosen WHERE i.id = chosen.id;
+-- Contacts' phone identifiers, likewise: a legacy form whose E.164 twin exists in the tenant
+-- stays as it is (both point at a contact; new texts match the E.164 one), and of two legacy forms
+-- of one number the earliest moved.
+WITH legacy AS (
+  SELECT tenant_id, value, created_at,
+         CASE WHEN value ~ '^[1-9][0-9]{6,14}$' THEN '+' || value
+              ELSE '+' || substr(value, 3) END AS e164
+  FROM contact_identifiers
+  WHERE kind = 'phone' AND value ~ '^(00)?[1-9][0-9]{6,14}$'
+), chosen AS (
+  SELECT DISTINCT ON (l.tenant_id, l.e164) l.tenant_id, l.value, l.e164
+  FROM legacy l
+  WHERE NOT EXISTS (
+    SELECT 1 FROM contact_identifiers x
+    WHERE x.tenant_id = l.tenant_id AND x.kind = 'phone' AND x.value = l.e164)
+  ORDER BY l.tenant_id, l.e164, l.created_at, l.value
+)
+UPDATE contact_identifiers c SET value = chosen.e164
+FROM chosen
+WHERE c.tenant_id = chosen.tenant_id AND c.kind = 'phone' AND c.value = chosen.value;

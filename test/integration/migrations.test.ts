@@ -127,7 +127,7 @@ describe('migrations', () => {
     );
   });
 
-  it('0017 carries opt-outs and open threads of every stored number form over to E.164', async () => {
+  it('0017 carries opt-outs, open threads and contacts of every stored number form over to E.164', async () => {
     const url = await emptyDatabase();
     const dir = await mkdtemp(join(tmpdir(), 'nexus-migrations-'));
     for (const m of (await readMigrations()).filter(m => m.version < 17)) {
@@ -149,7 +149,18 @@ describe('migrations', () => {
        INSERT INTO interactions (id, tenant_id, media, subtype, channel, customer_address, updated_at) VALUES
          ('00000000-0000-0000-0000-000000000001', 'acme', 'chat', 'SMS', 'chat.Main', '0015550003333', now()),
          ('00000000-0000-0000-0000-000000000002', 'acme', 'chat', 'SMS', 'chat.Main', '15550004444', now() - interval '1 hour'),
-         ('00000000-0000-0000-0000-000000000003', 'acme', 'chat', 'SMS', 'chat.Main', '0015550004444', now())`,
+         ('00000000-0000-0000-0000-000000000003', 'acme', 'chat', 'SMS', 'chat.Main', '0015550004444', now());
+       INSERT INTO contacts (id, tenant_id) VALUES
+         ('00000000-0000-0000-0000-00000000000a', 'acme'),
+         ('00000000-0000-0000-0000-00000000000b', 'acme'),
+         ('00000000-0000-0000-0000-00000000000c', 'acme');
+       INSERT INTO contact_identifiers (tenant_id, kind, value, contact_id, created_at) VALUES
+         ('acme', 'phone', '15550005555', '00000000-0000-0000-0000-00000000000a', now()),
+         ('acme', 'phone', '+15550006666', '00000000-0000-0000-0000-00000000000b', now()),
+         ('acme', 'phone', '15550006666', '00000000-0000-0000-0000-00000000000b', now()),
+         ('acme', 'phone', '15550007777', '00000000-0000-0000-0000-00000000000c', now() - interval '1 day'),
+         ('acme', 'phone', '0015550007777', '00000000-0000-0000-0000-00000000000c', now()),
+         ('acme', 'phone', '12345', '00000000-0000-0000-0000-00000000000c', now())`,
     );
     expect(await migrate(url, log)).toContain(17);
     expect(
@@ -167,6 +178,20 @@ describe('migrations', () => {
       { id: '00000000-0000-0000-0000-000000000001', customer_address: '+15550003333' },
       { id: '00000000-0000-0000-0000-000000000002', customer_address: '15550004444' },
       { id: '00000000-0000-0000-0000-000000000003', customer_address: '+15550004444' },
+    ]);
+    // Contacts' phones: moved unless their E.164 twin exists; of two legacy forms, the earliest.
+    expect(
+      await query(
+        url,
+        `SELECT value FROM contact_identifiers WHERE kind = 'phone' ORDER BY value COLLATE "C"`,
+      ),
+    ).toEqual([
+      { value: '+15550005555' },
+      { value: '+15550006666' },
+      { value: '+15550007777' },
+      { value: '0015550007777' },
+      { value: '12345' },
+      { value: '15550006666' },
     ]);
   });
 
