@@ -4,7 +4,9 @@ import { XMLParser } from 'fast-xml-parser';
 import type { ResolvedService } from '../db/service-directory.js';
 import { retryAfterMs } from '../lib/delivery-policy.js';
 import type { EgressGuard } from '../lib/egress.js';
+import type { Logger } from '../lib/logger.js';
 import type { SmsEncoding } from '../lib/sms-segments.js';
+import { storedCustomHeaders } from './custom-headers.js';
 
 /** One outbound SMS, as a provider adapter sends it. */
 export interface SmsSend {
@@ -32,6 +34,8 @@ export interface ProviderContext {
   publicUrl: string;
   /** Signs callback URLs the hub gives to gateways that cannot authenticate (Kannel). */
   callbackSignature(value: string): string;
+  /** Where a stored header the hub does not send is reported. */
+  log?: Logger;
 }
 
 export type SmsProvider = (send: SmsSend, ctx: ProviderContext) => Promise<SmsAccepted>;
@@ -71,17 +75,6 @@ function outcome(
   throw new UnrecoverableError(detail);
 }
 
-/** `header:<name>` entries of a service's data. */
-function customHeaders(data: Readonly<Record<string, unknown>>): Record<string, string> {
-  const headers: Record<string, string> = {};
-  for (const [key, value] of Object.entries(data)) {
-    if (key.startsWith('header:') && typeof value === 'string') {
-      headers[key.slice('header:'.length)] = value;
-    }
-  }
-  return headers;
-}
-
 /**
  * A custom gateway through the Third-Party Messaging API (`Async` service): POST to the channel's
  * aggregator webhook, signed `X-Hub-Signature: sha1=<HMAC(body, channel's webhook secret)>`, with
@@ -115,7 +108,7 @@ export const sendAsync: SmsProvider = async (send, ctx) => {
   const response = await ctx.guard.request(channel.webhook.url, {
     method: 'POST',
     headers: {
-      ...customHeaders(service.data),
+      ...storedCustomHeaders(service.data, service, ctx.log),
       'Content-Type': 'application/json',
       'X-Hub-Signature': `sha1=${createHmac('sha1', secret).update(body).digest('hex')}`,
       'X-B3-TraceId': send.messageId.replace(/-/g, ''),
@@ -203,7 +196,7 @@ export const sendMgage: SmsProvider = async (send, ctx) => {
   const response = await ctx.guard.request(url.toString(), {
     method: 'POST',
     headers: {
-      ...customHeaders(service.data),
+      ...storedCustomHeaders(service.data, service, ctx.log),
       'Content-Type': 'application/x-www-form-urlencoded',
       Authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`,
     },

@@ -5,6 +5,7 @@ import { SharedCache, type InvalidationBus } from '../lib/invalidation.js';
 import type { Logger } from '../lib/logger.js';
 import type { SecretBox } from '../lib/secrets.js';
 import type { SignatureScheme } from '../lib/webhook-signing.js';
+import { storedCustomHeaders } from './custom-headers.js';
 
 /** A webhook target as the delivery processor uses it: its service and its delivery state. */
 export interface WebhookTarget {
@@ -15,7 +16,7 @@ export interface WebhookTarget {
   readonly signatures: readonly SignatureScheme[] | undefined;
   /** Retry delays in seconds (between attempts), when the target overrides the default. */
   readonly retrySchedule: readonly number[] | undefined;
-  /** `header:<name>` entries of the service's data. */
+  /** `header:<name>` entries of the service's data that the hub may send (`storedCustomHeaders`). */
   readonly headers: Readonly<Record<string, string>>;
   readonly secret: string | undefined;
   /** The secret before the last rotation and until when it still signs. */
@@ -81,12 +82,7 @@ export class WebhookTargets {
     if (!row?.url) return null;
     const data = targetData.parse(row.data);
     const context = serviceSecretContext(tenant, name);
-    const headers: Record<string, string> = {};
-    for (const [key, value] of Object.entries(row.data)) {
-      if (key.startsWith('header:') && typeof value === 'string') {
-        headers[key.slice('header:'.length)] = value;
-      }
-    }
+    const headers = storedCustomHeaders(row.data, { tenant, name }, this.log);
     let previous: WebhookTarget['previous'];
     if (row.previous_secret_sealed && row.previous_until) {
       try {

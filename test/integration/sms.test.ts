@@ -11,6 +11,7 @@ import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { createOutboundSmsProcessor } from '../../workers/processors/outbound-sms.js';
 import { createReceiptProcessor } from '../../workers/processors/receipts.js';
 import { createWebhookProcessor } from '../../workers/processors/webhooks.js';
+import { headerValues, startRawReceiver, type RawRequest } from '../helpers/raw-receiver.js';
 import { startReceiver, type Receiver } from '../helpers/receiver.js';
 import { startKannel } from '../helpers/kannel.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
@@ -297,7 +298,7 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
 
   async function provisionAsync(
     s: Awaited<ReturnType<typeof setup>>,
-    aggregator: Receiver,
+    aggregator: Pick<Receiver, 'url'>,
     maxPerSecond?: number,
   ) {
     await request(s.api.url)
@@ -760,6 +761,48 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
         status: 'failed',
       });
       expect(events.some(e => e.type === 'interaction.undelivered')).toBe(true);
+    } finally {
+      await aggregator.close();
+    }
+  });
+
+  it('custom headers stored before the header rules (or past the API) that are reserved are not sent, whatever their case', async () => {
+    let sent = 0;
+    const aggregator = await startRawReceiver(() => JSON.stringify({ messageId: `agg-${++sent}` }));
+    try {
+      const s = await setup(h(), true);
+      await provisionAsync(s, aggregator);
+      // As a row stored before the API refused them would be.
+      await h().db.query(sql.unsafe`
+        UPDATE services SET data = data || ${sql.jsonb({
+          'header:Transfer-Encoding': 'chunked',
+          'header:content-type': 'text/plain',
+          'header:X-Custom': 'kept',
+        })}
+        WHERE tenant_id = ${TENANT} AND name = 'Async'`);
+      const mo = await s
+        .mo({
+          device_address: '+15551234567',
+          inbound_address: NUMBER,
+          message: 'Hi',
+          message_id: 'mo-1',
+        })
+        .expect(202);
+      const interactionId = mo.body.data.interactionId as string;
+      const replied = await s.reply(interactionId, 'On its way').expect(201);
+      const messageId = replied.body.data.id as string;
+      await eventually(
+        async () => (await messageRow(h(), messageId)).delivery_status === 'sent',
+        10_000,
+        'sent',
+      );
+      expect(aggregator.requests).toHaveLength(1);
+      const [received] = aggregator.requests as [RawRequest];
+      expect(headerValues(received, 'x-custom')).toEqual(['kept']);
+      expect(headerValues(received, 'x-aggregator-account')).toEqual(['acme-17']);
+      expect(headerValues(received, 'transfer-encoding')).toEqual([]);
+      expect(headerValues(received, 'content-type')).toEqual(['application/json']);
+      expect(JSON.parse(received.body)).toMatchObject({ messages: [{ id: messageId }] });
     } finally {
       await aggregator.close();
     }

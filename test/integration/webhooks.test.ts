@@ -19,6 +19,7 @@ import { WebhookDispatcher } from '../../workers/webhook-dispatcher.js';
 import { provisionChatTenant, type ChatTenant } from '../helpers/chat.js';
 import { writeReadEvents } from '../helpers/events.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
+import { headerValues, startRawReceiver } from '../helpers/raw-receiver.js';
 import { startReceiver } from '../helpers/receiver.js';
 
 const newSecret = () => `whsec_${randomBytes(24).toString('base64')}`;
@@ -585,6 +586,45 @@ describe('webhooks', () => {
           WHERE name LIKE 'WebhookTransportTarget-%')::int AS n`,
     );
     expect(count).toBe(0);
+  });
+
+  it('custom headers stored before the header rules (or past the API) that are reserved are not sent, whatever their case', async () => {
+    const receiver = await startRawReceiver();
+    try {
+      const s = await setup(h());
+      await s
+        .putTarget('legacy', {
+          url: `${receiver.url}/hooks`,
+          data: { events: ['message.created'], 'header:X-Custom': 'kept' },
+        })
+        .expect(201);
+      // As a row stored before the API refused them would be.
+      await h().db.query(sql.unsafe`
+        UPDATE services SET data = data || ${sql.jsonb({
+          'header:Transfer-Encoding': 'chunked',
+          'header:content-type': 'text/plain',
+          'header:host': 'elsewhere.example',
+        })}
+        WHERE tenant_id = ${s.t.tenant} AND name = ${`${PREFIX}legacy`}`);
+      const chat = await s.startChat();
+      for (const text of ['one', 'two']) {
+        await request(s.url)
+          .post(`/nexus/v3/chat/sessions/${chat.id}/messages`)
+          .set('x-nexus-client-key', chat.clientToken)
+          .send({ data: { text } })
+          .expect(202);
+      }
+      await eventually(() => receiver.requests.length === 2, 10_000, 'both deliveries');
+      for (const received of receiver.requests) {
+        expect(headerValues(received, 'x-custom')).toEqual(['kept']);
+        expect(headerValues(received, 'transfer-encoding')).toEqual([]);
+        expect(headerValues(received, 'content-type')).toEqual(['application/json']);
+        expect(headerValues(received, 'host')).toEqual([new URL(receiver.url).host]);
+        expect(json(received.body).type).toBe('message.created');
+      }
+    } finally {
+      await receiver.close();
+    }
   });
 });
 

@@ -144,6 +144,7 @@ export function createOutboundSmsProcessor(
       service: name => services.get(payload.tenantId, name),
       publicUrl,
       callbackSignature: value => callbackSignature(config.secretKey, value),
+      log: ctx.log,
     };
     let accepted;
     try {
