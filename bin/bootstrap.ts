@@ -139,29 +139,45 @@ export async function bootCore(role: 'api' | 'worker' | 'all'): Promise<Core> {
 }
 
 /**
- * Stamps the queue prefix with the deployment's id, or checks the stamp, within 5 s of PostgreSQL
- * and Redis answering; throws `NEXUS_ERR_QUEUE_PREFIX_TAKEN` for another deployment's prefix.
+ * Stamps the queue prefix with the deployment's id, or checks the stamp, within `timeoutMs` of
+ * PostgreSQL and Redis answering; throws `NEXUS_ERR_QUEUE_PREFIX_TAKEN` for another deployment's
+ * prefix. Given up on, it leaves nothing behind (no listener on the connection).
  */
-async function stampPrefixAtStart(
+export async function stampPrefixAtStart(
   db: DatabasePool,
   redis: RedisConnection,
   prefix: string,
+  timeoutMs = 5_000,
 ): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('PostgreSQL or Redis did not answer in 5 s')), 5_000);
+    timer = setTimeout(
+      () => reject(new Error(`PostgreSQL or Redis did not answer in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
   });
+  let gaveUp = false;
+  let onReady: (() => void) | undefined;
   const stamp = (async () => {
     const id = await deploymentId(db);
-    if (redis.status !== 'ready') {
-      await new Promise(resolve => redis.once('ready', resolve));
+    if (!gaveUp && redis.status !== 'ready') {
+      await new Promise<void>(resolve => {
+        onReady = resolve;
+        redis.once('ready', onReady);
+      });
     }
+    if (gaveUp) return;
     await stampQueuePrefix(redis, prefix, id);
   })();
   try {
     await Promise.race([stamp, timeout]);
   } finally {
+    gaveUp = true;
     clearTimeout(timer);
+    if (onReady) {
+      redis.off('ready', onReady);
+      onReady();
+    }
     stamp.catch(() => undefined);
   }
 }

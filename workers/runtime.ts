@@ -85,6 +85,9 @@ function concurrencyOf(name: QueueName, config: Config): number {
   return config.workers.concurrency;
 }
 
+/** The longest wait between two tries of a queue prefix stamp that failed at start. */
+const STAMP_RETRY_MAX_MS = 5_000;
+
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -120,21 +123,27 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
   // The queue prefix is this deployment's alone: stamped with its id before any job is taken, and
   // again on every sweep interval (Redis may have lost it). A prefix another deployment stamped
   // stops the start; found later, it pauses the workers until the prefix is this deployment's.
+  // The workers are created idle and take jobs once the prefix is stamped (retried until then).
   const stampPrefix = async () => {
     const id = await deploymentId(db);
     if (await stampQueuePrefix(connection, prefix, id)) {
       log.info({ prefix, deployment: id }, 'queue prefix stamped with this deployment');
     }
   };
+  let stamped = false;
   try {
     await withTimeout(stampPrefix(), 10_000);
+    stamped = true;
   } catch (error) {
     if (isAppError(error) && error.code === 'NEXUS_ERR_QUEUE_PREFIX_TAKEN') {
       await closeRedis(connection);
       throw error;
     }
-    // PostgreSQL or Redis not there yet: the interval below stamps once they are.
-    log.warn({ err: error, prefix }, 'could not stamp the queue prefix yet; retrying');
+    // PostgreSQL or Redis not there yet: the workers wait, taking no job, until a stamp succeeds.
+    log.warn(
+      { err: error, prefix },
+      'could not stamp the queue prefix yet; the workers take no job until it is stamped',
+    );
   }
 
   for (const name of names) {
@@ -153,6 +162,8 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
       {
         connection,
         prefix,
+        // Run (take jobs) only once the prefix is stamped: see `run` below.
+        autorun: false,
         concurrency: concurrencyOf(name, config),
         lockDuration: config.workers.lockMs,
         stalledInterval: config.workers.lockMs,
@@ -167,7 +178,58 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
     const companion = (processors[name] as Processor).companion;
     return companion ? [companion] : [];
   });
-  for (const companion of companions) companion.start();
+
+  let closed = false;
+  let running = false;
+  /** The workers (and companions) start taking work: once, after the first stamp. */
+  const run = () => {
+    if (running || closed) return;
+    running = true;
+    for (const [name, worker] of workers) {
+      worker
+        .run()
+        .catch((error: unknown) => log.error({ err: error, queue: name }, 'worker error'));
+    }
+    for (const companion of companions) companion.start();
+  };
+  if (stamped) run();
+
+  // Not stamped at start: retried with a short backoff; the workers run once it succeeds. A
+  // prefix found to be another deployment's keeps them waiting, with the error logged.
+  let retryTimer: NodeJS.Timeout | undefined;
+  let wake: (() => void) | undefined;
+  const stampBeforeRunning = async () => {
+    let lastLog = 0;
+    let lastKind: 'taken' | 'unreachable' | undefined;
+    for (let turn = 0; !closed; turn++) {
+      await new Promise<void>(resolve => {
+        wake = resolve;
+        retryTimer = setTimeout(
+          resolve,
+          Math.min(STAMP_RETRY_MAX_MS, 250 * 2 ** Math.min(turn, 10)),
+        );
+      });
+      if (closed) return;
+      try {
+        await withTimeout(stampPrefix(), 10_000);
+      } catch (error) {
+        const taken = isAppError(error) && error.code === 'NEXUS_ERR_QUEUE_PREFIX_TAKEN';
+        const kind = taken ? 'taken' : 'unreachable';
+        if (kind !== lastKind || Date.now() - lastLog >= 30_000) {
+          lastKind = kind;
+          lastLog = Date.now();
+          if (taken) {
+            log.error({ err: error, prefix }, `${error.code}: ${error.message}; workers paused`);
+          } else log.warn({ err: error, prefix }, 'could not stamp the queue prefix; retrying');
+        }
+        continue;
+      }
+      log.warn({ prefix }, 'queue prefix stamped: the workers take jobs now');
+      run();
+      return;
+    }
+  };
+  if (!stamped) void stampBeforeRunning();
 
   let schedulerTimer: NodeJS.Timeout | undefined;
   if (workers.has('maintenance')) {
@@ -182,6 +244,8 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
         );
     let pausedForPrefix = false;
     const keepPrefix = async () => {
+      // Until the first stamp, the retries above keep the workers waiting.
+      if (!running) return;
       try {
         await stampPrefix();
       } catch (error) {
@@ -207,7 +271,10 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
     );
     schedulerTimer.unref();
   }
-  log.info({ queues: names, concurrency: config.workers.concurrency }, 'workers started');
+  log.info(
+    { queues: names, concurrency: config.workers.concurrency, takingJobs: stamped },
+    'workers started',
+  );
 
   let closing: Promise<void> | undefined;
   return {
@@ -215,8 +282,11 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
     workers,
     close(graceMs) {
       closing ??= (async () => {
+        closed = true;
         clearInterval(schedulerTimer);
-        await Promise.all(companions.map(companion => companion.stop()));
+        clearTimeout(retryTimer);
+        wake?.();
+        if (running) await Promise.all(companions.map(companion => companion.stop()));
         await Promise.all(
           [...workers].map(async ([name, worker]) => {
             const finished = await Promise.race([

@@ -1,18 +1,22 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { sql } from 'slonik';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { stampPrefixAtStart } from '../../bin/bootstrap.js';
+import { createDbPool } from '../../db/pool.js';
 import { deploymentId } from '../../db/queries/deployment.js';
 import { AppError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
 import { jobsTotal } from '../../lib/metrics.js';
 import { prefixStampKey } from '../../lib/queue-prefix.js';
+import { closeRedis, createRedis } from '../../lib/redis.js';
 import { aiConnectorQueue, type AiConnectorPayload } from '../../queues/index.js';
 import { dispatchWork, recordWork } from '../../queues/work.js';
 import { createMaintenanceProcessor } from '../../workers/processors/maintenance.js';
 import type { Processor } from '../../workers/run-processor.js';
 import { startWorkers, type WorkerRuntime } from '../../workers/runtime.js';
-import { createHarness, eventually, type Harness } from '../helpers/harness.js';
+import { createHarness, eventually, testConfig, type Harness } from '../helpers/harness.js';
 
 /** Log lines (parsed), for the warnings the workers write. */
 function logSink() {
@@ -95,6 +99,106 @@ describe('one deployment per queue prefix', () => {
     expect(stamp).toMatch(/^[0-9a-f-]{36}$/);
     await first.redis.del(key);
     await eventually(async () => (await first.redis.get(key)) === stamp, 10_000, 'the stamp');
+  });
+
+  it("workers that could not stamp the prefix at start take no job until it is stamped; another deployment's stamp keeps them waiting", async () => {
+    const h = await createHarness({ NEXUS_SWEEP_INTERVAL_MS: '60000', DB_LOCK_TIMEOUT_MS: '300' });
+    harnesses.push(h);
+    const key = prefixStampKey(h.config.queues.prefix);
+    await h.redis.set(key, '00000000-0000-4000-8000-000000000000');
+    // PostgreSQL cannot say which deployment this is yet: its table is locked by another session.
+    const holder = await createDbPool(
+      { ...h.config.db, lockTimeoutMs: 60_000, idleInTransactionTimeoutMs: 120_000 },
+      h.log,
+    );
+    let release: () => void = () => undefined;
+    const released = new Promise<void>(resolve => (release = resolve));
+    let locked: () => void = () => undefined;
+    const taken = new Promise<void>(resolve => (locked = resolve));
+    const held = holder
+      .transaction(async tx => {
+        await tx.query(sql.unsafe`LOCK TABLE deployment IN ACCESS EXCLUSIVE MODE`);
+        locked();
+        await released;
+      })
+      .finally(() => holder.end());
+    await taken;
+
+    const sink = logSink();
+    const ran: string[] = [];
+    const payload: AiConnectorPayload = { tenantId: 't1', messageId: 'm-1', connector: 'bot' };
+    let jobId = '';
+    try {
+      await workersOf(
+        h,
+        async p => {
+          ran.push(p.messageId);
+        },
+        sink.log,
+      );
+      const record = await h.db.transaction(tx =>
+        recordWork(tx, aiConnectorQueue, payload, 60_000),
+      );
+      jobId = record.jobId;
+      await dispatchWork(h.enqueue, [record]);
+      await new Promise(resolve => setTimeout(resolve, 1_500));
+      expect(ran).toEqual([]);
+      expect(await (await h.queues.get('ai-connector').getJob(jobId))?.getState()).toBe('waiting');
+    } finally {
+      release();
+      await held;
+    }
+
+    // PostgreSQL answers: the stamp is another deployment's, so the workers keep waiting.
+    const refused = await eventually(
+      () =>
+        sink.lines.find(
+          line =>
+            line.level === 'error' && String(line.msg).includes('NEXUS_ERR_QUEUE_PREFIX_TAKEN'),
+        ),
+      15_000,
+      'the prefix error',
+    );
+    expect(refused).toMatchObject({ prefix: h.config.queues.prefix });
+    await new Promise(resolve => setTimeout(resolve, 1_000));
+    expect(ran).toEqual([]);
+    expect(await (await h.queues.get('ai-connector').getJob(jobId))?.getState()).toBe('waiting');
+
+    // The other deployment's stamp goes: the workers stamp the prefix and run the job.
+    await h.redis.del(key);
+    await eventually(
+      async () =>
+        (await h.db.oneFirst(
+          sql.type(z.object({ state: z.string() }))`SELECT state FROM work WHERE job_id = ${jobId}`,
+        )) === 'done',
+      20_000,
+      'the job run',
+    );
+    expect(ran).toEqual(['m-1']);
+    expect(await h.redis.get(key)).toBe(await deploymentId(h.db));
+  });
+
+  it('a stamp at start given up on (Redis not answering) leaves no listener on the connection', async () => {
+    const h = await createHarness();
+    harnesses.push(h);
+    // A port nothing listens on: the connection never gets ready.
+    const closedPort = await new Promise<number>(resolve => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as AddressInfo;
+        server.close(() => resolve(port));
+      });
+    });
+    const config = testConfig({ REDIS_URL: `redis://127.0.0.1:${closedPort}` });
+    const redis = createRedis(config.redis, 'producer', 'test-unreachable', h.log);
+    try {
+      const before = redis.listenerCount('ready');
+      await expect(stampPrefixAtStart(h.db, redis, h.config.queues.prefix, 500)).rejects.toThrow(
+        /did not answer/,
+      );
+      expect(redis.listenerCount('ready')).toBe(before);
+    } finally {
+      await closeRedis(redis);
+    }
   });
 
   it('two processes starting together on a fresh database read one deployment id', async () => {
