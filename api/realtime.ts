@@ -4,7 +4,13 @@ import type { DatabasePool } from 'slonik';
 import { Server, type Namespace, type Socket } from 'socket.io';
 import { z } from 'zod';
 import { listEvents, type InteractionEvent } from '../db/conversation.js';
-import { findInteraction, interactionHeads, listAgentInteractionIds } from '../db/queries/chat.js';
+import {
+  findInteraction,
+  interactionHeads,
+  listAgentInteractionIds,
+  listAgentsInteractionIds,
+  listPendingOffers,
+} from '../db/queries/chat.js';
 import type { Config } from '../lib/config.js';
 import { coerceError, isAppError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
@@ -158,6 +164,26 @@ class Feed {
   }
 }
 
+/** What an agent socket carries. */
+interface AgentSocketData {
+  agentId: string;
+  agent: ReturnType<typeof agentOf>;
+  /** The handshake's `lastSeqs`, valid ones only: where a feed of that interaction starts. */
+  lastSeqs: ReadonlyMap<string, number>;
+  /** The last offer's seq shown, by interaction (the most recent 256): each offer once. */
+  offers: Map<string, number>;
+}
+const OFFERS_REMEMBERED = 256;
+
+/**
+ * A seq a client says it has read: a safe integer of 0 or more, else undefined. A huge or
+ * fractional one would count every later event as already seen and silence the socket for good.
+ */
+export function clientSeq(value: unknown): number | undefined {
+  const seq = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : NaN;
+  return Number.isSafeInteger(seq) && seq >= 0 ? seq : undefined;
+}
+
 /** Local feeds by interaction, and agent sockets by tenant. */
 class FeedHub {
   private readonly feeds = new Map<string, Set<Feed>>();
@@ -183,6 +209,28 @@ class FeedHub {
       if (set?.size === 0) this.feeds.delete(feed.interactionId);
     }
     this.bySocket.delete(socket);
+  }
+
+  /** Whether the socket follows the interaction already. */
+  follows(socket: Socket, interactionId: string): boolean {
+    for (const feed of this.bySocket.get(socket) ?? []) {
+      if (feed.interactionId === interactionId) return true;
+    }
+    return false;
+  }
+
+  /** The local sockets of each connected agent. */
+  agentSockets(): Map<string, Socket[]> {
+    const byAgent = new Map<string, Socket[]>();
+    for (const sockets of this.agents.values()) {
+      for (const socket of sockets) {
+        const { agentId } = socket.data as AgentSocketData;
+        const list = byAgent.get(agentId);
+        if (list) list.push(socket);
+        else byAgent.set(agentId, [socket]);
+      }
+    }
+    return byAgent;
   }
 
   of(interactionId: string): ReadonlySet<Feed> {
@@ -275,6 +323,28 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
   const loader = (interactionId: string) => (after: number, before?: number) =>
     listEvents(db, interactionId, after, before === undefined ? 500 : before - after - 1, before);
 
+  /** An agent socket follows the interaction from `lastSeq` on (nothing if it does already). */
+  const follow = (
+    socket: Socket,
+    interactionId: string,
+    lastSeq: number,
+    trigger: FillTrigger = 'connect',
+  ) => {
+    if (!socket.connected) return;
+    const { agentId } = socket.data as AgentSocketData;
+    const feed = new Feed(socket, interactionId, lastSeq, loader(interactionId), log, agentId);
+    if (hub.add(feed)) void feed.catchUp(trigger);
+  };
+  /** Shows an agent socket an offer once, whether it comes live or from PostgreSQL. */
+  const showOffer = (socket: Socket, event: InteractionEvent) => {
+    const { offers } = socket.data as AgentSocketData;
+    if ((offers.get(event.interactionId) ?? 0) >= event.seq) return;
+    offers.delete(event.interactionId);
+    offers.set(event.interactionId, event.seq);
+    if (offers.size > OFFERS_REMEMBERED) offers.delete(offers.keys().next().value as string);
+    socket.emit('offer', presentEvent(event));
+  };
+
   io.of('/').on(REALTIME.events, ({ events }: { events: InteractionEvent[] }) => {
     for (const event of events) {
       for (const feed of hub.of(event.interactionId)) feed.push(event);
@@ -282,9 +352,7 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
         // The agent has not joined: its sockets hear the offer directly.
         const offeredTo = (event.data.agent as { id?: string } | undefined)?.id;
         for (const socket of hub.agents.get(event.tenantId) ?? []) {
-          if ((socket.data as { agentId?: string }).agentId === offeredTo) {
-            socket.emit('offer', presentEvent(event));
-          }
+          if ((socket.data as AgentSocketData).agentId === offeredTo) showOffer(socket, event);
         }
       }
       if (event.type === 'interaction.started') {
@@ -296,7 +364,7 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
       if (event.type === 'participant.joined' && participant?.type === 'agent') {
         // The agent's sockets on this replica follow the interaction from its join on.
         for (const socket of hub.agents.get(event.tenantId) ?? []) {
-          if ((socket.data as { agentId?: string }).agentId !== participant.id) continue;
+          if ((socket.data as AgentSocketData).agentId !== participant.id) continue;
           const feed = new Feed(
             socket,
             event.interactionId,
@@ -318,39 +386,74 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
     for (const head of heads) hub.fill(head.interactionId, 'head_notice', head.seq);
   });
   // What was published while this replica's subscriber was away never reaches it: once it is
-  // subscribed again, every local feed catches up from PostgreSQL. ioredis re-subscribes right
-  // after 'ready'; a PING answered after that means the subscriptions are back.
+  // subscribed again, the heads are checked (below) and every feed behind its head catches up.
+  // In ioredis 5.11 'ready' fires before the resubscribe commands are queued, so this PING goes
+  // out first; it works because the SUBSCRIBE follows in the same pipeline, before the
+  // PostgreSQL read begins: whatever is committed after that read arrives live.
   sub.on('ready', () => {
     void sub
       .ping()
       .catch(() => undefined)
-      .then(() => {
-        for (const id of hub.interactions()) hub.fill(id, 'adapter_reconnect');
-      });
+      .then(() => check('adapter_reconnect'));
   });
   // Anything else (a worker that died between its commit and its publish, a lost message): every
   // NEXUS_SOCKET_HEAD_CHECK_MS the followed interactions' heads are read from PostgreSQL, in one
-  // query per 1,000, and a feed behind its head catches up.
-  let checking = false;
-  const checkHeads = async () => {
-    if (checking) return;
-    checking = true;
+  // query per 1,000, and only a feed behind its head reads its events. The connected agents'
+  // interactions and open offers are read too (one query each per 1,000 agents): an agent joined
+  // or assigned, or offered a chat, while its publish was lost follows that chat (from seq 0, as
+  // on connecting) and is shown the offer (once per socket). A check asked for while one runs
+  // runs after it.
+  let running: Promise<void> | undefined;
+  let queued: 'head_check' | 'adapter_reconnect' | undefined;
+  const check = (trigger: 'head_check' | 'adapter_reconnect'): Promise<void> => {
+    if (running) {
+      if (queued !== 'adapter_reconnect') queued = trigger;
+      return running;
+    }
+    running = checkHeads(trigger).finally(() => {
+      running = undefined;
+      const next = queued;
+      queued = undefined;
+      if (next) void check(next);
+    });
+    return running;
+  };
+  const checkHeads = async (trigger: 'head_check' | 'adapter_reconnect') => {
     try {
       const ids = hub.interactions();
       for (let i = 0; i < ids.length; i += 1_000) {
         for (const head of await interactionHeads(db, ids.slice(i, i + 1_000))) {
-          hub.fill(head.id, 'head_check', head.last_seq);
+          hub.fill(head.id, trigger, head.last_seq);
         }
       }
     } catch (error) {
       log.warn({ err: error }, 'could not check the heads of socket feeds');
-    } finally {
-      checking = false;
+    }
+    try {
+      const byAgent = hub.agentSockets();
+      const agentIds = [...byAgent.keys()];
+      for (let i = 0; i < agentIds.length; i += 1_000) {
+        const chunk = agentIds.slice(i, i + 1_000);
+        for (const row of await listAgentsInteractionIds(db, chunk)) {
+          for (const socket of byAgent.get(row.agent_id) ?? []) {
+            if (hub.follows(socket, row.interaction_id)) continue;
+            const { lastSeqs } = socket.data as AgentSocketData;
+            follow(socket, row.interaction_id, lastSeqs.get(row.interaction_id) ?? 0, trigger);
+          }
+        }
+        for (const { agentId, event } of await listPendingOffers(db, chunk)) {
+          for (const socket of byAgent.get(agentId) ?? []) {
+            if (socket.connected) showOffer(socket, event);
+          }
+        }
+      }
+    } catch (error) {
+      log.warn({ err: error }, 'could not check the interactions of connected agents');
     }
   };
   const headTimer =
     config.socketHeadCheckMs > 0
-      ? setInterval(() => void checkHeads(), config.socketHeadCheckMs)
+      ? setInterval(() => void check('head_check'), config.socketHeadCheckMs)
       : undefined;
   headTimer?.unref();
 
@@ -371,10 +474,7 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
     socket.on('disconnect', () => socketConnections.dec({ namespace: 'chat' }));
     const { session } = socket.data as { session: Awaited<ReturnType<ChatService['sessionFor']>> };
     const me = customer(session);
-    const lastSeq = Math.max(
-      0,
-      Number((socket.handshake.auth as { lastSeq?: unknown }).lastSeq ?? 0) || 0,
-    );
+    const lastSeq = clientSeq((socket.handshake.auth as { lastSeq?: unknown }).lastSeq) ?? 0;
     const feed = new Feed(
       socket,
       session.interaction_id,
@@ -449,7 +549,16 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
       principal => {
         try {
           const agent = agentOf(principal);
-          socket.data = { agentId: agent.id, agent };
+          const given = (socket.handshake.auth as { lastSeqs?: unknown }).lastSeqs;
+          const lastSeqs = new Map<string, number>();
+          if (given && typeof given === 'object') {
+            for (const [id, value] of Object.entries(given as Record<string, unknown>)) {
+              const seq = clientSeq(value);
+              if (seq !== undefined) lastSeqs.set(id, seq);
+            }
+          }
+          const data: AgentSocketData = { agentId: agent.id, agent, lastSeqs, offers: new Map() };
+          socket.data = data;
           next();
         } catch (error) {
           next(handshakeError(error));
@@ -461,7 +570,7 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
   agents.on('connection', socket => {
     socketConnections.inc({ namespace: 'agent' });
     socket.on('disconnect', () => socketConnections.dec({ namespace: 'agent' }));
-    const { agent } = socket.data as { agent: ReturnType<typeof agentOf> };
+    const { agent, lastSeqs } = socket.data as AgentSocketData;
     let set = hub.agents.get(agent.tenant);
     if (!set) hub.agents.set(agent.tenant, (set = new Set()));
     set.add(socket);
@@ -508,17 +617,9 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
         (error: unknown) => ack?.(failure(error)),
       );
     });
-    const follow = (interactionId: string, lastSeq: number) => {
-      const feed = new Feed(socket, interactionId, lastSeq, loader(interactionId), log, agent.id);
-      if (hub.add(feed)) void feed.catchUp();
-    };
-    const lastSeqs = ((socket.handshake.auth as { lastSeqs?: unknown }).lastSeqs ?? {}) as Record<
-      string,
-      unknown
-    >;
     void listAgentInteractionIds(db, agent.id).then(
       ids => {
-        for (const id of ids) follow(id, Math.max(0, Number(lastSeqs[id] ?? 0) || 0));
+        for (const id of ids) follow(socket, id, lastSeqs.get(id) ?? 0);
       },
       (error: unknown) => log.warn({ err: error }, 'could not list the agent interactions'),
     );
@@ -540,13 +641,25 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
         });
         return;
       }
+      const from = lastSeq === undefined || lastSeq === null ? 0 : clientSeq(lastSeq);
+      if (from === undefined) {
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: 'lastSeq must be an integer of 0 or more (the last seq read)',
+            field: 'lastSeq',
+          },
+        });
+        return;
+      }
       findInteraction(db, agent.tenant, interactionId).then(
         row => {
           if (!row) {
             ack?.({ status: { code: 'NEXUS_ERR_NOT_FOUND', message: 'interaction not found' } });
             return;
           }
-          follow(interactionId, Math.max(0, Number(lastSeq ?? 0) || 0));
+          // A seq past the head counts as the head: later events are still shown.
+          follow(socket, interactionId, Math.min(from, row.last_seq));
           ack?.(ok({ interactionId }));
         },
         (error: unknown) => ack?.(failure(error)),

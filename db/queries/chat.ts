@@ -1,5 +1,6 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { eventRow, toEvent, type InteractionEvent } from '../conversation.js';
 
 export const interactionRow = z.object({
   id: z.string(),
@@ -328,6 +329,41 @@ export async function listAgentInteractionIds(
   return db.anyFirst(sql.type(z.object({ interaction_id: z.string() }))`
     SELECT ia.interaction_id FROM interaction_agents ia JOIN interactions i ON i.id = ia.interaction_id
     WHERE ia.agent_id = ${agentId} AND ia.left_at IS NULL AND i.state = 'open'`);
+}
+
+/** Open interactions each of these agents works on (joined, not left), in one query. */
+export async function listAgentsInteractionIds(
+  db: CommonQueryMethods,
+  agentIds: readonly string[],
+): Promise<readonly { agent_id: string; interaction_id: string }[]> {
+  if (agentIds.length === 0) return [];
+  return db.any(sql.type(z.object({ agent_id: z.string(), interaction_id: z.string() }))`
+    SELECT ia.agent_id, ia.interaction_id
+    FROM interaction_agents ia JOIN interactions i ON i.id = ia.interaction_id
+    WHERE ia.agent_id = ANY(${sql.array([...agentIds], 'uuid')}) AND ia.left_at IS NULL
+      AND i.state = 'open'`);
+}
+
+/**
+ * Offers still open for these agents (offered, not expired), each with the
+ * `interaction.offered` event that made it, in one query.
+ */
+export async function listPendingOffers(
+  db: CommonQueryMethods,
+  agentIds: readonly string[],
+): Promise<readonly { agentId: string; event: InteractionEvent }[]> {
+  if (agentIds.length === 0) return [];
+  const rows = await db.any(sql.type(eventRow.extend({ agent_id: z.string() }))`
+    SELECT i.assigned_agent_id AS agent_id, e.id, e.tenant_id, e.interaction_id, e.seq, e.type,
+           e.payload, e.occurred_at
+    FROM interactions i
+    JOIN LATERAL (
+      SELECT * FROM events e
+      WHERE e.interaction_id = i.id AND e.type = 'interaction.offered'
+      ORDER BY e.seq DESC LIMIT 1) e ON e.payload->'agent'->>'id' = i.assigned_agent_id::text
+    WHERE i.assigned_agent_id = ANY(${sql.array([...agentIds], 'uuid')})
+      AND i.routing_state = 'offered' AND i.state = 'open' AND i.offer_expires_at > now()`);
+  return rows.map(row => ({ agentId: row.agent_id, event: toEvent(row) }));
 }
 
 // Contacts

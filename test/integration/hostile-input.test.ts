@@ -4,7 +4,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { connect, provisionChatTenant } from '../helpers/chat.js';
-import { useHarness, type Harness } from '../helpers/harness.js';
+import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 
 /**
  * A hostile tester's corpus against every body-taking route: NUL characters in each kind of
@@ -672,6 +672,68 @@ describe('hostile input', () => {
     } finally {
       customer.socket.close();
       agent.socket.close();
+    }
+  });
+
+  it('a seq a client claims past the safe integers or not whole does not silence its socket', async () => {
+    const api = await h().serve();
+    const t = await provisionChatTenant(h(), api.app, TENANT);
+    const session = (
+      await request(api.url)
+        .post('/nexus/v3/chat/sessions')
+        .set('x-api-key', t.chatKey)
+        .send({ data: { nickname: 'Ann', endpoint: 'GlobalChatSwitchboard' } })
+        .expect(201)
+    ).body.data as { clientToken: string; interactionId: string };
+    const id = session.interactionId;
+    await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${id}/join`)
+      .set('Authorization', `Bearer ${t.agent.token}`)
+      .expect(200);
+    const customer = connect(api.url, '/chat', { token: session.clientToken, lastSeq: 1e20 });
+    const fractional = connect(api.url, '/chat', { token: session.clientToken, lastSeq: 0.5 });
+    const agent = connect(api.url, '/agent', {
+      token: t.agent.token,
+      lastSeqs: { [id]: Number(HUGE) },
+    });
+    const subscriber = connect(api.url, '/agent', { token: t.agent.token });
+    const sockets = [customer, fractional, agent, subscriber];
+    try {
+      await Promise.all(sockets.map(s => s.connected));
+      const refused = await Promise.all(
+        [Number(HUGE), 1.5, -1, 'x'].map(
+          lastSeq =>
+            subscriber.socket
+              .timeout(5_000)
+              .emitWithAck('subscribe', { interactionId: id, lastSeq }) as Promise<{
+              status: { code: string; field?: string };
+            }>,
+        ),
+      );
+      expect(refused.map(ack => ack.status)).toEqual(
+        Array(4).fill(expect.objectContaining({ code: 'NEXUS_ERR_VALIDATION', field: 'lastSeq' })),
+      );
+      const sent = (await agent.socket
+        .timeout(5_000)
+        .emitWithAck('message', { interactionId: id, text: 'still heard' })) as {
+        status: { code: unknown };
+      };
+      expect(sent.status.code).toBe(0);
+      const heard = (s: (typeof sockets)[number]) =>
+        s.received.some(
+          e =>
+            e.name === 'message' &&
+            (e.data?.message as { text?: string } | undefined)?.text === 'still heard',
+        );
+      await eventually(
+        () => heard(customer) && heard(fractional) && heard(agent),
+        10_000,
+        'the message at every socket',
+      );
+      // The agent socket was caught up from the start: the join, then the message.
+      expect(agent.received.filter(e => e.seq).map(e => e.seq)).toEqual([1, 2]);
+    } finally {
+      for (const s of sockets) s.socket.close();
     }
   });
 
