@@ -16,7 +16,7 @@ import { Api } from './openapi.js';
 import { requestContext, requestMetrics } from './request-context.js';
 import { RealtimePublisher } from '../lib/realtime-publisher.js';
 import { TokenService } from './auth/tokens.js';
-import { ChatService } from './chat/chat-service.js';
+import { ChatService, lockedChatSlots } from './chat/chat-service.js';
 import { agentInteractionRoutes } from './routes/agent-interactions.js';
 import { agentRoutes } from './routes/agents.js';
 import { apiKeyRoutes } from './routes/apikeys.js';
@@ -103,6 +103,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     publisher: new RealtimePublisher(deps.redis, config, log),
     sessionLimit: config.chatSessionLimit,
     smsMaxSegments: config.sms.maxSegments,
+    aloneSlots: lockedChatSlots(config.db.poolSize),
   });
 
   healthRoutes(api, {

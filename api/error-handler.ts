@@ -97,7 +97,7 @@ function isDbBusy(error: unknown): boolean {
 }
 
 /** Seconds a client waits before retrying on a busy database. */
-const BUSY_RETRY_AFTER_S = 2;
+export const BUSY_RETRY_AFTER_S = 2;
 
 /**
  * Body-parser errors carry `type` (and an http-errors `status`); each maps to a catalogue code

@@ -57,6 +57,7 @@ import { sql } from 'slonik';
 import { z } from 'zod';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { interactionState } from '../../db/queries/interaction-state.js';
+import { BUSY_RETRY_AFTER_S } from '../error-handler.js';
 
 export interface ChatServiceDeps {
   db: DatabasePool;
@@ -69,7 +70,15 @@ export interface ChatServiceDeps {
   sessionLimit?: { points: number; seconds: number };
   /** The most segments an outbound SMS may take (NEXUS_SMS_MAX_SEGMENTS). */
   smsMaxSegments?: number;
+  /**
+   * The most customer messages to locked chats stored alone at once (each may hold a pool
+   * connection for the lock timeout); default a quarter of a pool of 10. See lockedChatSlots().
+   */
+  aloneSlots?: number;
 }
+
+/** Messages to locked chats stored alone at once: a quarter of the pool, at least 1. */
+export const lockedChatSlots = (poolSize: number) => Math.max(1, Math.floor(poolSize / 4));
 
 export interface SessionStart {
   nickname: string;
@@ -124,6 +133,10 @@ export class ChatService {
   );
 
   private readonly sessionLimiter: RateLimiterMemory;
+  /** Messages in {@link ChatService.acceptAlone} now (waiting their chat's turn included). */
+  private alone = 0;
+  /** The last message stored alone of each chat that has one in flight: the next follows it. */
+  private readonly aloneTails = new Map<string, Promise<unknown>>();
 
   constructor(private readonly deps: ChatServiceDeps) {
     const limit = deps.sessionLimit ?? { points: 30, seconds: 10 };
@@ -291,7 +304,10 @@ export class ChatService {
       clientMessageId,
       work: { queue: inboundQueue.name, jobId, payload, sweepAfterMs: this.deps.sweepAfterMs },
     };
-    let result = await this.intake.submit(intake);
+    // A chat with a message stored alone in flight: this one follows it, in order.
+    let result = this.aloneTails.has(client.interactionId)
+      ? await this.acceptAlone(intake)
+      : await this.intake.submit(intake);
     if (result.skipped) result = await this.acceptAlone(intake);
     if (!result.open) {
       const exists = await interactionState(this.deps.db, client.interactionId, client.tenantId);
@@ -317,8 +333,37 @@ export class ChatService {
    * Stores one customer message whose chat a batch skipped (locked `FOR UPDATE` or being
    * deleted): it waits for the lock, at most the session's `lock_timeout` (DB_LOCK_TIMEOUT_MS),
    * then fails with 55P03, which the API answers 503 `NEXUS_ERR_DB_BUSY` with nothing stored.
+   * Each such wait holds a pool connection, so at most `aloneSlots` messages are here at once
+   * (the rest of the pool keeps every tenant's batches going); beyond that the answer is 503
+   * `NEXUS_ERR_DB_BUSY` at once, nothing stored. Messages to one chat are stored here one after
+   * the other, in the order they came, as a batch keeps them.
    */
   private async acceptAlone(intake: CustomerMessageIntake): Promise<IntakeResult> {
+    if (this.alone >= (this.deps.aloneSlots ?? lockedChatSlots(10))) {
+      throw Object.assign(
+        new AppError(
+          'NEXUS_ERR_DB_BUSY',
+          'The chat is locked by another transaction and too many messages wait for such chats; nothing was stored, retry',
+        ),
+        { retryAfter: BUSY_RETRY_AFTER_S },
+      );
+    }
+    this.alone++;
+    const id = intake.interactionId;
+    const before = this.aloneTails.get(id);
+    const mine = (before ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => this.storeAlone(intake));
+    this.aloneTails.set(id, mine);
+    try {
+      return await mine;
+    } finally {
+      this.alone--;
+      if (this.aloneTails.get(id) === mine) this.aloneTails.delete(id);
+    }
+  }
+
+  private async storeAlone(intake: CustomerMessageIntake): Promise<IntakeResult> {
     const results = await acceptCustomerMessages(this.deps.db, [intake], { skipLocked: false });
     await this.dispatchIntakes([intake], results);
     const [result] = results;

@@ -119,7 +119,8 @@ async function allNumbered(h: Harness, expected: Map<string, number>): Promise<v
 }
 
 describe('chat intake while interactions are locked', () => {
-  const h = useHarness({ DB_LOCK_TIMEOUT_MS: String(LOCK_TIMEOUT_MS) });
+  // A pool of 16: four messages to locked chats may wait for their lock at once (a quarter).
+  const h = useHarness({ DB_LOCK_TIMEOUT_MS: String(LOCK_TIMEOUT_MS), DB_POOL_SIZE: '16' });
 
   it('sets lock_timeout and idle_in_transaction_session_timeout on every session, reconnections included', async () => {
     const show = () =>
@@ -260,4 +261,71 @@ describe('chat intake while interactions are locked', () => {
       new Map([...locked.map(chat => [chat.interactionId, 1] as const), [other.interactionId, 6]]),
     );
   }, 90_000);
+});
+
+describe('messages to locked chats in a small pool', () => {
+  // A pool of 4: one message to a locked chat may wait for its lock at a time (a quarter).
+  const h = useHarness({ DB_LOCK_TIMEOUT_MS: String(LOCK_TIMEOUT_MS), DB_POOL_SIZE: '4' });
+
+  it('twelve chats locked FOR UPDATE: another tenant is accepted at once; beyond the cap a coded 503 at once, nothing stored', async () => {
+    const api = await h().serve();
+    const a = await provisionChatTenant(h(), h().app(), 'stall-a');
+    const b = await provisionChatTenant(h(), h().app(), 'stall-b');
+    const locked: Chat[] = [];
+    for (let i = 0; i < 12; i++) locked.push(await startChat(api.url, a.chatKey, `Locked ${i}`));
+    const other = await startChat(api.url, b.chatKey, 'Other');
+    const hold = await holdLocks(
+      h(),
+      locked.map(chat => chat.interactionId),
+      'for-update',
+    );
+    const toLocked = locked.map((chat, i) => send(api.url, chat, `locked-${i}`));
+    await pause(300);
+    const fromOther = await send(api.url, other, 'other-1');
+    expect(fromOther.response.status).toBe(202);
+    expect(fromOther.ms).toBeLessThan(FAST_MS);
+    const answers = await Promise.all(toLocked);
+    for (const sent of answers) {
+      expect(sent.response.status).toBe(503);
+      expect(sent.response.body.status.code).toBe('NEXUS_ERR_DB_BUSY');
+      expect(Number(sent.response.headers['retry-after'])).toBeGreaterThan(0);
+    }
+    // Within the cap: after the lock timeout; beyond it: at once.
+    const waited = answers.filter(sent => sent.ms >= LOCK_TIMEOUT_MS - 100);
+    expect(waited.length).toBeLessThanOrEqual(1);
+    for (const sent of answers) expect(sent.ms).toBeLessThan(LOCK_TIMEOUT_MS + 3_000);
+    for (const chat of locked) {
+      expect(await storedOf(h(), chat.interactionId)).toEqual({ stored: 0, numbered: 0 });
+    }
+    hold.release();
+    await hold.done;
+  }, 60_000);
+});
+
+describe('messages to one locked chat', () => {
+  // A pool of 12: three messages to locked chats may wait at once.
+  const h = useHarness({ DB_LOCK_TIMEOUT_MS: '5000', DB_POOL_SIZE: '12' });
+
+  it('are stored in the order they came once the lock goes', async () => {
+    const api = await h().serve();
+    const a = await provisionChatTenant(h(), h().app(), 'stall-a');
+    const chat = await startChat(api.url, a.chatKey, 'Locked');
+    for (let round = 0; round < 3; round++) {
+      const hold = await holdLocks(h(), [chat.interactionId], 'for-update');
+      const sends: ReturnType<typeof send>[] = [];
+      for (let i = 0; i < 3; i++) {
+        sends.push(send(api.url, chat, `r${round}-m${i}`));
+        await pause(100);
+      }
+      await pause(300);
+      hold.release();
+      await hold.done;
+      for (const sent of await Promise.all(sends)) expect(sent.response.status).toBe(202);
+    }
+    const order = await h().db.anyFirst(sql.type(z.object({ client_message_id: z.string() }))`
+      SELECT client_message_id FROM messages
+      WHERE interaction_id = ${chat.interactionId} AND sender_type = 'customer'
+      ORDER BY received`);
+    expect(order).toEqual([0, 1, 2].flatMap(round => [0, 1, 2].map(i => `r${round}-m${i}`)));
+  }, 60_000);
 });
