@@ -128,6 +128,8 @@ export async function routeQueue(
   limit = 500,
 ): Promise<number> {
   let offered = 0;
+  // No agent of the queue has room: nothing to offer, and no waiting interaction to lock.
+  if (!(await anyRoom(db, tenantId, queue))) return 0;
   // Interactions this pass could not place (their preferred agent is busy, or every agent with
   // room rejected them): the next waiting one is tried.
   const skip: string[] = [];
