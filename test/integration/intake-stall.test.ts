@@ -2,10 +2,9 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { NUMBERING_LOCK } from '../../db/conversation.js';
-import { createDbPool, type DatabasePool } from '../../db/pool.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { provisionChatTenant } from '../helpers/chat.js';
+import { holdLocks } from '../helpers/locks.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 
 /**
@@ -52,43 +51,6 @@ async function send(url: string, chat: Chat, clientMessageId: string) {
 }
 
 const pause = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
-
-/**
- * Locks the interactions in a transaction of another pool until `release` is called (or the
- * hold time is over): `numbering` as the inbound processor does mid-batch (its numbering lock,
- * and an update of the rows), otherwise a plain `FOR UPDATE` (a stronger lock).
- */
-async function holdLocks(h: Harness, ids: string[], how: 'numbering' | 'for-update') {
-  const holder: DatabasePool = await createDbPool(
-    { ...h.config.db, lockTimeoutMs: 60_000, idleInTransactionTimeoutMs: 120_000 },
-    h.log,
-  );
-  let release!: () => void;
-  const released = new Promise<void>(resolve => {
-    release = resolve;
-  });
-  let locked!: () => void;
-  const taken = new Promise<void>(resolve => {
-    locked = resolve;
-  });
-  const lockClause = how === 'numbering' ? NUMBERING_LOCK : sql.fragment`FOR UPDATE`;
-  const done = holder
-    .transaction(async tx => {
-      await tx.query(sql.unsafe`
-        SELECT id FROM interactions WHERE id = ANY(${sql.array(ids, 'uuid')}) ORDER BY id
-        ${lockClause}`);
-      if (how === 'numbering') {
-        await tx.query(sql.unsafe`
-          UPDATE interactions SET last_seq = last_seq, updated_at = now()
-          WHERE id = ANY(${sql.array(ids, 'uuid')})`);
-      }
-      locked();
-      await Promise.race([released, pause(HOLD_MS)]);
-    })
-    .finally(() => holder.end());
-  await taken;
-  return { release, done };
-}
 
 /** Messages stored per interaction, and how many of them are numbered. */
 async function storedOf(h: Harness, interactionId: string) {

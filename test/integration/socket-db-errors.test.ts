@@ -3,10 +3,9 @@ import type { Socket } from 'socket.io-client';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { NUMBERING_LOCK } from '../../db/conversation.js';
-import { createDbPool } from '../../db/pool.js';
+import { holdLocks } from '../helpers/locks.js';
 import { connect, provisionChatTenant } from '../helpers/chat.js';
-import { useHarness, type Harness } from '../helpers/harness.js';
+import { useHarness } from '../helpers/harness.js';
 
 /**
  * A socket write that times out on a busy chat answers its ack with the same coded, retryable
@@ -14,32 +13,6 @@ import { useHarness, type Harness } from '../helpers/harness.js';
  */
 
 const LOCK_TIMEOUT_MS = 1_000;
-
-/** Holds `clause` on the interaction in a pool of its own (as another process would). */
-async function holdLock(h: Harness, interactionId: string, clause: 'numbering' | 'for-update') {
-  const holder = await createDbPool(
-    { ...h.config.db, lockTimeoutMs: 60_000, idleInTransactionTimeoutMs: 120_000 },
-    h.log,
-  );
-  let release!: () => void;
-  const released = new Promise<void>(resolve => {
-    release = resolve;
-  });
-  let locked!: () => void;
-  const taken = new Promise<void>(resolve => {
-    locked = resolve;
-  });
-  const lock = clause === 'numbering' ? NUMBERING_LOCK : sql.fragment`FOR UPDATE`;
-  const done = holder
-    .transaction(async tx => {
-      await tx.query(sql.unsafe`SELECT id FROM interactions WHERE id = ${interactionId} ${lock}`);
-      locked();
-      await released;
-    })
-    .finally(() => holder.end());
-  await taken;
-  return { release, done };
-}
 
 const emitWithAck = (socket: Socket, event: string, payload: unknown) =>
   new Promise<{ status: { code: unknown; message?: string } }>(resolve => {
@@ -68,7 +41,7 @@ describe('socket writes on a busy chat', () => {
 
     try {
       // A customer message to a chat locked FOR UPDATE: the intake's slow path times out.
-      const strong = await holdLock(h(), session.interactionId, 'for-update');
+      const strong = await holdLocks(h(), [session.interactionId], 'for-update');
       const fromCustomer = await emitWithAck(customer.socket, 'message', {
         text: 'hello',
         clientMessageId: 'c-1',
@@ -78,7 +51,7 @@ describe('socket writes on a busy chat', () => {
       expect(fromCustomer.status.code).toBe('NEXUS_ERR_DB_BUSY');
 
       // An agent message to a chat a frozen worker holds with the numbering lock.
-      const numbering = await holdLock(h(), session.interactionId, 'numbering');
+      const numbering = await holdLocks(h(), [session.interactionId], 'numbering');
       const fromAgent = await emitWithAck(agent.socket, 'message', {
         interactionId: session.interactionId,
         text: 'hi there',
