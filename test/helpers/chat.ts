@@ -112,3 +112,45 @@ export function connect(
   });
   return { socket, received, connected };
 }
+
+/** A customer's chat session, as the widget keeps it. */
+export interface CustomerChat {
+  sessionId: string;
+  token: string;
+  interactionId: string;
+}
+
+/** Starts a chat on the tenant's `GlobalChatSwitchboard` endpoint (form fields, as the widget). */
+export async function startCustomerChat(
+  url: string,
+  chatKey: string,
+  nickname: string,
+): Promise<CustomerChat> {
+  const started = await request(url)
+    .post('/nexus/v3/chat/sessions')
+    .set('x-api-key', chatKey)
+    .type('form')
+    .send({ 'data[nickname]': nickname, 'data[endpoint]': 'GlobalChatSwitchboard' })
+    .expect(201);
+  const data = started.body.data as { id: string; clientToken: string; interactionId: string };
+  return { sessionId: data.id, token: data.clientToken, interactionId: data.interactionId };
+}
+
+/** Sends a customer message (text `text <clientMessageId>`): the response and how long it took. */
+export async function sendCustomerMessage(
+  url: string,
+  chat: CustomerChat,
+  clientMessageId: string,
+) {
+  const started = Date.now();
+  const response = await request(url)
+    .post(`/nexus/v3/chat/sessions/${chat.sessionId}/messages`)
+    .set('x-nexus-client-key', chat.token)
+    .type('form')
+    .send({
+      'data[type]': 'Text',
+      'data[text]': `text ${clientMessageId}`,
+      'data[clientMessageId]': clientMessageId,
+    });
+  return { response, ms: Date.now() - started };
+}

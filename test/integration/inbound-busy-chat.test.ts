@@ -1,10 +1,14 @@
 import { sql } from 'slonik';
-import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createDbPool } from '../../db/pool.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
-import { provisionChatTenant } from '../helpers/chat.js';
+import {
+  provisionChatTenant,
+  sendCustomerMessage,
+  startCustomerChat,
+  type CustomerChat,
+} from '../helpers/chat.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 
 /**
@@ -18,34 +22,9 @@ import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 const PROMPT_MS = 3_000;
 const BUSY_JOBS = 15;
 
-interface Chat {
-  sessionId: string;
-  token: string;
-  interactionId: string;
-}
-
-async function startChat(url: string, chatKey: string, nickname: string): Promise<Chat> {
-  const started = await request(url)
-    .post('/nexus/v3/chat/sessions')
-    .set('x-api-key', chatKey)
-    .type('form')
-    .send({ 'data[nickname]': nickname, 'data[endpoint]': 'GlobalChatSwitchboard' })
-    .expect(201);
-  const data = started.body.data as { id: string; clientToken: string; interactionId: string };
-  return { sessionId: data.id, token: data.clientToken, interactionId: data.interactionId };
-}
-
-async function send(url: string, chat: Chat, clientMessageId: string): Promise<void> {
-  await request(url)
-    .post(`/nexus/v3/chat/sessions/${chat.sessionId}/messages`)
-    .set('x-nexus-client-key', chat.token)
-    .type('form')
-    .send({
-      'data[type]': 'Text',
-      'data[text]': `text ${clientMessageId}`,
-      'data[clientMessageId]': clientMessageId,
-    })
-    .expect(202);
+async function send(url: string, chat: CustomerChat, clientMessageId: string): Promise<void> {
+  const { response } = await sendCustomerMessage(url, chat, clientMessageId);
+  expect(response.status).toBe(202);
 }
 
 const count = z.object({ stored: z.number(), numbered: z.number(), events: z.number() });
@@ -81,8 +60,8 @@ describe('inbound work while one chat is locked by another session', () => {
       },
       select: ['inbound'],
     });
-    const busy = await startChat(api.url, a.chatKey, 'Busy');
-    const other = await startChat(api.url, b.chatKey, 'Other');
+    const busy = await startCustomerChat(api.url, a.chatKey, 'Busy');
+    const other = await startCustomerChat(api.url, b.chatKey, 'Other');
     await eventually(
       async () =>
         (await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`

@@ -1,9 +1,13 @@
 import { sql } from 'slonik';
-import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
-import { provisionChatTenant } from '../helpers/chat.js';
+import {
+  provisionChatTenant,
+  sendCustomerMessage,
+  startCustomerChat,
+  type CustomerChat,
+} from '../helpers/chat.js';
 import { holdLocks } from '../helpers/locks.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 
@@ -17,38 +21,6 @@ const LOCK_TIMEOUT_MS = 1_500;
 const HOLD_MS = 20_000;
 /** The point of the test: another tenant's message is accepted this fast while locks are held. */
 const FAST_MS = 1_000;
-
-interface Chat {
-  sessionId: string;
-  token: string;
-  interactionId: string;
-}
-
-async function startChat(url: string, chatKey: string, nickname: string): Promise<Chat> {
-  const started = await request(url)
-    .post('/nexus/v3/chat/sessions')
-    .set('x-api-key', chatKey)
-    .type('form')
-    .send({ 'data[nickname]': nickname, 'data[endpoint]': 'GlobalChatSwitchboard' })
-    .expect(201);
-  const data = started.body.data as { id: string; clientToken: string; interactionId: string };
-  return { sessionId: data.id, token: data.clientToken, interactionId: data.interactionId };
-}
-
-/** Sends a customer message; answers the response and how long it took. */
-async function send(url: string, chat: Chat, clientMessageId: string) {
-  const started = Date.now();
-  const response = await request(url)
-    .post(`/nexus/v3/chat/sessions/${chat.sessionId}/messages`)
-    .set('x-nexus-client-key', chat.token)
-    .type('form')
-    .send({
-      'data[type]': 'Text',
-      'data[text]': `text ${clientMessageId}`,
-      'data[clientMessageId]': clientMessageId,
-    });
-  return { response, ms: Date.now() - started };
-}
 
 const pause = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
@@ -105,9 +77,9 @@ describe('chat intake while interactions are locked', () => {
     const a = await provisionChatTenant(h(), h().app(), 'stall-a');
     const b = await provisionChatTenant(h(), h().app(), 'stall-b');
     const locked = await Promise.all(
-      [1, 2, 3, 4].map(i => startChat(api.url, a.chatKey, `Locked ${i}`)),
+      [1, 2, 3, 4].map(i => startCustomerChat(api.url, a.chatKey, `Locked ${i}`)),
     );
-    const other = await startChat(api.url, b.chatKey, 'Other');
+    const other = await startCustomerChat(api.url, b.chatKey, 'Other');
     const expected = new Map<string, number>([
       ...locked.map(chat => [chat.interactionId, 0] as const),
       [other.interactionId, 0],
@@ -120,12 +92,12 @@ describe('chat intake while interactions are locked', () => {
     );
     const heldSince = Date.now();
     // One message to each locked chat, each in a flush of its own, then the other tenant's.
-    const toLocked: ReturnType<typeof send>[] = [];
+    const toLocked: ReturnType<typeof sendCustomerMessage>[] = [];
     for (const [i, chat] of locked.entries()) {
-      toLocked.push(send(api.url, chat, `locked-${i}`));
+      toLocked.push(sendCustomerMessage(api.url, chat, `locked-${i}`));
       await pause(50);
     }
-    const fromOther = await send(api.url, other, 'other-1');
+    const fromOther = await sendCustomerMessage(api.url, other, 'other-1');
     expect(fromOther.response.status).toBe(202);
     expect(fromOther.ms).toBeLessThan(FAST_MS);
     for (const sent of await Promise.all(toLocked)) {
@@ -136,8 +108,8 @@ describe('chat intake while interactions are locked', () => {
     // Ten more of each while the locks are still held.
     for (let i = 0; i < 10; i++) {
       const round = await Promise.all([
-        send(api.url, other, `other-more-${i}`),
-        ...locked.map((chat, n) => send(api.url, chat, `locked-${n}-more-${i}`)),
+        sendCustomerMessage(api.url, other, `other-more-${i}`),
+        ...locked.map((chat, n) => sendCustomerMessage(api.url, chat, `locked-${n}-more-${i}`)),
       ]);
       for (const sent of round) {
         expect(sent.response.status).toBe(202);
@@ -161,21 +133,21 @@ describe('chat intake while interactions are locked', () => {
     const a = await provisionChatTenant(h(), h().app(), 'stall-a');
     const b = await provisionChatTenant(h(), h().app(), 'stall-b');
     const locked = await Promise.all(
-      [1, 2, 3, 4].map(i => startChat(api.url, a.chatKey, `Locked ${i}`)),
+      [1, 2, 3, 4].map(i => startCustomerChat(api.url, a.chatKey, `Locked ${i}`)),
     );
-    const other = await startChat(api.url, b.chatKey, 'Other');
+    const other = await startCustomerChat(api.url, b.chatKey, 'Other');
 
     const hold = await holdLocks(
       h(),
       locked.map(chat => chat.interactionId),
       'for-update',
     );
-    const toLocked: ReturnType<typeof send>[] = [];
+    const toLocked: ReturnType<typeof sendCustomerMessage>[] = [];
     for (const [i, chat] of locked.entries()) {
-      toLocked.push(send(api.url, chat, `locked-${i}`));
+      toLocked.push(sendCustomerMessage(api.url, chat, `locked-${i}`));
       await pause(50);
     }
-    const fromOther = await send(api.url, other, 'other-1');
+    const fromOther = await sendCustomerMessage(api.url, other, 'other-1');
     expect(fromOther.response.status).toBe(202);
     expect(fromOther.ms).toBeLessThan(FAST_MS);
     for (const sent of await Promise.all(toLocked)) {
@@ -190,9 +162,9 @@ describe('chat intake while interactions are locked', () => {
       expect(await storedOf(h(), chat.interactionId)).toEqual({ stored: 0, numbered: 0 });
     }
     // The other tenant keeps flowing while the locked chats' messages wait out their timeout.
-    const busy = locked.map((chat, i) => send(api.url, chat, `locked-${i}`));
+    const busy = locked.map((chat, i) => sendCustomerMessage(api.url, chat, `locked-${i}`));
     for (let i = 0; i < 5; i++) {
-      const sent = await send(api.url, other, `other-more-${i}`);
+      const sent = await sendCustomerMessage(api.url, other, `other-more-${i}`);
       expect(sent.response.status).toBe(202);
       expect(sent.ms).toBeLessThan(FAST_MS);
     }
@@ -205,10 +177,10 @@ describe('chat intake while interactions are locked', () => {
     // everything is numbered once.
     await hold.done;
     for (const [i, chat] of locked.entries()) {
-      const retried = await send(api.url, chat, `locked-${i}`);
+      const retried = await sendCustomerMessage(api.url, chat, `locked-${i}`);
       expect(retried.response.status).toBe(202);
       expect(retried.response.body.data.duplicate).toBe(false);
-      const twice = await send(api.url, chat, `locked-${i}`);
+      const twice = await sendCustomerMessage(api.url, chat, `locked-${i}`);
       expect(twice.response.body.data).toEqual({
         id: retried.response.body.data.id,
         duplicate: true,
@@ -233,17 +205,19 @@ describe('messages to locked chats in a small pool', () => {
     const api = await h().serve();
     const a = await provisionChatTenant(h(), h().app(), 'stall-a');
     const b = await provisionChatTenant(h(), h().app(), 'stall-b');
-    const locked: Chat[] = [];
-    for (let i = 0; i < 12; i++) locked.push(await startChat(api.url, a.chatKey, `Locked ${i}`));
-    const other = await startChat(api.url, b.chatKey, 'Other');
+    const locked: CustomerChat[] = [];
+    for (let i = 0; i < 12; i++) {
+      locked.push(await startCustomerChat(api.url, a.chatKey, `Locked ${i}`));
+    }
+    const other = await startCustomerChat(api.url, b.chatKey, 'Other');
     const hold = await holdLocks(
       h(),
       locked.map(chat => chat.interactionId),
       'for-update',
     );
-    const toLocked = locked.map((chat, i) => send(api.url, chat, `locked-${i}`));
+    const toLocked = locked.map((chat, i) => sendCustomerMessage(api.url, chat, `locked-${i}`));
     await pause(300);
-    const fromOther = await send(api.url, other, 'other-1');
+    const fromOther = await sendCustomerMessage(api.url, other, 'other-1');
     expect(fromOther.response.status).toBe(202);
     expect(fromOther.ms).toBeLessThan(FAST_MS);
     const answers = await Promise.all(toLocked);
@@ -271,12 +245,12 @@ describe('messages to one locked chat', () => {
   it('are stored in the order they came once the lock goes', async () => {
     const api = await h().serve();
     const a = await provisionChatTenant(h(), h().app(), 'stall-a');
-    const chat = await startChat(api.url, a.chatKey, 'Locked');
+    const chat = await startCustomerChat(api.url, a.chatKey, 'Locked');
     for (let round = 0; round < 3; round++) {
       const hold = await holdLocks(h(), [chat.interactionId], 'for-update');
-      const sends: ReturnType<typeof send>[] = [];
+      const sends: ReturnType<typeof sendCustomerMessage>[] = [];
       for (let i = 0; i < 3; i++) {
-        sends.push(send(api.url, chat, `r${round}-m${i}`));
+        sends.push(sendCustomerMessage(api.url, chat, `r${round}-m${i}`));
         await pause(100);
       }
       await pause(300);
