@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, eventually } from '../helpers/harness.js';
+import { Redis } from 'ioredis';
+import { createTestDatabase, deleteKeys, eventually } from '../helpers/harness.js';
 import { startHubProcess, type HubProcess } from '../helpers/processes.js';
 import { freePort } from '../helpers/redis-server.js';
 import { TEST_REDIS_URL } from '../helpers/services.js';
@@ -61,6 +62,7 @@ describe('the README', () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>> | undefined;
   let apiPort = 0;
   let metricsPort = 0;
+  const prefix = `{readme${Date.now().toString(36)}}`;
 
   beforeAll(async () => {
     database = await createTestDatabase();
@@ -69,7 +71,7 @@ describe('the README', () => {
     hub = await startHubProcess(
       {
         dbUrl: database.url,
-        prefix: `{readme${Date.now().toString(36)}}`,
+        prefix,
         redisUrl: TEST_REDIS_URL,
       },
       'start',
@@ -86,6 +88,9 @@ describe('the README', () => {
   afterAll(async () => {
     await hub?.stop();
     await database?.drop();
+    const redis = new Redis(TEST_REDIS_URL);
+    await deleteKeys(redis, prefix);
+    await redis.quit();
   });
 
   it('runs every example as written, in order, on a fresh start', async () => {
