@@ -67,9 +67,6 @@ export function assertStorableInput(value: unknown, where: string): void {
   }
 }
 
-/** A string that PostgreSQL can store: no NUL character (for input that skips the route check). */
-export const storableText = z.string().refine(value => !value.includes(NUL), NUL_MESSAGE);
-
 /**
  * A row id or cursor in a path or query: decimal digits only (no sign, exponent, hex or
  * spaces), within what both a PostgreSQL `bigint` and a JavaScript number hold exactly

@@ -195,17 +195,6 @@ export async function upsertEndpoint(
     RETURNING tenant_id, name, description, created_at, (xmax = 0) AS created`);
 }
 
-export async function findEndpoint(
-  db: CommonQueryMethods,
-  tenantId: string,
-  name: string,
-): Promise<EndpointRow | undefined> {
-  const row = await db.maybeOne(sql.type(endpointRow)`
-    SELECT tenant_id, name, description, created_at FROM endpoints
-    WHERE tenant_id = ${tenantId} AND name = ${name}`);
-  return row ?? undefined;
-}
-
 /** The endpoint and the queue it leads to (null: none); undefined when no such endpoint. */
 export async function findEndpointRoute(
   db: CommonQueryMethods,
