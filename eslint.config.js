@@ -2,7 +2,12 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-/** Folder boundaries (docs/architecture.md): api and workers never import each other; queues and db never import each other; lib imports none of them. */
+/**
+ * Folder direction (docs/architecture.md, "Dependency direction"), from the bottom up:
+ * lib (what every part uses) ← domain (the channels' rules) ← db (SQL, one owner per table)
+ * ← queues (BullMQ queues over db's durable work records) ← api | workers (never each other).
+ * bin/ wires them together. A folder imports only from the folders below it.
+ */
 const boundary = (from, banned) => ({
   files: [`${from}/**/*.ts`],
   rules: {
@@ -75,9 +80,10 @@ export default tseslint.config(
     },
   },
   { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
-  boundary('api', ['workers']),
-  boundary('workers', ['api']),
-  boundary('queues', ['db', 'api', 'workers']),
-  boundary('db', ['queues', 'api', 'workers']),
-  boundary('lib', ['db', 'queues', 'api', 'workers']),
+  boundary('api', ['workers', 'bin']),
+  boundary('workers', ['api', 'bin']),
+  boundary('queues', ['api', 'workers', 'bin']),
+  boundary('db', ['queues', 'api', 'workers', 'bin']),
+  boundary('domain', ['db', 'queues', 'api', 'workers', 'bin']),
+  boundary('lib', ['domain', 'db', 'queues', 'api', 'workers', 'bin']),
 );

@@ -7,7 +7,7 @@ import {
 import type { Express, NextFunction, Request, Response } from 'express';
 import { AppError, isAppError, type ErrorCode } from '../lib/errors.js';
 import { z, type AnyZodObject, type ZodTypeAny } from 'zod';
-import { ALL_EVENT_DATA } from '../lib/event-catalogue.js';
+import { ALL_EVENT_DATA } from '../domain/event-catalogue.js';
 import { PACKAGE_VERSION } from '../lib/package-info.js';
 import type { Authenticator } from './auth/authenticator.js';
 import { PERMISSIONS, type Permission } from './auth/permissions.js';

@@ -22,8 +22,7 @@ import { agentOf } from './auth/principal.js';
 import { MAX_TEXT, type ChatService, type Participant } from './chat/chat-service.js';
 import { customerEvent, customerParticipant } from './chat/customer-events.js';
 import { toAppError } from './error-handler.js';
-import { presentEvent } from './routes/chat.js';
-import { customer } from './routes/chat.js';
+import { customer, presentEvent } from './presenters.js';
 
 export const SOCKET_PATH = '/nexus/v3/socket.io';
 /** A typing indicator not repeated within this time turns off by itself. */

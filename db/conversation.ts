@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import type { CatalogueEventType } from '../lib/event-catalogue.js';
+import type { CatalogueEventType } from '../domain/event-catalogue.js';
 
 /**
  * The interaction event log (design §6): every state change is one `events` row numbered by the

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import { OPERATIONAL_EVENT_DATA, type OperationalEventType } from '../lib/event-catalogue.js';
+import { OPERATIONAL_EVENT_DATA, type OperationalEventType } from '../domain/event-catalogue.js';
 
 /**
  * Webhook targets, deliveries and attempts (migration 0008). Deliveries are created by the

@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { DEFAULT_RETRY_SCHEDULE } from './delivery-policy.js';
+
+/**
+ * The default webhook retry schedule (domain/delivery-policy.ts applies it): immediately, 5 s,
+ * 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (seconds).
+ */
+export const DEFAULT_RETRY_SCHEDULE: readonly number[] = [
+  0, 5, 300, 1_800, 7_200, 18_000, 36_000, 36_000,
+];
 
 /**
  * The only module that reads `process.env`. Every variable is documented in the README's

@@ -1,5 +1,5 @@
 import type { Logger } from '../lib/logger.js';
-import { isCustomHeaderAllowed } from '../lib/service-catalogue.js';
+import { isCustomHeaderAllowed } from '../domain/service-catalogue.js';
 
 /** Services whose refused headers were already reported (once per process each). */
 const reported = new Set<string>();

@@ -2,10 +2,10 @@ import { createHmac } from 'node:crypto';
 import { UnrecoverableError } from 'bullmq';
 import { XMLParser } from 'fast-xml-parser';
 import type { ResolvedService } from '../db/service-directory.js';
-import { retryAfterMs } from '../lib/delivery-policy.js';
+import { retryAfterMs } from '../domain/delivery-policy.js';
 import type { EgressGuard } from '../lib/egress.js';
 import type { Logger } from '../lib/logger.js';
-import type { SmsEncoding } from '../lib/sms-segments.js';
+import type { SmsEncoding } from '../domain/sms-segments.js';
 import { storedCustomHeaders } from './custom-headers.js';
 
 /** One outbound SMS, as a provider adapter sends it. */

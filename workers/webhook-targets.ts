@@ -4,7 +4,7 @@ import { serviceSecretContext } from '../db/service-directory.js';
 import { SharedCache, type InvalidationBus } from '../lib/invalidation.js';
 import type { Logger } from '../lib/logger.js';
 import type { SecretBox } from '../lib/secrets.js';
-import type { SignatureScheme } from '../lib/webhook-signing.js';
+import type { SignatureScheme } from '../domain/webhook-signing.js';
 import { storedCustomHeaders } from './custom-headers.js';
 
 /** A webhook target as the delivery processor uses it: its service and its delivery state. */

@@ -28,7 +28,7 @@ import {
   type QueueSet,
 } from '../../queues/index.js';
 import { findCustomerAddress, markSmsAccepted } from '../../db/queries/sms.js';
-import { smsSegments } from '../../lib/sms-segments.js';
+import { smsSegments } from '../../domain/sms-segments.js';
 import {
   dispatchWork,
   recordWork,

@@ -20,7 +20,7 @@ import { assertTenant, tenantOf, type Principal } from '../auth/principal.js';
 import type { TokenService } from '../auth/tokens.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
-import { tenantId } from './tenants.js';
+import { tenantId } from '../schemas.js';
 
 const agentView = z
   .object({

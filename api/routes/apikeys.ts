@@ -15,7 +15,7 @@ import { hashApiKey } from '../auth/authenticator.js';
 import { CLUSTER, PERMISSION_NAMES, type Permission } from '../auth/permissions.js';
 import { assertTenant, isCluster, type Principal } from '../auth/principal.js';
 import type { Api } from '../openapi.js';
-import { tenantId } from './tenants.js';
+import { tenantId } from '../schemas.js';
 
 export interface ApiKeyRouteDeps {
   api: Api;

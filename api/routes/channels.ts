@@ -16,7 +16,7 @@ import { assertTenant, type Principal } from '../auth/principal.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { parseInput } from '../validate.js';
-import { tenantId } from './tenants.js';
+import { tenantId } from '../schemas.js';
 
 export interface ChannelRouteDeps {
   api: Api;

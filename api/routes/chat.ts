@@ -1,12 +1,12 @@
 import type { Request } from 'express';
 import { z } from 'zod';
-import type { InteractionEvent } from '../../db/conversation.js';
 import { AppError } from '../../lib/errors.js';
 import { tenantOf } from '../auth/principal.js';
 import { MAX_TEXT, type ChatService } from '../chat/chat-service.js';
 import { customerEvent } from '../chat/customer-events.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
+import { customer, eventView } from '../presenters.js';
 import { parseInput, rowNumber } from '../validate.js';
 
 /** Both prefixes serve the customer chat API (the guide's widgets use either). */
@@ -97,26 +97,6 @@ const widgetBody = z
   .openapi('WidgetBody', {
     description: 'JSON `{data: {...}}`, or form fields `data[key]=value`.',
   });
-
-const eventView = z
-  .object({
-    id: z.string().uuid(),
-    seq: z.number(),
-    type: z.string(),
-    interactionId: z.string().uuid(),
-    occurredAt: z.string(),
-    data: z.record(z.unknown()),
-  })
-  .openapi('InteractionEvent');
-
-export const presentEvent = (event: InteractionEvent) => ({
-  id: event.id,
-  seq: event.seq,
-  type: event.type,
-  interactionId: event.interactionId,
-  occurredAt: event.occurredAt,
-  data: event.data,
-});
 
 const clientKey = (req: Request) => {
   const value = req.headers['x-nexus-client-key'];
@@ -343,9 +323,3 @@ export function chatRoutes({
     });
   }
 }
-
-export const customer = (session: { participant_id: string; nickname: string }) => ({
-  type: 'customer' as const,
-  id: session.participant_id,
-  nickname: session.nickname,
-});

@@ -13,7 +13,7 @@ import { agentOf, assertTenant } from '../auth/principal.js';
 import type { ChatService } from '../chat/chat-service.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
-import { tenantId } from './tenants.js';
+import { tenantId } from '../schemas.js';
 
 const queueName = z
   .string()

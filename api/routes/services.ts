@@ -15,19 +15,19 @@ import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
 import { describeSecret, type SecretBox } from '../../lib/secrets.js';
 import { syncWebhookTarget } from '../../db/webhooks.js';
-import { targetEventTypes } from '../../lib/webhook-payload.js';
+import { targetEventTypes } from '../../domain/webhook-payload.js';
 import {
   WEBHOOK_TARGET_PREFIX,
   SERVICE_NAMES,
   serviceBodySchema,
   serviceShape,
   type ServiceShape,
-} from '../../lib/service-catalogue.js';
+} from '../../domain/service-catalogue.js';
 import { assertTenant, type Principal } from '../auth/principal.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { parseInput } from '../validate.js';
-import { tenantId } from './tenants.js';
+import { tenantId } from '../schemas.js';
 
 export interface ServiceRouteDeps {
   api: Api;

@@ -12,15 +12,15 @@ import {
 } from '../../db/queries/sms.js';
 import { findService } from '../../db/queries/services.js';
 import { insertMessage } from '../../db/conversation.js';
-import { DEFAULT_HELP_TEXT, keywordAction, tenantKeywordTables } from '../../lib/opt-out.js';
-import { smsSegments } from '../../lib/sms-segments.js';
+import { DEFAULT_HELP_TEXT, keywordAction, tenantKeywordTables } from '../../domain/opt-out.js';
+import { smsSegments } from '../../domain/sms-segments.js';
 import { outboundSmsQueue } from '../../queues/outbound-sms.js';
 import { AppError } from '../../lib/errors.js';
-import { parsePhone } from '../../lib/phone.js';
+import { parsePhone } from '../../domain/phone.js';
 import type { Logger } from '../../lib/logger.js';
 import { inboundQueue } from '../../queues/inbound.js';
 import { receiptsQueue } from '../../queues/receipts.js';
-import { callbackSignature } from '../../lib/sms-callbacks.js';
+import { callbackSignature } from '../../domain/sms-callbacks.js';
 import { secretsEqual } from '../admin-auth.js';
 import { fileFromMultipart } from '../multipart.js';
 import {

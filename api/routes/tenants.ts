@@ -12,11 +12,12 @@ import {
 import { AppError } from '../../lib/errors.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { SecretBox } from '../../lib/secrets.js';
-import { httpUrl } from '../../lib/service-catalogue.js';
+import { httpUrl } from '../../domain/service-catalogue.js';
 import { hashApiKey } from '../auth/authenticator.js';
 import { assertTenant, isCluster } from '../auth/principal.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
+import { tenantId } from '../schemas.js';
 
 export interface TenantRouteDeps {
   api: Api;
@@ -24,14 +25,6 @@ export interface TenantRouteDeps {
   secrets: SecretBox;
   bus: InvalidationBus;
 }
-
-export const TENANT_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-export const tenantId = z
-  .string()
-  .regex(
-    TENANT_ID,
-    'must be 1-128 letters, digits, "_", "-" or ".", starting with a letter or digit',
-  );
 
 const text = (max: number) => z.string().trim().min(1, 'must not be empty').max(max);
 

@@ -28,8 +28,8 @@ import { findTenant } from '../../db/queries/tenants.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { rowNumber } from '../validate.js';
-import { webhookId } from '../../lib/webhook-payload.js';
-import { tenantId } from './tenants.js';
+import { webhookId } from '../../domain/webhook-payload.js';
+import { tenantId } from '../schemas.js';
 
 const targetName = z
   .string()

@@ -1,6 +1,6 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import { mergeStatus, type SmsStatus } from '../../lib/sms-status.js';
+import { mergeStatus, type SmsStatus } from '../../domain/sms-status.js';
 import { appendOperationalEvent } from '../webhooks.js';
 
 export const campaignRecordRow = z.object({

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import { mergeStatus, type SmsStatus } from '../../lib/sms-status.js';
+import { mergeStatus, type SmsStatus } from '../../domain/sms-status.js';
 import { appendEvents, flagUndelivered, type InteractionEvent } from '../conversation.js';
 import type { ChannelRow } from './channels.js';
 

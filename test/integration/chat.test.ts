@@ -3,7 +3,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { CUSTOMER_EVENT_DATA } from '../../api/chat/customer-events.js';
-import { EVENT_DATA } from '../../lib/event-catalogue.js';
+import { EVENT_DATA } from '../../domain/event-catalogue.js';
 import { jobsTotal, socketEventsDelivered } from '../../lib/metrics.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { connect, provisionChatTenant, type Received } from '../helpers/chat.js';

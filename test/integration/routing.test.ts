@@ -4,7 +4,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { routeQueue, routingQueueStats } from '../../db/routing.js';
-import { EVENT_DATA } from '../../lib/event-catalogue.js';
+import { EVENT_DATA } from '../../domain/event-catalogue.js';
 import { registry, routingDecisionsTotal, setRoutingStatsSource } from '../../lib/metrics.js';
 import { outboundSmsQueue } from '../../queues/index.js';
 import { enqueueDurably } from '../../queues/work.js';

@@ -2,7 +2,7 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { EVENT_DATA } from '../../lib/event-catalogue.js';
+import { EVENT_DATA } from '../../domain/event-catalogue.js';
 import { outboundSmsQueue } from '../../queues/outbound-sms.js';
 import { createHmac } from 'node:crypto';
 import { Writable } from 'node:stream';

@@ -9,7 +9,7 @@ import { Webhook } from 'standardwebhooks';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ALL_EVENT_DATA } from '../../lib/event-catalogue.js';
+import { ALL_EVENT_DATA } from '../../domain/event-catalogue.js';
 import { EgressGuard } from '../../lib/egress.js';
 import { closeRedis, createRedis } from '../../lib/redis.js';
 import { registry } from '../../lib/metrics.js';

@@ -24,7 +24,7 @@ import {
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { GroupCommit } from '../../lib/group-commit.js';
 import type { Logger } from '../../lib/logger.js';
-import { normalisePhone } from '../../lib/phone.js';
+import { normalisePhone } from '../../domain/phone.js';
 import { queueInteraction, requeueParked, routeQueue } from '../../db/routing.js';
 import {
   inboundQueue,

@@ -12,8 +12,8 @@ import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { SecretBox } from '../../lib/secrets.js';
-import { smsSegments } from '../../lib/sms-segments.js';
-import { callbackSignature } from '../../lib/sms-callbacks.js';
+import { smsSegments } from '../../domain/sms-segments.js';
+import { callbackSignature } from '../../domain/sms-callbacks.js';
 import type { outboundSmsQueue, OutboundSmsPayload } from '../../queues/outbound-sms.js';
 import type { JobContext, Processor } from '../run-processor.js';
 import {

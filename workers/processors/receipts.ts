@@ -3,7 +3,7 @@ import type { DatabasePool } from 'slonik';
 import { applyCampaignStatus } from '../../db/queries/sms-campaigns.js';
 import { applySmsStatus } from '../../db/queries/sms.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
-import { kannelReportStatus, SMS_STATUSES, type SmsStatus } from '../../lib/sms-status.js';
+import { kannelReportStatus, SMS_STATUSES, type SmsStatus } from '../../domain/sms-status.js';
 import type { receiptsQueue, ReceiptPayload } from '../../queues/receipts.js';
 import type { JobContext, Processor } from '../run-processor.js';
 

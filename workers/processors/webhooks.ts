@@ -10,10 +10,10 @@ import {
   type DeliveryRow,
 } from '../../db/webhooks.js';
 import type { Config } from '../../lib/config.js';
-import { classifyAttempt, nextDelayMs, type AttemptOutcome } from '../../lib/delivery-policy.js';
+import { classifyAttempt, nextDelayMs, type AttemptOutcome } from '../../domain/delivery-policy.js';
 import { EgressBlockedError, EgressGuard } from '../../lib/egress.js';
 import { coerceError } from '../../lib/errors.js';
-import { FairLimit } from '../../lib/fair-limit.js';
+import { FairLimit } from '../fair-limit.js';
 import { GroupCommit } from '../../lib/group-commit.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
@@ -34,8 +34,8 @@ import {
   traceIdOf,
   webhookId,
   type WebhookEvent,
-} from '../../lib/webhook-payload.js';
-import { signatureHeaders } from '../../lib/webhook-signing.js';
+} from '../../domain/webhook-payload.js';
+import { signatureHeaders } from '../../domain/webhook-signing.js';
 import type { QueueSet } from '../../queues/index.js';
 import {
   isDeliveryBatch,

@@ -5,10 +5,9 @@
  * followed) fails for good.
  */
 
-/** Default schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (seconds). */
-export const DEFAULT_RETRY_SCHEDULE: readonly number[] = [
-  0, 5, 300, 1_800, 7_200, 18_000, 36_000, 36_000,
-];
+import { DEFAULT_RETRY_SCHEDULE } from '../lib/config.js';
+
+export { DEFAULT_RETRY_SCHEDULE };
 
 export type AttemptOutcome =
   | { kind: 'delivered' }

@@ -1,0 +1,34 @@
+import { z } from 'zod';
+import type { InteractionEvent } from '../db/conversation.js';
+import './openapi.js'; // extends zod with .openapi() before eventView below uses it
+
+/**
+ * How the API shows what it stores, shared by the HTTP routes and the socket layer: an
+ * interaction's event (the chat transcript's unit) and the customer as a participant.
+ */
+
+export const eventView = z
+  .object({
+    id: z.string().uuid(),
+    seq: z.number(),
+    type: z.string(),
+    interactionId: z.string().uuid(),
+    occurredAt: z.string(),
+    data: z.record(z.unknown()),
+  })
+  .openapi('InteractionEvent');
+
+export const presentEvent = (event: InteractionEvent) => ({
+  id: event.id,
+  seq: event.seq,
+  type: event.type,
+  interactionId: event.interactionId,
+  occurredAt: event.occurredAt,
+  data: event.data,
+});
+
+export const customer = (session: { participant_id: string; nickname: string }) => ({
+  type: 'customer' as const,
+  id: session.participant_id,
+  nickname: session.nickname,
+});
