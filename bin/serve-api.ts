@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import { buildApp } from '../api/app.js';
-import { attachRealtime } from '../api/realtime.js';
+import { attachRealtime } from '../api/realtime/index.js';
 import { routingQueueStats } from '../db/routing.js';
 import { setRoutingStatsSource } from '../lib/metrics.js';
 import type { Core } from './bootstrap.js';

@@ -1,7 +1,7 @@
 import { io, type Socket } from 'socket.io-client';
 import request from 'supertest';
 import type { BuiltApp } from '../../api/app.js';
-import { SOCKET_PATH } from '../../api/realtime.js';
+import { SOCKET_PATH } from '../../api/realtime/index.js';
 import type { Harness } from './harness.js';
 
 export interface ChatTenant {

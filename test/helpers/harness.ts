@@ -3,7 +3,7 @@ import type { DatabasePool } from 'slonik';
 import { afterEach, beforeEach, inject } from 'vitest';
 import { createServer } from 'node:http';
 import { buildApp, type BuiltApp } from '../../api/app.js';
-import { attachRealtime } from '../../api/realtime.js';
+import { attachRealtime } from '../../api/realtime/index.js';
 import { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { createDbPool } from '../../db/pool.js';
 import { loadConfig, type Config } from '../../lib/config.js';

@@ -1,0 +1,318 @@
+import type { DatabasePool } from 'slonik';
+import type { Server, Socket } from 'socket.io';
+import { z } from 'zod';
+import type { InteractionEvent } from '../../db/conversation.js';
+import {
+  findInteraction,
+  listAgentInteractionIds,
+  listAgentsInteractionIds,
+  listPendingOffers,
+} from '../../db/queries/chat.js';
+import type { Config } from '../../lib/config.js';
+import type { Logger } from '../../lib/logger.js';
+import { socketConnections } from '../../lib/metrics.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import { agentOf } from '../auth/principal.js';
+import type { ChatService, Participant } from '../chat/chat-service.js';
+import { presentEvent } from '../presenters.js';
+import { Feed, type EventLoader, type FeedHub, type FillTrigger } from './feed.js';
+import { failure, handshakeError, ok, type Ack } from './replies.js';
+import { chatMessage, clientSeq } from './requests.js';
+
+/**
+ * The `/agent` namespace, for agents: `auth: {token: <agent token>, lastSeqs?}`; `interaction`
+ * for every new interaction of the tenant, `offer` for the agent's offers (each once), and every
+ * event of the interactions the agent joined; the agent sends `subscribe`
+ * `{interactionId, lastSeq}` (catches one up), `message` and `presence`. An agent whose last
+ * socket is gone past the grace becomes not ready.
+ */
+
+/** What an agent socket carries. */
+interface AgentSocketData {
+  agentId: string;
+  agent: ReturnType<typeof agentOf>;
+  /** The handshake's `lastSeqs`, valid ones only: where a feed of that interaction starts. */
+  lastSeqs: ReadonlyMap<string, number>;
+  /** The last offer's seq shown, by interaction (the most recent 256): each offer once. */
+  offers: Map<string, number>;
+}
+const OFFERS_REMEMBERED = 256;
+
+const presenceChange = z
+  .object({ ready: z.boolean().optional(), capacity: z.number().int().min(0).max(100).optional() })
+  .strict();
+
+export interface AgentNamespaceDeps {
+  config: Config;
+  db: DatabasePool;
+  log: Logger;
+  chat: ChatService;
+  auth: Authenticator;
+  hub: FeedHub;
+  loader: (interactionId: string) => EventLoader;
+}
+
+export interface AgentNamespace {
+  /** Shows a live event to the agents it concerns (the feeds have had it already). */
+  onEvent(event: InteractionEvent): void;
+  /**
+   * Reads the connected agents' interactions and open offers (one query each per 1,000 agents):
+   * an agent joined or assigned, or offered a chat, while its publish was lost follows that chat
+   * (from seq 0, as on connecting) and is shown the offer (once per socket).
+   */
+  checkAgents(trigger: 'head_check' | 'adapter_reconnect'): Promise<void>;
+  /** Stops the not-ready timers. */
+  close(): void;
+}
+
+export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): AgentNamespace {
+  const { config, db, log, chat, hub, loader } = deps;
+  /** This replica's agent sockets, by tenant. */
+  const byTenant = new Map<string, Set<Socket>>();
+  const notReadyTimers = new Map<string, NodeJS.Timeout>();
+
+  /** The local sockets of each connected agent. */
+  const agentSockets = (): Map<string, Socket[]> => {
+    const byAgent = new Map<string, Socket[]>();
+    for (const sockets of byTenant.values()) {
+      for (const socket of sockets) {
+        const { agentId } = socket.data as AgentSocketData;
+        const list = byAgent.get(agentId);
+        if (list) list.push(socket);
+        else byAgent.set(agentId, [socket]);
+      }
+    }
+    return byAgent;
+  };
+  /** An agent socket follows the interaction from `lastSeq` on (nothing if it does already). */
+  const follow = (
+    socket: Socket,
+    interactionId: string,
+    lastSeq: number,
+    trigger: FillTrigger = 'connect',
+  ) => {
+    if (!socket.connected) return;
+    const { agentId } = socket.data as AgentSocketData;
+    const feed = new Feed(socket, interactionId, lastSeq, loader(interactionId), log, agentId);
+    if (hub.add(feed)) void feed.catchUp(trigger);
+  };
+  /** Shows an agent socket an offer once, whether it comes live or from PostgreSQL. */
+  const showOffer = (socket: Socket, event: InteractionEvent) => {
+    const { offers } = socket.data as AgentSocketData;
+    if ((offers.get(event.interactionId) ?? 0) >= event.seq) return;
+    offers.delete(event.interactionId);
+    offers.set(event.interactionId, event.seq);
+    if (offers.size > OFFERS_REMEMBERED) offers.delete(offers.keys().next().value as string);
+    socket.emit('offer', presentEvent(event));
+  };
+
+  const agents = io.of('/agent');
+  agents.use((socket, next) => {
+    const auth = socket.handshake.auth as { token?: unknown };
+    const token = typeof auth.token === 'string' ? auth.token : '';
+    deps.auth.authenticateToken(token).then(
+      principal => {
+        try {
+          const agent = agentOf(principal);
+          const given = (socket.handshake.auth as { lastSeqs?: unknown }).lastSeqs;
+          const lastSeqs = new Map<string, number>();
+          if (given && typeof given === 'object') {
+            for (const [id, value] of Object.entries(given as Record<string, unknown>)) {
+              const seq = clientSeq(value);
+              if (seq !== undefined) lastSeqs.set(id, seq);
+            }
+          }
+          const data: AgentSocketData = { agentId: agent.id, agent, lastSeqs, offers: new Map() };
+          socket.data = data;
+          next();
+        } catch (error) {
+          next(handshakeError(error));
+        }
+      },
+      (error: unknown) => next(handshakeError(error)),
+    );
+  });
+  agents.on('connection', socket => {
+    socketConnections.inc({ namespace: 'agent' });
+    socket.on('disconnect', () => socketConnections.dec({ namespace: 'agent' }));
+    const { agent, lastSeqs } = socket.data as AgentSocketData;
+    let set = byTenant.get(agent.tenant);
+    if (!set) byTenant.set(agent.tenant, (set = new Set()));
+    set.add(socket);
+    // Every socket of the agent, on any replica, is in its room: presence follows the last one.
+    const room = `agent:${agent.id}`;
+    void socket.join(room);
+    clearTimeout(notReadyTimers.get(agent.id));
+    socket.on('disconnect', () => {
+      byTenant.get(agent.tenant)?.delete(socket);
+      hub.removeSocket(socket);
+      // The agent keeps its interactions; if no socket of it comes back within the grace, it
+      // becomes not ready (no new offers).
+      clearTimeout(notReadyTimers.get(agent.id));
+      const timer = setTimeout(() => {
+        notReadyTimers.delete(agent.id);
+        agents
+          .in(room)
+          .fetchSockets()
+          .then(async sockets => {
+            if (sockets.length > 0) return;
+            await chat.presence(agent.tenant, agent.id, { ready: false });
+            log.info({ agentId: agent.id }, 'agent disconnected past the grace: not ready');
+          })
+          .catch((error: unknown) => log.warn({ err: error }, 'could not check agent presence'));
+      }, config.agentDisconnectGraceMs);
+      timer.unref();
+      notReadyTimers.set(agent.id, timer);
+    });
+    socket.on('presence', (payload: unknown, ack?: Ack) => {
+      const parsed = presenceChange.safeParse(payload ?? {});
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+            field: issue?.path.join('.'),
+          },
+        });
+        return;
+      }
+      chat.presence(agent.tenant, agent.id, parsed.data).then(
+        presence => ack?.(ok(presence)),
+        (error: unknown) => ack?.(failure(error)),
+      );
+    });
+    void listAgentInteractionIds(db, agent.id).then(
+      ids => {
+        for (const id of ids) follow(socket, id, lastSeqs.get(id) ?? 0);
+      },
+      (error: unknown) => log.warn({ err: error }, 'could not list the agent interactions'),
+    );
+    socket.on('subscribe', (payload: unknown, ack?: Ack) => {
+      const { interactionId, lastSeq } = (payload ?? {}) as {
+        interactionId?: unknown;
+        lastSeq?: unknown;
+      };
+      if (
+        typeof interactionId !== 'string' ||
+        !z.string().uuid().safeParse(interactionId).success
+      ) {
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: 'interactionId must be an interaction id',
+            field: 'interactionId',
+          },
+        });
+        return;
+      }
+      const from = lastSeq === undefined || lastSeq === null ? 0 : clientSeq(lastSeq);
+      if (from === undefined) {
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: 'lastSeq must be an integer of 0 or more (the last seq read)',
+            field: 'lastSeq',
+          },
+        });
+        return;
+      }
+      findInteraction(db, agent.tenant, interactionId).then(
+        row => {
+          if (!row) {
+            ack?.({ status: { code: 'NEXUS_ERR_NOT_FOUND', message: 'interaction not found' } });
+            return;
+          }
+          // A seq past the head counts as the head: later events are still shown.
+          follow(socket, interactionId, Math.min(from, row.last_seq));
+          ack?.(ok({ interactionId }));
+        },
+        (error: unknown) => ack?.(failure(error)),
+      );
+    });
+    socket.on('message', (payload: unknown, ack?: Ack) => {
+      const { interactionId, ...rest } = (payload ?? {}) as { interactionId?: unknown };
+      const parsed = chatMessage.safeParse(rest);
+      const validId = z.string().uuid().safeParse(interactionId);
+      if (!validId.success || !parsed.success) {
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: 'send {interactionId, text, clientMessageId?}',
+            field: validId.success
+              ? (parsed.error?.issues[0]?.path.join('.') ?? 'text')
+              : 'interactionId',
+          },
+        });
+        return;
+      }
+      chat
+        .agentMessage(
+          agent.tenant,
+          validId.data,
+          agent,
+          parsed.data.text,
+          parsed.data.clientMessageId ?? null,
+        )
+        .then(
+          result => ack?.(ok({ id: result.id, duplicate: !result.created })),
+          (error: unknown) => ack?.(failure(error)),
+        );
+    });
+  });
+
+  return {
+    onEvent(event) {
+      if (event.type === 'interaction.offered') {
+        // The agent has not joined: its sockets hear the offer directly.
+        const offeredTo = (event.data.agent as { id?: string } | undefined)?.id;
+        for (const socket of byTenant.get(event.tenantId) ?? []) {
+          if ((socket.data as AgentSocketData).agentId === offeredTo) showOffer(socket, event);
+        }
+      }
+      if (event.type === 'interaction.started') {
+        for (const socket of byTenant.get(event.tenantId) ?? []) {
+          socket.emit('interaction', presentEvent(event));
+        }
+      }
+      const participant = event.data.participant as Participant | undefined;
+      if (event.type === 'participant.joined' && participant?.type === 'agent') {
+        // The agent's sockets on this replica follow the interaction from its join on.
+        for (const socket of byTenant.get(event.tenantId) ?? []) {
+          if ((socket.data as AgentSocketData).agentId !== participant.id) continue;
+          const feed = new Feed(
+            socket,
+            event.interactionId,
+            event.seq - 1,
+            loader(event.interactionId),
+            log,
+            participant.id,
+          );
+          if (hub.add(feed)) feed.push(event);
+        }
+      }
+    },
+    async checkAgents(trigger) {
+      const byAgent = agentSockets();
+      const agentIds = [...byAgent.keys()];
+      for (let i = 0; i < agentIds.length; i += 1_000) {
+        const chunk = agentIds.slice(i, i + 1_000);
+        for (const row of await listAgentsInteractionIds(db, chunk)) {
+          for (const socket of byAgent.get(row.agent_id) ?? []) {
+            if (hub.follows(socket, row.interaction_id)) continue;
+            const { lastSeqs } = socket.data as AgentSocketData;
+            follow(socket, row.interaction_id, lastSeqs.get(row.interaction_id) ?? 0, trigger);
+          }
+        }
+        for (const { agentId, event } of await listPendingOffers(db, chunk)) {
+          for (const socket of byAgent.get(agentId) ?? []) {
+            if (socket.connected) showOffer(socket, event);
+          }
+        }
+      }
+    },
+    close() {
+      for (const timer of notReadyTimers.values()) clearTimeout(timer);
+    },
+  };
+}

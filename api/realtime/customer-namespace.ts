@@ -1,0 +1,119 @@
+import type { Server } from 'socket.io';
+import type { Logger } from '../../lib/logger.js';
+import { socketConnections } from '../../lib/metrics.js';
+import type { ChatService } from '../chat/chat-service.js';
+import { customerEvent, customerParticipant } from '../chat/customer-events.js';
+import { customer } from '../presenters.js';
+import { Feed, type EventLoader, type FeedHub, type FeedView } from './feed.js';
+import { failure, handshakeError, ok, type Ack } from './replies.js';
+import { chatMessage, clientSeq } from './requests.js';
+
+/**
+ * The `/chat` namespace, for customers: `auth: {token: <clientToken>, lastSeq?}`; events
+ * `message`, `typing`, `read`, `participant`, `ended`, `started`; the customer sends `message`
+ * (with an ack), `typing` and `read`. Its socket follows its one interaction from `lastSeq` on.
+ */
+
+/** Customers see customer-facing events only (api/chat/customer-events). */
+const customerView: FeedView = {
+  event: customerEvent,
+  typing: ({ interactionId, participant, typing }) => ({
+    interactionId,
+    participant: customerParticipant(participant),
+    typing,
+  }),
+};
+
+export interface CustomerNamespaceDeps {
+  log: Logger;
+  chat: ChatService;
+  hub: FeedHub;
+  loader: (interactionId: string) => EventLoader;
+}
+
+export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps): void {
+  const { log, chat, hub, loader } = deps;
+  const customers = io.of('/chat');
+  customers.use((socket, next) => {
+    const auth = socket.handshake.auth as { token?: unknown };
+    const token = typeof auth.token === 'string' ? auth.token : undefined;
+    chat.sessionFor(token).then(
+      session => {
+        socket.data = { session };
+        next();
+      },
+      (error: unknown) => next(handshakeError(error)),
+    );
+  });
+  customers.on('connection', socket => {
+    socketConnections.inc({ namespace: 'chat' });
+    socket.on('disconnect', () => socketConnections.dec({ namespace: 'chat' }));
+    const { session } = socket.data as { session: Awaited<ReturnType<ChatService['sessionFor']>> };
+    const me = customer(session);
+    const lastSeq = clientSeq((socket.handshake.auth as { lastSeq?: unknown }).lastSeq) ?? 0;
+    const feed = new Feed(
+      socket,
+      session.interaction_id,
+      lastSeq,
+      loader(session.interaction_id),
+      log,
+      me.id,
+      customerView,
+    );
+    hub.add(feed);
+    void feed.catchUp();
+    socket.on('disconnect', () => hub.removeSocket(socket));
+    socket.on('message', (payload: unknown, ack?: Ack) => {
+      const parsed = chatMessage.safeParse(payload);
+      if (!parsed.success) {
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: parsed.error.issues[0]?.message,
+            field: parsed.error.issues[0]?.path.join('.'),
+          },
+        });
+        return;
+      }
+      const client = {
+        sessionId: session.id,
+        tenantId: session.tenant_id,
+        interactionId: session.interaction_id,
+        participantId: session.participant_id,
+      };
+      chat
+        .limitSession(session.id)
+        .then(() =>
+          chat.customerMessage(client, parsed.data.text, parsed.data.clientMessageId ?? null),
+        )
+        .then(
+          result => ack?.(ok({ id: result.id, duplicate: !result.created })),
+          (error: unknown) => ack?.(failure(error)),
+        );
+    });
+    socket.on('typing', (payload: unknown) => {
+      const typing = (payload as { typing?: unknown } | undefined)?.typing !== false;
+      chat.limitSession(session.id).then(
+        () => chat.typing(session.tenant_id, session.interaction_id, me, typing),
+        () => undefined,
+      );
+    });
+    socket.on('read', (payload: unknown, ack?: Ack) => {
+      const seq = Number((payload as { seq?: unknown } | undefined)?.seq);
+      if (!Number.isSafeInteger(seq) || seq < 1) {
+        ack?.({
+          status: {
+            code: 'NEXUS_ERR_VALIDATION',
+            message: 'seq must be a positive integer',
+            field: 'seq',
+          },
+        });
+        return;
+      }
+      chat.read(session.tenant_id, session.interaction_id, me, seq).then(
+        () => ack?.(ok({ seq })),
+        (error: unknown) => ack?.(failure(error)),
+      );
+    });
+  });
+}

@@ -1,0 +1,38 @@
+import { coerceError, isAppError } from '../../lib/errors.js';
+import { toAppError } from '../error-handler.js';
+
+/**
+ * How both socket namespaces answer: an ack's success or coded failure (`status.code`, as the
+ * HTTP routes answer), and a handshake refusal.
+ */
+
+/** The acknowledgement callback a client passes with a request. */
+export type Ack = (answer: unknown) => void;
+
+export const ok = (data: unknown) => ({ status: { code: 0 }, data });
+
+/**
+ * An ack's error, coded as the HTTP routes answer it (a lock timeout is 503 NEXUS_ERR_DB_BUSY
+ * with `retryAfter`, PostgreSQL down NEXUS_ERR_DB_UNAVAILABLE), never an internal error for those.
+ */
+export const failure = (thrown: unknown) => {
+  const error = toAppError(thrown);
+  const retryAfter = (error as { retryAfter?: unknown }).retryAfter;
+  return {
+    status: {
+      code: error.code,
+      message: error.message,
+      ...(error.field ? { field: error.field } : {}),
+      ...(typeof retryAfter === 'number' ? { retryAfter } : {}),
+    },
+  };
+};
+
+/** A handshake refusal the client sees as `connect_error` with `data.code`. */
+export function handshakeError(thrown: unknown): Error {
+  const error = toAppError(thrown);
+  const refused = new Error(error.message) as Error & { data?: unknown };
+  refused.data = { code: error.code };
+  if (!isAppError(thrown)) refused.cause = coerceError(thrown);
+  return refused;
+}
