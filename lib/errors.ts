@@ -1,7 +1,10 @@
 /**
- * The error catalogue. Every error the API answers with, and every error a start-up can fail
- * with, is one entry here: a stable code, an HTTP status and a message. `docs/errors.md` lists
- * them; test/unit/errors.test.ts keeps the two in step. Codes MUST NOT be reused for another
+ * The error catalogue. Every error the API answers with (over HTTP and on the sockets), and every
+ * error a start-up can fail with, is one entry of `ERRORS`: a stable code, an HTTP status and a
+ * message. Every failure that ends work for good (an undelivered record, an SMS's `failed`
+ * status) carries a code of `FAILURE_CODES`: the work-only entries of `WORK_FAILURES`, or one of
+ * `ERRORS` whose meaning is the same in a worker. `docs/errors.md` lists them all;
+ * lib/errors.test.ts keeps the two in step, both ways. Codes MUST NOT be reused for another
  * meaning.
  */
 
@@ -206,6 +209,113 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS;
 
+const failure = <const C extends string>(code: C, message: string) => ({ code, message }) as const;
+
+/**
+ * Why work failed for good, for failures no HTTP error names: the `code` of undelivered records
+ * (the human `reason` keeps the detail) and of an SMS's `failed` status.
+ */
+export const WORK_FAILURES = {
+  // Any queue
+  NEXUS_ERR_WORK_FAILED: failure(
+    'NEXUS_ERR_WORK_FAILED',
+    'The work failed for good for a reason without a code of its own',
+  ),
+  NEXUS_ERR_WORK_INVALID_PAYLOAD: failure(
+    'NEXUS_ERR_WORK_INVALID_PAYLOAD',
+    "The job's payload does not match its queue's schema",
+  ),
+  NEXUS_ERR_WORK_STALLED: failure(
+    'NEXUS_ERR_WORK_STALLED',
+    'The job stalled out too often (its worker lost its lock): it may crash or block its worker',
+  ),
+  NEXUS_ERR_WORK_NOT_BUILT: failure(
+    'NEXUS_ERR_WORK_NOT_BUILT',
+    'The queue has no processor in this version; replay the work after upgrading',
+  ),
+  // Outbound SMS
+  NEXUS_ERR_SMS_NOT_SENDABLE: failure(
+    'NEXUS_ERR_SMS_NOT_SENDABLE',
+    'The message or campaign record is gone, or has no customer number or channel',
+  ),
+  NEXUS_ERR_SMS_OPTED_OUT: failure(
+    'NEXUS_ERR_SMS_OPTED_OUT',
+    'The customer opted out of texts from this number',
+  ),
+  NEXUS_ERR_SMS_PROVIDER_UNSUPPORTED: failure(
+    'NEXUS_ERR_SMS_PROVIDER_UNSUPPORTED',
+    'The SMS provider is not supported in this version',
+  ),
+  NEXUS_ERR_SMS_PROVIDER_NOT_CONFIGURED: failure(
+    'NEXUS_ERR_SMS_PROVIDER_NOT_CONFIGURED',
+    "The tenant lacks the provider's service, or its entry for the channel",
+  ),
+  NEXUS_ERR_SMS_PROVIDER_REFUSED: failure(
+    'NEXUS_ERR_SMS_PROVIDER_REFUSED',
+    'The SMS provider refused the message',
+  ),
+  NEXUS_ERR_SMS_PROVIDER_UNAVAILABLE: failure(
+    'NEXUS_ERR_SMS_PROVIDER_UNAVAILABLE',
+    'The SMS provider did not take the message in any attempt',
+  ),
+  NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER: failure(
+    'NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER',
+    'The SMS provider answered success without what the hub needs from it',
+  ),
+  NEXUS_ERR_SMS_REPORTED_FAILED: failure(
+    'NEXUS_ERR_SMS_REPORTED_FAILED',
+    "The provider's delivery report says the message failed",
+  ),
+  // Delivery reports
+  NEXUS_ERR_RECEIPT_UNKNOWN_STATUS: failure(
+    'NEXUS_ERR_RECEIPT_UNKNOWN_STATUS',
+    'The delivery report carries a status the hub does not know',
+  ),
+  NEXUS_ERR_RECEIPT_NO_MESSAGE: failure(
+    'NEXUS_ERR_RECEIPT_NO_MESSAGE',
+    "No outbound SMS has the report's provider message id",
+  ),
+  // Webhooks
+  NEXUS_ERR_WEBHOOK_TARGET_MISSING: failure(
+    'NEXUS_ERR_WEBHOOK_TARGET_MISSING',
+    'The webhook target no longer exists; the delivery was not sent',
+  ),
+  NEXUS_ERR_WEBHOOK_GONE: failure(
+    'NEXUS_ERR_WEBHOOK_GONE',
+    'The receiver answered 410 Gone; the target is disabled',
+  ),
+  NEXUS_ERR_WEBHOOK_REFUSED: failure(
+    'NEXUS_ERR_WEBHOOK_REFUSED',
+    'The receiver answered a status that is not retried',
+  ),
+  NEXUS_ERR_WEBHOOK_EXHAUSTED: failure(
+    'NEXUS_ERR_WEBHOOK_EXHAUSTED',
+    "No 2xx in any attempt of the target's retry schedule",
+  ),
+} as const;
+
+/** Codes of `ERRORS` that also end work, with the same meaning there. */
+const SHARED_FAILURE_CODES = [
+  'NEXUS_ERR_EGRESS_BLOCKED',
+  'NEXUS_ERR_SECRET_UNREADABLE',
+  'NEXUS_ERR_WEBHOOK_TARGET_DISABLED',
+] as const satisfies readonly ErrorCode[];
+
+export type FailureCode = keyof typeof WORK_FAILURES | (typeof SHARED_FAILURE_CODES)[number];
+
+/** Every code an undelivered record or a failed SMS can carry. */
+export const FAILURE_CODES: readonly FailureCode[] = [
+  ...(Object.keys(WORK_FAILURES) as (keyof typeof WORK_FAILURES)[]),
+  ...SHARED_FAILURE_CODES,
+];
+
+/** The code of a failure that has none of its own (and of records from before codes). */
+export const GENERIC_FAILURE_CODE = 'NEXUS_ERR_WORK_FAILED' satisfies FailureCode;
+
+const failureCodes = new Set<string>(FAILURE_CODES);
+export const isFailureCode = (code: unknown): code is FailureCode =>
+  typeof code === 'string' && failureCodes.has(code);
+
 /** An error with a catalogue code. `field` names the offending input for validation errors. */
 export class AppError extends Error {
   override readonly name = 'AppError';
@@ -223,6 +333,35 @@ export class AppError extends Error {
 }
 
 export const isAppError = (error: unknown): error is AppError => error instanceof AppError;
+
+/**
+ * A coded failure of a job's work. Permanent unless `retry` is set: its name is then BullMQ's
+ * `UnrecoverableError` (BullMQ and the runner recognise it by name), so no attempt follows.
+ * `attempts` is for processors that count their own attempts (the undelivered record's count).
+ */
+export class WorkFailure extends Error {
+  readonly attempts: number | undefined;
+
+  constructor(
+    readonly code: FailureCode,
+    message: string,
+    options: { retry?: boolean; attempts?: number; cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+    this.name = options.retry ? 'WorkFailure' : 'UnrecoverableError';
+    this.attempts = options.attempts;
+  }
+}
+
+/**
+ * The code a failure is recorded with: its own (a {@link WorkFailure}'s, or a catalogue error's
+ * that {@link FAILURE_CODES} lists), else {@link GENERIC_FAILURE_CODE}. Other `code`s (a
+ * socket's `ECONNRESET`, a SQLSTATE) are not catalogue codes and stay in the reason's detail.
+ */
+export function failureCodeOf(error: unknown): FailureCode {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return isFailureCode(code) ? code : GENERIC_FAILURE_CODE;
+}
 
 /** Turns anything thrown into an Error, keeping the original as `cause`. */
 export function coerceError(thrown: unknown): Error {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { AppError } from './errors.js';
 import { SecretBox, describeSecret, keyId } from './secrets.js';
 
 describe('SecretBox', () => {
@@ -24,6 +25,28 @@ describe('SecretBox', () => {
     expect(() => new SecretBox(randomBytes(32)).open(sealed, 't1/SMS')).toThrow(
       /neither NEXUS_SECRET_KEY nor in NEXUS_SECRET_KEYS_PREVIOUS/,
     );
+  });
+
+  it('throws the coded NEXUS_ERR_SECRET_UNREADABLE (500) for whatever does not open', () => {
+    const box = new SecretBox(key);
+    const sealed = box.seal('secret', 't1/SMS');
+    const parts = sealed.split('.');
+    parts[4] = Buffer.from('tampered').toString('base64url');
+    for (const [value, context] of [
+      [sealed, 't2/SMS'],
+      [parts.join('.'), 't1/SMS'],
+      ['not sealed', 't1/SMS'],
+    ] as const) {
+      let thrown: unknown;
+      try {
+        box.open(value, context);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(AppError);
+      expect(thrown).toMatchObject({ code: 'NEXUS_ERR_SECRET_UNREADABLE', status: 500 });
+      expect((thrown as Error).cause).toBeInstanceOf(Error);
+    }
   });
 
   it('opens values sealed with a previous key and seals with the current one', () => {

@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { AppError, ERRORS } from './errors.js';
 
 /**
  * Secrets at rest (service credentials, tenant tokens): AES-256-GCM under NEXUS_SECRET_KEY.
@@ -39,7 +40,26 @@ export class SecretBox {
     ].join('.');
   }
 
+  /**
+   * The value `sealed` holds. A value that does not open (sealed with a key this box does not
+   * have, another context, tampered or not a sealed text at all) throws the coded
+   * `NEXUS_ERR_SECRET_UNREADABLE`, which names the reason and keeps the original as `cause`.
+   */
   open(sealed: string, context: string): unknown {
+    try {
+      return this.unseal(sealed, context);
+    } catch (error) {
+      const detail = error instanceof Error ? error.message : String(error);
+      throw new AppError(
+        'NEXUS_ERR_SECRET_UNREADABLE',
+        `${ERRORS.NEXUS_ERR_SECRET_UNREADABLE.message} (${detail})`,
+        undefined,
+        { cause: error },
+      );
+    }
+  }
+
+  private unseal(sealed: string, context: string): unknown {
     const [version, kid, iv, tag, ciphertext] = sealed.split('.');
     if (version !== 'v1' || !kid || !iv || !tag || ciphertext === undefined) {
       throw new Error('not a sealed secret');
