@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { appendEvents, type InteractionEvent } from './conversation.js';
 import { AppError } from '../lib/errors.js';
 import { routingDecisionsTotal, type RoutingQueueStats } from '../lib/metrics.js';
-import { joinInteraction } from './queries/chat.js';
+import { joinInteraction } from './queries/interaction-agents.js';
 import { listQueues } from './queries/routing-queues.js';
 
 /**

@@ -3,7 +3,7 @@ import type { Request, RequestHandler } from 'express';
 import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
 import type { DatabasePool } from 'slonik';
 import { findApiKeyByHash, type ApiKeyAuthRow } from '../../db/queries/api-keys.js';
-import { findAgent, findAgentByUsername } from '../../db/queries/chat.js';
+import { findAgent, findAgentByUsername } from '../../db/queries/agents.js';
 import { findTenant } from '../../db/queries/tenants.js';
 import type { Config } from '../../lib/config.js';
 import { AppError, isAppError } from '../../lib/errors.js';

@@ -10,14 +10,13 @@ import {
 } from '../../db/conversation.js';
 import {
   endSessionOf,
-  findEndpointRoute,
   findSession,
-  finishInteraction,
-  insertInteraction,
   insertSession,
-  joinInteraction,
   type SessionRow,
-} from '../../db/queries/chat.js';
+} from '../../db/queries/chat-sessions.js';
+import { findEndpointRoute } from '../../db/queries/endpoints.js';
+import { joinInteraction } from '../../db/queries/interaction-agents.js';
+import { finishInteraction, insertInteraction } from '../../db/queries/interactions.js';
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';

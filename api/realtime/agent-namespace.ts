@@ -3,11 +3,10 @@ import type { Server, Socket } from 'socket.io';
 import { z } from 'zod';
 import type { InteractionEvent } from '../../db/conversation.js';
 import {
-  findInteraction,
   listAgentInteractionIds,
   listAgentsInteractionIds,
-  listPendingOffers,
-} from '../../db/queries/chat.js';
+} from '../../db/queries/interaction-agents.js';
+import { findInteraction, listPendingOffers } from '../../db/queries/interactions.js';
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import { socketConnections } from '../../lib/metrics.js';

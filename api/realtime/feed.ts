@@ -1,7 +1,7 @@
 import type { DatabasePool } from 'slonik';
 import type { Socket } from 'socket.io';
 import { listEvents, type InteractionEvent } from '../../db/conversation.js';
-import { interactionHeads } from '../../db/queries/chat.js';
+import { interactionHeads } from '../../db/queries/interactions.js';
 import type { Logger } from '../../lib/logger.js';
 import { socketEventsDelivered, socketFills } from '../../lib/metrics.js';
 import type { Participant } from '../chat/chat-service.js';

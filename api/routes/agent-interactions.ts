@@ -1,13 +1,13 @@
 import type { DatabasePool } from 'slonik';
 import { z } from 'zod';
+import { findContact } from '../../db/queries/contacts.js';
+import { listAgentInteractionIds } from '../../db/queries/interaction-agents.js';
 import {
-  findContact,
   findInteraction,
-  listAgentInteractionIds,
   listContactInteractions,
   listOpenInteractions,
   listUndeliveredInteractions,
-} from '../../db/queries/chat.js';
+} from '../../db/queries/interactions.js';
 import { listSmsDeliveries } from '../../db/queries/sms.js';
 import { AppError } from '../../lib/errors.js';
 import { agentOf } from '../auth/principal.js';

@@ -2,18 +2,15 @@ import { randomUUID } from 'node:crypto';
 import type { DatabasePool } from 'slonik';
 import { z } from 'zod';
 import {
-  deleteEndpoint,
   findAgent,
-  findContact,
   insertAgent,
   listAgents,
-  listContactInteractions,
-  listEndpoints,
   updateAgent,
-  upsertEndpoint,
   type AgentRow,
-  type InteractionRow,
-} from '../../db/queries/chat.js';
+} from '../../db/queries/agents.js';
+import { findContact } from '../../db/queries/contacts.js';
+import { deleteEndpoint, listEndpoints, upsertEndpoint } from '../../db/queries/endpoints.js';
+import { listContactInteractions, type InteractionRow } from '../../db/queries/interactions.js';
 import { findTenant } from '../../db/queries/tenants.js';
 import { AppError } from '../../lib/errors.js';
 import { assertTenant, tenantOf, type Principal } from '../auth/principal.js';

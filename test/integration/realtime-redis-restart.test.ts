@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { appendEvents } from '../../db/conversation.js';
 import { databaseName } from '../../db/pool.js';
-import { joinInteraction } from '../../db/queries/chat.js';
+import { joinInteraction } from '../../db/queries/interaction-agents.js';
 import { dbRequestTotal } from '../../lib/metrics.js';
 import type { JobContext } from '../../workers/run-processor.js';
 import type { InboundPayload } from '../../queues/index.js';

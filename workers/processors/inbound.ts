@@ -3,17 +3,19 @@ import { DelayedError } from 'bullmq';
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { sql } from 'slonik';
 import { z } from 'zod';
+import { findSessionByInteraction } from '../../db/queries/chat-sessions.js';
 import {
   addIdentifiers,
   findContactId,
-  findSessionByInteraction,
   insertContact,
+  type Identifier,
+} from '../../db/queries/contacts.js';
+import {
   markStarted,
   setInteractionContact,
-  type Identifier,
   type InteractionRow,
   interactionRow,
-} from '../../db/queries/chat.js';
+} from '../../db/queries/interactions.js';
 import { findCustomerAddress } from '../../db/queries/sms.js';
 import {
   appendEvents,
