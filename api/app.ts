@@ -28,7 +28,8 @@ import { serviceRoutes } from './routes/services.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { undeliveredRoutes } from './routes/undelivered.js';
 import { webhookRoutes } from './routes/webhooks.js';
-import { MEDIA_MAX_BYTES, smsRoutes } from './routes/sms.js';
+import { smsRoutes } from './routes/sms/index.js';
+import { MEDIA_MAX_BYTES } from './sms/intake.js';
 
 export interface AppDeps {
   config: Config;
