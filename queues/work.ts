@@ -1,5 +1,16 @@
-import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
-import { z } from 'zod';
+import type { CommonQueryMethods, DatabasePool } from 'slonik';
+import {
+  insertWork,
+  insertWorks,
+  settingsOf,
+  sweepSoon,
+  workSettings,
+  type WorkRow,
+  type WorkSettings,
+  type WorkSettingsOrMs,
+  type WorkState,
+} from '../db/work.js';
+import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { enqueueDeferredTotal } from '../lib/metrics.js';
 import type { PayloadOf, QueueDefinition } from './definition.js';
@@ -9,23 +20,9 @@ import { isQueueName, type QueueName, type QueueSet } from './index.js';
  * The Postgres-first rule (design §2). Work is a `work` row committed with state `pending`
  * before any job exists; the job id is the row's key; a processor ends the row with a
  * conditional update, so a duplicate run changes nothing; the sweeper adds the job again when
- * Redis lost it. The SQL for the `work` table lives here because the table is the durable half
- * of the queues.
+ * Redis lost it. This file is the BullMQ side (record a queue's payload, add its jobs, add them
+ * again on a replay); the SQL on the `work` table is `db/work.ts`'s.
  */
-
-export type WorkState = 'pending' | 'done' | 'failed';
-
-export const workRow = z.object({
-  id: z.number(),
-  queue: z.string(),
-  job_id: z.string(),
-  tenant_id: z.string().nullable(),
-  payload: z.unknown(),
-  state: z.enum(['pending', 'done', 'failed']),
-  created_at: z.string(),
-  updated_at: z.string(),
-});
-export type WorkRow = z.infer<typeof workRow>;
 
 export interface WorkRecord {
   readonly id: number;
@@ -39,41 +36,45 @@ export interface WorkRecord {
   readonly delayMs?: number | undefined;
 }
 
-/** What enqueueing needs: the pool, the producers, and the sweeper's bound. */
-export interface EnqueueContext {
+/**
+ * What enqueueing needs: the pool, the producers, and the work settings (the sweeper's bound),
+ * built once per process part with {@link enqueueContext}. Pass it wherever work is recorded.
+ */
+export interface EnqueueContext extends WorkSettings {
   readonly db: DatabasePool;
   readonly queues: QueueSet;
   readonly log: Logger;
-  /** How long a pending row waits before the sweeper checks that its job exists. */
-  readonly sweepAfterMs: number;
 }
 
-const recorded = z.object({ id: z.number(), state: z.enum(['pending', 'done', 'failed']) });
+/** The context of a process part, its settings from the configuration. */
+export function enqueueContext(
+  deps: { db: DatabasePool; queues: QueueSet; log: Logger },
+  config: Pick<Config, 'workers'>,
+): EnqueueContext {
+  return { db: deps.db, queues: deps.queues, log: deps.log, ...workSettings(config) };
+}
 
 /**
  * Writes the work row inside the caller's transaction. Idempotent on the queue's key: recording
  * the same work twice returns the first row with `created: false`.
- * Call {@link dispatchWork} after the transaction commits.
+ * Call {@link dispatchWork} after the transaction commits. `settings` is the caller's
+ * {@link EnqueueContext} (a bare number of milliseconds is the old form, still accepted).
  */
 export async function recordWork<D extends QueueDefinition>(
   tx: CommonQueryMethods,
   definition: D,
   payload: PayloadOf<D>,
-  sweepAfterMs: number,
+  settings: WorkSettingsOrMs,
 ): Promise<WorkRecord> {
   const data: unknown = definition.schema.parse(payload);
   const jobId = definition.jobId(data);
-  const tenantId = definition.tenantOf(data) ?? null;
-  const inserted = await tx.maybeOne(sql.type(recorded)`
-    INSERT INTO work (queue, job_id, tenant_id, payload, next_sweep_at)
-    VALUES (${definition.name}, ${jobId}, ${tenantId}, ${sql.jsonb(data as never)},
-            now() + make_interval(secs => ${sweepAfterMs / 1000}))
-    ON CONFLICT (queue, job_id) DO NOTHING
-    RETURNING id, state`);
-  if (inserted) return { ...inserted, queue: definition.name, jobId, payload: data, created: true };
-  const existing = await tx.one(sql.type(recorded)`
-    SELECT id, state FROM work WHERE queue = ${definition.name} AND job_id = ${jobId}`);
-  return { ...existing, queue: definition.name, jobId, payload: data, created: false };
+  const row = await insertWork(
+    tx,
+    definition.name,
+    { jobId, tenantId: definition.tenantOf(data) ?? null, payload: data },
+    settingsOf(settings),
+  );
+  return { ...row, queue: definition.name, jobId, payload: data };
 }
 
 /**
@@ -84,32 +85,18 @@ export async function recordWorkBatch<D extends QueueDefinition>(
   tx: CommonQueryMethods,
   definition: D,
   payloads: readonly PayloadOf<D>[],
-  sweepAfterMs: number,
+  settings: WorkSettingsOrMs,
 ): Promise<WorkRecord[]> {
   if (payloads.length === 0) return [];
   const items = payloads.map(payload => {
     const data: unknown = definition.schema.parse(payload);
-    return { data, jobId: definition.jobId(data), tenantId: definition.tenantOf(data) ?? null };
+    return {
+      payload: data,
+      jobId: definition.jobId(data),
+      tenantId: definition.tenantOf(data) ?? null,
+    };
   });
-  const inserted = await tx.any(sql.type(recorded.extend({ job_id: z.string() }))`
-    INSERT INTO work (queue, job_id, tenant_id, payload, next_sweep_at)
-    SELECT ${definition.name}, v.job_id, v.tenant_id, v.payload,
-           now() + make_interval(secs => ${sweepAfterMs / 1000})
-    FROM ${sql.unnest(
-      items.map(item => [item.jobId, item.tenantId, JSON.stringify(item.data)]),
-      ['text', 'text', 'jsonb'],
-    )} AS v(job_id, tenant_id, payload)
-    ON CONFLICT (queue, job_id) DO NOTHING
-    RETURNING id, state, job_id`);
-  const created = new Map(inserted.map(row => [row.job_id, row]));
-  const missing = items.filter(item => !created.has(item.jobId)).map(item => item.jobId);
-  const existing =
-    missing.length === 0
-      ? []
-      : await tx.any(sql.type(recorded.extend({ job_id: z.string() }))`
-          SELECT id, state, job_id FROM work
-          WHERE queue = ${definition.name} AND job_id = ANY(${sql.array(missing, 'text')})`);
-  const before = new Map(existing.map(row => [row.job_id, row]));
+  const { created, before } = await insertWorks(tx, definition.name, items, settingsOf(settings));
   return items.flatMap(item => {
     const row = created.get(item.jobId) ?? before.get(item.jobId);
     if (!row) return [];
@@ -119,7 +106,7 @@ export async function recordWorkBatch<D extends QueueDefinition>(
         state: row.state,
         queue: definition.name,
         jobId: item.jobId,
-        payload: item.data,
+        payload: item.payload,
         created: created.has(item.jobId),
       },
     ];
@@ -170,15 +157,10 @@ export async function dispatchWork(
         },
         'enqueue deferred to the sweeper',
       );
-      await ctx.db
-        .query(
-          sql.unsafe`UPDATE work SET next_sweep_at = now()
-            WHERE id = ANY(${sql.array(
-              list.map(record => record.id),
-              'int8',
-            )}) AND state = 'pending'`,
-        )
-        .catch(() => undefined);
+      await sweepSoon(
+        ctx.db,
+        list.map(record => record.id),
+      ).catch(() => undefined);
     }
   }
 }
@@ -210,99 +192,10 @@ export async function enqueueDurably<D extends QueueDefinition>(
 ): Promise<WorkRecord> {
   const record = await ctx.db.transaction(async tx => {
     await within?.(tx);
-    return recordWork(tx, definition, payload, ctx.sweepAfterMs);
+    return recordWork(tx, definition, payload, ctx);
   });
   await dispatchWork(ctx, [record]);
   return record;
-}
-
-export async function findWork(
-  db: CommonQueryMethods,
-  queue: string,
-  jobId: string,
-): Promise<WorkRow | null> {
-  return db.maybeOne(sql.type(workRow)`
-    SELECT id, queue, job_id, tenant_id, payload, state, created_at, updated_at
-    FROM work WHERE queue = ${queue} AND job_id = ${jobId}`);
-}
-
-/**
- * Marks several jobs' work done, each only if it is still pending, in one statement (outside a
- * transaction, it commits alone); answers the job ids that were pending. `countAttempt` also
- * counts this attempt on each, for processors that claim their own work (`claimsItself`).
- */
-export async function completeWorks(
-  db: CommonQueryMethods,
-  queue: string,
-  jobIds: readonly string[],
-  { countAttempt = false }: { countAttempt?: boolean } = {},
-): Promise<Set<string>> {
-  const attempt = countAttempt
-    ? sql.fragment`attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
-                   last_attempt_at = now(),`
-    : sql.fragment``;
-  const done = await db.anyFirst(sql.type(z.object({ job_id: z.string() }))`
-    UPDATE work SET ${attempt} state = 'done', finished_at = now(), updated_at = now()
-    WHERE queue = ${queue} AND job_id = ANY(${sql.array([...jobIds], 'text')}) AND state = 'pending'
-    RETURNING job_id`);
-  return new Set(done);
-}
-
-export async function completeWork(
-  tx: CommonQueryMethods,
-  queue: string,
-  jobId: string,
-): Promise<boolean> {
-  const result = await tx.query(sql.unsafe`
-    UPDATE work SET state = 'done', finished_at = now(), updated_at = now()
-    WHERE queue = ${queue} AND job_id = ${jobId} AND state = 'pending'`);
-  return result.rowCount === 1;
-}
-
-/** Marks pending work failed. False when it was not pending (someone else ended it first). */
-export async function failWork(
-  tx: CommonQueryMethods,
-  queue: string,
-  jobId: string,
-): Promise<boolean> {
-  const result = await tx.query(sql.unsafe`
-    UPDATE work SET state = 'failed', finished_at = now(), updated_at = now()
-    WHERE queue = ${queue} AND job_id = ${jobId} AND state = 'pending'`);
-  return result.rowCount === 1;
-}
-
-/** Puts failed work back to pending for a replay. Returns the row, or null when it was not failed. */
-export async function reopenFailedWork(
-  tx: CommonQueryMethods,
-  queue: string,
-  jobId: string,
-  sweepAfterMs: number,
-): Promise<WorkRow | null> {
-  return tx.maybeOne(sql.type(workRow)`
-    UPDATE work SET state = 'pending', finished_at = NULL, updated_at = now(), stalls = 0,
-                    next_sweep_at = now() + make_interval(secs => ${sweepAfterMs / 1000})
-    WHERE queue = ${queue} AND job_id = ${jobId} AND state = 'failed'
-    RETURNING id, queue, job_id, tenant_id, payload, state, created_at, updated_at`);
-}
-
-/**
- * Claims up to `limit` pending rows due for a sweep and pushes their next check `afterMs` away,
- * so successive sweeps walk the whole backlog instead of re-reading its head.
- */
-export async function claimDueWork(
-  tx: CommonQueryMethods,
-  limit: number,
-  afterMs: number,
-): Promise<readonly WorkRow[]> {
-  return tx.any(sql.type(workRow)`
-    UPDATE work SET next_sweep_at = now() + make_interval(secs => ${afterMs / 1000})
-    WHERE id IN (
-      SELECT id FROM work
-      WHERE state = 'pending' AND next_sweep_at <= now()
-      ORDER BY next_sweep_at
-      LIMIT ${limit}
-      FOR NO KEY UPDATE SKIP LOCKED)
-    RETURNING id, queue, job_id, tenant_id, payload, state, created_at, updated_at`);
 }
 
 /**
@@ -329,3 +222,9 @@ export async function redispatchWork(ctx: EnqueueContext, rows: readonly WorkRow
     })),
   );
 }
+
+/**
+ * Compatibility until workers/processors/inbound.ts (being edited by another change) imports it
+ * from db/work.ts: remove then.
+ */
+export { completeWorks } from '../db/work.js';

@@ -4,15 +4,14 @@ import {
   type Job,
   type Processor as BullProcessor,
 } from 'bullmq';
-import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
-import { z } from 'zod';
+import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { coerceError } from '../lib/errors.js';
 import { classifyFailure, deferralDelayMs } from '../lib/infrastructure.js';
 import type { Logger } from '../lib/logger.js';
 import { jobDuration, jobsActive, jobsTotal } from '../lib/metrics.js';
 import type { PayloadOf, QueueDefinition } from '../queues/definition.js';
 import { pingDb } from '../db/pool.js';
-import { completeWork, completeWorks, findWork } from '../queues/work.js';
+import { claimWorks, completeWork, completeWorks, findWork, type WorkClaim } from '../db/work.js';
 import { GroupCommit } from '../lib/group-commit.js';
 import { recordFinalFailure } from './undelivered.js';
 
@@ -89,13 +88,6 @@ export class FinalFailure extends UnrecoverableError {
   }
 }
 
-const claimed = z.object({
-  job_id: z.string(),
-  attempts: z.number(),
-  first_attempt_at: z.string(),
-});
-type Claim = z.infer<typeof claimed>;
-
 /**
  * Completions of concurrent jobs of a queue that have nothing else to commit share one statement
  * (group commit): a job whose row is no longer pending gets false. A job id twice in one flush
@@ -116,14 +108,10 @@ function completer(db: DatabasePool, queue: string): GroupCommit<string, boolean
  * Claims of concurrent jobs of a queue share one statement (group commit): the attempt is counted
  * on every pending row at once, and a job whose row is not pending gets nothing back.
  */
-function claimer(db: DatabasePool, queue: string): GroupCommit<string, Claim | undefined> {
+function claimer(db: DatabasePool, queue: string): GroupCommit<string, WorkClaim | undefined> {
   return new GroupCommit(
     async jobIds => {
-      const rows = await db.any(sql.type(claimed)`
-        UPDATE work SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
-                        last_attempt_at = now(), updated_at = now()
-        WHERE queue = ${queue} AND job_id = ANY(${sql.array([...jobIds], 'text')}) AND state = 'pending'
-        RETURNING job_id, attempts, first_attempt_at`);
+      const rows = await claimWorks(db, queue, jobIds);
       const byId = new Map(rows.map(row => [row.job_id, row]));
       return jobIds.map(jobId => byId.get(jobId));
     },

@@ -1,10 +1,10 @@
 import type { Queue } from 'bullmq';
-import { sql, type CommonQueryMethods, type DatabasePool } from 'slonik';
+import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
 import type { Logger } from '../lib/logger.js';
 import { sweeperReenqueuedTotal } from '../lib/metrics.js';
 import { isQueueName, QUEUES, SWEEP_SCHEDULER_ID, type QueueSet } from '../queues/index.js';
-import { claimDueWork } from '../queues/work.js';
+import { claimDueWork, countStall, workCounts } from '../db/work.js';
 import { recordFinalFailure } from './undelivered.js';
 
 /** BullMQ's reason for a job whose lock lapsed more often than `maxStalledCount`. */
@@ -16,18 +16,6 @@ const STALLED_OUT = /stalled more than allowable limit/;
  * attempt only when it finishes would otherwise be re-added for ever).
  */
 export const MAX_STALLS = 10;
-
-/** The attempts the work's runs counted (the runner's claim counts each), and its stall-outs. */
-const countsOf = (tx: CommonQueryMethods, id: number) =>
-  tx.one(
-    sql.type(
-      z.object({ attempts: z.number(), stalls: z.number() }),
-    )`SELECT attempts, stalls FROM work WHERE id = ${id}`,
-  );
-
-/** Counts one more stall-out of the work. */
-const countStall = (tx: CommonQueryMethods, id: number) =>
-  tx.query(sql.unsafe`UPDATE work SET stalls = stalls + 1 WHERE id = ${id}`);
 
 /** Any constant unique to the sweeper: only one sweep runs at a time across all replicas. */
 const SWEEP_LOCK_KEY = 0x73776565; // "swee"
@@ -74,7 +62,7 @@ export async function sweepPendingWork(
       result.skipped = true;
       return;
     }
-    const rows = await claimDueWork(tx, options.batch, options.afterMs);
+    const rows = await claimDueWork(tx, options.batch, { sweepAfterMs: options.afterMs });
     for (const row of rows) {
       if (!isQueueName(row.queue)) {
         deps.log.warn({ queue: row.queue, jobId: row.job_id }, 'pending work for an unknown queue');
@@ -89,7 +77,7 @@ export async function sweepPendingWork(
         job?.finishedOn !== undefined && job.finishedOn < Date.parse(row.updated_at);
       const stalled =
         state === 'failed' && !staleFailure && STALLED_OUT.test(job?.failedReason ?? '');
-      const counts = stalled ? await countsOf(tx, row.id) : undefined;
+      const counts = stalled ? await workCounts(tx, row.id) : undefined;
       const stalledOut =
         counts !== undefined &&
         counts.attempts < (job?.opts.attempts ?? 1) &&

@@ -14,7 +14,7 @@ import { AppError } from '../../lib/errors.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
 import { describeSecret, type SecretBox } from '../../lib/secrets.js';
-import { syncWebhookTarget } from '../../db/webhooks.js';
+import { syncWebhookTarget } from '../../db/webhook-log.js';
 import { targetEventTypes } from '../../domain/webhook-payload.js';
 import {
   WEBHOOK_TARGET_PREFIX,
