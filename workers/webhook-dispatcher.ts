@@ -1,4 +1,8 @@
-import { claimUndispatched, lockDispatch, type DispatchedDelivery } from '../db/webhooks.js';
+import {
+  claimUndispatched,
+  lockDispatch,
+  type DispatchedDelivery,
+} from '../db/webhook-dispatch.js';
 import type { Logger } from '../lib/logger.js';
 import { webhooksQueue, type WebhookPayload } from '../queues/webhooks.js';
 import { dispatchWork, recordWorkBatch, type EnqueueContext } from '../queues/work.js';
@@ -120,7 +124,7 @@ export class WebhookDispatcher {
         tx,
         webhooksQueue,
         groupByTarget(deliveries, this.fairness.batchSize),
-        this.ctx.sweepAfterMs,
+        this.ctx,
       );
       return { records, count: deliveries.length };
     });

@@ -1,41 +1,16 @@
 import { DelayedError } from 'bullmq';
 import type { DatabasePool } from 'slonik';
 import {
-  appendOperationalEvent,
-  disableTargetIfFailing,
   loadDeliveries,
-  recordAttempts,
   undispatchedDeliveries,
-  type AttemptRecord,
   type DeliveryRow,
-} from '../../db/webhooks.js';
+} from '../../db/webhook-dispatch.js';
 import type { Config } from '../../lib/config.js';
-import { classifyAttempt, nextDelayMs, type AttemptOutcome } from '../../domain/delivery-policy.js';
-import { EgressBlockedError, EgressGuard } from '../../lib/egress.js';
-import { coerceError } from '../../lib/errors.js';
-import { FairLimit } from '../fair-limit.js';
+import type { EgressGuard } from '../../lib/egress.js';
 import { GroupCommit } from '../../lib/group-commit.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
-import {
-  webhookAttemptDuration,
-  webhookDeliveriesTotal,
-  webhookQueueAge,
-  setUndispatchedSource,
-  webhookRetriesDeferredTotal,
-  webhookTargetsDisabledTotal,
-} from '../../lib/metrics.js';
-import { PACKAGE_VERSION } from '../../lib/package-info.js';
-import { SecretBox } from '../../lib/secrets.js';
-import {
-  INTERACTIONS_WEBHOOK_TYPES,
-  eventsBody,
-  interactionsBody,
-  traceIdOf,
-  webhookId,
-  type WebhookEvent,
-} from '../../domain/webhook-payload.js';
-import { signatureHeaders } from '../../domain/webhook-signing.js';
+import { setUndispatchedSource, webhookRetriesDeferredTotal } from '../../lib/metrics.js';
 import type { QueueSet } from '../../queues/index.js';
 import {
   isDeliveryBatch,
@@ -44,11 +19,11 @@ import {
   type SingleDelivery,
   type WebhookPayload,
 } from '../../queues/webhooks.js';
-import { dispatchWork, recordWorkBatch, type WorkRecord } from '../../queues/work.js';
+import { dispatchWork, enqueueContext } from '../../queues/work.js';
 import { FinalFailure, StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
 import { recordFinalFailure } from '../undelivered.js';
 import { WebhookDispatcher } from '../webhook-dispatcher.js';
-import { signingSecrets, WebhookTargets, type WebhookTarget } from '../webhook-targets.js';
+import { createWebhookAttempts } from './webhooks-attempt.js';
 
 export interface WebhookDeps {
   db: DatabasePool;
@@ -59,28 +34,6 @@ export interface WebhookDeps {
   /** Tests pass a guard with their own resolver; the default allows `config.egressAllow`. */
   guard?: EgressGuard | undefined;
 }
-
-/** An attempt to record; a batch's attempt that was not delivered names the job it goes on as. */
-type Recorded = AttemptRecord & { continued?: SingleDelivery | undefined };
-interface RecordedResult {
-  pending: boolean;
-  attempt: number;
-  /** The work row of the job the attempt's delivery continues as. */
-  work?: WorkRecord;
-}
-
-/** One attempt's result, before it is recorded. */
-interface Attempt {
-  target: WebhookTarget | undefined;
-  record: AttemptRecord;
-  /** When the next attempt is due (a retry on the schedule). */
-  delayMs: number | undefined;
-  /** Why the delivery failed for good (a permanent failure or the end of the schedule). */
-  reason: string | undefined;
-}
-
-/** How much of a receiver's answer is kept in the attempt log. */
-const ERROR_TEXT_MAX = 500;
 
 /**
  * The `webhooks` processor (design §6). A batch job carries the first attempts of new deliveries
@@ -101,20 +54,12 @@ const ERROR_TEXT_MAX = 500;
  * - At most `NEXUS_WEBHOOK_CONCURRENCY` attempts are in flight per process, across its jobs, and
  *   at most `NEXUS_WEBHOOK_TARGET_CONCURRENCY` of them to one target; freed places go to the
  *   targets in turn. An attempt keeps its place until it is recorded.
- * Its companion, the {@link WebhookDispatcher}, turns new deliveries into jobs.
+ * Its companion, the {@link WebhookDispatcher}, turns new deliveries into jobs. One attempt and
+ * its record are `webhooks-attempt.ts`'s; this file decides which deliveries a job attempts and
+ * how the job goes on.
  */
 export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webhooksQueue> {
   const { db, log, config } = deps;
-  const guard =
-    deps.guard ??
-    new EgressGuard(config.egressAllow, undefined, { idleSockets: config.webhooks.concurrency });
-  const targets = new WebhookTargets(
-    db,
-    new SecretBox(config.secretKey, config.previousSecretKeys),
-    deps.bus,
-    log,
-  );
-  const publicUrl = config.http.publicUrl ?? `http://localhost:${config.http.port}`;
   const loader = new GroupCommit<{ id: number; jobId: string }, DeliveryRow | undefined>(
     async items => {
       const rows = await loadDeliveries(db, items);
@@ -123,30 +68,8 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     256,
     2,
   );
-  const enqueue = { db, queues: deps.queues, log, sweepAfterMs: config.workers.sweepAfterMs };
-  // Attempts of concurrent jobs are recorded together: one statement, or, when some of them go on
-  // as jobs of their own, one transaction that also records those jobs' work rows (so what follows
-  // a batch's attempt that was not delivered, a retry job or a final failure, is durable).
-  const recorder = new GroupCommit<Recorded, RecordedResult>(
-    attempts => {
-      const continued = attempts.flatMap(a => (a.continued ? [a.continued] : []));
-      if (continued.length === 0) return recordAttempts(db, attempts);
-      return db.transaction(async tx => {
-        const results: RecordedResult[] = await recordAttempts(tx, attempts);
-        const works = await recordWorkBatch(tx, webhooksQueue, continued, enqueue.sweepAfterMs);
-        const byDelivery = new Map(
-          works.map(work => [(work.payload as SingleDelivery).deliveryId, work]),
-        );
-        return results.map((result, index) => {
-          const next = attempts[index]?.continued;
-          const work = next ? byDelivery.get(next.deliveryId) : undefined;
-          return work ? { ...result, work } : result;
-        });
-      });
-    },
-    256,
-    2,
-  );
+  const enqueue = enqueueContext(deps, config);
+  const attempts = createWebhookAttempts({ ...deps, enqueue });
   const dispatcher = new WebhookDispatcher(
     enqueue,
     log,
@@ -154,174 +77,17 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     config.webhooks,
     () => deps.queues.get('webhooks').getWorkersCount(),
   );
-  // Attempts in flight in this process, whichever jobs they belong to, shared fairly by targets.
-  const inFlight = new FairLimit(config.webhooks.concurrency, config.webhooks.targetConcurrency);
-  // How long a target's recent attempts held their places (moving average), by target; the
-  // targets first seen longest ago are forgotten beyond 10,000.
-  const placeHeldMs = new Map<string, number>();
-
-  const disable = async (target: WebhookTarget, reason: string, windowMs: number) => {
-    const disabled = await db.transaction(tx =>
-      disableTargetIfFailing(tx, { tenantId: target.tenant, name: target.name }, reason, windowMs),
-    );
-    if (!disabled) return;
-    webhookTargetsDisabledTotal.inc({ reason: windowMs === 0 ? 'gone' : 'failing' });
-    log.warn({ tenant: target.tenant, target: target.name, reason }, 'webhook target disabled');
-    await deps.bus.publish({ kind: 'service', tenant: target.tenant, name: target.name });
-  };
-
-  /**
-   * One attempt of a delivery at `position` in its round, recorded (`toRecord` says how). It
-   * holds one of the process's `NEXUS_WEBHOOK_CONCURRENCY` places until the attempt is recorded,
-   * so attempts sent but not yet recorded (what a crash would send again) stay within that bound.
-   */
-  const attempt = (
-    delivery: DeliveryRow,
-    position: number,
-    toRecord: (result: Attempt) => Recorded,
-  ): Promise<{ result: Attempt; recorded: RecordedResult }> => {
-    const key = targetKey(delivery.tenant_id, delivery.target);
-    return inFlight.run(key, async () => {
-      const startedAt = performance.now();
-      try {
-        const result = await attemptNow(delivery, position);
-        return { result, recorded: await recorder.submit(toRecord(result)) };
-      } finally {
-        const heldMs = performance.now() - startedAt;
-        placeHeldMs.set(key, 0.8 * (placeHeldMs.get(key) ?? heldMs) + 0.2 * heldMs);
-        const firstSeen = placeHeldMs.keys().next();
-        if (placeHeldMs.size > 10_000 && !firstSeen.done) placeHeldMs.delete(firstSeen.value);
-      }
-    });
-  };
-
-  /** The POST, its outcome, its metrics. */
-  const attemptNow = async (delivery: DeliveryRow, position: number): Promise<Attempt> => {
-    const target = await targets.get(delivery.tenant_id, delivery.target);
-    const startedAt = new Date();
-    webhookQueueAge.observe(
-      { attempt: position === 0 ? 'first' : 'retry' },
-      Math.max(0, (startedAt.getTime() - Date.parse(delivery.occurred_at)) / 1000),
-    );
-
-    let status: number | null = null;
-    let error: string | null = null;
-    let outcome: AttemptOutcome;
-    let retryAfter: string | undefined;
-    let blocked = false;
-    if (!target?.enabled) {
-      error = target
-        ? `not sent: the target is disabled (${target.disabledReason ?? 'no reason'})`
-        : 'not sent: the target no longer exists';
-      outcome = { kind: 'failed', reason: error };
-    } else {
-      try {
-        const response = await send(target, delivery, startedAt);
-        status = response.status;
-        retryAfter = headerValue(response.headers['retry-after']);
-        outcome = classifyAttempt(status);
-        if (outcome.kind !== 'delivered') error = response.body.slice(0, ERROR_TEXT_MAX) || null;
-      } catch (thrown) {
-        const failure = coerceError(thrown);
-        error = failure.message.slice(0, ERROR_TEXT_MAX);
-        blocked = failure instanceof EgressBlockedError;
-        outcome = blocked
-          ? { kind: 'failed', reason: `blocked by the egress guard: ${failure.message}` }
-          : classifyAttempt(undefined);
-      }
-    }
-    const durationMs = Date.now() - startedAt.getTime();
-
-    const schedule = [0, ...(target?.retrySchedule ?? config.webhooks.retrySchedule)];
-    const delayMs =
-      outcome.kind === 'retry' ? nextDelayMs(position + 1, schedule, { retryAfter }) : undefined;
-    const exhausted = outcome.kind === 'retry' && delayMs === undefined;
-    const label = blocked ? 'blocked' : exhausted ? 'failed' : outcome.kind;
-    webhookDeliveriesTotal.inc({ outcome: label });
-    webhookAttemptDuration.observe({ outcome: label }, durationMs / 1000);
-    const reason = exhausted
-      ? `no 2xx after ${position + 1} attempts (last: ${status ?? error ?? 'no answer'})`
-      : outcome.kind === 'retry' || outcome.kind === 'delivered'
-        ? undefined
-        : outcome.reason;
-    return {
-      target,
-      delayMs,
-      reason,
-      record: {
-        deliveryId: delivery.id,
-        jobId: undefined,
-        tenantId: delivery.tenant_id,
-        target: delivery.target,
-        startedAt,
-        durationMs,
-        status,
-        error,
-        outcome: exhausted ? 'failed' : outcome.kind,
-        state:
-          outcome.kind === 'delivered' ? 'delivered' : delayMs !== undefined ? 'pending' : 'failed',
-        nextAttemptAt: delayMs !== undefined ? new Date(Date.now() + delayMs) : null,
-        newRound: position === 0,
-      },
-    };
-  };
-
-  /**
-   * What follows a failed attempt whatever job made it: a 410 disables the target, a failure
-   * may end its failing window; a delivery that failed for good is announced with a
-   * `delivery.exhausted` event. Answers the reason it failed for good, if it did.
-   */
-  const afterFailure = async (
-    delivery: DeliveryRow,
-    result: Attempt,
-    attempts: number,
-  ): Promise<string | undefined> => {
-    const { target, record } = result;
-    if (target?.enabled) {
-      if (record.outcome === 'gone') await disable(target, result.reason ?? 'gone', 0);
-      else {
-        await disable(
-          target,
-          `every attempt failed for ${Math.round(config.webhooks.disableAfterMs / 3_600_000)} h`,
-          config.webhooks.disableAfterMs,
-        );
-      }
-    }
-    if (result.delayMs !== undefined) return undefined;
-    const reason = result.reason ?? 'failed';
-    if (delivery.interaction_id !== null || !delivery.type.startsWith('delivery.')) {
-      // Operational events about failed operational deliveries would feed each other.
-      await db.transaction(tx =>
-        appendOperationalEvent(tx, delivery.tenant_id, 'delivery.exhausted', {
-          target: delivery.target,
-          deliveryId: delivery.id,
-          eventId: delivery.event_id,
-          eventType: delivery.type,
-          attempts,
-          reason,
-        }),
-      );
-    }
-    return reason;
-  };
 
   /** A retry or a replay: one attempt of one delivery, the next one scheduled on this job. */
   const processOne = async (payload: SingleDelivery, ctx: JobContext) => {
     const jobId = ctx.job.id ?? '';
-    const key = targetKey(payload.tenantId, payload.targetId);
-    const waiting = inFlight.waitingFor(key);
-    if (waiting >= config.webhooks.targetConcurrency && ctx.token) {
+    const busy = attempts.busyDelay(payload.tenantId, payload.targetId);
+    if (busy && ctx.token) {
       // The target's places are taken and a full round of attempts already waits for them.
       // Waiting too would hold one of the worker's job slots, which other targets' jobs need:
       // come back about when a place is likely, unattempted (the delivery and its work are
-      // unchanged): as long as the target's attempts hold their places lately, per round ahead,
-      // with jitter; at least 100 ms, at most a timeout per round.
-      const rounds = Math.ceil((waiting + 1) / config.webhooks.targetConcurrency);
-      const perRound = Math.min(
-        placeHeldMs.get(key) ?? config.webhooks.timeoutMs,
-        config.webhooks.timeoutMs,
-      );
-      const delayMs = Math.max(100, Math.round(rounds * perRound * (0.5 + Math.random())));
+      // unchanged).
+      const { waiting, delayMs } = busy;
       webhookRetriesDeferredTotal.inc();
       ctx.log.debug({ deliveryId: payload.deliveryId, waiting, delayMs }, 'webhook retry deferred');
       await ctx.job.moveToDelayed(Date.now() + delayMs, ctx.token);
@@ -339,7 +105,7 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     if (delivery.work_state !== 'pending') throw new StaleWorkError();
     // A delivery that is not pending while its work is (the runner's claim passed) was replayed.
     const newRound = delivery.state !== 'pending';
-    const { result, recorded } = await attempt(
+    const { result, recorded } = await attempts.attempt(
       delivery,
       newRound ? 0 : delivery.round_attempts,
       made => ({ ...made.record, jobId, newRound }),
@@ -348,7 +114,7 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
       if (!recorded.pending) throw new StaleWorkError();
       return;
     }
-    const reason = await afterFailure(delivery, result, recorded.attempt);
+    const reason = await attempts.afterFailure(delivery, result, recorded.attempt);
     if (reason === undefined) {
       ctx.log.info(
         {
@@ -386,7 +152,7 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
       fresh.map(async delivery => {
         // Recorded as soon as it is made (with other jobs' attempts): a crash repeats only the
         // attempts in flight.
-        const { result, recorded } = await attempt(delivery, 0, made => ({
+        const { result, recorded } = await attempts.attempt(delivery, 0, made => ({
           ...made.record,
           continued:
             made.record.outcome === 'delivered'
@@ -400,7 +166,7 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
         }));
         const delivered = result.record.outcome === 'delivered';
         if (delivered || !recorded.work) return;
-        const reason = await afterFailure(delivery, result, recorded.attempt);
+        const reason = await attempts.afterFailure(delivery, result, recorded.attempt);
         if (reason === undefined) {
           ctx.log.info(
             {
@@ -435,48 +201,6 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
   const processor = (payload: WebhookPayload, ctx: JobContext) =>
     isDeliveryBatch(payload) ? processBatch(payload, ctx) : processOne(payload, ctx);
 
-  /** One POST: the exact signed bytes, the target's headers, no redirects, the timeout. */
-  const send = (target: WebhookTarget, delivery: DeliveryRow, at: Date) => {
-    const event: WebhookEvent = {
-      id: delivery.event_id,
-      tenantId: delivery.tenant_id,
-      type: delivery.type,
-      interactionId: delivery.interaction_id,
-      seq: delivery.seq,
-      occurredAt: delivery.occurred_at,
-      data: delivery.payload,
-      media: delivery.media,
-      subtype: delivery.subtype,
-    };
-    const kind = INTERACTIONS_WEBHOOK_TYPES[delivery.type];
-    const body =
-      target.format === 'interactions' && kind
-        ? interactionsBody(event, kind, publicUrl)
-        : eventsBody(event);
-    const id = webhookId(delivery.event_id, delivery.target);
-    const timestamp = Math.floor(at.getTime() / 1000);
-    const secrets = signingSecrets(target, at.getTime());
-    const headers: Record<string, string> = {
-      ...target.headers,
-      'Content-Type': 'application/json',
-      'User-Agent': `nexus-webhooks/${PACKAGE_VERSION}`,
-      'X-B3-TraceId': traceIdOf(delivery.event_id),
-      // The delivery's id and time go with every attempt, signed or not, so receivers can dedupe.
-      'webhook-id': id,
-      'webhook-timestamp': String(timestamp),
-      ...(secrets.length > 0
-        ? signatureHeaders({ id, timestamp, body, secrets, schemes: target.signatures })
-        : {}),
-    };
-    return guard.request(target.url, {
-      method: 'POST',
-      headers,
-      body,
-      timeoutMs: config.webhooks.timeoutMs,
-      maxBodyBytes: 4_096,
-    });
-  };
-
   return Object.assign(processor, {
     // The load checks the work row and the attempt record completes it (no separate claim).
     claimsItself: true,
@@ -488,15 +212,8 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
       stop: async () => {
         setUndispatchedSource(undefined);
         await dispatcher.stop();
-        if (!deps.guard) guard.close();
+        attempts.close();
       },
     },
   });
-}
-
-/** The key a target's attempts share their places under. */
-const targetKey = (tenantId: string, target: string) => `${tenantId}\u0000${target}`;
-
-function headerValue(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
 }
