@@ -16,7 +16,8 @@ import { Api } from './openapi.js';
 import { requestContext, requestMetrics } from './request-context.js';
 import { RealtimePublisher } from '../lib/realtime-publisher.js';
 import { TokenService } from './auth/tokens.js';
-import { ChatService, lockedChatSlots } from './chat/chat-service.js';
+import { createChatServices, type ChatServices } from './chat/chat-services.js';
+import { lockedChatSlots } from './chat/customer-chat.js';
 import { agentInteractionRoutes } from './routes/agent-interactions.js';
 import { agentRoutes } from './routes/agents.js';
 import { apiKeyRoutes } from './routes/apikeys.js';
@@ -52,7 +53,7 @@ export const API_REFERENCE_PATH = '/nexus/v3/docs';
 /** The app, the route declarations it was built from, and what the sockets share with it. */
 export interface BuiltApp extends Express {
   readonly api: Api;
-  readonly chat: ChatService;
+  readonly chat: ChatServices;
   readonly auth: Authenticator;
 }
 
@@ -95,7 +96,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   const tokens = new TokenService(config.secretKey);
   const auth = new Authenticator({ config, db, bus, redis: deps.redis, log, tokens });
   const api = new Api(app, auth);
-  const chat = new ChatService({
+  const chat = createChatServices({
     db,
     queues: deps.queues,
     log,

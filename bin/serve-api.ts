@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { buildApp } from '../api/app.js';
 import { attachRealtime } from '../api/realtime/index.js';
-import { routingQueueStats } from '../db/routing.js';
+import { routingQueueStats } from '../db/routing/stats.js';
 import { setRoutingStatsSource } from '../lib/metrics.js';
 import type { Core } from './bootstrap.js';
 

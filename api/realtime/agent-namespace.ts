@@ -12,7 +12,8 @@ import type { Logger } from '../../lib/logger.js';
 import { socketConnections } from '../../lib/metrics.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import { agentOf } from '../auth/principal.js';
-import type { ChatService, Participant } from '../chat/chat-service.js';
+import type { ChatServices } from '../chat/chat-services.js';
+import type { Participant } from '../chat/conversation.js';
 import { presentEvent } from '../presenters.js';
 import { Feed, type EventLoader, type FeedHub, type FillTrigger } from './feed.js';
 import { failure, handshakeError, ok, type Ack } from './replies.js';
@@ -45,7 +46,7 @@ export interface AgentNamespaceDeps {
   config: Config;
   db: DatabasePool;
   log: Logger;
-  chat: ChatService;
+  chat: ChatServices;
   auth: Authenticator;
   hub: FeedHub;
   loader: (interactionId: string) => EventLoader;
@@ -155,7 +156,7 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
           .fetchSockets()
           .then(async sockets => {
             if (sockets.length > 0) return;
-            await chat.presence(agent.tenant, agent.id, { ready: false });
+            await chat.desk.presence(agent.tenant, agent.id, { ready: false });
             log.info({ agentId: agent.id }, 'agent disconnected past the grace: not ready');
           })
           .catch((error: unknown) => log.warn({ err: error }, 'could not check agent presence'));
@@ -176,7 +177,7 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
         });
         return;
       }
-      chat.presence(agent.tenant, agent.id, parsed.data).then(
+      chat.desk.presence(agent.tenant, agent.id, parsed.data).then(
         presence => ack?.(ok(presence)),
         (error: unknown) => ack?.(failure(error)),
       );
@@ -245,7 +246,7 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
         });
         return;
       }
-      chat
+      chat.desk
         .agentMessage(
           agent.tenant,
           validId.data,

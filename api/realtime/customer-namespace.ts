@@ -1,7 +1,8 @@
 import type { Server } from 'socket.io';
 import type { Logger } from '../../lib/logger.js';
 import { socketConnections } from '../../lib/metrics.js';
-import type { ChatService } from '../chat/chat-service.js';
+import type { ChatServices } from '../chat/chat-services.js';
+import type { CustomerChat } from '../chat/customer-chat.js';
 import { customerEvent, customerParticipant } from '../chat/customer-events.js';
 import { customer } from '../presenters.js';
 import { Feed, type EventLoader, type FeedHub, type FeedView } from './feed.js';
@@ -26,7 +27,7 @@ const customerView: FeedView = {
 
 export interface CustomerNamespaceDeps {
   log: Logger;
-  chat: ChatService;
+  chat: ChatServices;
   hub: FeedHub;
   loader: (interactionId: string) => EventLoader;
 }
@@ -37,7 +38,7 @@ export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps)
   customers.use((socket, next) => {
     const auth = socket.handshake.auth as { token?: unknown };
     const token = typeof auth.token === 'string' ? auth.token : undefined;
-    chat.sessionFor(token).then(
+    chat.customers.sessionFor(token).then(
       session => {
         socket.data = { session };
         next();
@@ -48,7 +49,7 @@ export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps)
   customers.on('connection', socket => {
     socketConnections.inc({ namespace: 'chat' });
     socket.on('disconnect', () => socketConnections.dec({ namespace: 'chat' }));
-    const { session } = socket.data as { session: Awaited<ReturnType<ChatService['sessionFor']>> };
+    const { session } = socket.data as { session: Awaited<ReturnType<CustomerChat['sessionFor']>> };
     const me = customer(session);
     const lastSeq = clientSeq((socket.handshake.auth as { lastSeq?: unknown }).lastSeq) ?? 0;
     const feed = new Feed(
@@ -81,10 +82,14 @@ export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps)
         interactionId: session.interaction_id,
         participantId: session.participant_id,
       };
-      chat
+      chat.customers
         .limitSession(session.id)
         .then(() =>
-          chat.customerMessage(client, parsed.data.text, parsed.data.clientMessageId ?? null),
+          chat.customers.customerMessage(
+            client,
+            parsed.data.text,
+            parsed.data.clientMessageId ?? null,
+          ),
         )
         .then(
           result => ack?.(ok({ id: result.id, duplicate: !result.created })),
@@ -93,8 +98,8 @@ export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps)
     });
     socket.on('typing', (payload: unknown) => {
       const typing = (payload as { typing?: unknown } | undefined)?.typing !== false;
-      chat.limitSession(session.id).then(
-        () => chat.typing(session.tenant_id, session.interaction_id, me, typing),
+      chat.customers.limitSession(session.id).then(
+        () => chat.conversation.typing(session.tenant_id, session.interaction_id, me, typing),
         () => undefined,
       );
     });
@@ -110,7 +115,7 @@ export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps)
         });
         return;
       }
-      chat.read(session.tenant_id, session.interaction_id, me, seq).then(
+      chat.conversation.read(session.tenant_id, session.interaction_id, me, seq).then(
         () => ack?.(ok({ seq })),
         (error: unknown) => ack?.(failure(error)),
       );

@@ -4,7 +4,7 @@ import { listEvents, type InteractionEvent } from '../../db/conversation.js';
 import { interactionHeads } from '../../db/queries/interactions.js';
 import type { Logger } from '../../lib/logger.js';
 import { socketEventsDelivered, socketFills } from '../../lib/metrics.js';
-import type { Participant } from '../chat/chat-service.js';
+import type { Participant } from '../chat/conversation.js';
 import { presentEvent } from '../presenters.js';
 
 /**

@@ -8,7 +8,7 @@ import type { Logger } from '../../lib/logger.js';
 import { REALTIME, socketIoKey, type HeadNotice } from '../../lib/realtime-publisher.js';
 import { closeRedis, createRedis } from '../../lib/redis.js';
 import type { Authenticator } from '../auth/authenticator.js';
-import type { ChatService } from '../chat/chat-service.js';
+import type { ChatServices } from '../chat/chat-services.js';
 import { attachAgentNamespace } from './agent-namespace.js';
 import { attachCustomerNamespace } from './customer-namespace.js';
 import { eventLoader, FeedHub, type Notice } from './feed.js';
@@ -25,7 +25,7 @@ export interface RealtimeDeps {
   config: Config;
   db: DatabasePool;
   log: Logger;
-  chat: ChatService;
+  chat: ChatServices;
   auth: Authenticator;
 }
 

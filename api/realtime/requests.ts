@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MAX_TEXT } from '../chat/chat-service.js';
+import { MAX_TEXT } from '../chat/conversation.js';
 
 /** What clients send on both socket namespaces: a chat message, and a seq they have read. */
 

@@ -11,7 +11,8 @@ import {
 import { listSmsDeliveries } from '../../db/queries/sms.js';
 import { AppError } from '../../lib/errors.js';
 import { agentOf } from '../auth/principal.js';
-import { MAX_TEXT, type ChatService } from '../chat/chat-service.js';
+import type { ChatServices } from '../chat/chat-services.js';
+import { MAX_TEXT } from '../chat/conversation.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { rowNumber } from '../validate.js';
@@ -32,7 +33,7 @@ export function agentInteractionRoutes({
 }: {
   api: Api;
   db: DatabasePool;
-  chat: ChatService;
+  chat: ChatServices;
 }): void {
   const load = async (tenant: string, id: string) => {
     const row = await findInteraction(db, tenant, id);
@@ -119,7 +120,7 @@ export function agentInteractionRoutes({
     async handle({ params, query, principal, res }) {
       const agent = agentOf(principal);
       const interaction = await load(agent.tenant, params.id);
-      const events = await chat.events(interaction.id, query.after, query.limit);
+      const events = await chat.conversation.events(interaction.id, query.after, query.limit);
       const contact = interaction.contact_id
         ? await findContact(db, agent.tenant, interaction.contact_id)
         : undefined;
@@ -168,7 +169,7 @@ export function agentInteractionRoutes({
     },
     async handle({ params, principal, res }) {
       const agent = agentOf(principal);
-      await chat.agentJoin(agent.tenant, params.id, agent);
+      await chat.desk.agentJoin(agent.tenant, params.id, agent);
       reply(res, 200, { joined: true });
     },
   });
@@ -191,7 +192,7 @@ export function agentInteractionRoutes({
     async handle({ params, principal, res }) {
       const agent = agentOf(principal);
       await load(agent.tenant, params.id);
-      await chat.acceptOffer(agent.tenant, params.id, agent);
+      await chat.desk.acceptOffer(agent.tenant, params.id, agent);
       reply(res, 200, { state: 'assigned' });
     },
   });
@@ -214,7 +215,7 @@ export function agentInteractionRoutes({
     async handle({ params, principal, res }) {
       const agent = agentOf(principal);
       await load(agent.tenant, params.id);
-      await chat.rejectOffer(agent.tenant, params.id, agent.id);
+      await chat.desk.rejectOffer(agent.tenant, params.id, agent.id);
       reply(res, 200, { state: 'queued' });
     },
   });
@@ -234,7 +235,7 @@ export function agentInteractionRoutes({
     async handle({ params, principal, res }) {
       const agent = agentOf(principal);
       await load(agent.tenant, params.id);
-      await chat.park(agent.tenant, params.id, agent);
+      await chat.desk.park(agent.tenant, params.id, agent);
       reply(res, 200, { state: 'parked' });
     },
   });
@@ -263,7 +264,7 @@ export function agentInteractionRoutes({
     async handle({ params, body, principal, res }) {
       const agent = agentOf(principal);
       await load(agent.tenant, params.id);
-      await chat.transfer(agent.tenant, params.id, agent, body);
+      await chat.desk.transfer(agent.tenant, params.id, agent, body);
       reply(res, 200, { state: 'queued' });
     },
   });
@@ -294,7 +295,7 @@ export function agentInteractionRoutes({
     },
     async handle({ params, body, principal, res }) {
       const agent = agentOf(principal);
-      const result = await chat.agentMessage(
+      const result = await chat.desk.agentMessage(
         agent.tenant,
         params.id,
         agent,
@@ -317,7 +318,7 @@ export function agentInteractionRoutes({
     async handle({ params, body, principal, res }) {
       const agent = agentOf(principal);
       await load(agent.tenant, params.id);
-      chat.typing(
+      chat.conversation.typing(
         agent.tenant,
         params.id,
         { type: 'agent', id: agent.id, nickname: agent.name },
@@ -338,7 +339,7 @@ export function agentInteractionRoutes({
     responses: { 200: { description: 'Recorded' } },
     async handle({ params, body, principal, res }) {
       const agent = agentOf(principal);
-      await chat.read(
+      await chat.conversation.read(
         agent.tenant,
         params.id,
         { type: 'agent', id: agent.id, nickname: agent.name },
@@ -360,7 +361,7 @@ export function agentInteractionRoutes({
     responses: { 200: { description: 'Done' } },
     async handle({ params, principal, res }) {
       const agent = agentOf(principal);
-      await chat.finish(agent.tenant, params.id, {
+      await chat.conversation.finish(agent.tenant, params.id, {
         type: 'agent',
         id: agent.id,
         nickname: agent.name,

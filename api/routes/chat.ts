@@ -2,7 +2,8 @@ import type { Request } from 'express';
 import { z } from 'zod';
 import { AppError } from '../../lib/errors.js';
 import { tenantOf } from '../auth/principal.js';
-import { MAX_TEXT, type ChatService } from '../chat/chat-service.js';
+import type { ChatServices } from '../chat/chat-services.js';
+import { MAX_TEXT } from '../chat/conversation.js';
 import { customerEvent } from '../chat/customer-events.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
@@ -113,7 +114,7 @@ export function chatRoutes({
   publicUrl,
 }: {
   api: Api;
-  chat: ChatService;
+  chat: ChatServices;
   publicUrl: string | undefined;
 }): void {
   const selfUri = (req: Request, prefix: string, sessionId: string) =>
@@ -159,7 +160,7 @@ export function chatRoutes({
         for (const [key, value] of Object.entries(data)) {
           if (!KNOWN_FIELDS.includes(key) && typeof value === 'string') userData[key] = value;
         }
-        const { session, clientToken } = await chat.startSession(tenant, {
+        const { session, clientToken } = await chat.customers.startSession(tenant, {
           nickname,
           firstName,
           lastName,
@@ -203,8 +204,12 @@ export function chatRoutes({
         },
       },
       async handle({ params, query, req, res }) {
-        const session = await chat.sessionFor(clientKey(req), params.sessionId);
-        const events = await chat.events(session.interaction_id, query.after, query.limit);
+        const session = await chat.customers.sessionFor(clientKey(req), params.sessionId);
+        const events = await chat.conversation.events(
+          session.interaction_id,
+          query.after,
+          query.limit,
+        );
         // Events customers do not see are skipped but read: lastSeq is the next `after`.
         reply(res, 200, {
           messages: events.flatMap(event => customerEvent(event) ?? []),
@@ -231,10 +236,14 @@ export function chatRoutes({
         },
       },
       async handle({ params, req, res }) {
-        const client = await chat.clientFor(clientKey(req), params.sessionId);
-        await chat.limitSession(client.sessionId);
+        const client = await chat.customers.clientFor(clientKey(req), params.sessionId);
+        await chat.customers.limitSession(client.sessionId);
         const data = parseInput(messageData, widgetData(req.body), 'body.data');
-        const result = await chat.customerMessage(client, data.text, data.clientMessageId ?? null);
+        const result = await chat.customers.customerMessage(
+          client,
+          data.text,
+          data.clientMessageId ?? null,
+        );
         reply(res, 202, { id: result.id, duplicate: !result.created });
       },
     });
@@ -254,8 +263,8 @@ export function chatRoutes({
         200: { description: 'Sent', schema: envelopeOf(z.object({ typing: z.boolean() })) },
       },
       async handle({ params, req, res }) {
-        const session = await chat.sessionFor(clientKey(req), params.sessionId);
-        await chat.limitSession(session.id);
+        const session = await chat.customers.sessionFor(clientKey(req), params.sessionId);
+        await chat.customers.limitSession(session.id);
         const data = parseInput(
           z
             .object({
@@ -267,7 +276,12 @@ export function chatRoutes({
           widgetData(req.body),
           'body.data',
         );
-        chat.typing(session.tenant_id, session.interaction_id, customer(session), data.typing);
+        chat.conversation.typing(
+          session.tenant_id,
+          session.interaction_id,
+          customer(session),
+          data.typing,
+        );
         reply(res, 200, { typing: data.typing });
       },
     });
@@ -286,14 +300,14 @@ export function chatRoutes({
         200: { description: 'Recorded', schema: envelopeOf(z.object({ seq: z.number() })) },
       },
       async handle({ params, req, res }) {
-        const session = await chat.sessionFor(clientKey(req), params.sessionId);
-        await chat.limitSession(session.id);
+        const session = await chat.customers.sessionFor(clientKey(req), params.sessionId);
+        await chat.customers.limitSession(session.id);
         const data = parseInput(
           z.object({ seq: rowNumber(1) }).strict(),
           widgetData(req.body),
           'body.data',
         );
-        await chat.read(
+        await chat.conversation.read(
           session.tenant_id,
           session.interaction_id,
           customer(session),
@@ -316,8 +330,13 @@ export function chatRoutes({
         200: { description: 'Ended', schema: envelopeOf(z.object({ state: z.literal('ended') })) },
       },
       async handle({ params, req, res }) {
-        const session = await chat.sessionFor(clientKey(req), params.sessionId);
-        await chat.finish(session.tenant_id, session.interaction_id, customer(session), session.id);
+        const session = await chat.customers.sessionFor(clientKey(req), params.sessionId);
+        await chat.conversation.finish(
+          session.tenant_id,
+          session.interaction_id,
+          customer(session),
+          session.id,
+        );
         reply(res, 200, { state: 'ended' });
       },
     });

@@ -10,7 +10,7 @@ import {
 import { findTenant } from '../../db/queries/tenants.js';
 import { AppError } from '../../lib/errors.js';
 import { agentOf, assertTenant } from '../auth/principal.js';
-import type { ChatService } from '../chat/chat-service.js';
+import type { ChatServices } from '../chat/chat-services.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { tenantId } from '../schemas.js';
@@ -92,7 +92,7 @@ export function routingRoutes({
 }: {
   api: Api;
   db: DatabasePool;
-  chat: ChatService;
+  chat: ChatServices;
 }): void {
   const params = z.object({ ccid: tenantId, name: queueName });
 
@@ -160,7 +160,7 @@ export function routingRoutes({
           throw error;
         }
       });
-      await chat.route(p.ccid, p.name);
+      await chat.desk.route(p.ccid, p.name);
       const [row] = await listQueues(db, p.ccid, p.name);
       reply(res, created ? 201 : 200, row ? present(row) : null);
     },
@@ -227,7 +227,7 @@ export function routingRoutes({
     responses: { 200: { description: 'Presence', schema: envelopeOf(presenceOut) } },
     async handle({ principal, res }) {
       const agent = agentOf(principal);
-      reply(res, 200, await chat.presence(agent.tenant, agent.id, {}));
+      reply(res, 200, await chat.desk.presence(agent.tenant, agent.id, {}));
     },
   });
 
@@ -249,7 +249,7 @@ export function routingRoutes({
     responses: { 200: { description: 'Presence', schema: envelopeOf(presenceOut) } },
     async handle({ body, principal, res }) {
       const agent = agentOf(principal);
-      reply(res, 200, await chat.presence(agent.tenant, agent.id, body));
+      reply(res, 200, await chat.desk.presence(agent.tenant, agent.id, body));
     },
   });
 }

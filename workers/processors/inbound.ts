@@ -27,13 +27,10 @@ import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { GroupCommit } from '../../lib/group-commit.js';
 import type { Logger } from '../../lib/logger.js';
 import { normalisePhone } from '../../domain/phone.js';
-import { queueInteraction, requeueParked, routeQueue } from '../../db/routing.js';
-import {
-  inboundQueue,
-  scheduleOfferTimeout,
-  type InboundPayload,
-  type QueueSet,
-} from '../../queues/index.js';
+import { requeueParked } from '../../db/routing/handover.js';
+import { queueInteraction } from '../../db/routing/queueing.js';
+import { inboundQueue, type InboundPayload, type QueueSet } from '../../queues/index.js';
+import { routeQueues } from '../../queues/routing.js';
 import { completeWorks } from '../../queues/work.js';
 import type { Config } from '../../lib/config.js';
 import { deferralDelayMs } from '../../lib/infrastructure.js';
@@ -247,19 +244,7 @@ export function createInboundProcessor(deps: {
     deps.publisher.events(events);
     // New interactions wait in their queues: hand them to agents now (the maintenance sweep
     // routes anything left waiting).
-    for (const { tenantId, queue } of queued) {
-      await routeQueue(
-        deps.db,
-        tenantId,
-        queue,
-        routed => deps.publisher.events(routed),
-        offer => {
-          if (deps.queues && deps.log) scheduleOfferTimeout(deps.queues, offer, deps.log);
-        },
-      ).catch((error: unknown) =>
-        deps.log?.warn({ err: error, queue }, 'routing failed; the sweep retries'),
-      );
-    }
+    await routeQueues(deps, queued);
     return items.map(item =>
       locked.has(item.interactionId)
         ? { stale: !done.has(item.jobId), skipped: false }

@@ -1,0 +1,224 @@
+import { randomUUID } from 'node:crypto';
+import type { CommonQueryMethods, DatabasePool } from 'slonik';
+import { sql } from 'slonik';
+import { z } from 'zod';
+import {
+  appendEvents,
+  insertMessage,
+  sequencePendingMessages,
+  type InteractionEvent,
+} from '../../db/conversation.js';
+import { joinInteraction } from '../../db/queries/interaction-agents.js';
+import { interactionState } from '../../db/queries/interaction-state.js';
+import { findCustomerAddress, markSmsAccepted } from '../../db/queries/sms.js';
+import { parkInteraction, transferInteraction } from '../../db/routing/handover.js';
+import { acceptOffer, rejectOffer } from '../../db/routing/offers.js';
+import { agentLoad, queuesOfAgent } from '../../db/routing/queueing.js';
+import { smsSegments } from '../../domain/sms-segments.js';
+import { AppError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
+import { outboundSmsQueue, type QueueSet } from '../../queues/index.js';
+import { routeQueues } from '../../queues/routing.js';
+import {
+  dispatchWork,
+  recordWork,
+  type EnqueueContext,
+  type WorkRecord,
+} from '../../queues/work.js';
+import type { Conversation } from './conversation.js';
+
+/**
+ * The agent's desk: messages (an SMS conversation's reply goes out as a text), joining a chat,
+ * answering an offer, parking and transferring a chat, and presence (ready, capacity), with the
+ * routing each change calls for. Reads, typing and Done are api/chat/conversation.ts.
+ */
+
+export interface AgentDeskDeps {
+  db: DatabasePool;
+  queues: QueueSet;
+  log: Logger;
+  sweepAfterMs: number;
+  publisher: RealtimePublisher;
+  /** The most segments an outbound SMS may take (NEXUS_SMS_MAX_SEGMENTS). */
+  smsMaxSegments?: number;
+}
+
+/** What an agent does to the chats offered or assigned to it, and to its own presence. */
+export class AgentDesk {
+  private readonly enqueue: EnqueueContext;
+
+  constructor(
+    private readonly deps: AgentDeskDeps,
+    private readonly conversation: Conversation,
+  ) {
+    this.enqueue = {
+      db: deps.db,
+      queues: deps.queues,
+      log: deps.log,
+      sweepAfterMs: deps.sweepAfterMs,
+    };
+  }
+
+  /** An agent's message: numbered at once (after any customer message still waiting). */
+  async agentMessage(
+    tenantId: string,
+    interactionId: string,
+    agent: { id: string; name: string },
+    text: string,
+    clientMessageId: string | null,
+  ): Promise<{ id: string; created: boolean }> {
+    let result = { id: '', created: false };
+    let work: WorkRecord | undefined;
+    await this.conversation.write(async tx => {
+      await this.assertOpen(tx, interactionId, tenantId);
+      // A reply in an SMS conversation goes to the customer's phone: checked for length here,
+      // sent by the outbound-sms worker.
+      const phone = await findCustomerAddress(tx, interactionId);
+      const sms = phone ? smsSegments(text) : undefined;
+      const maxSegments = this.deps.smsMaxSegments ?? 10;
+      if (sms && sms.segments > maxSegments) {
+        throw new AppError(
+          'NEXUS_ERR_SMS_TOO_LONG',
+          `body.text: takes ${sms.segments} SMS segments (${sms.encoding}); at most ${maxSegments} are allowed`,
+          'body.text',
+        );
+      }
+      const joined = await this.joinEvents(tx, interactionId, agent);
+      const stored = await insertMessage(tx, {
+        id: randomUUID(),
+        tenantId,
+        interactionId,
+        direction: 'outbound',
+        senderType: 'agent',
+        senderId: agent.id,
+        text,
+        clientMessageId,
+      });
+      result = { id: stored.id, created: stored.created };
+      if (sms && stored.created) {
+        await markSmsAccepted(tx, stored.id, sms);
+        work = await recordWork(
+          tx,
+          outboundSmsQueue,
+          { tenantId, messageId: stored.id },
+          this.deps.sweepAfterMs,
+        );
+      }
+      return [...joined, ...(await sequencePendingMessages(tx, interactionId))];
+    });
+    if (work) await dispatchWork(this.enqueue, [work]);
+    return result;
+  }
+
+  async agentJoin(
+    tenantId: string,
+    interactionId: string,
+    agent: { id: string; name: string },
+  ): Promise<void> {
+    await this.conversation.write(async tx => {
+      await this.assertOpen(tx, interactionId, tenantId);
+      return this.joinEvents(tx, interactionId, agent);
+    });
+  }
+
+  /** Assigns what waits in a queue; routing errors are logged (the maintenance sweep retries). */
+  async route(tenantId: string, queue: string): Promise<void> {
+    await routeQueues(this.deps, [{ tenantId, queue }]);
+  }
+
+  /** The agent accepts the interaction offered to it: assigned, joined. */
+  async acceptOffer(
+    tenantId: string,
+    interactionId: string,
+    agent: { id: string; name: string },
+  ): Promise<void> {
+    await this.conversation.write(tx => acceptOffer(tx, { id: interactionId, tenantId }, agent));
+  }
+
+  /** The agent rejects its offer: the interaction waits again and goes to someone else. */
+  async rejectOffer(tenantId: string, interactionId: string, agentId: string): Promise<void> {
+    const { queue, events } = await this.deps.db.transaction(tx =>
+      rejectOffer(tx, { id: interactionId, tenantId }, agentId),
+    );
+    this.deps.publisher.events(events);
+    if (queue) await this.route(tenantId, queue);
+  }
+
+  /** The agent parks its chat (`asynchold`) until the customer writes; its capacity frees up. */
+  async park(
+    tenantId: string,
+    interactionId: string,
+    agent: { id: string; name: string },
+  ): Promise<void> {
+    const { queue, events } = await this.deps.db.transaction(tx =>
+      parkInteraction(tx, { id: interactionId, tenantId }, agent),
+    );
+    this.deps.publisher.events(events);
+    if (queue) await this.route(tenantId, queue);
+  }
+
+  /** The agent hands the chat to another queue or agent (see db/routing/handover.ts). */
+  async transfer(
+    tenantId: string,
+    interactionId: string,
+    agent: { id: string; name: string },
+    to: { queue: string } | { agentId: string },
+  ): Promise<void> {
+    const { queue, events } = await this.deps.db.transaction(tx =>
+      transferInteraction(tx, { id: interactionId, tenantId }, agent, to),
+    );
+    this.deps.publisher.events(events);
+    await this.route(tenantId, queue);
+    // The agent has room again: its own queues may have someone waiting.
+    const served = await queuesOfAgent(this.deps.db, agent.id);
+    await routeQueues(
+      this.deps,
+      served.filter(other => other.queue !== queue),
+    );
+  }
+
+  /** An agent becomes ready or not, or changes capacity; a ready agent gets waiting work. */
+  async presence(
+    tenantId: string,
+    agentId: string,
+    change: { ready?: boolean | undefined; capacity?: number | undefined },
+  ): Promise<{ ready: boolean; capacity: number; load: number }> {
+    const row = await this.deps.db.one(sql.type(
+      z.object({ ready: z.boolean(), capacity: z.number() }),
+    )`
+      UPDATE agents SET
+        ready = coalesce(${change.ready ?? null}::boolean, ready),
+        capacity = coalesce(${change.capacity ?? null}::int, capacity),
+        idle_since = CASE WHEN ${change.ready ?? null}::boolean AND NOT ready THEN now() ELSE idle_since END,
+        updated_at = now()
+      WHERE id = ${agentId} AND tenant_id = ${tenantId}
+      RETURNING ready, capacity`);
+    if (row.ready) await routeQueues(this.deps, await queuesOfAgent(this.deps.db, agentId));
+    return { ...row, load: await agentLoad(this.deps.db, agentId) };
+  }
+
+  private async joinEvents(
+    tx: CommonQueryMethods,
+    interactionId: string,
+    agent: { id: string; name: string },
+  ): Promise<InteractionEvent[]> {
+    if (!(await joinInteraction(tx, interactionId, agent.id))) return [];
+    return appendEvents(tx, interactionId, [
+      {
+        type: 'participant.joined',
+        payload: { participant: { id: agent.id, type: 'agent', nickname: agent.name } },
+      },
+    ]);
+  }
+
+  private async assertOpen(
+    tx: CommonQueryMethods,
+    interactionId: string,
+    tenantId?: string,
+  ): Promise<void> {
+    const state = await interactionState(tx, interactionId, tenantId);
+    if (!state) throw new AppError('NEXUS_ERR_NOT_FOUND', 'interaction not found');
+    if (state.state !== 'open') throw new AppError('NEXUS_ERR_CHAT_ENDED');
+  }
+}
