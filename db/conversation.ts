@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import type { CatalogueEventType } from '../domain/event-catalogue.js';
+import type { FailureCode } from '../lib/errors.js';
 
 /**
  * The interaction event log (design §6): every state change is one `events` row numbered by the
@@ -279,12 +280,12 @@ export async function sequencePendingMessagesOf(
  */
 export async function flagUndelivered(
   tx: CommonQueryMethods,
-  failure: { messageId: string; queue: string; reason: string },
+  failure: { messageId: string; queue: string; code: FailureCode; reason: string },
 ): Promise<InteractionEvent[]> {
   if (!/^[0-9a-f-]{36}$/i.test(failure.messageId)) return [];
   const interactionId = await tx.maybeOneFirst(sql.type(z.object({ interaction_id: z.string() }))`
-    UPDATE interactions i SET undelivered_at = now(), undelivered_reason = ${failure.reason.slice(0, 2_000)},
-           updated_at = now()
+    UPDATE interactions i SET undelivered_at = now(), undelivered_code = ${failure.code},
+           undelivered_reason = ${failure.reason.slice(0, 2_000)}, updated_at = now()
     FROM messages m
     WHERE m.id = ${failure.messageId} AND i.id = m.interaction_id
     RETURNING i.id AS interaction_id`);
@@ -295,6 +296,7 @@ export async function flagUndelivered(
       payload: {
         messageId: failure.messageId,
         queue: failure.queue,
+        code: failure.code,
         reason: failure.reason.slice(0, 2_000),
       },
     },

@@ -63,8 +63,9 @@ export const EVENT_DATA = {
     .object({ agent, queue: z.string().nullable(), waitedMs: z.number() })
     .strict(),
   'interaction.parked': z.object({ agent }).strict(),
+  /** `code`: the failure's catalogue code (docs/errors.md, "Failed work"); `reason` its detail. */
   'interaction.undelivered': z
-    .object({ messageId: z.string(), queue: z.string(), reason: z.string() })
+    .object({ messageId: z.string(), queue: z.string(), code: z.string(), reason: z.string() })
     .strict(),
   'interaction.finished': z.object({ by: participant }).strict(),
   /** An outbound message's delivery status changed (SMS: accepted, sent, delivered, failed). */
@@ -73,6 +74,8 @@ export const EVENT_DATA = {
       messageId: z.string().uuid(),
       status: z.enum(['accepted', 'sent', 'delivered', 'failed']),
       reason: z.string().nullable(),
+      /** A `failed` status's catalogue code; null for the others. */
+      code: z.string().nullable(),
       segments: z.number().int().nullable(),
     })
     .strict(),
@@ -105,6 +108,8 @@ export const OPERATIONAL_EVENT_DATA = {
       to: z.string(),
       status: z.enum(['accepted', 'sent', 'delivered', 'failed']),
       reason: z.string().nullable(),
+      /** A `failed` status's catalogue code; null for the others. */
+      code: z.string().nullable(),
       segments: z.number().int(),
     })
     .strict(),

@@ -121,5 +121,8 @@ describe('loadConfig', () => {
       [...readme.matchAll(/^\| `([A-Z_]+)` +\|/gm)].map(match => match[1]),
     );
     expect(CONFIG_VARIABLES.filter(name => !documented.has(name))).toEqual([]);
+    // …and no variable the configuration does not read.
+    const known = new Set<string>(CONFIG_VARIABLES);
+    expect([...documented].filter(name => name && !known.has(name))).toEqual([]);
   });
 });

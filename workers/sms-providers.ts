@@ -1,9 +1,9 @@
 import { createHmac } from 'node:crypto';
-import { UnrecoverableError } from 'bullmq';
 import { XMLParser } from 'fast-xml-parser';
 import type { ResolvedService } from '../db/service-directory.js';
 import { retryAfterMs } from '../domain/delivery-policy.js';
-import type { EgressGuard } from '../lib/egress.js';
+import { EgressBlockedError, type EgressGuard } from '../lib/egress.js';
+import { coerceError, WorkFailure, type FailureCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { SmsEncoding } from '../domain/sms-segments.js';
 import { storedCustomHeaders } from './custom-headers.js';
@@ -41,18 +41,42 @@ export interface ProviderContext {
 export type SmsProvider = (send: SmsSend, ctx: ProviderContext) => Promise<SmsAccepted>;
 
 /** Retried by the queue (5xx, 408, 429, timeouts, connection errors). */
-export class ProviderUnavailableError extends Error {
+export class ProviderUnavailableError extends WorkFailure {
   override readonly name = 'ProviderUnavailableError';
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('NEXUS_ERR_SMS_PROVIDER_UNAVAILABLE', message, { retry: true, cause: options.cause });
+  }
 }
 
 /** The provider asked the hub to slow down (429): wait, without using an attempt. */
-export class ProviderThrottledError extends Error {
+export class ProviderThrottledError extends WorkFailure {
   override readonly name = 'ProviderThrottledError';
   constructor(
     message: string,
     readonly retryAfterMs: number | undefined,
   ) {
-    super(message);
+    super('NEXUS_ERR_SMS_PROVIDER_UNAVAILABLE', message, { retry: true });
+  }
+}
+
+/** A permanent failure of the send, coded (the message fails, the interaction is flagged). */
+const refused = (code: FailureCode, message: string) => new WorkFailure(code, message);
+
+/**
+ * A request to a provider through the egress guard. No answer (a timeout, a connection error)
+ * means the provider is unavailable (retried; the original is the `cause`); a blocked address
+ * stays an {@link EgressBlockedError}.
+ */
+async function request(
+  ctx: ProviderContext,
+  url: string,
+  init: Parameters<EgressGuard['request']>[1],
+): ReturnType<EgressGuard['request']> {
+  try {
+    return await ctx.guard.request(url, init);
+  } catch (error) {
+    if (error instanceof EgressBlockedError) throw error;
+    throw new ProviderUnavailableError(coerceError(error).message, { cause: error });
   }
 }
 
@@ -72,7 +96,7 @@ function outcome(
     );
   }
   if (status === 408 || status === 429 || status >= 500) throw new ProviderUnavailableError(detail);
-  throw new UnrecoverableError(detail);
+  throw refused('NEXUS_ERR_SMS_PROVIDER_REFUSED', detail);
 }
 
 /**
@@ -91,7 +115,10 @@ export const sendAsync: SmsProvider = async (send, ctx) => {
   const channel = data?.channels?.find(entry => entry.channelId === send.from);
   const secret = secrets?.channels?.find(entry => entry.channelId === send.from)?.webhook.secret;
   if (!service || !channel || !secret) {
-    throw new UnrecoverableError(`the Async service has no channel ${send.from}`);
+    throw refused(
+      'NEXUS_ERR_SMS_PROVIDER_NOT_CONFIGURED',
+      `the Async service has no channel ${send.from}`,
+    );
   }
   const body = JSON.stringify({
     messages: [
@@ -105,7 +132,7 @@ export const sendAsync: SmsProvider = async (send, ctx) => {
       },
     ],
   });
-  const response = await ctx.guard.request(channel.webhook.url, {
+  const response = await request(ctx, channel.webhook.url, {
     method: 'POST',
     headers: {
       ...storedCustomHeaders(service.data, service, ctx.log),
@@ -124,7 +151,10 @@ export const sendAsync: SmsProvider = async (send, ctx) => {
     messageId = undefined;
   }
   if (typeof messageId !== 'string' || messageId.length === 0 || messageId.length > 255) {
-    throw new UnrecoverableError('the aggregator answered 2xx without a messageId');
+    throw refused(
+      'NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER',
+      'the aggregator answered 2xx without a messageId',
+    );
   }
   return { providerMessageId: messageId };
 };
@@ -140,7 +170,7 @@ export const sendKannel: SmsProvider = async (send, ctx) => {
   const service = await ctx.service('KannelSMS');
   const credentials = service?.secret as { username?: string; password?: string } | undefined;
   if (!service?.url || !credentials?.username || !credentials.password) {
-    throw new UnrecoverableError('the tenant has no KannelSMS service');
+    throw refused('NEXUS_ERR_SMS_PROVIDER_NOT_CONFIGURED', 'the tenant has no KannelSMS service');
   }
   const reference = `${send.tenant}:${send.messageId}`;
   const report = new URL(`${ctx.publicUrl}/nexus/v3/sms/receipt/kannel`);
@@ -161,13 +191,16 @@ export const sendKannel: SmsProvider = async (send, ctx) => {
   url.searchParams.set('dlr-mask', String(options.dlrMask ?? 31));
   if (options.smsc) url.searchParams.set('smsc', options.smsc);
   url.searchParams.set('dlr-url', dlrUrl);
-  const response = await ctx.guard.request(url.toString(), {
+  const response = await request(ctx, url.toString(), {
     method: 'GET',
     timeoutMs: ctx.timeoutMs,
   });
   outcome(response.status, response.body, 'Kannel', response.headers);
   if (!/^\s*[03]:/.test(response.body)) {
-    throw new UnrecoverableError(`Kannel refused the message: ${response.body.slice(0, 200)}`);
+    throw refused(
+      'NEXUS_ERR_SMS_PROVIDER_REFUSED',
+      `Kannel refused the message: ${response.body.slice(0, 200)}`,
+    );
   }
   return { providerMessageId: send.messageId };
 };
@@ -184,7 +217,7 @@ export const sendMgage: SmsProvider = async (send, ctx) => {
   const service = await ctx.service('mGageSMS');
   const credentials = service?.secret as { username?: string; password?: string } | undefined;
   if (!service?.url || !credentials?.username || !credentials.password) {
-    throw new UnrecoverableError('the tenant has no mGageSMS service');
+    throw refused('NEXUS_ERR_SMS_PROVIDER_NOT_CONFIGURED', 'the tenant has no mGageSMS service');
   }
   const url = new URL(service.url);
   if (url.pathname === '/' || url.pathname === '') url.pathname = '/a2w_preRouter/httpApiRouter';
@@ -193,7 +226,7 @@ export const sendMgage: SmsProvider = async (send, ctx) => {
     recipient: send.to.replace(/^\+/, ''),
     body: send.text,
   }).toString();
-  const response = await ctx.guard.request(url.toString(), {
+  const response = await request(ctx, url.toString(), {
     method: 'POST',
     headers: {
       ...storedCustomHeaders(service.data, service, ctx.log),
@@ -213,13 +246,17 @@ export const sendMgage: SmsProvider = async (send, ctx) => {
   try {
     answer = xml.parse(response.body) as typeof answer;
   } catch {
-    throw new UnrecoverableError(
+    throw refused(
+      'NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER',
       `DirectTEXT answered something else than XML: ${response.body.slice(0, 200)}`,
     );
   }
   const code = answer.httpApiResponse?.code;
   if (code !== '100') {
-    throw new UnrecoverableError(`DirectTEXT refused the message (code ${code ?? 'none'})`);
+    throw refused(
+      'NEXUS_ERR_SMS_PROVIDER_REFUSED',
+      `DirectTEXT refused the message (code ${code ?? 'none'})`,
+    );
   }
   const recipient = [answer.httpApiResponse?.recipients?.recipient ?? []].flat()[0];
   return { providerMessageId: recipient?.messageId ?? send.messageId };
@@ -236,12 +273,15 @@ async function porticoToken(
   const idp = await ctx.service('PurecloudIDP');
   const client = idp?.secret as { clientId?: string; clientSecret?: string } | undefined;
   if (!idp?.url || !client?.clientId || !client.clientSecret) {
-    throw new UnrecoverableError('the tenant has no PurecloudIDP service (the OAuth client)');
+    throw refused(
+      'NEXUS_ERR_SMS_PROVIDER_NOT_CONFIGURED',
+      'the tenant has no PurecloudIDP service (the OAuth client)',
+    );
   }
   const key = `${send.tenant}:${idp.url}:${client.clientId}`;
   const cached = porticoTokens.get(key);
   if (cached && !refresh && cached.until > Date.now()) return cached.token;
-  const response = await ctx.guard.request(`${idp.url.replace(/\/+$/, '')}/oauth/token`, {
+  const response = await request(ctx, `${idp.url.replace(/\/+$/, '')}/oauth/token`, {
     method: 'POST',
     headers: {
       'Content-Type': 'application/x-www-form-urlencoded',
@@ -253,7 +293,10 @@ async function porticoToken(
   outcome(response.status, response.body, 'the Genesys Cloud login', response.headers);
   const answer = JSON.parse(response.body) as { access_token?: unknown; expires_in?: unknown };
   if (typeof answer.access_token !== 'string') {
-    throw new UnrecoverableError('the Genesys Cloud login answered without an access_token');
+    throw refused(
+      'NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER',
+      'the Genesys Cloud login answered without an access_token',
+    );
   }
   const seconds = typeof answer.expires_in === 'number' ? answer.expires_in : 3_600;
   porticoTokens.set(key, {
@@ -272,7 +315,9 @@ async function porticoToken(
  */
 export const sendPortico: SmsProvider = async (send, ctx) => {
   const api = await ctx.service('PorticoSMS');
-  if (!api?.url) throw new UnrecoverableError('the tenant has no PorticoSMS service');
+  if (!api?.url) {
+    throw refused('NEXUS_ERR_SMS_PROVIDER_NOT_CONFIGURED', 'the tenant has no PorticoSMS service');
+  }
   const body = JSON.stringify({
     fromAddress: send.from,
     toAddress: send.to,
@@ -280,7 +325,7 @@ export const sendPortico: SmsProvider = async (send, ctx) => {
     textBody: send.text,
   });
   const post = async (refresh: boolean) =>
-    ctx.guard.request(`${api.url?.replace(/\/+$/, '')}/api/v2/conversations/messages/agentless`, {
+    request(ctx, `${api.url?.replace(/\/+$/, '')}/api/v2/conversations/messages/agentless`, {
       method: 'POST',
       headers: {
         'Content-Type': 'application/json',
@@ -294,7 +339,10 @@ export const sendPortico: SmsProvider = async (send, ctx) => {
   outcome(response.status, response.body, 'Genesys Cloud', response.headers);
   const id = (JSON.parse(response.body) as { id?: unknown }).id;
   if (typeof id !== 'string' || id.length === 0) {
-    throw new UnrecoverableError('Genesys Cloud answered without a message id');
+    throw refused(
+      'NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER',
+      'Genesys Cloud answered without a message id',
+    );
   }
   return { providerMessageId: id };
 };

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { mergeStatus, type SmsStatus } from '../../domain/sms-status.js';
+import { GENERIC_FAILURE_CODE, isFailureCode, type FailureCode } from '../../lib/errors.js';
 import { appendEvents, flagUndelivered, type InteractionEvent } from '../conversation.js';
 import type { ChannelRow } from './channels.js';
 
@@ -142,6 +143,7 @@ const statusRow = z.object({
   interaction_id: z.string(),
   delivery_status: z.string(),
   delivery_reason: z.string().nullable(),
+  delivery_code: z.string().nullable(),
   segments: z.number().nullable(),
 });
 export type SmsStatusChange = z.infer<typeof statusRow>;
@@ -158,6 +160,8 @@ export async function updateSmsStatus(
     current: string | null;
     status: string;
     reason: string | null;
+    /** A `failed` status's catalogue code; when null, it keeps its code (or gets the generic one). */
+    code: FailureCode | null;
     provider?: string;
     providerMessageId?: string;
   },
@@ -165,12 +169,14 @@ export async function updateSmsStatus(
   const row = await tx.maybeOne(sql.type(statusRow)`
     UPDATE messages SET
       delivery_status = ${change.status}, delivery_reason = ${change.reason},
+      delivery_code = CASE WHEN ${change.status} = 'failed'
+                      THEN coalesce(${change.code}, delivery_code, ${GENERIC_FAILURE_CODE}) END,
       delivery_updated_at = now(),
       provider = coalesce(${change.provider ?? null}, provider),
       provider_message_id = coalesce(${change.providerMessageId ?? null}, provider_message_id)
     WHERE id = ${change.messageId}
       AND delivery_status IS NOT DISTINCT FROM ${change.current}
-    RETURNING id, interaction_id, delivery_status, delivery_reason, segments`);
+    RETURNING id, interaction_id, delivery_status, delivery_reason, delivery_code, segments`);
   if (!row || change.current === change.status) return undefined;
   return row;
 }
@@ -206,6 +212,8 @@ export async function applySmsStatus(
   report: {
     status: SmsStatus;
     reason: string | null;
+    /** Why a `failed` report failed (the generic code when not given). */
+    code?: FailureCode | undefined;
     provider?: string;
     providerMessageId?: string;
   },
@@ -219,6 +227,7 @@ export async function applySmsStatus(
     current: locked.delivery_status,
     status: next,
     reason: next === report.status ? report.reason : null,
+    code: next === report.status ? (report.code ?? null) : null,
     provider: report.provider,
     providerMessageId: report.providerMessageId,
   });
@@ -230,6 +239,7 @@ export async function applySmsStatus(
         messageId: changed.id,
         status: changed.delivery_status,
         reason: changed.delivery_reason,
+        code: changed.delivery_code,
         segments: changed.segments,
       },
     },
@@ -239,6 +249,7 @@ export async function applySmsStatus(
       ...(await flagUndelivered(tx, {
         messageId: changed.id,
         queue: 'outbound-sms',
+        code: isFailureCode(changed.delivery_code) ? changed.delivery_code : GENERIC_FAILURE_CODE,
         reason: report.reason ?? 'the provider reported a failure',
       })),
     );

@@ -1,11 +1,19 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { GENERIC_FAILURE_CODE, type FailureCode } from '../../lib/errors.js';
+
+/**
+ * The `undelivered` table: one record per job that failed for good, with its catalogue `code`
+ * and human `reason`; listed, filtered and replayed by the operator's API.
+ */
 
 export const undeliveredRow = z.object({
   id: z.number(),
   queue: z.string(),
   job_id: z.string(),
   tenant_id: z.string().nullable(),
+  /** A code of the catalogue's failed-work table (docs/errors.md). */
+  code: z.string(),
   reason: z.string(),
   attempts: z.number(),
   failures: z.number(),
@@ -16,13 +24,16 @@ export const undeliveredRow = z.object({
 });
 export type UndeliveredRow = z.infer<typeof undeliveredRow>;
 
-const columns = sql.fragment`id, queue, job_id, tenant_id, reason, attempts, failures,
+const columns = sql.fragment`id, queue, job_id, tenant_id, code, reason, attempts, failures,
   first_attempt_at, last_attempt_at, replayed_at, replays`;
 
 export interface UndeliveredFailure {
   queue: string;
   jobId: string;
   tenantId: string | null;
+  /** Why, as a catalogue code; the generic one when not given. */
+  code?: FailureCode | undefined;
+  /** Why, in words (the code's detail). */
   reason: string;
   attempts: number;
   firstAttemptAt: Date | null;
@@ -35,10 +46,12 @@ export async function upsertUndelivered(
   failure: UndeliveredFailure,
 ): Promise<void> {
   await tx.query(sql.unsafe`
-    INSERT INTO undelivered (queue, job_id, tenant_id, reason, attempts, first_attempt_at, last_attempt_at)
-    VALUES (${failure.queue}, ${failure.jobId}, ${failure.tenantId}, ${failure.reason.slice(0, 2_000)},
-            ${failure.attempts}, ${failure.firstAttemptAt?.toISOString() ?? null}, ${failure.lastAttemptAt.toISOString()})
+    INSERT INTO undelivered (queue, job_id, tenant_id, code, reason, attempts, first_attempt_at, last_attempt_at)
+    VALUES (${failure.queue}, ${failure.jobId}, ${failure.tenantId}, ${failure.code ?? GENERIC_FAILURE_CODE},
+            ${failure.reason.slice(0, 2_000)}, ${failure.attempts},
+            ${failure.firstAttemptAt?.toISOString() ?? null}, ${failure.lastAttemptAt.toISOString()})
     ON CONFLICT (queue, job_id) DO UPDATE SET
+      code = EXCLUDED.code,
       reason = EXCLUDED.reason,
       attempts = EXCLUDED.attempts,
       failures = undelivered.failures + 1,

@@ -1,4 +1,4 @@
-import { DelayedError, UnrecoverableError } from 'bullmq';
+import { DelayedError } from 'bullmq';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { RedisConnection } from '../../lib/redis.js';
 import type { DatabasePool } from 'slonik';
@@ -8,6 +8,7 @@ import { applySmsStatus, isOptedOut, loadOutboundSms } from '../../db/queries/sm
 import { ServiceDirectory } from '../../db/service-directory.js';
 import type { Config } from '../../lib/config.js';
 import { EgressBlockedError, EgressGuard } from '../../lib/egress.js';
+import { WorkFailure } from '../../lib/errors.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
@@ -43,9 +44,9 @@ export interface OutboundSmsDeps {
  * provider (the channel's `provider`, else the tenant's `SMS` service's) and records the
  * provider's answer: status `sent` and the provider's message id, with a `message.status` event.
  * A provider that is unavailable (5xx, 408, 429, timeout, connection error) is retried with the
- * queue's backoff; a refusal fails the message for good (status `failed`, the interaction flagged
- * undelivered, by the runner's final-failure hook). A message already past `accepted` (a
- * duplicate run) is not sent again.
+ * queue's backoff; a refusal fails the message for good (status `failed` with the failure's
+ * catalogue code, the interaction flagged undelivered, by the runner's final-failure hook). A
+ * message already past `accepted` (a duplicate run) is not sent again.
  */
 export function createOutboundSmsProcessor(
   deps: OutboundSmsDeps,
@@ -83,7 +84,7 @@ export function createOutboundSmsProcessor(
   const sendable = async (payload: OutboundSmsPayload) => {
     if (payload.campaign) {
       const record = await findCampaignRecord(db, payload.tenantId, payload.messageId);
-      if (!record) throw new UnrecoverableError('no such campaign record');
+      if (!record) throw new WorkFailure('NEXUS_ERR_SMS_NOT_SENDABLE', 'no such campaign record');
       const channel = await findChannelByChannelId(db, payload.tenantId, record.sender);
       return {
         id: record.id,
@@ -101,7 +102,10 @@ export function createOutboundSmsProcessor(
   const processor = async (payload: OutboundSmsPayload, ctx: JobContext) => {
     const message = await sendable(payload);
     if (!message?.customer_address || !message.channel_id) {
-      throw new UnrecoverableError('the message is not part of an SMS conversation');
+      throw new WorkFailure(
+        'NEXUS_ERR_SMS_NOT_SENDABLE',
+        'the message is not part of an SMS conversation',
+      );
     }
     if (message.delivery_status !== null && message.delivery_status !== 'accepted') {
       ctx.log.info({ status: message.delivery_status }, 'already sent: nothing to do');
@@ -113,7 +117,8 @@ export function createOutboundSmsProcessor(
       message.sender_type !== 'system' &&
       (await isOptedOut(db, payload.tenantId, message.channel_id, message.customer_address))
     ) {
-      throw new UnrecoverableError(
+      throw new WorkFailure(
+        'NEXUS_ERR_SMS_OPTED_OUT',
         `opted-out: ${message.customer_address} opted out of texts from ${message.channel_id}`,
       );
     }
@@ -124,7 +129,10 @@ export function createOutboundSmsProcessor(
       'Portico';
     const provider = SMS_PROVIDERS[providerName];
     if (!provider) {
-      throw new UnrecoverableError(`SMS provider ${providerName} is not supported in this version`);
+      throw new WorkFailure(
+        'NEXUS_ERR_SMS_PROVIDER_UNSUPPORTED',
+        `SMS provider ${providerName} is not supported in this version`,
+      );
     }
     // The provider's rate for this sender, across every worker.
     const settings = (await services.get(payload.tenantId, PROVIDER_SERVICE[providerName] ?? ''))
@@ -161,7 +169,10 @@ export function createOutboundSmsProcessor(
       );
     } catch (error) {
       if (error instanceof EgressBlockedError) {
-        throw new UnrecoverableError(`blocked by the egress guard: ${error.message}`);
+        throw new WorkFailure(
+          'NEXUS_ERR_EGRESS_BLOCKED',
+          `blocked by the egress guard: ${error.message}`,
+        );
       }
       // A provider's 429 delays the message without using an attempt, a bounded number of times.
       const throttled = Number((ctx.job.data as { throttled?: unknown }).throttled ?? 0);

@@ -1,28 +1,38 @@
-import { UnrecoverableError } from 'bullmq';
 import type { DatabasePool } from 'slonik';
 import { applyCampaignStatus } from '../../db/queries/sms-campaigns.js';
 import { applySmsStatus } from '../../db/queries/sms.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { kannelReportStatus, SMS_STATUSES, type SmsStatus } from '../../domain/sms-status.js';
+import { WorkFailure, type FailureCode } from '../../lib/errors.js';
 import type { receiptsQueue, ReceiptPayload } from '../../queues/receipts.js';
 import type { JobContext, Processor } from '../run-processor.js';
 
-/** A receipt in the hub's vocabulary, or undefined for a report type that means nothing here. */
+/**
+ * A receipt in the hub's vocabulary, or undefined for a report type that means nothing here. A
+ * `failed` report's code is `NEXUS_ERR_SMS_REPORTED_FAILED`; its reason is the provider's.
+ */
 function statusOf(
   receipt: ReceiptPayload,
-): { status: SmsStatus; reason: string | null } | undefined {
+): { status: SmsStatus; reason: string | null; code?: FailureCode } | undefined {
+  const coded = (status: SmsStatus, reason: string | null) =>
+    status === 'failed'
+      ? { status, reason, code: 'NEXUS_ERR_SMS_REPORTED_FAILED' as const }
+      : { status, reason };
   if (receipt.provider === 'Kannel') {
     const mapped = kannelReportStatus(Number(receipt.status));
     if (!mapped) return undefined;
-    return {
-      status: mapped.status,
-      reason: mapped.reason ? [mapped.reason, receipt.errorCode].filter(Boolean).join(': ') : null,
-    };
+    return coded(
+      mapped.status,
+      mapped.reason ? [mapped.reason, receipt.errorCode].filter(Boolean).join(': ') : null,
+    );
   }
   if (!(SMS_STATUSES as readonly string[]).includes(receipt.status)) {
-    throw new UnrecoverableError(`unknown receipt status ${receipt.status}`);
+    throw new WorkFailure(
+      'NEXUS_ERR_RECEIPT_UNKNOWN_STATUS',
+      `unknown receipt status ${receipt.status}`,
+    );
   }
-  return { status: receipt.status as SmsStatus, reason: receipt.errorCode ?? null };
+  return coded(receipt.status as SmsStatus, receipt.errorCode ?? null);
 }
 
 /**
@@ -57,8 +67,10 @@ export function createReceiptProcessor(deps: {
       if (await applyCampaignStatus(tx, record, report)) return [];
       // A receipt can overtake the send's own record of the provider's id (a fast provider):
       // retried with the queue's backoff until the message is found, an undelivered record after.
-      throw new Error(
+      throw new WorkFailure(
+        'NEXUS_ERR_RECEIPT_NO_MESSAGE',
         `no outbound SMS with ${receipt.provider} id ${receipt.providerMessageId} (yet)`,
+        { retry: true },
       );
     });
     if (events && events.length > 0) deps.publisher.events(events);
