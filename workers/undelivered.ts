@@ -2,10 +2,11 @@ import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { flagUndelivered, type InteractionEvent } from '../db/conversation.js';
 import { applySmsStatus } from '../db/queries/sms.js';
 import { applyCampaignStatus } from '../db/queries/sms-campaigns.js';
+import { GENERIC_FAILURE_CODE, type FailureCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { upsertUndelivered, type UndeliveredFailure } from '../db/queries/undelivered.js';
 import { undeliveredTotal } from '../lib/metrics.js';
-import { failWork } from '../queues/work.js';
+import { failWork } from '../db/work.js';
 
 /**
  * Ends pending work as failed and records it as undelivered, in one transaction. Does nothing
@@ -27,15 +28,16 @@ export async function recordFinalFailure(
 
 /**
  * What a final failure means for the customer: an outbound message that finally failed flags its
- * interaction (`interaction.undelivered`, published to its sockets). Other queues' failures are
- * operational (the undelivered records and their metric) and flag nothing.
+ * interaction (`interaction.undelivered`, published to its sockets), with the failure's code and
+ * reason (an SMS's status is `failed` with them). Other queues' failures are operational (the
+ * undelivered records and their metric) and flag nothing.
  */
 export function flagCustomerUndelivered(
   db: DatabasePool,
   publish: (events: InteractionEvent[]) => void,
   log: Logger,
-): (queue: string, payload: unknown, reason: string) => Promise<void> {
-  return async (queue, payload, reason) => {
+): (queue: string, payload: unknown, reason: string, code?: FailureCode) => Promise<void> {
+  return async (queue, payload, reason, code = GENERIC_FAILURE_CODE) => {
     if (queue !== 'outbound-sms' && queue !== 'outbound-email') return;
     const messageId = (payload as { messageId?: unknown } | null)?.messageId;
     if (typeof messageId !== 'string') return;
@@ -49,16 +51,20 @@ export function flagCustomerUndelivered(
               await applyCampaignStatus(
                 tx,
                 { tenantId, id: messageId },
-                { status: 'failed', reason },
+                { status: 'failed', reason, code },
               );
             }
             return [];
           }
           if (queue === 'outbound-sms') {
-            const events = await applySmsStatus(tx, { messageId }, { status: 'failed', reason });
+            const events = await applySmsStatus(
+              tx,
+              { messageId },
+              { status: 'failed', reason, code },
+            );
             if (events) return events;
           }
-          return flagUndelivered(tx, { messageId, queue, reason });
+          return flagUndelivered(tx, { messageId, queue, code, reason });
         }),
       );
     } catch (error) {

@@ -1,7 +1,8 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { mergeStatus, type SmsStatus } from '../../domain/sms-status.js';
-import { appendOperationalEvent } from '../webhooks.js';
+import { GENERIC_FAILURE_CODE, type FailureCode } from '../../lib/errors.js';
+import { appendOperationalEvent } from '../webhook-dispatch.js';
 
 export const campaignRecordRow = z.object({
   id: z.string(),
@@ -13,6 +14,7 @@ export const campaignRecordRow = z.object({
   text: z.string(),
   delivery_status: z.enum(['accepted', 'sent', 'delivered', 'failed']),
   delivery_reason: z.string().nullable(),
+  delivery_code: z.string().nullable(),
   delivery_updated_at: z.string(),
   encoding: z.string(),
   segments: z.number(),
@@ -23,7 +25,7 @@ export const campaignRecordRow = z.object({
 export type CampaignRecordRow = z.infer<typeof campaignRecordRow>;
 
 const columns = sql.fragment`id, tenant_id, campaign, record_id, sender, address, text,
-  delivery_status, delivery_reason, delivery_updated_at, encoding, segments, provider,
+  delivery_status, delivery_reason, delivery_code, delivery_updated_at, encoding, segments, provider,
   provider_message_id, created_at`;
 
 export interface NewCampaignRecord {
@@ -99,6 +101,8 @@ export async function applyCampaignStatus(
   report: {
     status: SmsStatus;
     reason: string | null;
+    /** Why a `failed` report failed (the generic code when not given). */
+    code?: FailureCode | undefined;
     provider?: string;
     providerMessageId?: string;
   },
@@ -112,21 +116,25 @@ export async function applyCampaignStatus(
     WHERE tenant_id = ${where.tenantId} AND ${condition} LIMIT 1 FOR NO KEY UPDATE`);
   if (!record) return false;
   const next = mergeStatus(record.delivery_status, report.status);
+  const changed = next !== record.delivery_status;
+  const code = next === 'failed' ? (report.code ?? GENERIC_FAILURE_CODE) : null;
   await tx.query(sql.unsafe`
     UPDATE sms_campaign_records SET
       delivery_status = ${next},
-      delivery_reason = ${next === record.delivery_status ? record.delivery_reason : report.reason},
+      delivery_reason = ${changed ? report.reason : record.delivery_reason},
+      delivery_code = ${changed ? code : record.delivery_code},
       delivery_updated_at = now(),
       provider = coalesce(${report.provider ?? null}, provider),
       provider_message_id = coalesce(${report.providerMessageId ?? null}, provider_message_id)
     WHERE id = ${record.id}`);
-  if (next !== record.delivery_status) {
+  if (changed) {
     await appendOperationalEvent(tx, record.tenant_id, 'campaign.record.status', {
       campaign: record.campaign,
       recordId: record.record_id,
       to: record.address,
       status: next,
       reason: report.reason,
+      code,
       segments: record.segments,
     });
   }
