@@ -1,5 +1,11 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { insertWorkRows, type WorkSettings } from '../work.js';
+
+/**
+ * The chat intake's group commit: customer messages and their inbound work rows stored in one
+ * statement for a whole batch.
+ */
 
 export interface CustomerMessageIntake {
   messageId: string;
@@ -8,8 +14,19 @@ export interface CustomerMessageIntake {
   participantId: string;
   text: string;
   clientMessageId: string | null;
-  /** The inbound work row that goes with it (Postgres-first, design §3). */
-  work: { queue: string; jobId: string; payload: unknown; sweepAfterMs: number };
+  /**
+   * The inbound work row that goes with it (Postgres-first, design §3). `sweepAfterMs` is the old
+   * form of the work settings (pass `settings` to {@link acceptCustomerMessages} instead), kept
+   * until the chat service passes them.
+   */
+  work: { queue: string; jobId: string; payload: unknown; sweepAfterMs?: number };
+}
+
+export interface IntakeOptions {
+  /** Skip interactions locked by something stronger than a numbering lock (see below). */
+  skipLocked: boolean;
+  /** The work settings (the caller's enqueue context). */
+  settings?: WorkSettings | undefined;
 }
 
 export interface IntakeResult {
@@ -50,9 +67,10 @@ const intakeRow = z.object({
 export async function acceptCustomerMessages(
   db: CommonQueryMethods,
   intakes: readonly CustomerMessageIntake[],
-  options: { skipLocked: boolean } = { skipLocked: true },
+  options: IntakeOptions = { skipLocked: true },
 ): Promise<IntakeResult[]> {
   if (intakes.length === 0) return [];
+  const settings = options.settings ?? { sweepAfterMs: intakes[0]?.work.sweepAfterMs ?? 0 };
   const lock = options.skipLocked
     ? sql.fragment`FOR KEY SHARE SKIP LOCKED`
     : sql.fragment`FOR KEY SHARE`;
@@ -70,11 +88,10 @@ export async function acceptCustomerMessages(
           intake.work.queue,
           intake.work.jobId,
           JSON.stringify(intake.work.payload),
-          intake.work.sweepAfterMs / 1000,
         ]),
-        ['int4', 'uuid', 'text', 'uuid', 'text', 'text', 'text', 'text', 'text', 'jsonb', 'float8'],
+        ['int4', 'uuid', 'text', 'uuid', 'text', 'text', 'text', 'text', 'text', 'jsonb'],
       )} AS t(ord, id, tenant_id, interaction_id, participant_id, text, client_message_id, queue,
-              job_id, payload, sweep_after)
+              job_id, payload)
     ), locked AS (
       SELECT i.id, i.tenant_id, i.state FROM interactions i
       WHERE i.id IN (SELECT interaction_id FROM input)
@@ -90,14 +107,11 @@ export async function acceptCustomerMessages(
       FROM open ORDER BY ord
       ON CONFLICT (interaction_id, sender_id, client_message_id) DO NOTHING
       RETURNING id
-    ), work AS (
-      INSERT INTO work (queue, job_id, tenant_id, payload, next_sweep_at)
-      SELECT open.queue, open.job_id, open.tenant_id, open.payload,
-             now() + make_interval(secs => open.sweep_after)
-      FROM open JOIN message ON message.id = open.id
-      ON CONFLICT (queue, job_id) DO NOTHING
-      RETURNING id, job_id
-    )
+    ), work AS (${insertWorkRows(
+      sql.fragment`SELECT open.queue, open.job_id, open.tenant_id, open.payload
+                   FROM open JOIN message ON message.id = open.id`,
+      settings,
+    )})
     SELECT input.ord, open.id IS NOT NULL AS open, message.id IS NOT NULL AS stored,
            work.id AS work_id,
            locked.id IS NULL AND EXISTS (
