@@ -8,6 +8,7 @@ import type { RedisConnection } from '../lib/redis.js';
 import { SecretBox } from '../lib/secrets.js';
 import { EgressRules } from '../lib/egress.js';
 import type { QueueSet } from '../queues/index.js';
+import { enqueueContext } from '../queues/work.js';
 import { requireAdmin } from './admin-auth.js';
 import { mountDashboard } from './dashboard.js';
 import { Authenticator } from './auth/authenticator.js';
@@ -96,6 +97,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   const tokens = new TokenService(config.secretKey);
   const auth = new Authenticator({ config, db, bus, redis: deps.redis, log, tokens });
   const api = new Api(app, auth);
+  const enqueue = enqueueContext({ db, queues: deps.queues, log }, config);
   const chat = createChatServices({
     db,
     queues: deps.queues,
@@ -131,25 +133,16 @@ export function buildApp(deps: AppDeps): BuiltApp {
   chatRoutes({ api, chat, publicUrl: config.http.publicUrl });
   agentInteractionRoutes({ api, db, chat });
   routingRoutes({ api, db, chat });
-  undeliveredRoutes(api, {
-    db,
-    queues: deps.queues,
-    log,
-    sweepAfterMs: config.workers.sweepAfterMs,
-  });
+  undeliveredRoutes(api, { db, enqueue });
   smsRoutes(api, {
     db,
     log,
     secretKey: config.secretKey,
     secrets,
     maxSegments: config.sms.maxSegments,
-    enqueue: { db, queues: deps.queues, log, sweepAfterMs: config.workers.sweepAfterMs },
+    enqueue,
   });
-  webhookRoutes(api, {
-    db,
-    bus,
-    enqueue: { db, queues: deps.queues, log, sweepAfterMs: config.workers.sweepAfterMs },
-  });
+  webhookRoutes(api, { db, bus, enqueue });
 
   let document: ReturnType<Api['openapi']> | undefined;
   api.route({

@@ -7,26 +7,19 @@ import {
   markReplayed,
   type UndeliveredRow,
 } from '../../db/queries/undelivered.js';
-import { reopenDeliveries } from '../../db/webhooks.js';
+import { reopenDeliveries } from '../../db/webhook-log.js';
 import { AppError } from '../../lib/errors.js';
 import { singleDelivery } from '../../queues/webhooks.js';
-import type { Logger } from '../../lib/logger.js';
-import { QUEUE_NAMES, type QueueSet } from '../../queues/index.js';
-import {
-  redispatchWork,
-  reopenFailedWork,
-  type EnqueueContext,
-  type WorkRow,
-} from '../../queues/work.js';
+import { QUEUE_NAMES } from '../../queues/index.js';
+import { reopenFailedWork, type WorkRow } from '../../db/work.js';
+import { redispatchWork, type EnqueueContext } from '../../queues/work.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { rowNumber } from '../validate.js';
 
 export interface UndeliveredDeps {
   db: DatabasePool;
-  queues: QueueSet;
-  log: Logger;
-  sweepAfterMs: number;
+  enqueue: EnqueueContext;
 }
 
 const queueName = z.enum(QUEUE_NAMES as [string, ...string[]], {
@@ -107,14 +100,7 @@ const webhookDeliveriesOf = (works: readonly WorkRow[]): number[] =>
   });
 
 export function undeliveredRoutes(api: Api, deps: UndeliveredDeps): void {
-  const ctx: EnqueueContext = {
-    db: deps.db,
-    queues: deps.queues,
-    log: deps.log,
-    sweepAfterMs: deps.sweepAfterMs,
-  };
-
-  const redispatch = (rows: readonly WorkRow[]) => redispatchWork(ctx, rows);
+  const redispatch = (rows: readonly WorkRow[]) => redispatchWork(deps.enqueue, rows);
 
   api.route({
     method: 'get',
@@ -173,7 +159,7 @@ export function undeliveredRoutes(api: Api, deps: UndeliveredDeps): void {
       const reopened = await deps.db.transaction(async tx => {
         const row = await findUndelivered(tx, id);
         if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `undelivered record ${id} not found`);
-        const work = await reopenFailedWork(tx, row.queue, row.job_id, deps.sweepAfterMs);
+        const work = await reopenFailedWork(tx, row.queue, row.job_id, deps.enqueue);
         if (!work) throw new AppError('NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE');
         await markReplayed(tx, [row.id]);
         await reopenDeliveries(tx, webhookDeliveriesOf([work]));
@@ -207,7 +193,7 @@ export function undeliveredRoutes(api: Api, deps: UndeliveredDeps): void {
         const batch = rows.slice(0, body.limit);
         const works: WorkRow[] = [];
         for (const row of batch) {
-          const work = await reopenFailedWork(tx, row.queue, row.job_id, deps.sweepAfterMs);
+          const work = await reopenFailedWork(tx, row.queue, row.job_id, deps.enqueue);
           if (work) works.push(work);
         }
         await reopenDeliveries(tx, webhookDeliveriesOf(works));

@@ -1,7 +1,7 @@
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { markJobsReplayed } from '../../db/queries/undelivered.js';
-import type { attemptView, targetView } from '../../db/webhooks.js';
+import type { attemptView, targetView } from '../../db/webhook-log.js';
 import {
   enableTarget,
   fanOutMissed,
@@ -13,16 +13,12 @@ import {
   lockFailedDeliveries,
   reopenDeliveries,
   type DeliveryView,
-} from '../../db/webhooks.js';
+} from '../../db/webhook-log.js';
 import { AppError } from '../../lib/errors.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import { deliveryJobIds } from '../../queues/webhooks.js';
-import {
-  redispatchWork,
-  reopenFailedWork,
-  type EnqueueContext,
-  type WorkRow,
-} from '../../queues/work.js';
+import { reopenFailedWork, type WorkRow, type WorkSettings } from '../../db/work.js';
+import { redispatchWork, type EnqueueContext } from '../../queues/work.js';
 import { assertTenant, type Principal } from '../auth/principal.js';
 import { findTenant } from '../../db/queries/tenants.js';
 import { reply } from '../error-handler.js';
@@ -153,7 +149,7 @@ async function reopenDeliveryWork(
   tx: CommonQueryMethods,
   tenant: string,
   delivery: { id: number; event_id: string; target: string },
-  sweepAfterMs: number,
+  settings: WorkSettings,
 ): Promise<WorkRow | null> {
   const ids = deliveryJobIds({
     tenantId: tenant,
@@ -162,7 +158,7 @@ async function reopenDeliveryWork(
     deliveryId: delivery.id,
   });
   for (const jobId of ids) {
-    const work = await reopenFailedWork(tx, 'webhooks', jobId, sweepAfterMs);
+    const work = await reopenFailedWork(tx, 'webhooks', jobId, settings);
     if (work) return work;
   }
   return null;
@@ -270,7 +266,7 @@ export function webhookRoutes(
             tx,
             params.ccid,
             { ...delivery, target: params.name },
-            deps.enqueue.sweepAfterMs,
+            deps.enqueue,
           );
           if (work) works.push(work);
         }
@@ -358,7 +354,7 @@ export function webhookRoutes(
       const work = await db.transaction(async tx => {
         const reopened =
           row.state === 'failed'
-            ? await reopenDeliveryWork(tx, params.ccid, row, deps.enqueue.sweepAfterMs)
+            ? await reopenDeliveryWork(tx, params.ccid, row, deps.enqueue)
             : null;
         if (!reopened) throw new AppError('NEXUS_ERR_UNDELIVERED_NOT_REPLAYABLE');
         await reopenDeliveries(tx, [row.id]);
