@@ -97,6 +97,8 @@ export const OPERATIONAL_EVENT_DATA = {
       eventId: z.string().uuid(),
       eventType: z.string(),
       attempts: z.number().int(),
+      /** The failure's catalogue code (docs/errors.md, "Failed work"); `reason` its detail. */
+      code: z.string(),
       reason: z.string(),
     })
     .strict(),

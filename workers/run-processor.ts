@@ -5,7 +5,7 @@ import {
   type Processor as BullProcessor,
 } from 'bullmq';
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
-import { coerceError } from '../lib/errors.js';
+import { coerceError, failureCodeOf, WorkFailure, type FailureCode } from '../lib/errors.js';
 import { classifyFailure, deferralDelayMs } from '../lib/infrastructure.js';
 import type { Logger } from '../lib/logger.js';
 import { jobDuration, jobsActive, jobsTotal } from '../lib/metrics.js';
@@ -40,7 +40,9 @@ export interface JobContext {
 
 /**
  * A processor: one async function per queue. Throw to retry (BullMQ's attempts and backoff
- * apply); throw `UnrecoverableError` for a permanent failure; return for success or a no-op.
+ * apply); throw a `WorkFailure` (lib/errors.ts) for a permanent failure, with the catalogue code
+ * its undelivered record carries (a retried one with `retry: true` names the code the last
+ * attempt's failure is recorded with); return for success or a no-op.
  */
 export type Processor<D extends QueueDefinition = QueueDefinition> = ((
   payload: PayloadOf<D>,
@@ -72,20 +74,6 @@ export class StaleWorkError extends Error {
 /** The job has no work row at all: not this deployment's job. */
 class ForeignJobError extends Error {
   override readonly name = 'ForeignJobError';
-}
-
-/**
- * A permanent failure that knows how many attempts the work had: processors that count their own
- * attempts (claimsItself) report the number for the undelivered record.
- */
-export class FinalFailure extends UnrecoverableError {
-  constructor(
-    message: string,
-    readonly attempts: number,
-  ) {
-    super(message);
-    this.name = 'UnrecoverableError';
-  }
 }
 
 /**
@@ -141,7 +129,8 @@ export function instrumentProcessor<D extends QueueDefinition>(
     deferMaxMs?: number | undefined;
     /** Called once a final failure is recorded (e.g. to flag the customer's interaction). */
     onFinalFailure?:
-      ((queue: string, payload: unknown, reason: string) => Promise<void>) | undefined;
+      | ((queue: string, payload: unknown, reason: string, code: FailureCode) => Promise<void>)
+      | undefined;
   },
 ): BullProcessor {
   const queue = definition.name;
@@ -193,7 +182,8 @@ export function instrumentProcessor<D extends QueueDefinition>(
       const parsed = definition.schema.safeParse(job.data);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
-        throw new UnrecoverableError(
+        throw new WorkFailure(
+          'NEXUS_ERR_WORK_INVALID_PAYLOAD',
           `invalid payload: ${issue?.path.join('.') ?? ''} ${issue?.message ?? ''}`.trim(),
         );
       }
@@ -291,16 +281,21 @@ export function instrumentProcessor<D extends QueueDefinition>(
       log.error({ err: error }, 'job failed for good');
       if (definition.durable) {
         try {
+          // The failure's catalogue code (the generic one when it has none), the message as detail;
+          // processors that count their own attempts (claimsItself) report them on the failure.
+          const code = failureCodeOf(error);
+          const reason = error.message || error.name;
           const recorded = await recordFinalFailure(deps.db, {
             queue,
             jobId,
             tenantId: definition.tenantOf(job.data as PayloadOf<D>) ?? null,
-            reason: error.message || error.name,
-            attempts: error instanceof FinalFailure ? error.attempts : attempts,
+            code,
+            reason,
+            attempts: (error instanceof WorkFailure ? error.attempts : undefined) ?? attempts,
             firstAttemptAt,
             lastAttemptAt: new Date(),
           });
-          if (recorded) await deps.onFinalFailure?.(queue, job.data, error.message || error.name);
+          if (recorded) await deps.onFinalFailure?.(queue, job.data, reason, code);
         } catch (recordError) {
           // The sweeper records it later: the row stays pending and BullMQ keeps the failed job.
           log.error({ err: recordError }, 'could not record undelivered work; the sweeper will');

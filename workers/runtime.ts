@@ -2,7 +2,7 @@ import { Worker } from 'bullmq';
 import type { DatabasePool } from 'slonik';
 import type { Config } from '../lib/config.js';
 import { deploymentId } from '../db/queries/deployment.js';
-import { AppError, isAppError } from '../lib/errors.js';
+import { AppError, isAppError, type FailureCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { stampQueuePrefix } from '../lib/queue-prefix.js';
 import { closeRedis, createRedis, type RedisConnection } from '../lib/redis.js';
@@ -29,7 +29,12 @@ export interface WorkerRuntimeOptions {
   /** Queue names to run; all queues when undefined. */
   select?: readonly string[] | undefined;
   /** Called once a job's final failure is recorded as undelivered. */
-  onFinalFailure?: (queue: string, payload: unknown, reason: string) => Promise<void>;
+  onFinalFailure?: (
+    queue: string,
+    payload: unknown,
+    reason: string,
+    code: FailureCode,
+  ) => Promise<void>;
   /** Overrides BullMQ's lock timings (tests shrink them). */
   lock?: { lockDuration?: number; stalledInterval?: number };
 }

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import { sql, type DatabasePool } from 'slonik';
 import { z } from 'zod';
+import { GENERIC_FAILURE_CODE } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { sweeperReenqueuedTotal } from '../lib/metrics.js';
 import { isQueueName, QUEUES, SWEEP_SCHEDULER_ID, type QueueSet } from '../queues/index.js';
@@ -102,10 +103,13 @@ export async function sweepPendingWork(
         sweeperReenqueuedTotal.inc({ queue: row.queue, reason });
         result.reenqueued++;
       } else if (state === 'failed') {
+        // BullMQ keeps only the failure's message: a stall-out is coded as one, anything else
+        // (the runner could not record it) with the generic code, its message as the detail.
         const recorded = await recordFinalFailure(tx, {
           queue: row.queue,
           jobId: row.job_id,
           tenantId: row.tenant_id,
+          code: stalled ? 'NEXUS_ERR_WORK_STALLED' : GENERIC_FAILURE_CODE,
           reason:
             counts && counts.stalls >= MAX_STALLS
               ? `stalled out ${counts.stalls + 1} times (the job may crash or block its worker): ${job?.failedReason}`

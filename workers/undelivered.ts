@@ -2,7 +2,7 @@ import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { flagUndelivered, type InteractionEvent } from '../db/conversation.js';
 import { applySmsStatus } from '../db/queries/sms.js';
 import { applyCampaignStatus } from '../db/queries/sms-campaigns.js';
-import { GENERIC_FAILURE_CODE, type FailureCode } from '../lib/errors.js';
+import type { FailureCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { upsertUndelivered, type UndeliveredFailure } from '../db/queries/undelivered.js';
 import { undeliveredTotal } from '../lib/metrics.js';
@@ -36,8 +36,8 @@ export function flagCustomerUndelivered(
   db: DatabasePool,
   publish: (events: InteractionEvent[]) => void,
   log: Logger,
-): (queue: string, payload: unknown, reason: string, code?: FailureCode) => Promise<void> {
-  return async (queue, payload, reason, code = GENERIC_FAILURE_CODE) => {
+): (queue: string, payload: unknown, reason: string, code: FailureCode) => Promise<void> {
+  return async (queue, payload, reason, code) => {
     if (queue !== 'outbound-sms' && queue !== 'outbound-email') return;
     const messageId = (payload as { messageId?: unknown } | null)?.messageId;
     if (typeof messageId !== 'string') return;

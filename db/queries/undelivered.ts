@@ -1,6 +1,6 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import { GENERIC_FAILURE_CODE, type FailureCode } from '../../lib/errors.js';
+import type { FailureCode } from '../../lib/errors.js';
 
 /**
  * The `undelivered` table: one record per job that failed for good, with its catalogue `code`
@@ -31,8 +31,8 @@ export interface UndeliveredFailure {
   queue: string;
   jobId: string;
   tenantId: string | null;
-  /** Why, as a catalogue code; the generic one when not given. */
-  code?: FailureCode | undefined;
+  /** Why, as a catalogue code (the generic one for a failure without its own). */
+  code: FailureCode;
   /** Why, in words (the code's detail). */
   reason: string;
   attempts: number;
@@ -47,7 +47,7 @@ export async function upsertUndelivered(
 ): Promise<void> {
   await tx.query(sql.unsafe`
     INSERT INTO undelivered (queue, job_id, tenant_id, code, reason, attempts, first_attempt_at, last_attempt_at)
-    VALUES (${failure.queue}, ${failure.jobId}, ${failure.tenantId}, ${failure.code ?? GENERIC_FAILURE_CODE},
+    VALUES (${failure.queue}, ${failure.jobId}, ${failure.tenantId}, ${failure.code},
             ${failure.reason.slice(0, 2_000)}, ${failure.attempts},
             ${failure.firstAttemptAt?.toISOString() ?? null}, ${failure.lastAttemptAt.toISOString()})
     ON CONFLICT (queue, job_id) DO UPDATE SET

@@ -9,7 +9,7 @@ import {
 import type { Config } from '../../lib/config.js';
 import { classifyAttempt, nextDelayMs, type AttemptOutcome } from '../../domain/delivery-policy.js';
 import { EgressBlockedError, EgressGuard } from '../../lib/egress.js';
-import { coerceError } from '../../lib/errors.js';
+import { coerceError, GENERIC_FAILURE_CODE, type FailureCode } from '../../lib/errors.js';
 import { FairLimit } from '../fair-limit.js';
 import { GroupCommit } from '../../lib/group-commit.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
@@ -76,6 +76,14 @@ export interface Attempt {
   delayMs: number | undefined;
   /** Why the delivery failed for good (a permanent failure or the end of the schedule). */
   reason: string | undefined;
+  /** The same, as a catalogue code (docs/errors.md, "Failed work"). */
+  code: FailureCode | undefined;
+}
+
+/** Why a delivery failed for good: a catalogue code and its detail. */
+export interface DeliveryFailure {
+  code: FailureCode;
+  reason: string;
 }
 
 /** How much of a receiver's answer is kept in the attempt log. */
@@ -172,10 +180,13 @@ export function createWebhookAttempts(deps: WebhookAttemptDeps) {
     let outcome: AttemptOutcome;
     let retryAfter: string | undefined;
     let blocked = false;
+    // The code of a `failed` outcome: the receiver refused, unless nothing was sent.
+    let refusal: FailureCode = 'NEXUS_ERR_WEBHOOK_REFUSED';
     if (!target?.enabled) {
       error = target
         ? `not sent: the target is disabled (${target.disabledReason ?? 'no reason'})`
         : 'not sent: the target no longer exists';
+      refusal = target ? 'NEXUS_ERR_WEBHOOK_TARGET_DISABLED' : 'NEXUS_ERR_WEBHOOK_TARGET_MISSING';
       outcome = { kind: 'failed', reason: error };
     } else {
       try {
@@ -188,6 +199,7 @@ export function createWebhookAttempts(deps: WebhookAttemptDeps) {
         const failure = coerceError(thrown);
         error = failure.message.slice(0, ERROR_TEXT_MAX);
         blocked = failure instanceof EgressBlockedError;
+        if (blocked) refusal = 'NEXUS_ERR_EGRESS_BLOCKED';
         outcome = blocked
           ? { kind: 'failed', reason: `blocked by the egress guard: ${failure.message}` }
           : classifyAttempt(undefined);
@@ -207,10 +219,18 @@ export function createWebhookAttempts(deps: WebhookAttemptDeps) {
       : outcome.kind === 'retry' || outcome.kind === 'delivered'
         ? undefined
         : outcome.reason;
+    const code: FailureCode | undefined = exhausted
+      ? 'NEXUS_ERR_WEBHOOK_EXHAUSTED'
+      : outcome.kind === 'gone'
+        ? 'NEXUS_ERR_WEBHOOK_GONE'
+        : outcome.kind === 'failed'
+          ? refusal
+          : undefined;
     return {
       target,
       delayMs,
       reason,
+      code,
       record: {
         deliveryId: delivery.id,
         jobId: undefined,
@@ -232,13 +252,13 @@ export function createWebhookAttempts(deps: WebhookAttemptDeps) {
   /**
    * What follows a failed attempt whatever job made it: a 410 disables the target, a failure
    * may end its failing window; a delivery that failed for good is announced with a
-   * `delivery.exhausted` event. Answers the reason it failed for good, if it did.
+   * `delivery.exhausted` event. Answers why it failed for good, if it did.
    */
   const afterFailure = async (
     delivery: DeliveryRow,
     result: Attempt,
     attempts: number,
-  ): Promise<string | undefined> => {
+  ): Promise<DeliveryFailure | undefined> => {
     const { target, record } = result;
     if (target?.enabled) {
       if (record.outcome === 'gone') await disable(target, result.reason ?? 'gone', 0);
@@ -252,6 +272,7 @@ export function createWebhookAttempts(deps: WebhookAttemptDeps) {
     }
     if (result.delayMs !== undefined) return undefined;
     const reason = result.reason ?? 'failed';
+    const code = result.code ?? GENERIC_FAILURE_CODE;
     if (delivery.interaction_id !== null || !delivery.type.startsWith('delivery.')) {
       // Operational events about failed operational deliveries would feed each other.
       await db.transaction(tx =>
@@ -261,11 +282,12 @@ export function createWebhookAttempts(deps: WebhookAttemptDeps) {
           eventId: delivery.event_id,
           eventType: delivery.type,
           attempts,
+          code,
           reason,
         }),
       );
     }
-    return reason;
+    return { code, reason };
   };
   /** One POST: the exact signed bytes, the target's headers, no redirects, the timeout. */
   const send = (target: WebhookTarget, delivery: DeliveryRow, at: Date) => {

@@ -20,7 +20,8 @@ import {
   type WebhookPayload,
 } from '../../queues/webhooks.js';
 import { dispatchWork, enqueueContext } from '../../queues/work.js';
-import { FinalFailure, StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
+import { WorkFailure } from '../../lib/errors.js';
+import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
 import { recordFinalFailure } from '../undelivered.js';
 import { WebhookDispatcher } from '../webhook-dispatcher.js';
 import { createWebhookAttempts } from './webhooks-attempt.js';
@@ -114,8 +115,8 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
       if (!recorded.pending) throw new StaleWorkError();
       return;
     }
-    const reason = await attempts.afterFailure(delivery, result, recorded.attempt);
-    if (reason === undefined) {
+    const failed = await attempts.afterFailure(delivery, result, recorded.attempt);
+    if (failed === undefined) {
       ctx.log.info(
         {
           deliveryId: delivery.id,
@@ -129,7 +130,7 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
       await ctx.job.moveToDelayed(Date.now() + (result.delayMs ?? 0), ctx.token);
       throw new DelayedError();
     }
-    throw new FinalFailure(reason, recorded.attempt);
+    throw new WorkFailure(failed.code, failed.reason, { attempts: recorded.attempt });
   };
 
   /**
@@ -166,8 +167,8 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
         }));
         const delivered = result.record.outcome === 'delivered';
         if (delivered || !recorded.work) return;
-        const reason = await attempts.afterFailure(delivery, result, recorded.attempt);
-        if (reason === undefined) {
+        const failed = await attempts.afterFailure(delivery, result, recorded.attempt);
+        if (failed === undefined) {
           ctx.log.info(
             {
               deliveryId: delivery.id,
@@ -185,7 +186,8 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
           queue: webhooksQueue.name,
           jobId: recorded.work.jobId,
           tenantId: delivery.tenant_id,
-          reason,
+          code: failed.code,
+          reason: failed.reason,
           attempts: recorded.attempt,
           firstAttemptAt: result.record.startedAt,
           lastAttemptAt: new Date(),
