@@ -2,17 +2,19 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
 /**
+ * The only module that reads `process.env`. Every variable is documented in the README's
+ * configuration table; keep the two in step (lib/config.test.ts checks it). One file on purpose,
+ * though long: the schema of every variable, the typed view built from it and the cross-field
+ * checks must be read together, as the README's table is.
+ */
+
+/**
  * The default webhook retry schedule (domain/delivery-policy.ts applies it): immediately, 5 s,
  * 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (seconds).
  */
 export const DEFAULT_RETRY_SCHEDULE: readonly number[] = [
   0, 5, 300, 1_800, 7_200, 18_000, 36_000, 36_000,
 ];
-
-/**
- * The only module that reads `process.env`. Every variable is documented in the README's
- * configuration table; keep the two in step (test/unit/config.test.ts checks it).
- */
 
 const booleanString = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'], {

@@ -6,7 +6,8 @@ import type { Logger } from './logger.js';
  * Every metric the process exposes, in one registry, with the names the guide documents
  * (`nexus_request_total`, `nexus_errors_total`, `nexus_redis_*`, `nexus_db_*`, and prom-client's
  * process / Node.js metrics under the `nexus_` prefix). One registry per process: the API and the
- * workers share it when they run in one process.
+ * workers share it when they run in one process. One file on purpose, though long: the list of
+ * every metric is what an operator reads next to the dashboards, and the names must stay unique.
  */
 export const registry = new Registry();
 collectDefaultMetrics({ register: registry, prefix: 'nexus_' });
