@@ -16,7 +16,7 @@ import type { ChatServices } from '../chat/chat-services.js';
 import type { Participant } from '../chat/conversation.js';
 import { presentEvent } from '../presenters.js';
 import { Feed, type EventLoader, type FeedHub, type FillTrigger } from './feed.js';
-import { failure, handshakeError, ok, type Ack } from './replies.js';
+import { failure, handshakeError, ok, refusal, type Ack } from './replies.js';
 import { chatMessage, clientSeq } from './requests.js';
 
 /**
@@ -168,13 +168,13 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
       const parsed = presenceChange.safeParse(payload ?? {});
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
-        ack?.({
-          status: {
-            code: 'NEXUS_ERR_VALIDATION',
-            message: `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
-            field: issue?.path.join('.'),
-          },
-        });
+        ack?.(
+          refusal(
+            'NEXUS_ERR_VALIDATION',
+            `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+            issue?.path.join('.'),
+          ),
+        );
         return;
       }
       chat.desk.presence(agent.tenant, agent.id, parsed.data).then(
@@ -197,30 +197,30 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
         typeof interactionId !== 'string' ||
         !z.string().uuid().safeParse(interactionId).success
       ) {
-        ack?.({
-          status: {
-            code: 'NEXUS_ERR_VALIDATION',
-            message: 'interactionId must be an interaction id',
-            field: 'interactionId',
-          },
-        });
+        ack?.(
+          refusal(
+            'NEXUS_ERR_VALIDATION',
+            'interactionId must be an interaction id',
+            'interactionId',
+          ),
+        );
         return;
       }
       const from = lastSeq === undefined || lastSeq === null ? 0 : clientSeq(lastSeq);
       if (from === undefined) {
-        ack?.({
-          status: {
-            code: 'NEXUS_ERR_VALIDATION',
-            message: 'lastSeq must be an integer of 0 or more (the last seq read)',
-            field: 'lastSeq',
-          },
-        });
+        ack?.(
+          refusal(
+            'NEXUS_ERR_VALIDATION',
+            'lastSeq must be an integer of 0 or more (the last seq read)',
+            'lastSeq',
+          ),
+        );
         return;
       }
       findInteraction(db, agent.tenant, interactionId).then(
         row => {
           if (!row) {
-            ack?.({ status: { code: 'NEXUS_ERR_NOT_FOUND', message: 'interaction not found' } });
+            ack?.(refusal('NEXUS_ERR_NOT_FOUND', 'interaction not found'));
             return;
           }
           // A seq past the head counts as the head: later events are still shown.
@@ -235,15 +235,13 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
       const parsed = chatMessage.safeParse(rest);
       const validId = z.string().uuid().safeParse(interactionId);
       if (!validId.success || !parsed.success) {
-        ack?.({
-          status: {
-            code: 'NEXUS_ERR_VALIDATION',
-            message: 'send {interactionId, text, clientMessageId?}',
-            field: validId.success
-              ? (parsed.error?.issues[0]?.path.join('.') ?? 'text')
-              : 'interactionId',
-          },
-        });
+        ack?.(
+          refusal(
+            'NEXUS_ERR_VALIDATION',
+            'send {interactionId, text, clientMessageId?}',
+            validId.success ? (parsed.error?.issues[0]?.path.join('.') ?? 'text') : 'interactionId',
+          ),
+        );
         return;
       }
       chat.desk

@@ -6,7 +6,7 @@ import type { CustomerChat } from '../chat/customer-chat.js';
 import { customerEvent, customerParticipant } from '../chat/customer-events.js';
 import { customer } from '../presenters.js';
 import { Feed, type EventLoader, type FeedHub, type FeedView } from './feed.js';
-import { failure, handshakeError, ok, type Ack } from './replies.js';
+import { failure, handshakeError, ok, refusal, type Ack } from './replies.js';
 import { chatMessage, clientSeq } from './requests.js';
 
 /**
@@ -67,13 +67,8 @@ export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps)
     socket.on('message', (payload: unknown, ack?: Ack) => {
       const parsed = chatMessage.safeParse(payload);
       if (!parsed.success) {
-        ack?.({
-          status: {
-            code: 'NEXUS_ERR_VALIDATION',
-            message: parsed.error.issues[0]?.message,
-            field: parsed.error.issues[0]?.path.join('.'),
-          },
-        });
+        const issue = parsed.error.issues[0];
+        ack?.(refusal('NEXUS_ERR_VALIDATION', issue?.message, issue?.path.join('.')));
         return;
       }
       const client = {
@@ -106,13 +101,7 @@ export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps)
     socket.on('read', (payload: unknown, ack?: Ack) => {
       const seq = Number((payload as { seq?: unknown } | undefined)?.seq);
       if (!Number.isSafeInteger(seq) || seq < 1) {
-        ack?.({
-          status: {
-            code: 'NEXUS_ERR_VALIDATION',
-            message: 'seq must be a positive integer',
-            field: 'seq',
-          },
-        });
+        ack?.(refusal('NEXUS_ERR_VALIDATION', 'seq must be a positive integer', 'seq'));
         return;
       }
       chat.conversation.read(session.tenant_id, session.interaction_id, me, seq).then(

@@ -1,4 +1,4 @@
-import { coerceError, isAppError } from '../../lib/errors.js';
+import { AppError, coerceError, isAppError, type ErrorCode } from '../../lib/errors.js';
 import { toAppError } from '../error-handler.js';
 
 /**
@@ -27,6 +27,13 @@ export const failure = (thrown: unknown) => {
     },
   };
 };
+
+/**
+ * A refusal the handler decides itself (invalid input, nothing found): a catalogue code, shaped
+ * as {@link failure} shapes any error.
+ */
+export const refusal = (code: ErrorCode, message: string | undefined, field?: string) =>
+  failure(new AppError(code, message, field));
 
 /** A handshake refusal the client sees as `connect_error` with `data.code`. */
 export function handshakeError(thrown: unknown): Error {
