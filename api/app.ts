@@ -81,7 +81,8 @@ export function buildApp(deps: AppDeps): BuiltApp {
     }),
   );
   app.use(express.urlencoded({ extended: false, limit: config.http.bodyLimit }));
-  // Media uploads arrive as multipart bodies signed over their raw bytes (api/routes/sms.ts).
+  // Media uploads arrive as multipart bodies signed over their raw bytes
+  // (api/routes/sms/third-party.ts).
   app.use(
     '/nexus/v3/channels/:channelId/media',
     express.raw({
@@ -102,7 +103,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     db,
     queues: deps.queues,
     log,
-    sweepAfterMs: config.workers.sweepAfterMs,
+    enqueue,
     tokens,
     publisher: new RealtimePublisher(deps.redis, config, log),
     sessionLimit: config.chatSessionLimit,

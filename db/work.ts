@@ -40,16 +40,6 @@ export function workSettings(config: Pick<Config, 'workers'>): WorkSettings {
   return { sweepAfterMs: config.workers.sweepAfterMs };
 }
 
-/**
- * Compatibility: the bare number of milliseconds that callers passed before {@link WorkSettings}
- * (api/routes/sms.ts, api/chat/chat-service.ts and some tests still do). Remove with the last one.
- */
-export type WorkSettingsOrMs = WorkSettings | number;
-
-export function settingsOf(settings: WorkSettingsOrMs): WorkSettings {
-  return typeof settings === 'number' ? { sweepAfterMs: settings } : settings;
-}
-
 /** When a row written now is first due for a sweep. */
 const nextSweep = (settings: WorkSettings) =>
   sql.fragment`now() + make_interval(secs => ${settings.sweepAfterMs / 1000})`;
@@ -245,11 +235,11 @@ export async function reopenFailedWork(
   tx: CommonQueryMethods,
   queue: string,
   jobId: string,
-  settings: WorkSettingsOrMs,
+  settings: WorkSettings,
 ): Promise<WorkRow | null> {
   return tx.maybeOne(sql.type(workRow)`
     UPDATE work SET state = 'pending', finished_at = NULL, updated_at = now(), stalls = 0,
-                    next_sweep_at = ${nextSweep(settingsOf(settings))}
+                    next_sweep_at = ${nextSweep(settings)}
     WHERE queue = ${queue} AND job_id = ${jobId} AND state = 'failed'
     RETURNING ${workColumns}`);
 }

@@ -2,12 +2,10 @@ import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import {
   insertWork,
   insertWorks,
-  settingsOf,
   sweepSoon,
   workSettings,
   type WorkRow,
   type WorkSettings,
-  type WorkSettingsOrMs,
   type WorkState,
 } from '../db/work.js';
 import type { Config } from '../lib/config.js';
@@ -58,13 +56,13 @@ export function enqueueContext(
  * Writes the work row inside the caller's transaction. Idempotent on the queue's key: recording
  * the same work twice returns the first row with `created: false`.
  * Call {@link dispatchWork} after the transaction commits. `settings` is the caller's
- * {@link EnqueueContext} (a bare number of milliseconds is the old form, still accepted).
+ * {@link EnqueueContext}.
  */
 export async function recordWork<D extends QueueDefinition>(
   tx: CommonQueryMethods,
   definition: D,
   payload: PayloadOf<D>,
-  settings: WorkSettingsOrMs,
+  settings: WorkSettings,
 ): Promise<WorkRecord> {
   const data: unknown = definition.schema.parse(payload);
   const jobId = definition.jobId(data);
@@ -72,7 +70,7 @@ export async function recordWork<D extends QueueDefinition>(
     tx,
     definition.name,
     { jobId, tenantId: definition.tenantOf(data) ?? null, payload: data },
-    settingsOf(settings),
+    settings,
   );
   return { ...row, queue: definition.name, jobId, payload: data };
 }
@@ -85,7 +83,7 @@ export async function recordWorkBatch<D extends QueueDefinition>(
   tx: CommonQueryMethods,
   definition: D,
   payloads: readonly PayloadOf<D>[],
-  settings: WorkSettingsOrMs,
+  settings: WorkSettings,
 ): Promise<WorkRecord[]> {
   if (payloads.length === 0) return [];
   const items = payloads.map(payload => {
@@ -96,7 +94,7 @@ export async function recordWorkBatch<D extends QueueDefinition>(
       tenantId: definition.tenantOf(data) ?? null,
     };
   });
-  const { created, before } = await insertWorks(tx, definition.name, items, settingsOf(settings));
+  const { created, before } = await insertWorks(tx, definition.name, items, settings);
   return items.flatMap(item => {
     const row = created.get(item.jobId) ?? before.get(item.jobId);
     if (!row) return [];
@@ -222,9 +220,3 @@ export async function redispatchWork(ctx: EnqueueContext, rows: readonly WorkRow
     })),
   );
 }
-
-/**
- * Compatibility until workers/processors/inbound.ts (being edited by another change) imports it
- * from db/work.ts: remove then.
- */
-export { completeWorks } from '../db/work.js';

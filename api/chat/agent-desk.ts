@@ -36,9 +36,11 @@ import type { Conversation } from './conversation.js';
 
 export interface AgentDeskDeps {
   db: DatabasePool;
+  /** Producers and the logger, to time out the offers routing makes. */
   queues: QueueSet;
   log: Logger;
-  sweepAfterMs: number;
+  /** Where an SMS reply's outbound work is recorded and enqueued. */
+  enqueue: EnqueueContext;
   publisher: RealtimePublisher;
   /** The most segments an outbound SMS may take (NEXUS_SMS_MAX_SEGMENTS). */
   smsMaxSegments?: number;
@@ -46,19 +48,10 @@ export interface AgentDeskDeps {
 
 /** What an agent does to the chats offered or assigned to it, and to its own presence. */
 export class AgentDesk {
-  private readonly enqueue: EnqueueContext;
-
   constructor(
     private readonly deps: AgentDeskDeps,
     private readonly conversation: Conversation,
-  ) {
-    this.enqueue = {
-      db: deps.db,
-      queues: deps.queues,
-      log: deps.log,
-      sweepAfterMs: deps.sweepAfterMs,
-    };
-  }
+  ) {}
 
   /** An agent's message: numbered at once (after any customer message still waiting). */
   async agentMessage(
@@ -102,12 +95,12 @@ export class AgentDesk {
           tx,
           outboundSmsQueue,
           { tenantId, messageId: stored.id },
-          this.deps.sweepAfterMs,
+          this.deps.enqueue,
         );
       }
       return [...joined, ...(await sequencePendingMessages(tx, interactionId))];
     });
-    if (work) await dispatchWork(this.enqueue, [work]);
+    if (work) await dispatchWork(this.deps.enqueue, [work]);
     return result;
   }
 

@@ -13,8 +13,7 @@ import { interactionState } from '../../db/queries/interaction-state.js';
 import { insertInteraction } from '../../db/queries/interactions.js';
 import { AppError } from '../../lib/errors.js';
 import { GroupCommit } from '../../lib/group-commit.js';
-import type { Logger } from '../../lib/logger.js';
-import { inboundQueue, type QueueSet } from '../../queues/index.js';
+import { inboundQueue } from '../../queues/index.js';
 import {
   dispatchWork,
   recordWork,
@@ -32,9 +31,8 @@ import { BUSY_RETRY_AFTER_S } from '../error-handler.js';
 
 export interface CustomerChatDeps {
   db: DatabasePool;
-  queues: QueueSet;
-  log: Logger;
-  sweepAfterMs: number;
+  /** Where the inbound work of sessions and messages is recorded and enqueued. */
+  enqueue: EnqueueContext;
   tokens: TokenService;
   /** What one session may send per replica (messages, typing, reads); see NEXUS_CHAT_SESSION_LIMIT. */
   sessionLimit?: { points: number; seconds: number };
@@ -69,7 +67,6 @@ export interface ChatClient {
 
 /** A customer's chat sessions and their messages' intake. */
 export class CustomerChat {
-  private readonly enqueue: EnqueueContext;
   /**
    * Customer messages of concurrent requests are stored in one statement and their jobs added
    * in one Redis call (group commit); each request answers once its batch is committed. A batch
@@ -79,7 +76,10 @@ export class CustomerChat {
    */
   private readonly intake = new GroupCommit<CustomerMessageIntake, IntakeResult>(
     async intakes => {
-      const results = await acceptCustomerMessages(this.deps.db, intakes, { skipLocked: true });
+      const results = await acceptCustomerMessages(this.deps.db, intakes, {
+        skipLocked: true,
+        settings: this.deps.enqueue,
+      });
       await this.dispatchIntakes(intakes, results);
       return results;
     },
@@ -96,12 +96,6 @@ export class CustomerChat {
   constructor(private readonly deps: CustomerChatDeps) {
     const limit = deps.sessionLimit ?? { points: 30, seconds: 10 };
     this.sessionLimiter = new RateLimiterMemory({ points: limit.points, duration: limit.seconds });
-    this.enqueue = {
-      db: deps.db,
-      queues: deps.queues,
-      log: deps.log,
-      sweepAfterMs: deps.sweepAfterMs,
-    };
   }
 
   async startSession(
@@ -139,11 +133,11 @@ export class CustomerChat {
           interactionId,
           receivedAt: new Date().toISOString(),
         },
-        this.deps.sweepAfterMs,
+        this.deps.enqueue,
       );
       return { session: row, work: record };
     });
-    await dispatchWork(this.enqueue, [work]);
+    await dispatchWork(this.deps.enqueue, [work]);
     const clientToken = await this.deps.tokens.signClient({
       sessionId,
       participantId,
@@ -257,7 +251,7 @@ export class CustomerChat {
       participantId: client.participantId,
       text,
       clientMessageId,
-      work: { queue: inboundQueue.name, jobId, payload, sweepAfterMs: this.deps.sweepAfterMs },
+      work: { queue: inboundQueue.name, jobId, payload },
     };
     // A chat with a message stored alone in flight: this one follows it, in order.
     let result = this.aloneTails.has(client.interactionId)
@@ -319,7 +313,10 @@ export class CustomerChat {
   }
 
   private async storeAlone(intake: CustomerMessageIntake): Promise<IntakeResult> {
-    const results = await acceptCustomerMessages(this.deps.db, [intake], { skipLocked: false });
+    const results = await acceptCustomerMessages(this.deps.db, [intake], {
+      skipLocked: false,
+      settings: this.deps.enqueue,
+    });
     await this.dispatchIntakes([intake], results);
     const [result] = results;
     if (!result) throw new Error('acceptCustomerMessages answered no row for a message');
@@ -345,6 +342,6 @@ export class CustomerChat {
         });
       }
     });
-    await dispatchWork(this.enqueue, records);
+    await dispatchWork(this.deps.enqueue, records);
   }
 }

@@ -170,7 +170,7 @@ export async function receiveInboundSms(
           interactionId: stored.interactionId,
           messageId: stored.messageId,
         },
-        deps.enqueue.sweepAfterMs,
+        deps.enqueue,
       ),
     ];
     if (keyword.action === 'help') {
@@ -205,7 +205,7 @@ export async function recordReceipts(
   const works = await deps.db.transaction(async tx => {
     const recorded = [];
     for (const receipt of receipts) {
-      recorded.push(await recordWork(tx, receiptsQueue, receipt, deps.enqueue.sweepAfterMs));
+      recorded.push(await recordWork(tx, receiptsQueue, receipt, deps.enqueue));
     }
     return recorded;
   });

@@ -92,6 +92,6 @@ export async function recordHelpReply(
     tx,
     outboundSmsQueue,
     { tenantId: help.tenantId, messageId: message.id },
-    enqueue.sweepAfterMs,
+    enqueue,
   );
 }

@@ -14,19 +14,15 @@ export interface CustomerMessageIntake {
   participantId: string;
   text: string;
   clientMessageId: string | null;
-  /**
-   * The inbound work row that goes with it (Postgres-first, design §3). `sweepAfterMs` is the old
-   * form of the work settings (pass `settings` to {@link acceptCustomerMessages} instead), kept
-   * until the chat service passes them.
-   */
-  work: { queue: string; jobId: string; payload: unknown; sweepAfterMs?: number };
+  /** The inbound work row that goes with it (Postgres-first, design §3). */
+  work: { queue: string; jobId: string; payload: unknown };
 }
 
 export interface IntakeOptions {
   /** Skip interactions locked by something stronger than a numbering lock (see below). */
   skipLocked: boolean;
   /** The work settings (the caller's enqueue context). */
-  settings?: WorkSettings | undefined;
+  settings: WorkSettings;
 }
 
 export interface IntakeResult {
@@ -67,10 +63,9 @@ const intakeRow = z.object({
 export async function acceptCustomerMessages(
   db: CommonQueryMethods,
   intakes: readonly CustomerMessageIntake[],
-  options: IntakeOptions = { skipLocked: true },
+  options: IntakeOptions,
 ): Promise<IntakeResult[]> {
   if (intakes.length === 0) return [];
-  const settings = options.settings ?? { sweepAfterMs: intakes[0]?.work.sweepAfterMs ?? 0 };
   const lock = options.skipLocked
     ? sql.fragment`FOR KEY SHARE SKIP LOCKED`
     : sql.fragment`FOR KEY SHARE`;
@@ -110,7 +105,7 @@ export async function acceptCustomerMessages(
     ), work AS (${insertWorkRows(
       sql.fragment`SELECT open.queue, open.job_id, open.tenant_id, open.payload
                    FROM open JOIN message ON message.id = open.id`,
-      settings,
+      options.settings,
     )})
     SELECT input.ord, open.id IS NOT NULL AS open, message.id IS NOT NULL AS stored,
            work.id AS work_id,

@@ -76,7 +76,9 @@ describe('durable enqueue', () => {
   it('rejects a payload that breaks the queue schema before writing anything', async () => {
     await expect(
       h().db.transaction(tx =>
-        recordWork(tx, inboundQueue, { ...message('x'), channel: 'fax' } as never, 1000),
+        recordWork(tx, inboundQueue, { ...message('x'), channel: 'fax' } as never, {
+          sweepAfterMs: 1000,
+        }),
       ),
     ).rejects.toThrow(/channel/);
   });

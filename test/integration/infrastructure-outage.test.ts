@@ -185,7 +185,9 @@ describe('infrastructure outages do not use up attempts', () => {
 
   it('a job that stalled out (its lock lapsed, as when Redis is away) is added again while its work has attempts left', async () => {
     const payload = { tenantId: 't1', messageId: 'm-stall', connector: 'bot' };
-    const record = await h().db.transaction(tx => recordWork(tx, aiConnectorQueue, payload, 0));
+    const record = await h().db.transaction(tx =>
+      recordWork(tx, aiConnectorQueue, payload, { sweepAfterMs: 0 }),
+    );
     const queue = h().queues.get('ai-connector');
     await queue.add('ai-connector', payload, { jobId: record.jobId, attempts: 3 });
     await stallOut(record.jobId);
@@ -204,7 +206,9 @@ describe('infrastructure outages do not use up attempts', () => {
     // Inbound counts its attempt only when its batch commits: a job that crashes its worker
     // every time never uses one, so the stall-outs are what is counted.
     const payload = { tenantId: 't1', messageId: 'm-poison', connector: 'bot' };
-    const record = await h().db.transaction(tx => recordWork(tx, aiConnectorQueue, payload, 0));
+    const record = await h().db.transaction(tx =>
+      recordWork(tx, aiConnectorQueue, payload, { sweepAfterMs: 0 }),
+    );
     // The earlier stall-outs, each re-added by a sweep, as the test above shows for one.
     await h().db.query(
       sql.unsafe`UPDATE work SET stalls = ${MAX_STALLS - 1} WHERE job_id = ${record.jobId}`,

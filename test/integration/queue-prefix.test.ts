@@ -137,7 +137,7 @@ describe('one deployment per queue prefix', () => {
         sink.log,
       );
       const record = await h.db.transaction(tx =>
-        recordWork(tx, aiConnectorQueue, payload, 60_000),
+        recordWork(tx, aiConnectorQueue, payload, { sweepAfterMs: 60_000 }),
       );
       jobId = record.jobId;
       await dispatchWork(h.enqueue, [record]);
@@ -244,7 +244,7 @@ describe('one deployment per queue prefix', () => {
 
     const payload: AiConnectorPayload = { tenantId: 't1', messageId: 'm-1', connector: 'bot' };
     const record = await owner.db.transaction(tx =>
-      recordWork(tx, aiConnectorQueue, payload, 60_000),
+      recordWork(tx, aiConnectorQueue, payload, { sweepAfterMs: 60_000 }),
     );
     await dispatchWork(owner.enqueue, [record]);
 

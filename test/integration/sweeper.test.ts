@@ -70,7 +70,9 @@ describe('sweeper', () => {
     await redis.client.flushall();
     expect(await h.queues.get('maintenance').getJobScheduler(SWEEP_SCHEDULER_ID)).toBeUndefined();
     await h.db.transaction(async tx => {
-      for (let i = 0; i < 20; i++) await recordWork(tx, inboundQueue, message(`after-${i}`), 300);
+      for (let i = 0; i < 20; i++) {
+        await recordWork(tx, inboundQueue, message(`after-${i}`), { sweepAfterMs: 300 });
+      }
     });
     await eventually(async () => (await countByState(h)).done === 70, 20_000, '70 rows done');
 
@@ -126,7 +128,7 @@ describe('sweeper', () => {
 
     // A replay reopened the row but could not remove the failed job from Redis.
     await new Promise(resolve => setTimeout(resolve, 20));
-    await reopenFailedWork(h.db, 'inbound', record.jobId, 0);
+    await reopenFailedWork(h.db, 'inbound', record.jobId, { sweepAfterMs: 0 });
     await h.db.query(sql.unsafe`UPDATE work SET next_sweep_at = now()`);
     expect(await sweepPendingWork(h, { afterMs: 60_000, batch: 100 })).toMatchObject({
       failed: 0,

@@ -31,7 +31,7 @@ import { requeueParked } from '../../db/routing/handover.js';
 import { queueInteraction } from '../../db/routing/queueing.js';
 import { inboundQueue, type InboundPayload, type QueueSet } from '../../queues/index.js';
 import { routeQueues } from '../../queues/routing.js';
-import { completeWorks } from '../../queues/work.js';
+import { completeWorks } from '../../db/work.js';
 import type { Config } from '../../lib/config.js';
 import { deferralDelayMs } from '../../lib/infrastructure.js';
 import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';

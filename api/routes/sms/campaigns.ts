@@ -132,7 +132,7 @@ export function campaignRoutes(api: Api, deps: CampaignDeps): void {
           tx,
           outboundSmsQueue,
           inserted.map(id => ({ tenantId: params.ccid, messageId: id, campaign: true })),
-          deps.enqueue.sweepAfterMs,
+          deps.enqueue,
         );
       });
       await dispatchWork(deps.enqueue, works);
