@@ -154,8 +154,10 @@ async function startChat(
  * locks their interactions in id order, starts those not started, numbers every pending message
  * of all of them in a fixed number of statements, and marks the jobs' work rows done; the events
  * are published after the commit. A job whose row was no longer pending ends as stale. Inbound
- * SMS arrive the same way (the API stored the threaded interaction and the message); the start
- * then matches the contact by phone number. Third-party and email messages are not built yet.
+ * SMS arrive the same way, from an aggregator or through the Third-Party Messaging API (the API
+ * stored the threaded interaction and the message); the start then matches the contact by phone
+ * number. Jobs of the `async` and `email` channels, which nothing enqueues yet, park as
+ * undelivered until those channels are built.
  */
 export function createInboundProcessor(deps: {
   db: DatabasePool;
@@ -179,7 +181,7 @@ export function createInboundProcessor(deps: {
   );
   /** Interactions with a job running alone in this process. */
   const alone = new Set<string>();
-  const notBuilt = parkUntilBuilt(inboundQueue, 'inbound SMS, third-party and email');
+  const notBuilt = parkUntilBuilt(inboundQueue, 'inbound async and email messages');
   /**
    * Handles jobs in one transaction. The numbering lock (NUMBERING_LOCK, `FOR NO KEY UPDATE`)
    * serialises numbering, but does not conflict with the KEY SHARE lock a customer message's
@@ -256,7 +258,7 @@ export function createInboundProcessor(deps: {
     { stale: boolean; skipped: boolean }
   >(items => run(items, true), 100, 1);
   const processor = async (payload: InboundPayload, ctx: JobContext) => {
-    // Web chat and SMS arrive stored (interaction and message); other channels are not built yet.
+    // Web chat and SMS arrive stored (interaction and message); async and email are not built yet.
     if (!payload.interactionId || (payload.channel !== 'chat' && payload.channel !== 'sms')) {
       return notBuilt(payload, ctx);
     }
