@@ -59,6 +59,9 @@ const undeliveredView = z
     queue: z.string(),
     jobId: z.string(),
     tenantId: z.string().nullable(),
+    code: z
+      .string()
+      .describe('Why, as a code of docs/errors.md ("Failed work"); `reason` says more'),
     reason: z.string(),
     attempts: z.number(),
     failures: z.number(),
@@ -74,6 +77,7 @@ const present = (row: UndeliveredRow): z.infer<typeof undeliveredView> => ({
   queue: row.queue,
   jobId: row.job_id,
   tenantId: row.tenant_id,
+  code: row.code,
   reason: row.reason,
   attempts: row.attempts,
   failures: row.failures,

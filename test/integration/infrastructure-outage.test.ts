@@ -228,6 +228,10 @@ describe('infrastructure outages do not use up attempts', () => {
     );
     expect(undelivered.job_id).toBe(record.jobId);
     expect(undelivered.reason).toMatch(/stalled out 11 times/);
+    const code = await h().db.oneFirst(
+      sql.type(z.object({ code: z.string() }))`SELECT code FROM undelivered`,
+    );
+    expect(code).toBe('NEXUS_ERR_WORK_STALLED');
     expect(await queue.getJobState(record.jobId)).toBe('failed');
   });
 });

@@ -511,6 +511,18 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
         .set(s.admin)
         .expect(200);
       expect(undelivered.body.data.items).toHaveLength(1);
+      // The failure's catalogue code: on the record, the message and both events.
+      expect(undelivered.body.data.items[0].code).toBe('NEXUS_ERR_SMS_OPTED_OUT');
+      const refusedCode = await h().db.oneFirst(sql.type(z.object({ c: z.string().nullable() }))`
+        SELECT delivery_code AS c FROM messages WHERE id = ${refused}`);
+      expect(refusedCode).toBe('NEXUS_ERR_SMS_OPTED_OUT');
+      const refusedEvents = (await eventsOf(h(), interactionId)).filter(
+        e => e.payload.messageId === refused,
+      );
+      expect(refusedEvents.map(e => [e.type, e.payload.code])).toEqual([
+        ['message.status', 'NEXUS_ERR_SMS_OPTED_OUT'],
+        ['interaction.undelivered', 'NEXUS_ERR_SMS_OPTED_OUT'],
+      ]);
 
       // A campaign send to that number is refused and recorded too.
       const campaign = (records: object[]) =>
@@ -924,6 +936,11 @@ describe('SMS through a real Kannel (bearerbox + smsbox, fake SMSC)', () => {
         'failed',
       ]);
       expect(events.at(-1)?.type).toBe('interaction.undelivered');
+      // A failure the provider reports is coded as such, on the status and the flag.
+      expect(events.at(-1)?.payload.code).toBe('NEXUS_ERR_SMS_REPORTED_FAILED');
+      expect(events.findLast(e => e.type === 'message.status')?.payload.code).toBe(
+        'NEXUS_ERR_SMS_REPORTED_FAILED',
+      );
     } finally {
       await kannel.stop();
       await upstream.close();
@@ -1028,6 +1045,7 @@ describe('receipts for messages the hub does not know', () => {
     );
     expect(undelivered).toMatchObject({ attempts: 2 });
     expect(undelivered?.reason).toMatch(/no outbound SMS with aggregator id never-sent/);
+    expect(undelivered).toMatchObject({ code: 'NEXUS_ERR_RECEIPT_NO_MESSAGE' });
   });
 });
 

@@ -125,6 +125,13 @@ describe('sweeper', () => {
       )`SELECT reason FROM undelivered WHERE job_id = ${record.jobId}`,
     );
     expect(reason).toBe('failed outside the runner');
+    // BullMQ keeps only the message: the sweeper records it with the generic code.
+    const code = await h.db.oneFirst(
+      sql.type(
+        z.object({ code: z.string() }),
+      )`SELECT code FROM undelivered WHERE job_id = ${record.jobId}`,
+    );
+    expect(code).toBe('NEXUS_ERR_WORK_FAILED');
 
     // A replay reopened the row but could not remove the failed job from Redis.
     await new Promise(resolve => setTimeout(resolve, 20));

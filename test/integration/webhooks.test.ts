@@ -343,6 +343,13 @@ describe('webhooks', () => {
         eventType: 'interaction.started',
         attempts: 1,
       });
+      // The receiver's 400 is a refusal, coded so on the event and the undelivered record.
+      expect(exhausted.data.code).toBe('NEXUS_ERR_WEBHOOK_REFUSED');
+      const records = await request(s.url)
+        .get('/nexus/v3/undelivered?queue=webhooks')
+        .set(s.admin)
+        .expect(200);
+      expect(records.body.data.items[0]).toMatchObject({ code: 'NEXUS_ERR_WEBHOOK_REFUSED' });
       expect(receiver.requests.length).toBe(1);
 
       // Replay: the receiver now accepts it.
@@ -509,6 +516,24 @@ describe('webhooks', () => {
       expect(gone.requests.length).toBe(1);
       const goneTarget = (await targets(s)).find(x => x.name === `${PREFIX}gone`);
       expect(goneTarget?.disabledReason).toMatch(/410/);
+      // Both failures are undelivered records, coded by how they failed.
+      await eventually(
+        async () => {
+          const items = (
+            await request(s.url)
+              .get('/nexus/v3/undelivered?queue=webhooks')
+              .set(s.admin)
+              .expect(200)
+          ).body.data.items as { code: string }[];
+          const codes = items.map(item => item.code);
+          return (
+            codes.includes('NEXUS_ERR_WEBHOOK_EXHAUSTED') &&
+            codes.includes('NEXUS_ERR_WEBHOOK_GONE')
+          );
+        },
+        10_000,
+        'the coded undelivered records',
+      );
       await eventually(() => ops.requests.length === 1, 10_000, 'webhook.disabled');
       expect(json((ops.requests[0] as { body: string }).body)).toMatchObject({
         type: 'webhook.disabled',

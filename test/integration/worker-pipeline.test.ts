@@ -2,6 +2,7 @@ import { sql } from 'slonik';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { WorkFailure } from '../../lib/errors.js';
 import { registry } from '../../lib/metrics.js';
 import { inboundQueue, receiptsQueue, type InboundPayload } from '../../queues/index.js';
 import { enqueueDurably } from '../../queues/work.js';
@@ -27,6 +28,7 @@ const undelivered = z.object({
   queue: z.string(),
   job_id: z.string(),
   tenant_id: z.string().nullable(),
+  code: z.string(),
   reason: z.string(),
   attempts: z.number(),
   failures: z.number(),
@@ -202,6 +204,8 @@ describe('worker pipeline', () => {
       replayed_at: null,
     });
     expect(row?.first_attempt_at).not.toBeNull();
+    // An error without a code of its own is recorded with the generic one.
+    expect(row?.code).toBe('NEXUS_ERR_WORK_FAILED');
     expect(await metric('nexus_undelivered_total', { queue: 'inbound' })).toBe(before + 1);
 
     const listed = await admin(h()).get('/nexus/v3/undelivered?tenant=tenant-a');
@@ -213,6 +217,7 @@ describe('worker pipeline', () => {
         next: null,
       },
     });
+    expect(listed.body.data.items[0].code).toBe('NEXUS_ERR_WORK_FAILED');
 
     failing = false;
     const replay = await admin(h()).post(`/nexus/v3/undelivered/${row!.id}/replay`);
@@ -271,6 +276,42 @@ describe('worker pipeline', () => {
       /^invalid payload: channel /,
     );
     expect(calls).toEqual(['permanent-1']);
+    expect(rows.find(r => r.job_id === record.jobId)?.code).toBe('NEXUS_ERR_WORK_FAILED');
+    expect(rows.find(r => r.job_id === 'inbound.bad')?.code).toBe('NEXUS_ERR_WORK_INVALID_PAYLOAD');
+  });
+
+  it("records a WorkFailure's catalogue code: at once when permanent, after the attempts when retried", async () => {
+    await h().startWorkers({
+      processors: {
+        inbound: payload =>
+          Promise.reject(
+            payload.externalId === 'coded-permanent'
+              ? new WorkFailure('NEXUS_ERR_SMS_OPTED_OUT', 'opted-out: +15550001')
+              : new WorkFailure('NEXUS_ERR_SMS_PROVIDER_UNAVAILABLE', 'provider answered 503', {
+                  retry: true,
+                }),
+          ),
+      },
+      select: ['inbound'],
+    });
+    const permanent = await enqueueDurably(h().enqueue, inboundQueue, message('coded-permanent'));
+    const retried = await enqueueDurably(h().enqueue, inboundQueue, message('coded-retried'));
+    await eventually(
+      async () => (await undeliveredRows(h())).length === 2,
+      10_000,
+      'two undelivered',
+    );
+    const rows = await undeliveredRows(h());
+    expect(rows.find(r => r.job_id === permanent.jobId)).toMatchObject({
+      code: 'NEXUS_ERR_SMS_OPTED_OUT',
+      reason: 'opted-out: +15550001',
+      attempts: 1,
+    });
+    expect(rows.find(r => r.job_id === retried.jobId)).toMatchObject({
+      code: 'NEXUS_ERR_SMS_PROVIDER_UNAVAILABLE',
+      reason: 'provider answered 503',
+      attempts: 3,
+    });
   });
 
   it('replays everything since T, with filters, and counts what remains', async () => {
