@@ -84,7 +84,7 @@ export function agentInteractionRoutes({
     tag: 'Agent',
     summary: "The tenant's undelivered view",
     description:
-      'Open interactions whose outbound message to the customer finally failed (provider refused it, retries exhausted), most recent first, with the reason: follow up another way.',
+      'Open interactions whose outbound message to the customer finally failed (provider refused it, retries exhausted), most recent first, with the failure\'s code (docs/errors.md, "Failed work") and reason: follow up another way.',
     auth: 'nexus:agent:*',
     query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(100) }).strict(),
     responses: { 200: { description: 'Undelivered interactions' } },
@@ -95,6 +95,7 @@ export function agentInteractionRoutes({
         items: rows.map(row => ({
           ...presentInteraction(row),
           undeliveredAt: row.undelivered_at,
+          code: row.undelivered_code,
           reason: row.undelivered_reason,
         })),
       });
@@ -146,6 +147,7 @@ export function agentInteractionRoutes({
           messageId: row.id,
           status: row.delivery_status,
           reason: row.delivery_reason,
+          code: row.delivery_code,
           encoding: row.encoding,
           segments: row.segments,
           provider: row.provider,

@@ -125,15 +125,20 @@ export async function listUndeliveredInteractions(
   tenantId: string,
   limit: number,
 ): Promise<
-  readonly (InteractionRow & { undelivered_at: string; undelivered_reason: string | null })[]
+  readonly (InteractionRow & {
+    undelivered_at: string;
+    undelivered_code: string | null;
+    undelivered_reason: string | null;
+  })[]
 > {
   return db.any(sql.type(
     interactionRow.extend({
       undelivered_at: z.string(),
+      undelivered_code: z.string().nullable(),
       undelivered_reason: z.string().nullable(),
     }),
   )`
-    SELECT ${interactionColumns}, undelivered_at, undelivered_reason FROM interactions
+    SELECT ${interactionColumns}, undelivered_at, undelivered_code, undelivered_reason FROM interactions
     WHERE tenant_id = ${tenantId} AND undelivered_at IS NOT NULL AND state = 'open'
     ORDER BY undelivered_at DESC LIMIT ${limit}`);
 }

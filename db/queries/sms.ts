@@ -325,6 +325,7 @@ export const smsDeliveryRow = z.object({
   id: z.string(),
   delivery_status: z.string(),
   delivery_reason: z.string().nullable(),
+  delivery_code: z.string().nullable(),
   encoding: z.string().nullable(),
   segments: z.number().nullable(),
   provider: z.string().nullable(),
@@ -337,7 +338,8 @@ export async function listSmsDeliveries(
   interactionId: string,
 ): Promise<readonly z.infer<typeof smsDeliveryRow>[]> {
   return db.any(sql.type(smsDeliveryRow)`
-    SELECT id, delivery_status, delivery_reason, encoding, segments, provider, delivery_updated_at
+    SELECT id, delivery_status, delivery_reason, delivery_code, encoding, segments, provider,
+           delivery_updated_at
     FROM messages
     WHERE interaction_id = ${interactionId} AND delivery_status IS NOT NULL
     ORDER BY received`);

@@ -588,6 +588,9 @@ describe('undelivered interactions', () => {
     );
     const event = agent.received.find(e => e.name === 'undelivered');
     expect(EVENT_DATA['interaction.undelivered'].safeParse(event?.data).success).toBe(true);
+    // A failure without a code of its own: the generic one, on the view and the event.
+    expect(view[0].code).toBe('NEXUS_ERR_WORK_FAILED');
+    expect((event?.data as { code?: unknown } | undefined)?.code).toBe('NEXUS_ERR_WORK_FAILED');
     // The failure is also an operational undelivered record, replayable.
     const records = await request(api.url)
       .get('/nexus/v3/undelivered?queue=outbound-sms')

@@ -544,6 +544,7 @@ describe('outbound SMS through a third-party aggregator (Async)', () => {
       );
       await eventually(async () => (await status('r1'))?.status === 'failed', 10_000, 'r1 refused');
       expect((await status('r1'))?.reason).toMatch(/^opted-out/);
+      expect(await status('r1')).toMatchObject({ code: 'NEXUS_ERR_SMS_OPTED_OUT' });
       expect(aggregator.requests).toHaveLength(1);
 
       // START: replies go out again.

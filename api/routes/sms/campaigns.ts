@@ -64,6 +64,10 @@ const recordOut = z
     from: z.string(),
     status: z.enum(['accepted', 'sent', 'delivered', 'failed']),
     reason: z.string().nullable(),
+    code: z
+      .string()
+      .nullable()
+      .describe('A `failed` status\'s code (docs/errors.md, "Failed work")'),
     encoding: z.string(),
     segments: z.number(),
     provider: z.string().nullable(),
@@ -174,6 +178,7 @@ export function campaignRoutes(api: Api, deps: CampaignDeps): void {
           from: row.sender,
           status: row.delivery_status,
           reason: row.delivery_reason,
+          code: row.delivery_code,
           encoding: row.encoding,
           segments: row.segments,
           provider: row.provider,
