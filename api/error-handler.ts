@@ -187,7 +187,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     if (res.headersSent) return;
     const retryAfter = (error as { retryAfter?: unknown }).retryAfter;
     if (typeof retryAfter === 'number') res.setHeader('Retry-After', String(retryAfter));
-    const body: ErrorEnvelope = { status: { code: error.code, message: error.message } };
+    const body: ErrorEnvelope = { status: { code: error.code, message: error.publicMessage } };
     if (error.field) body.status.field = error.field;
     res.status(error.status).json(body);
   };

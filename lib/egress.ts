@@ -19,6 +19,11 @@ export class EgressBlockedError extends Error {
   override readonly name = 'EgressBlockedError';
 }
 
+/** The destination did not answer (completely) within the request's timeout. */
+export class EgressTimeoutError extends Error {
+  override readonly name = 'EgressTimeoutError';
+}
+
 type Resolver = (
   hostname: string,
   options: LookupOptions & { all: true },
@@ -153,7 +158,7 @@ export class EgressGuard extends EgressRules {
     return new Promise((resolve, reject) => {
       // The whole exchange, not only idle gaps: a receiver trickling bytes is cut off too.
       const deadline = setTimeout(
-        () => req.destroy(new Error(`no complete answer within ${timeoutMs} ms`)),
+        () => req.destroy(new EgressTimeoutError(`no complete answer within ${timeoutMs} ms`)),
         timeoutMs,
       );
       const settle =
@@ -187,7 +192,9 @@ export class EgressGuard extends EgressRules {
           res.on('error', settle(reject));
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      req.on('timeout', () =>
+        req.destroy(new EgressTimeoutError(`no answer within ${timeoutMs} ms`)),
+      );
       req.on('error', settle(reject));
       req.end(init.body);
     });

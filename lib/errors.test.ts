@@ -116,6 +116,18 @@ describe('error catalogue', () => {
     expect(new AppError('NEXUS_ERR_NOT_FOUND').message).toBe('Not found');
   });
 
+  it("a 5xx answer shows the catalogue's message, never the detail; a 4xx its own message", () => {
+    const unreadable = new AppError('NEXUS_ERR_SECRET_UNREADABLE', 'sealed with key abcd1234');
+    expect(unreadable.message).toContain('abcd1234');
+    expect(unreadable.publicMessage).toBe(ERRORS.NEXUS_ERR_SECRET_UNREADABLE.message);
+    const invalid = new AppError(
+      'NEXUS_ERR_VALIDATION',
+      'body.since: must be a date',
+      'body.since',
+    );
+    expect(invalid.publicMessage).toBe('body.since: must be a date');
+  });
+
   it('coerceError wraps non-errors and keeps them as cause', () => {
     const error = coerceError({ weird: true });
     expect(error).toBeInstanceOf(Error);

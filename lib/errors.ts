@@ -330,6 +330,14 @@ export class AppError extends Error {
     super(message ?? ERRORS[code].message, options);
     this.status = ERRORS[code].status;
   }
+
+  /**
+   * What an answer (HTTP or socket) shows: the message, except for a server error (5xx), whose
+   * detail (key ids, hosts, SQL) is for the log only; the answer gives the catalogue's text.
+   */
+  get publicMessage(): string {
+    return this.status >= 500 ? ERRORS[this.code].message : this.message;
+  }
 }
 
 export const isAppError = (error: unknown): error is AppError => error instanceof AppError;

@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import { XMLParser } from 'fast-xml-parser';
 import type { ResolvedService } from '../db/service-directory.js';
 import { retryAfterMs } from '../domain/delivery-policy.js';
-import { EgressBlockedError, type EgressGuard } from '../lib/egress.js';
+import { EgressBlockedError, EgressTimeoutError, type EgressGuard } from '../lib/egress.js';
 import { coerceError, WorkFailure, type FailureCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { SmsEncoding } from '../domain/sms-segments.js';
@@ -63,9 +63,10 @@ export class ProviderThrottledError extends WorkFailure {
 const refused = (code: FailureCode, message: string) => new WorkFailure(code, message);
 
 /**
- * A request to a provider through the egress guard. No answer (a timeout, a connection error)
- * means the provider is unavailable (retried; the original is the `cause`); a blocked address
- * stays an {@link EgressBlockedError}.
+ * A request to a provider through the egress guard. No answer (a timeout, a connection error:
+ * a system error code such as `ECONNREFUSED`) means the provider is unavailable (retried; the
+ * original is the `cause`). Anything else (a blocked address: {@link EgressBlockedError}, a bug)
+ * is thrown as it is.
  */
 async function request(
   ctx: ProviderContext,
@@ -75,8 +76,30 @@ async function request(
   try {
     return await ctx.guard.request(url, init);
   } catch (error) {
-    if (error instanceof EgressBlockedError) throw error;
+    if (!unanswered(error)) throw error;
     throw new ProviderUnavailableError(coerceError(error).message, { cause: error });
+  }
+}
+
+/** A timeout or a network error (Node's system error codes, undici's), not a refusal or a bug. */
+function unanswered(error: unknown): boolean {
+  if (error instanceof EgressTimeoutError) return true;
+  if (error instanceof EgressBlockedError) return false;
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^(E[A-Z0-9_]+|UND_ERR_[A-Z_]+)$/.test(code);
+}
+
+/** A 2xx answer's JSON body; one that is not JSON is a bad answer, retried as before. */
+function answerOf(body: string, provider: string): Record<string, unknown> {
+  try {
+    const parsed: unknown = JSON.parse(body);
+    return parsed !== null && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : {};
+  } catch (error) {
+    throw new WorkFailure(
+      'NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER',
+      `${provider} answered 2xx with a body that is not JSON: ${body.slice(0, 200)}`,
+      { retry: true, cause: error },
+    );
   }
 }
 
@@ -291,7 +314,7 @@ async function porticoToken(
     timeoutMs: ctx.timeoutMs,
   });
   outcome(response.status, response.body, 'the Genesys Cloud login', response.headers);
-  const answer = JSON.parse(response.body) as { access_token?: unknown; expires_in?: unknown };
+  const answer = answerOf(response.body, 'the Genesys Cloud login');
   if (typeof answer.access_token !== 'string') {
     throw refused(
       'NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER',
@@ -337,7 +360,7 @@ export const sendPortico: SmsProvider = async (send, ctx) => {
   let response = await post(false);
   if (response.status === 401) response = await post(true);
   outcome(response.status, response.body, 'Genesys Cloud', response.headers);
-  const id = (JSON.parse(response.body) as { id?: unknown }).id;
+  const id = answerOf(response.body, 'Genesys Cloud').id;
   if (typeof id !== 'string' || id.length === 0) {
     throw refused(
       'NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER',

@@ -21,8 +21,9 @@ export const failure = (thrown: unknown) => {
   return {
     status: {
       code: error.code,
-      message: error.message,
-      ...(error.field ? { field: error.field } : {}),
+      message: error.publicMessage,
+      // A root-level issue (an unknown key) names the field '', as the sockets always have.
+      ...(error.field !== undefined ? { field: error.field } : {}),
       ...(typeof retryAfter === 'number' ? { retryAfter } : {}),
     },
   };
@@ -38,7 +39,7 @@ export const refusal = (code: ErrorCode, message: string | undefined, field?: st
 /** A handshake refusal the client sees as `connect_error` with `data.code`. */
 export function handshakeError(thrown: unknown): Error {
   const error = toAppError(thrown);
-  const refused = new Error(error.message) as Error & { data?: unknown };
+  const refused = new Error(error.publicMessage) as Error & { data?: unknown };
   refused.data = { code: error.code };
   if (!isAppError(thrown)) refused.cause = coerceError(thrown);
   return refused;
