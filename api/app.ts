@@ -33,6 +33,12 @@ import { webhookRoutes } from './routes/webhooks.js';
 import { smsRoutes } from './routes/sms/index.js';
 import { MEDIA_MAX_BYTES } from './sms/intake.js';
 
+/**
+ * The HTTP app: body parsing, request context and metrics, every route family mounted in one
+ * place with the services they share (chat, secrets, tokens, the enqueue context), the OpenAPI
+ * document and reference, the queue dashboard, and the one error handler.
+ */
+
 export interface AppDeps {
   config: Config;
   log: Logger;

@@ -18,6 +18,12 @@ import type { ProcessorMap } from './processors/index.js';
 import { instrumentProcessor, type Processor } from './run-processor.js';
 import { ensureSweepScheduler } from './sweeper.js';
 
+/**
+ * The worker process's runtime: which queues it runs (`--queues`), one BullMQ Worker per queue
+ * around its instrumented processor, the queue prefix stamped with this deployment before any job
+ * is taken, the sweeper's schedule, the processors' companions, and an orderly close.
+ */
+
 export interface WorkerRuntimeOptions {
   config: Config;
   log: Logger;

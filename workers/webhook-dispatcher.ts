@@ -7,6 +7,11 @@ import type { Logger } from '../lib/logger.js';
 import { webhooksQueue, type WebhookPayload } from '../queues/webhooks.js';
 import { dispatchWork, recordWorkBatch, type EnqueueContext } from '../queues/work.js';
 
+/**
+ * The webhook dispatcher, the `webhooks` processor's companion: it runs in every webhooks worker
+ * process and turns new deliveries into `webhooks` jobs, fairly across targets.
+ */
+
 const BATCH = 1_000;
 /** How long a count of the webhooks workers is used before it is read again. */
 const WORKERS_REFRESH_MS = 5_000;

@@ -19,6 +19,11 @@ import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { tenantId } from '../schemas.js';
 
+/**
+ * Provisioning of a tenant's agents (with their API tokens), the routing endpoints a chat may
+ * name, and contacts with their interaction history.
+ */
+
 const agentView = z
   .object({
     id: z.string().uuid(),

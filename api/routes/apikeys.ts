@@ -17,6 +17,11 @@ import { assertTenant, isCluster, type Principal } from '../auth/principal.js';
 import type { Api } from '../openapi.js';
 import { tenantId } from '../schemas.js';
 
+/**
+ * API keys over the API (`/nexus/v3/apikeys`): tenants' and cluster keys, with their permissions
+ * and rate limits.
+ */
+
 export interface ApiKeyRouteDeps {
   api: Api;
   db: DatabasePool;

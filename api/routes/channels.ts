@@ -18,6 +18,11 @@ import { envelopeOf, type Api } from '../openapi.js';
 import { parseInput } from '../validate.js';
 import { tenantId } from '../schemas.js';
 
+/**
+ * Provisioning of a tenant's channels (`/nexus/v3/provisioning/channels`): SMS sender ids
+ * (`chat.` sections) and email domains (`cxc.` sections).
+ */
+
 export interface ChannelRouteDeps {
   api: Api;
   db: DatabasePool;

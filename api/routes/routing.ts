@@ -15,6 +15,11 @@ import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { tenantId } from '../schemas.js';
 
+/**
+ * Routing over the API: provisioning of a tenant's routing queues (with live statistics) and the
+ * agent's presence.
+ */
+
 const queueName = z
   .string()
   .regex(

@@ -29,6 +29,12 @@ import { envelopeOf, type Api } from '../openapi.js';
 import { parseInput } from '../validate.js';
 import { tenantId } from '../schemas.js';
 
+/**
+ * Provisioning of a tenant's NexusServices (`/nexus/v3/provisioning/services`): bodies validated
+ * per service from the catalogue, secrets sealed, outbound URLs checked against the egress rules,
+ * and webhook targets kept in step with their services.
+ */
+
 export interface ServiceRouteDeps {
   api: Api;
   db: DatabasePool;

@@ -19,6 +19,11 @@ import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { tenantId } from '../schemas.js';
 
+/**
+ * Provisioning of tenants (`/nexus/v3/provisioning/tenants`), with each new tenant's chat API
+ * key.
+ */
+
 export interface TenantRouteDeps {
   api: Api;
   db: DatabasePool;

@@ -17,6 +17,11 @@ import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { rowNumber } from '../validate.js';
 
+/**
+ * Undelivered work over the operator API: the records of jobs that failed for good, and their
+ * replay (one, or every open one since T).
+ */
+
 export interface UndeliveredDeps {
   db: DatabasePool;
   enqueue: EnqueueContext;
@@ -87,14 +92,6 @@ const present = (row: UndeliveredRow): z.infer<typeof undeliveredView> => ({
   replays: row.replays,
 });
 
-/**
- * Operator API for undelivered work (behind the admin token):
- * - `GET  /nexus/v3/undelivered?tenant&queue&since&limit&before` lists failures, newest first;
- * - `POST /nexus/v3/undelivered/:id/replay` replays one;
- * - `POST /nexus/v3/undelivered/replay {since, tenant?, queue?, limit?}` replays every open one since T.
- * A replay puts the work row back to pending and enqueues it under its original job id; if Redis
- * is down the sweeper enqueues it later.
- */
 /** The webhook deliveries among replayed work (their delivery log shows them pending again). */
 const webhookDeliveriesOf = (works: readonly WorkRow[]): number[] =>
   works.flatMap(work => {
@@ -103,6 +100,14 @@ const webhookDeliveriesOf = (works: readonly WorkRow[]): number[] =>
     return parsed?.success ? [parsed.data.deliveryId] : [];
   });
 
+/**
+ * Operator API for undelivered work (behind the admin token):
+ * - `GET  /nexus/v3/undelivered?tenant&queue&since&limit&before` lists failures, newest first;
+ * - `POST /nexus/v3/undelivered/:id/replay` replays one;
+ * - `POST /nexus/v3/undelivered/replay {since, tenant?, queue?, limit?}` replays every open one since T.
+ * A replay puts the work row back to pending and enqueues it under its original job id; if Redis
+ * is down the sweeper enqueues it later.
+ */
 export function undeliveredRoutes(api: Api, deps: UndeliveredDeps): void {
   const redispatch = (rows: readonly WorkRow[]) => redispatchWork(deps.enqueue, rows);
 

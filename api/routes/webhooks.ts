@@ -27,6 +27,12 @@ import { rowNumber } from '../validate.js';
 import { webhookId } from '../../domain/webhook-payload.js';
 import { tenantId } from '../schemas.js';
 
+/**
+ * The webhook delivery log over the API (`/nexus/v3/webhooks/{ccid}/…`): a tenant's targets and
+ * their health, deliveries with their attempts, replay and re-enabling. Targets themselves are
+ * provisioned as services (services.ts).
+ */
+
 const targetName = z
   .string()
   .regex(/^WebhookTransportTarget-[A-Za-z0-9_-]{1,64}$/, 'must be a WebhookTransportTarget-<name>');

@@ -4,6 +4,12 @@ import { mergeStatus, type SmsStatus } from '../../domain/sms-status.js';
 import { GENERIC_FAILURE_CODE, type FailureCode } from '../../lib/errors.js';
 import { appendOperationalEvent } from '../webhook-dispatch.js';
 
+/**
+ * SMS campaigns in PostgreSQL: the records a campaign submitted (`sms_campaign_records`) with
+ * their delivery statuses, and the replies texts to campaign numbers left
+ * (`sms_campaign_replies`); status changes and replies are announced as events for webhooks.
+ */
+
 export const campaignRecordRow = z.object({
   id: z.string(),
   tenant_id: z.string(),

@@ -6,6 +6,13 @@ import { GENERIC_FAILURE_CODE, isFailureCode, type FailureCode } from '../../lib
 import { appendEvents, flagUndelivered, type InteractionEvent } from '../conversation.js';
 import type { ChannelRow } from './channels.js';
 
+/**
+ * SMS in PostgreSQL: inbound texts threaded into interactions and messages, refused texts
+ * (`sms_rejections`), outbound messages' delivery statuses, the consent (opt-out) ledger
+ * (`sms_consent`, `sms_consent_changes`) and uploaded media. Campaign records are
+ * `sms-campaigns.ts`'s.
+ */
+
 export interface InboundSms {
   tenantId: string;
   channel: ChannelRow;
@@ -202,7 +209,7 @@ export async function lockSmsStatus(
 
 /**
  * Applies a status report to an outbound SMS under its row lock, forward only (see
- * lib/sms-status.ts): the message's status, a `message.status` event when it changed, and for a
+ * domain/sms-status.ts): the message's status, a `message.status` event when it changed, and for a
  * failure the interaction's undelivered flag. Answers the events written (none for a report that
  * changes nothing: late or duplicate), or undefined when there is no such outbound SMS.
  */

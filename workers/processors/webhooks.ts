@@ -26,6 +26,12 @@ import { recordFinalFailure } from '../undelivered.js';
 import { WebhookDispatcher } from '../webhook-dispatcher.js';
 import { createWebhookAttempts } from './webhooks-attempt.js';
 
+/**
+ * The `webhooks` queue's processor: which deliveries a job attempts, and how the job goes on
+ * (delivered, the next attempt scheduled, or failed for good). Its dispatcher and one attempt
+ * with its record have files of their own.
+ */
+
 export interface WebhookDeps {
   db: DatabasePool;
   queues: QueueSet;
