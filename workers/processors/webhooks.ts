@@ -24,12 +24,13 @@ import { WorkFailure } from '../../lib/errors.js';
 import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
 import { recordFinalFailure } from '../undelivered.js';
 import { WebhookDispatcher } from '../webhook-dispatcher.js';
-import { createWebhookAttempts } from './webhooks-attempt.js';
+import { createWebhookAttempts } from '../webhook-attempts.js';
 
 /**
  * The `webhooks` queue's processor: which deliveries a job attempts, and how the job goes on
- * (delivered, the next attempt scheduled, or failed for good). Its dispatcher and one attempt
- * with its record have files of their own.
+ * (delivered, the next attempt scheduled, or failed for good). Its dispatcher
+ * (`workers/webhook-dispatcher.ts`) and one attempt with its record (`workers/webhook-attempts.ts`)
+ * have files of their own.
  */
 
 export interface WebhookDeps {
@@ -62,7 +63,7 @@ export interface WebhookDeps {
  *   at most `NEXUS_WEBHOOK_TARGET_CONCURRENCY` of them to one target; freed places go to the
  *   targets in turn. An attempt keeps its place until it is recorded.
  * Its companion, the {@link WebhookDispatcher}, turns new deliveries into jobs. One attempt and
- * its record are `webhooks-attempt.ts`'s; this file decides which deliveries a job attempts and
+ * its record are `webhook-attempts.ts`'s; this file decides which deliveries a job attempts and
  * how the job goes on.
  */
 export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webhooksQueue> {

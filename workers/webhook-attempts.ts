@@ -5,23 +5,23 @@ import {
   recordAttempts,
   type AttemptRecord,
   type DeliveryRow,
-} from '../../db/webhook-dispatch.js';
-import type { Config } from '../../lib/config.js';
-import { classifyAttempt, nextDelayMs, type AttemptOutcome } from '../../domain/delivery-policy.js';
-import { EgressBlockedError, EgressGuard } from '../../lib/egress.js';
-import { coerceError, GENERIC_FAILURE_CODE, type FailureCode } from '../../lib/errors.js';
-import { FairLimit } from '../fair-limit.js';
-import { GroupCommit } from '../../lib/group-commit.js';
-import type { InvalidationBus } from '../../lib/invalidation.js';
-import type { Logger } from '../../lib/logger.js';
+} from '../db/webhook-dispatch.js';
+import type { Config } from '../lib/config.js';
+import { classifyAttempt, nextDelayMs, type AttemptOutcome } from '../domain/delivery-policy.js';
+import { EgressBlockedError, EgressGuard } from '../lib/egress.js';
+import { coerceError, GENERIC_FAILURE_CODE, type FailureCode } from '../lib/errors.js';
+import { FairLimit } from './fair-limit.js';
+import { GroupCommit } from '../lib/group-commit.js';
+import type { InvalidationBus } from '../lib/invalidation.js';
+import type { Logger } from '../lib/logger.js';
 import {
   webhookAttemptDuration,
   webhookDeliveriesTotal,
   webhookQueueAge,
   webhookTargetsDisabledTotal,
-} from '../../lib/metrics.js';
-import { PACKAGE_VERSION } from '../../lib/package-info.js';
-import { SecretBox } from '../../lib/secrets.js';
+} from '../lib/metrics.js';
+import { PACKAGE_VERSION } from '../lib/package-info.js';
+import { SecretBox } from '../lib/secrets.js';
 import {
   INTERACTIONS_WEBHOOK_TYPES,
   eventsBody,
@@ -29,15 +29,15 @@ import {
   traceIdOf,
   webhookId,
   type WebhookEvent,
-} from '../../domain/webhook-payload.js';
-import { signatureHeaders } from '../../domain/webhook-signing.js';
-import { webhooksQueue, type SingleDelivery } from '../../queues/webhooks.js';
-import { recordWorkBatch, type EnqueueContext, type WorkRecord } from '../../queues/work.js';
-import { signingSecrets, WebhookTargets, type WebhookTarget } from '../webhook-targets.js';
+} from '../domain/webhook-payload.js';
+import { signatureHeaders } from '../domain/webhook-signing.js';
+import { webhooksQueue, type SingleDelivery } from '../queues/webhooks.js';
+import { recordWorkBatch, type EnqueueContext, type WorkRecord } from '../queues/work.js';
+import { signingSecrets, WebhookTargets, type WebhookTarget } from './webhook-targets.js';
 
 /**
  * One attempt of a webhook delivery and what follows it, for the `webhooks` processor
- * (`webhooks.ts` beside it, which decides which deliveries to attempt and how their jobs go on):
+ * (`processors/webhooks.ts`, which decides which deliveries to attempt and how their jobs go on):
  * - the POST: the body built from the event (the same bytes on every attempt), signed with the
  *   target's secrets, sent through the egress guard;
  * - its outcome on the target's retry schedule, its metrics, and the reason of a delivery that
