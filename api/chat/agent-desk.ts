@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
-import { sql } from 'slonik';
-import { z } from 'zod';
 import {
   appendEvents,
   insertMessage,
   sequencePendingMessages,
   type InteractionEvent,
 } from '../../db/conversation.js';
+import { setAgentPresence } from '../../db/queries/agents.js';
 import { joinInteraction } from '../../db/queries/interaction-agents.js';
 import { interactionState } from '../../db/queries/interaction-state.js';
 import { findCustomerAddress, markSmsAccepted } from '../../db/queries/sms.js';
@@ -177,16 +176,7 @@ export class AgentDesk {
     agentId: string,
     change: { ready?: boolean | undefined; capacity?: number | undefined },
   ): Promise<{ ready: boolean; capacity: number; load: number }> {
-    const row = await this.deps.db.one(sql.type(
-      z.object({ ready: z.boolean(), capacity: z.number() }),
-    )`
-      UPDATE agents SET
-        ready = coalesce(${change.ready ?? null}::boolean, ready),
-        capacity = coalesce(${change.capacity ?? null}::int, capacity),
-        idle_since = CASE WHEN ${change.ready ?? null}::boolean AND NOT ready THEN now() ELSE idle_since END,
-        updated_at = now()
-      WHERE id = ${agentId} AND tenant_id = ${tenantId}
-      RETURNING ready, capacity`);
+    const row = await setAgentPresence(this.deps.db, tenantId, agentId, change);
     if (row.ready) await routeQueues(this.deps, await queuesOfAgent(this.deps.db, agentId));
     return { ...row, load: await agentLoad(this.deps.db, agentId) };
   }

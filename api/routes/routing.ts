@@ -1,6 +1,8 @@
 import type { DatabasePool } from 'slonik';
-import { UniqueIntegrityConstraintViolationError, sql } from 'slonik';
+import { UniqueIntegrityConstraintViolationError } from 'slonik';
 import { z } from 'zod';
+import { existingAgentIds } from '../../db/queries/agents.js';
+import { existingEndpointNames } from '../../db/queries/endpoints.js';
 import {
   deleteQueue,
   listQueues,
@@ -121,11 +123,7 @@ export function routingRoutes({
         throw new AppError('NEXUS_ERR_NOT_FOUND', `tenant ${p.ccid} not found`);
       }
       const created = await db.transaction(async tx => {
-        const knownEndpoints = new Set(
-          await tx.anyFirst(sql.type(z.object({ name: z.string() }))`
-            SELECT name FROM endpoints WHERE tenant_id = ${p.ccid}
-              AND name = ANY(${sql.array(body.endpoints, 'text')})`),
-        );
+        const knownEndpoints = new Set(await existingEndpointNames(tx, p.ccid, body.endpoints));
         body.endpoints.forEach((endpoint, index) => {
           if (!knownEndpoints.has(endpoint)) {
             throw new AppError(
@@ -135,10 +133,7 @@ export function routingRoutes({
             );
           }
         });
-        const knownAgents = new Set(
-          await tx.anyFirst(sql.type(z.object({ id: z.string() }))`
-            SELECT id FROM agents WHERE tenant_id = ${p.ccid} AND id = ANY(${sql.array(body.agents, 'uuid')})`),
-        );
+        const knownAgents = new Set(await existingAgentIds(tx, p.ccid, body.agents));
         body.agents.forEach((agent, index) => {
           if (!knownAgents.has(agent)) {
             throw new AppError(

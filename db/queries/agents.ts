@@ -1,7 +1,7 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
-/** Queries on `agents`: a tenant's agents (the people on the desk). */
+/** Queries on `agents`: a tenant's agents (the people on the desk) and their presence. */
 
 export const agentRow = z.object({
   id: z.string(),
@@ -69,4 +69,34 @@ export async function updateAgent(
     UPDATE agents SET ${sql.join(sets, sql.fragment`, `)}
     WHERE id = ${id} AND tenant_id = ${tenantId} RETURNING ${agentColumns}`);
   return row ?? undefined;
+}
+
+/**
+ * Sets an agent's presence: ready or not (a change to ready restarts its idle time), its
+ * capacity, or both (an omitted one stays as it is). Answers what they are now.
+ */
+export async function setAgentPresence(
+  db: CommonQueryMethods,
+  tenantId: string,
+  agentId: string,
+  change: { ready?: boolean | undefined; capacity?: number | undefined },
+): Promise<{ ready: boolean; capacity: number }> {
+  return db.one(sql.type(z.object({ ready: z.boolean(), capacity: z.number() }))`
+    UPDATE agents SET
+      ready = coalesce(${change.ready ?? null}::boolean, ready),
+      capacity = coalesce(${change.capacity ?? null}::int, capacity),
+      idle_since = CASE WHEN ${change.ready ?? null}::boolean AND NOT ready THEN now() ELSE idle_since END,
+      updated_at = now()
+    WHERE id = ${agentId} AND tenant_id = ${tenantId}
+    RETURNING ready, capacity`);
+}
+
+/** Which of these ids are agents of the tenant. */
+export async function existingAgentIds(
+  db: CommonQueryMethods,
+  tenantId: string,
+  ids: readonly string[],
+): Promise<readonly string[]> {
+  return db.anyFirst(sql.type(z.object({ id: z.string() }))`
+    SELECT id FROM agents WHERE tenant_id = ${tenantId} AND id = ANY(${sql.array([...ids], 'uuid')})`);
 }

@@ -54,3 +54,14 @@ export async function deleteEndpoint(
     DELETE FROM endpoints WHERE tenant_id = ${tenantId} AND name = ${name}`);
   return result.rowCount > 0;
 }
+
+/** Which of these names are endpoints of the tenant. */
+export async function existingEndpointNames(
+  db: CommonQueryMethods,
+  tenantId: string,
+  names: readonly string[],
+): Promise<readonly string[]> {
+  return db.anyFirst(sql.type(z.object({ name: z.string() }))`
+    SELECT name FROM endpoints WHERE tenant_id = ${tenantId}
+      AND name = ANY(${sql.array([...names], 'text')})`);
+}
