@@ -1,10 +1,12 @@
 import { z } from 'zod';
 import type { InteractionEvent } from '../db/conversation.js';
+import type { InteractionRow } from '../db/queries/interactions.js';
 import './openapi.js'; // extends zod with .openapi() before eventView below uses it
 
 /**
  * How the API shows what it stores, shared by the HTTP routes and the socket layer: an
- * interaction's event (the chat transcript's unit) and the customer as a participant.
+ * interaction's event (the chat transcript's unit), the customer as a participant, and an
+ * interaction as agents and contacts see it.
  */
 
 export const eventView = z
@@ -31,4 +33,18 @@ export const customer = (session: { participant_id: string; nickname: string }) 
   type: 'customer' as const,
   id: session.participant_id,
   nickname: session.nickname,
+});
+
+/** An interaction as the agent API and a contact's history show it. */
+export const presentInteraction = (row: InteractionRow) => ({
+  id: row.id,
+  mediaType: row.media,
+  interactionSubtype: row.subtype,
+  state: row.state,
+  endpoint: row.endpoint,
+  contactId: row.contact_id,
+  lastSeq: row.last_seq,
+  created: row.created_at,
+  updated: row.updated_at,
+  finished: row.finished_at,
 });

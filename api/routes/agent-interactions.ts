@@ -16,8 +16,7 @@ import { MAX_TEXT } from '../chat/conversation.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { rowNumber } from '../validate.js';
-import { presentInteraction } from './agents.js';
-import { presentEvent } from '../presenters.js';
+import { presentEvent, presentInteraction } from '../presenters.js';
 
 const interactionParams = z.object({ id: z.string().uuid('must be an interaction id') });
 

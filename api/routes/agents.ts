@@ -10,13 +10,14 @@ import {
 } from '../../db/queries/agents.js';
 import { findContact } from '../../db/queries/contacts.js';
 import { deleteEndpoint, listEndpoints, upsertEndpoint } from '../../db/queries/endpoints.js';
-import { listContactInteractions, type InteractionRow } from '../../db/queries/interactions.js';
+import { listContactInteractions } from '../../db/queries/interactions.js';
 import { findTenant } from '../../db/queries/tenants.js';
 import { AppError } from '../../lib/errors.js';
 import { assertTenant, tenantOf, type Principal } from '../auth/principal.js';
 import type { TokenService } from '../auth/tokens.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
+import { presentInteraction } from '../presenters.js';
 import { tenantId } from '../schemas.js';
 
 /**
@@ -44,19 +45,6 @@ const presentAgent = (row: AgentRow): z.infer<typeof agentView> => ({
   enabled: row.enabled,
   created: row.created_at,
   updated: row.updated_at,
-});
-
-export const presentInteraction = (row: InteractionRow) => ({
-  id: row.id,
-  mediaType: row.media,
-  interactionSubtype: row.subtype,
-  state: row.state,
-  endpoint: row.endpoint,
-  contactId: row.contact_id,
-  lastSeq: row.last_seq,
-  created: row.created_at,
-  updated: row.updated_at,
-  finished: row.finished_at,
 });
 
 const username = z
