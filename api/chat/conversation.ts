@@ -1,6 +1,4 @@
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
-import { sql } from 'slonik';
-import { z } from 'zod';
 import {
   appendEvents,
   listEvents,
@@ -9,9 +7,11 @@ import {
   type InteractionEvent,
 } from '../../db/conversation.js';
 import { endSessionOf } from '../../db/queries/chat-sessions.js';
+import { agentWorksOn } from '../../db/queries/interaction-agents.js';
 import { interactionState } from '../../db/queries/interaction-state.js';
 import { finishInteraction } from '../../db/queries/interactions.js';
 import { abandonIfWaiting } from '../../db/routing/handover.js';
+import { queueOfInteraction } from '../../db/routing/queueing.js';
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
@@ -93,13 +93,7 @@ export class Conversation {
       if (!state) throw new AppError('NEXUS_ERR_NOT_FOUND', 'interaction not found');
       // An agent marks Done only a chat it works on (joined, or assigned to it).
       if (by.type === 'agent' && state.state === 'open') {
-        const works = await tx.exists(sql.unsafe`
-          SELECT 1 FROM interactions i
-          WHERE i.id = ${interactionId}
-            AND (i.assigned_agent_id = ${by.id} OR EXISTS (
-              SELECT 1 FROM interaction_agents ia
-              WHERE ia.interaction_id = i.id AND ia.agent_id = ${by.id} AND ia.left_at IS NULL))`);
-        if (!works) {
+        if (!(await agentWorksOn(tx, interactionId, by.id))) {
           throw new AppError(
             'NEXUS_ERR_NOT_ASSIGNED',
             'The agent does not work on this interaction',
@@ -119,12 +113,8 @@ export class Conversation {
       return [...pending, ...(await appendEvents(tx, interactionId, events))];
     });
     // The agent it was assigned to has room again: its queue may have someone waiting.
-    const routed = await this.deps.db.maybeOne(
-      sql.type(z.object({ queue_name: z.string() }))`
-        SELECT queue_name FROM interactions
-        WHERE id = ${interactionId} AND tenant_id = ${tenantId} AND queue_name IS NOT NULL`,
-    );
-    if (routed) await routeQueues(this.deps, [{ tenantId, queue: routed.queue_name }]);
+    const queue = await queueOfInteraction(this.deps.db, tenantId, interactionId);
+    if (queue !== undefined) await routeQueues(this.deps, [{ tenantId, queue }]);
   }
 
   /** Events after `afterSeq` (the transcript), in order. */

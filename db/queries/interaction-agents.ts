@@ -16,6 +16,20 @@ export async function joinInteraction(
   return result.rowCount > 0;
 }
 
+/** Whether the agent works on the interaction: assigned to it, or joined and not left. */
+export async function agentWorksOn(
+  tx: CommonQueryMethods,
+  interactionId: string,
+  agentId: string,
+): Promise<boolean> {
+  return tx.exists(sql.unsafe`
+    SELECT 1 FROM interactions i
+    WHERE i.id = ${interactionId}
+      AND (i.assigned_agent_id = ${agentId} OR EXISTS (
+        SELECT 1 FROM interaction_agents ia
+        WHERE ia.interaction_id = i.id AND ia.agent_id = ${agentId} AND ia.left_at IS NULL))`);
+}
+
 /** Open interactions the agent works on. */
 export async function listAgentInteractionIds(
   db: CommonQueryMethods,

@@ -220,6 +220,18 @@ export async function queuesOfAgent(
   return rows.map(row => ({ tenantId: row.tenant_id, queue: row.queue_name }));
 }
 
+/** The queue the tenant's interaction was routed to; undefined when none (or no such interaction). */
+export async function queueOfInteraction(
+  db: CommonQueryMethods,
+  tenantId: string,
+  interactionId: string,
+): Promise<string | undefined> {
+  const row = await db.maybeOne(sql.type(z.object({ queue_name: z.string() }))`
+    SELECT queue_name FROM interactions
+    WHERE id = ${interactionId} AND tenant_id = ${tenantId} AND queue_name IS NOT NULL`);
+  return row?.queue_name;
+}
+
 /** The queues with interactions waiting (the maintenance sweep routes each). */
 export async function waitingQueues(
   db: CommonQueryMethods,
