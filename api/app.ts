@@ -31,7 +31,7 @@ import { tenantRoutes } from './routes/tenants.js';
 import { undeliveredRoutes } from './routes/undelivered.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { smsRoutes } from './routes/sms/index.js';
-import { MEDIA_MAX_BYTES } from './sms/intake.js';
+import { MEDIA_MAX_BYTES } from './routes/sms/fields.js';
 
 /**
  * The HTTP app: body parsing, request context and metrics, every route family mounted in one

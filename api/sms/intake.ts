@@ -1,17 +1,14 @@
 /**
- * The SMS intake that several SMS routes share (api/routes/sms/): the request fields every SMS
- * surface validates (a customer's phone, the text of one SMS), the media size limit, the lookup
- * of a tenant's chat channel by its sender id, storing one inbound SMS with its work
- * (Postgres-first), and recording delivery receipts as `receipts` work. Aggregators and
- * third-party gateways both deliver texts and receipts through here.
+ * The SMS intake that several SMS routes share (api/routes/sms/): the lookup of a tenant's chat
+ * channel by its sender id, storing one inbound SMS with its work (Postgres-first), and recording
+ * delivery receipts as `receipts` work. Aggregators and third-party gateways both deliver texts
+ * and receipts through here; the request fields they validate are api/routes/sms/fields.ts.
  */
 import { randomUUID } from 'node:crypto';
 import type { DatabasePool } from 'slonik';
-import { z } from 'zod';
 import { findChannelBySender, type ChannelRow } from '../../db/queries/channels.js';
 import { acceptInboundSms, recordSmsRejection } from '../../db/queries/sms.js';
 import { recordCampaignReply } from '../../db/queries/sms-campaigns.js';
-import { parsePhone } from '../../domain/phone.js';
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { inboundQueue } from '../../queues/inbound.js';
@@ -23,27 +20,6 @@ import {
   type WorkRecord,
 } from '../../queues/work.js';
 import { matchKeyword, recordHelpReply, recordKeywordConsent } from './keywords.js';
-
-/** The largest media file a gateway may upload. */
-export const MEDIA_MAX_BYTES = 5 * 1024 * 1024;
-
-/**
- * A customer's phone number, normalised where it enters (domain/phone.ts): E.164, or a short code
- * as it is. `+1 (555) 123-4567`, `15551234567` and ` 15551234567` (a `+` lost to form decoding)
- * are one phone, so one conversation and one contact.
- */
-export const phone = z
-  .string()
-  .max(64)
-  .transform((value, ctx) => {
-    const parsed = parsePhone(value);
-    if (parsed.ok) return parsed.value;
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.reason });
-    return z.NEVER;
-  });
-
-/** The text of one SMS as callers submit it. */
-export const smsText = z.string().min(1, 'must not be empty').max(4_096);
 
 /** What storing inbound SMS and receipts needs. */
 export interface IntakeDeps {
@@ -67,7 +43,7 @@ export async function chatChannelBySender(
 
 /** One mobile-originated text, whichever gateway delivered it. */
 export interface InboundText {
-  /** The customer's number (already normalised by {@link phone}). */
+  /** The customer's number (already normalised by the `phone` field, api/routes/sms/fields.ts). */
   from: string;
   /** The number it was sent to: a `chat.*` channel's `channelId`. */
   to: string;

@@ -11,13 +11,8 @@ import { secretsEqual } from '../../admin-auth.js';
 import { tenantOf, type Principal } from '../../auth/principal.js';
 import { reply } from '../../error-handler.js';
 import { envelopeOf, type Api } from '../../openapi.js';
-import {
-  phone,
-  receiveInboundSms,
-  recordReceipts,
-  smsText,
-  type IntakeDeps,
-} from '../../sms/intake.js';
+import { receiveInboundSms, recordReceipts, type IntakeDeps } from '../../sms/intake.js';
+import { phone, smsText } from './fields.js';
 import type { Response } from 'express';
 
 export interface AggregatorDeps extends IntakeDeps {

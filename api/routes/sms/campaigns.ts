@@ -21,7 +21,8 @@ import { dispatchWork, recordWorkBatch, type EnqueueContext } from '../../../que
 import { assertTenant } from '../../auth/principal.js';
 import { reply } from '../../error-handler.js';
 import { envelopeOf, type Api } from '../../openapi.js';
-import { chatChannelBySender, phone, smsText } from '../../sms/intake.js';
+import { chatChannelBySender } from '../../sms/intake.js';
+import { phone, smsText } from './fields.js';
 import { rowNumber } from '../../validate.js';
 
 export interface CampaignDeps {

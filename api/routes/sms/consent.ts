@@ -9,7 +9,7 @@ import { consentOf } from '../../../db/queries/sms.js';
 import { assertTenant } from '../../auth/principal.js';
 import { reply } from '../../error-handler.js';
 import { envelopeOf, type Api } from '../../openapi.js';
-import { phone } from '../../sms/intake.js';
+import { phone } from './fields.js';
 
 export interface ConsentDeps {
   db: DatabasePool;

@@ -1,10 +1,11 @@
 /**
  * The SMS routes, one file per concern: aggregators' MO and delivery receipts (aggregator.ts),
  * the opt-out ledger (consent.ts), the Third-Party Messaging API with media (third-party.ts) and
- * campaigns (campaigns.ts). What several of them share (storing an inbound SMS, receipts, sender
- * lookups, phone and text fields, the media size limit) is the intake in api/sms/intake.ts;
- * keywords (STOP / START / HELP) have no routes of their own and apply to every inbound text
- * (api/sms/keywords.ts; a tenant configures them as its `SmsKeywords` service).
+ * campaigns (campaigns.ts). What several of them share is the intake in api/sms/intake.ts
+ * (storing an inbound SMS, receipts, sender lookups) and the request fields in fields.ts (phone,
+ * text, the media size limit); keywords (STOP / START / HELP) have no routes of their own and
+ * apply to every inbound text (api/sms/keywords.ts; a tenant configures them as its
+ * `SmsKeywords` service).
  */
 import type { DatabasePool } from 'slonik';
 import type { Logger } from '../../../lib/logger.js';

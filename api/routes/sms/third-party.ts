@@ -16,14 +16,8 @@ import { secretsEqual } from '../../admin-auth.js';
 import { reply } from '../../error-handler.js';
 import { fileFromMultipart } from '../../multipart.js';
 import { envelopeOf, type Api } from '../../openapi.js';
-import {
-  MEDIA_MAX_BYTES,
-  phone,
-  receiveInboundSms,
-  recordReceipts,
-  smsText,
-  type IntakeDeps,
-} from '../../sms/intake.js';
+import { receiveInboundSms, recordReceipts, type IntakeDeps } from '../../sms/intake.js';
+import { MEDIA_MAX_BYTES, phone, smsText } from './fields.js';
 
 export interface ThirdPartyDeps extends IntakeDeps {
   /** Opens the tenant's `Async` service secret (the channels' api secrets). */
