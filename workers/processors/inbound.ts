@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DelayedError } from 'bullmq';
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
-import { sql } from 'slonik';
-import { z } from 'zod';
 import { findSessionByInteraction } from '../../db/queries/chat-sessions.js';
 import {
   addIdentifiers,
@@ -14,12 +12,11 @@ import {
   markStarted,
   setInteractionContact,
   type InteractionRow,
-  interactionRow,
 } from '../../db/queries/interactions.js';
+import { lockInteractionsForNumbering } from '../../db/queries/interaction-state.js';
 import { findCustomerAddress } from '../../db/queries/sms.js';
 import {
   appendEvents,
-  NUMBERING_LOCK,
   sequencePendingMessagesOf,
   type InteractionEvent,
 } from '../../db/conversation.js';
@@ -198,18 +195,10 @@ export function createInboundProcessor(deps: {
   ): Promise<{ stale: boolean; skipped: boolean }[]> => {
     const ids = [...new Set(items.map(item => item.interactionId))].sort();
     const { events, done, queued, locked } = await deps.db.transaction(async tx => {
-      if (lockTimeoutMs !== undefined) {
-        await tx.query(
-          sql.unsafe`SELECT set_config('lock_timeout', ${`${lockTimeoutMs}ms`}, true)`,
-        );
-      }
-      const interactions = await tx.any(
-        sql.type(interactionRow.extend({ started: z.boolean() }))`
-          SELECT id, tenant_id, media, subtype, state, endpoint, contact_id, last_seq, created_at,
-                 updated_at, finished_at, started_event_at IS NOT NULL AS started
-          FROM interactions WHERE id = ANY(${sql.array(ids, 'uuid')}) ORDER BY id
-          ${NUMBERING_LOCK} ${skipLocked ? sql.fragment`SKIP LOCKED` : sql.fragment``}`,
-      );
+      const interactions = await lockInteractionsForNumbering(tx, ids, {
+        skipLocked,
+        lockTimeoutMs,
+      });
       // Skipped (or missing: the run alone completes those) interactions are not touched.
       const locked = new Set(skipLocked ? interactions.map(row => row.id) : ids);
       const lockedIds = ids.filter(id => locked.has(id));
