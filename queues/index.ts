@@ -20,7 +20,10 @@ export * from './ai-connector.js';
 export * from './receipts.js';
 export * from './maintenance.js';
 
-/** Every queue, by name. workers/main.ts must map each name to a processor (type-checked). */
+/**
+ * Every queue, by name. `createProcessors` (workers/processors/index.ts) must map each name to a
+ * processor (type-checked).
+ */
 export const QUEUES = {
   inbound: inboundQueue,
   'outbound-sms': outboundSmsQueue,

@@ -5,7 +5,7 @@ import { eventRow, toEvent, type InteractionEvent } from '../conversation.js';
 /**
  * Queries on `interactions`: the conversation itself (media, state, contact, last seq), the
  * agents' work lists and the open offers sockets show. Routing's columns are written by
- * db/routing.ts; the numbering lock is taken in interaction-state.ts.
+ * db/routing/; the numbering lock is taken in interaction-state.ts.
  */
 
 export const interactionRow = z.object({

@@ -12,7 +12,7 @@ import { createLogger, type Logger } from '../../lib/logger.js';
 import { closeRedis, createRedis, type RedisConnection } from '../../lib/redis.js';
 import { QueueSet, type QueueName } from '../../queues/index.js';
 import type { JobsOptions } from 'bullmq';
-import type { EnqueueContext } from '../../queues/work.js';
+import { enqueueContext, type EnqueueContext } from '../../queues/work.js';
 import { createMaintenanceProcessor } from '../../workers/processors/maintenance.js';
 import { flagCustomerUndelivered } from '../../workers/undelivered.js';
 import {
@@ -132,7 +132,7 @@ export async function createHarness(
     redis,
     queues,
     bus,
-    enqueue: { db, queues, log, sweepAfterMs: config.workers.sweepAfterMs },
+    enqueue: enqueueContext({ db, queues, log }, config),
     app: () => buildApp({ config, log: options.log ?? log, db, queues, redis, bus }),
     publisher,
     async serve() {

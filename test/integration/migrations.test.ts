@@ -135,7 +135,7 @@ describe('migrations', () => {
     }
     await migrate(url, log, dir);
     // The previous release stored what the aggregator sent, digits only: with or without the
-    // international call prefix 00, which lib/phone.ts now reads as "+".
+    // international call prefix 00, which domain/phone.ts now reads as "+".
     await query(
       url,
       `INSERT INTO tenants (id, name, type, created_by) VALUES ('acme', 'A', 'x', 't');

@@ -13,6 +13,7 @@ import { ALL_EVENT_DATA } from '../../domain/event-catalogue.js';
 import { EgressGuard } from '../../lib/egress.js';
 import { closeRedis, createRedis } from '../../lib/redis.js';
 import { registry } from '../../lib/metrics.js';
+import { enqueueContext } from '../../queues/work.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { createWebhookProcessor } from '../../workers/processors/webhooks.js';
 import { WebhookDispatcher } from '../../workers/webhook-dispatcher.js';
@@ -962,12 +963,7 @@ describe('webhooks: fairness between targets', () => {
       // Three dispatchers, as three worker processes would run, passing at the same moments; no
       // worker runs the jobs, so every batch stays pending. Whichever passes first, no delivery
       // may be in two batches and no target may get more than its allowance.
-      const enqueue = {
-        db: hh.db,
-        queues: hh.queues,
-        log: hh.log,
-        sweepAfterMs: hh.config.workers.sweepAfterMs,
-      };
+      const enqueue = enqueueContext({ db: hh.db, queues: hh.queues, log: hh.log }, hh.config);
       const queue = hh.queues.get('webhooks');
       // The third cannot count the workers (as where Redis refuses CLIENT LIST): it counts one.
       const dispatchers = () =>
