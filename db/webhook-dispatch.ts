@@ -7,10 +7,10 @@ import { completePendingWorks, pendingWebhookBatches, workStates } from './work.
 /**
  * The webhooks workers' side of webhook deliveries (migration 0008): deliveries are created by
  * the `events` fan-out trigger; the dispatcher turns them into work rows and jobs
- * ({@link claimUndispatched}); the processor loads them ({@link loadDeliveries}), attempts them,
- * records every attempt ({@link recordAttempts}), disables failing targets and appends
- * operational events. The API's delivery log (targets, deliveries, attempts, replay) is
- * `db/webhook-log.ts`.
+ * ({@link claimUndispatched}); the processor loads them ({@link loadDeliveries}) and their
+ * target ({@link findWebhookTarget}), attempts them, records every attempt
+ * ({@link recordAttempts}), disables failing targets and appends operational events. The API's
+ * delivery log (targets, deliveries, attempts, replay) is `db/webhook-log.ts`.
  */
 
 const dispatchedRow = z.object({
@@ -287,6 +287,35 @@ function targetHealth(attempts: readonly AttemptRecord[]): {
     } else if (!ok.has(key)) failing.set(key, [attempt.tenantId, attempt.target]);
   }
   return { ok: [...ok.values()], failing: [...failing.values()] };
+}
+
+export const webhookTargetRow = z.object({
+  url: z.string().nullable(),
+  data: z.record(z.unknown()),
+  secret_sealed: z.string().nullable(),
+  enabled: z.boolean(),
+  disabled_reason: z.string().nullable(),
+  previous_secret_sealed: z.string().nullable(),
+  previous_until: z.string().nullable(),
+});
+export type WebhookTargetRow = z.infer<typeof webhookTargetRow>;
+
+/**
+ * A webhook target as the processor delivers to it: its service (URL, data, sealed secret) and
+ * its delivery state (enabled, the secret before the last rotation). Undefined when the tenant
+ * has no such target.
+ */
+export async function findWebhookTarget(
+  db: CommonQueryMethods,
+  tenantId: string,
+  name: string,
+): Promise<WebhookTargetRow | undefined> {
+  const row = await db.maybeOne(sql.type(webhookTargetRow)`
+    SELECT s.url, s.data, s.secret_sealed, t.enabled, t.disabled_reason,
+           t.previous_secret_sealed, t.previous_until
+    FROM services s JOIN webhook_targets t ON t.tenant_id = s.tenant_id AND t.name = s.name
+    WHERE s.tenant_id = ${tenantId} AND s.name = ${name}`);
+  return row ?? undefined;
 }
 
 /**

@@ -1,6 +1,7 @@
-import { sql, type DatabasePool } from 'slonik';
+import type { DatabasePool } from 'slonik';
 import { z } from 'zod';
 import { serviceSecretContext } from '../db/service-directory.js';
+import { findWebhookTarget } from '../db/webhook-dispatch.js';
 import { SharedCache, type InvalidationBus } from '../lib/invalidation.js';
 import type { Logger } from '../lib/logger.js';
 import type { SecretBox } from '../lib/secrets.js';
@@ -24,16 +25,6 @@ export interface WebhookTarget {
   readonly enabled: boolean;
   readonly disabledReason: string | null;
 }
-
-const targetRow = z.object({
-  url: z.string().nullable(),
-  data: z.record(z.unknown()),
-  secret_sealed: z.string().nullable(),
-  enabled: z.boolean(),
-  disabled_reason: z.string().nullable(),
-  previous_secret_sealed: z.string().nullable(),
-  previous_until: z.string().nullable(),
-});
 
 const targetData = z
   .object({
@@ -74,11 +65,7 @@ export class WebhookTargets {
   }
 
   private async load(tenant: string, name: string): Promise<WebhookTarget | null> {
-    const row = await this.db.maybeOne(sql.type(targetRow)`
-      SELECT s.url, s.data, s.secret_sealed, t.enabled, t.disabled_reason,
-             t.previous_secret_sealed, t.previous_until
-      FROM services s JOIN webhook_targets t ON t.tenant_id = s.tenant_id AND t.name = s.name
-      WHERE s.tenant_id = ${tenant} AND s.name = ${name}`);
+    const row = await findWebhookTarget(this.db, tenant, name);
     if (!row?.url) return null;
     const data = targetData.parse(row.data);
     const context = serviceSecretContext(tenant, name);
