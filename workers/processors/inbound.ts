@@ -53,7 +53,7 @@ export function identifiersOf(session: {
   const identifiers: Identifier[] = [];
   const email = session.email?.trim().toLowerCase();
   if (email) identifiers.push({ kind: 'email', value: email });
-  // The form SMS threads store (lib/phone.ts), so a chat and a text from one phone match one
+  // The form SMS threads store (domain/phone.ts), so a chat and a text from one phone match one
   // contact; a value that is no phone number identifies nobody.
   const phone = session.phone ? normalisePhone(session.phone) : undefined;
   if (phone) identifiers.push({ kind: 'phone', value: phone });
