@@ -288,3 +288,18 @@ export const pendingWebhookBatches: FragmentSqlToken = sql.fragment`
   SELECT tenant_id, payload->>'targetId' AS target, count(*) AS batches FROM work
   WHERE queue = 'webhooks' AND state = 'pending' AND job_id LIKE 'webhooks.batch.%'
   GROUP BY 1, 2`;
+
+/** Any constant unique to the sweeper: only one sweep runs at a time across all replicas. */
+const SWEEP_LOCK_KEY = 0x73776565; // "swee"
+
+/**
+ * Takes the sweep's lock for the transaction, if no other replica holds it: true when this
+ * replica may sweep now.
+ */
+export async function trySweepLock(tx: CommonQueryMethods): Promise<boolean> {
+  return tx.oneFirst(
+    sql.type(
+      z.object({ locked: z.boolean() }),
+    )`SELECT pg_try_advisory_xact_lock(${SWEEP_LOCK_KEY}) AS locked`,
+  );
+}

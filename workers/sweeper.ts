@@ -1,11 +1,10 @@
 import type { Queue } from 'bullmq';
-import { sql, type DatabasePool } from 'slonik';
-import { z } from 'zod';
+import type { DatabasePool } from 'slonik';
 import { GENERIC_FAILURE_CODE } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { sweeperReenqueuedTotal } from '../lib/metrics.js';
 import { isQueueName, QUEUES, SWEEP_SCHEDULER_ID, type QueueSet } from '../queues/index.js';
-import { claimDueWork, countStall, workCounts } from '../db/work.js';
+import { claimDueWork, countStall, trySweepLock, workCounts } from '../db/work.js';
 import { recordFinalFailure } from './undelivered.js';
 
 /** BullMQ's reason for a job whose lock lapsed more often than `maxStalledCount`. */
@@ -17,9 +16,6 @@ const STALLED_OUT = /stalled more than allowable limit/;
  * attempt only when it finishes would otherwise be re-added for ever).
  */
 export const MAX_STALLS = 10;
-
-/** Any constant unique to the sweeper: only one sweep runs at a time across all replicas. */
-const SWEEP_LOCK_KEY = 0x73776565; // "swee"
 
 export interface SweepResult {
   /** True when another replica held the sweep lock. */
@@ -54,11 +50,7 @@ export async function sweepPendingWork(
 ): Promise<SweepResult> {
   const result: SweepResult = { skipped: false, checked: 0, reenqueued: 0, failed: 0 };
   await deps.db.transaction(async tx => {
-    const locked = await tx.oneFirst(
-      sql.type(
-        z.object({ locked: z.boolean() }),
-      )`SELECT pg_try_advisory_xact_lock(${SWEEP_LOCK_KEY}) AS locked`,
-    );
+    const locked = await trySweepLock(tx);
     if (!locked) {
       result.skipped = true;
       return;

@@ -1,6 +1,8 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
+/** SQL on `api_keys`: the keys a tenant's clients authenticate with (stored as hashes, shown once). */
+
 export const apiKeyRow = z.object({
   id: z.string(),
   tenant_id: z.string().nullable(),

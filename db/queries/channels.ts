@@ -1,6 +1,8 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
+/** SQL on `channels`: a tenant's channels (the guide's `cxc.` rules) and the sender ids they own. */
+
 export const channelRow = z.object({
   tenant_id: z.string(),
   name: z.string(),

@@ -1,6 +1,8 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
+/** SQL on `routing_queues` and their endpoints and agents: the definitions of the queues agents serve. */
+
 export const queueView = z.object({
   tenant_id: z.string(),
   name: z.string(),

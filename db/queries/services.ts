@@ -1,6 +1,8 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
+/** SQL on `services`: a tenant's provider settings with their sealed secrets. */
+
 export const serviceRow = z.object({
   tenant_id: z.string(),
   name: z.string(),

@@ -1,6 +1,8 @@
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
+/** SQL on `tenants`: the contact centers this hub serves. */
+
 export const tenantRow = z.object({
   id: z.string(),
   name: z.string(),
