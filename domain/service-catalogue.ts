@@ -1,3 +1,4 @@
+import { createPrivateKey } from 'node:crypto';
 import { z, type ZodTypeAny } from 'zod';
 import { ALL_EVENT_TYPES } from './event-catalogue.js';
 import { SIGNATURE_SCHEMES } from './webhook-signing.js';
@@ -107,7 +108,58 @@ const maxPerSecond = z.number().int().min(1).max(10_000).optional();
 const noSecret = z.object({}).strict().optional();
 
 const SMS_PROVIDERS = ['mGage', 'Async', 'Portico', 'Kannel'] as const;
-const EMAIL_PROVIDERS = ['SparkPost', 'Async', 'Portico'] as const;
+const EMAIL_PROVIDERS = ['SparkPost', 'Async', 'Portico', 'SMTP'] as const;
+
+/**
+ * An SMTP relay: `smtp://host[:port]` (STARTTLS, port 587 unless given) or `smtps://host[:port]`
+ * (TLS from the first byte, port 465 unless given). No credentials, path or query in the URL:
+ * credentials are the sealed secret.
+ */
+const smtpUrl = z
+  .string()
+  .max(2_048)
+  .superRefine((value, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be an smtp:// or smtps:// URL' });
+      return;
+    }
+    if (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') {
+      ctx.addIssue({ code: 'custom', message: 'must be an smtp:// or smtps:// URL' });
+    } else if (!url.hostname) {
+      ctx.addIssue({ code: 'custom', message: 'must name a host' });
+    } else if (
+      url.username ||
+      url.password ||
+      (url.pathname && url.pathname !== '/') ||
+      url.search ||
+      url.hash
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be smtp(s)://host[:port] only (credentials go in secret)',
+      });
+    }
+  });
+
+/** A domain name (for DKIM signing): letters, digits and hyphens in dot-separated labels. */
+const DOMAIN = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/;
+const domainName = z.string().regex(DOMAIN, 'must be a domain name such as example.com');
+
+/** Whether `pem` is a private key DKIM can sign with: RSA of at least 1,024 bits, or Ed25519. */
+export function dkimKeyProblem(pem: string): string | undefined {
+  try {
+    const key = createPrivateKey(pem);
+    if (key.asymmetricKeyType === 'ed25519') return undefined;
+    if (key.asymmetricKeyType !== 'rsa') return 'must be an RSA or Ed25519 private key';
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    return bits >= 1_024 ? undefined : 'must be an RSA key of at least 1024 bits';
+  } catch {
+    return 'must be a PEM private key (-----BEGIN PRIVATE KEY----- …)';
+  }
+}
 
 const asyncChannel = z
   .object({ channelId: text(255), webhook: z.object({ url: httpUrl }).strict() })
@@ -129,7 +181,10 @@ export interface ServiceShape {
   readonly data: ZodTypeAny;
   readonly secret: ZodTypeAny;
   /** Cross-field rules on the whole body. */
-  readonly check?: (body: { data: unknown; secret: unknown }, ctx: z.RefinementCtx) => void;
+  readonly check?: (
+    body: { url?: unknown; data: unknown; secret: unknown },
+    ctx: z.RefinementCtx,
+  ) => void;
 }
 
 const SERVICES: Record<string, ServiceShape> = {
@@ -250,6 +305,104 @@ const SERVICES: Record<string, ServiceShape> = {
     data: z.object({ provider: z.enum(EMAIL_PROVIDERS) }).strict(),
     secret: noSecret,
   },
+  SmtpEmail: {
+    description:
+      'An SMTP relay for email (`Email` provider `SMTP`): its URL, STARTTLS policy, connection pool, send rate and the domains whose mail is DKIM-signed; credentials and DKIM keys are the sealed secret.',
+    url: smtpUrl,
+    data: z
+      .object({
+        /** `smtp://` only: `required` refuses a server without STARTTLS, `opportunistic` uses it when offered. */
+        starttls: z.enum(['required', 'opportunistic']).optional(),
+        /** Connections the pool keeps open per worker process. */
+        maxConnections: z.number().int().min(1).max(50).default(5),
+        /** Mails sent over one connection before it is replaced. */
+        maxMessages: z.number().int().min(1).max(10_000).default(100),
+        /** Mails per second through this relay, across every worker. */
+        maxPerSecond,
+        /** Domains whose mail is DKIM-signed, each with its selector; the keys are in `secret.dkimKeys`. */
+        dkim: z
+          .array(
+            z
+              .object({
+                domain: domainName,
+                selector: z
+                  .string()
+                  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be a DKIM selector'),
+              })
+              .strict(),
+          )
+          .max(100)
+          .default([]),
+      })
+      .strict()
+      .default({}),
+    secret: z
+      .object({
+        username: secretText.optional(),
+        password: secretText.optional(),
+        /** PEM private key per DKIM domain. */
+        dkimKeys: z.record(text(16_384)).optional(),
+      })
+      .strict()
+      .optional(),
+    check: (body, ctx) => {
+      const url = (body as { url?: unknown }).url;
+      const data = body.data as { starttls?: string; dkim: { domain: string }[] };
+      const secret = (body.secret ?? {}) as {
+        username?: string;
+        password?: string;
+        dkimKeys?: Record<string, string>;
+      };
+      if (typeof url === 'string' && url.toLowerCase().startsWith('smtps:') && data.starttls) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['data', 'starttls'],
+          message: 'applies to smtp:// only (smtps:// is TLS from the start)',
+        });
+      }
+      if ((secret.username === undefined) !== (secret.password === undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['secret', secret.username === undefined ? 'username' : 'password'],
+          message: 'username and password go together',
+        });
+      }
+      const keys = secret.dkimKeys ?? {};
+      const signed = new Set<string>();
+      data.dkim.forEach((entry, index) => {
+        const domain = entry.domain.toLowerCase();
+        if (signed.has(domain)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['data', 'dkim', index, 'domain'],
+            message: 'is listed twice',
+          });
+        }
+        signed.add(domain);
+        if (!Object.keys(keys).some(name => name.toLowerCase() === domain)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['secret', 'dkimKeys'],
+            message: `has no key for ${entry.domain}`,
+          });
+        }
+      });
+      for (const [domain, pem] of Object.entries(keys)) {
+        if (!signed.has(domain.toLowerCase())) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['secret', 'dkimKeys', domain],
+            message: 'names a domain that data.dkim does not list',
+          });
+          continue;
+        }
+        const problem = dkimKeyProblem(pem);
+        if (problem) {
+          ctx.addIssue({ code: 'custom', path: ['secret', 'dkimKeys', domain], message: problem });
+        }
+      }
+    },
+  },
   SparkPostEmail: {
     description: 'SparkPost credentials for sending email.',
     url: httpUrl,
@@ -333,5 +486,7 @@ export function serviceBodySchema(shape: ServiceShape) {
   return z
     .object({ url: shape.url, data: shape.data, secret: shape.secret })
     .strict()
-    .superRefine((body, ctx) => shape.check?.(body as { data: unknown; secret: unknown }, ctx));
+    .superRefine((body, ctx) =>
+      shape.check?.(body as { url?: unknown; data: unknown; secret: unknown }, ctx),
+    );
 }

@@ -19,6 +19,10 @@ export class EgressBlockedError extends Error {
   override readonly name = 'EgressBlockedError';
 }
 
+const HTTP_PROTOCOLS: readonly string[] = ['http:', 'https:'];
+/** What a tenant may save: HTTP(S) endpoints and SMTP relays (whose connections are checked too). */
+const SAVED_PROTOCOLS: readonly string[] = ['http:', 'https:', 'smtp:', 'smtps:'];
+
 /** The destination did not answer (completely) within the request's timeout. */
 export class EgressTimeoutError extends Error {
   override readonly name = 'EgressTimeoutError';
@@ -67,16 +71,23 @@ export class EgressRules {
     return ip.range() === 'unicast';
   }
 
-  /** Throws unless `url` is http(s) and, when it names an IP address, that address is allowed. */
-  checkUrl(url: string): URL {
+  /**
+   * Throws unless `url` has one of `protocols` (http(s) unless given) and, when it names an IP
+   * address, that address is allowed.
+   */
+  checkUrl(url: string, protocols: readonly string[] = HTTP_PROTOCOLS): URL {
     let parsed: URL;
     try {
       parsed = new URL(url); // normalises decimal, octal and hex IPv4 forms
     } catch {
       throw new EgressBlockedError(`not a URL: ${url}`);
     }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-      throw new EgressBlockedError(`only http(s) URLs are allowed, not ${parsed.protocol}`);
+    if (!protocols.includes(parsed.protocol)) {
+      throw new EgressBlockedError(
+        protocols === HTTP_PROTOCOLS
+          ? `only http(s) URLs are allowed, not ${parsed.protocol}`
+          : `only ${protocols.map(p => p.replace(/:$/, '')).join(', ')} URLs are allowed, not ${parsed.protocol}`,
+      );
     }
     const host = parsed.hostname.replace(/^\[|\]$/g, '');
     if (isIP(host) && !this.allows(host, host)) {
@@ -88,12 +99,12 @@ export class EgressRules {
   /**
    * The check of a URL when a tenant saves it, without DNS (a lookup at save time would be slow,
    * would let tenants probe the resolver, and proves nothing: the name may resolve elsewhere at
-   * connect time, where it is checked anyway). {@link checkUrl}, and `localhost` or a
+   * connect time, where it is checked anyway). {@link checkUrl} (http(s) and smtp(s)), and `localhost` or a
    * `*.localhost` name (always loopback, RFC 6761) passes only when the allow-list names it or
    * allows 127.0.0.1 or ::1.
    */
   checkSavedUrl(url: string): URL {
-    const parsed = this.checkUrl(url);
+    const parsed = this.checkUrl(url, SAVED_PROTOCOLS);
     const host = parsed.hostname.toLowerCase().replace(/\.$/, '');
     if (
       (host === 'localhost' || host.endsWith('.localhost')) &&

@@ -289,7 +289,7 @@ export function serviceRoutes({
 function outboundUrls(value: unknown, path: string): { field: string; url: string }[] {
   if (value === null || typeof value !== 'object') return [];
   return Object.entries(value).flatMap(([key, child]) =>
-    key === 'url' && typeof child === 'string' && /^https?:/i.test(child)
+    key === 'url' && typeof child === 'string' && /^(https?|smtps?):/i.test(child)
       ? [{ field: `${path}.${key}`, url: child }]
       : outboundUrls(child, `${path}.${key}`),
   );
