@@ -148,12 +148,14 @@ const smtpUrl = z
 const DOMAIN = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/;
 const domainName = z.string().regex(DOMAIN, 'must be a domain name such as example.com');
 
-/** Whether `pem` is a private key DKIM can sign with: RSA of at least 1,024 bits, or Ed25519. */
+/**
+ * Why `pem` is not a private key the hub can DKIM-sign with, if it is not: an RSA key of at least
+ * 1,024 bits (nodemailer, which signs, does not sign with Ed25519).
+ */
 export function dkimKeyProblem(pem: string): string | undefined {
   try {
     const key = createPrivateKey(pem);
-    if (key.asymmetricKeyType === 'ed25519') return undefined;
-    if (key.asymmetricKeyType !== 'rsa') return 'must be an RSA or Ed25519 private key';
+    if (key.asymmetricKeyType !== 'rsa') return 'must be an RSA private key';
     const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
     return bits >= 1_024 ? undefined : 'must be an RSA key of at least 1024 bits';
   } catch {

@@ -258,6 +258,10 @@ export const WORK_FAILURES = {
     'NEXUS_ERR_SMS_PROVIDER_UNAVAILABLE',
     'The SMS provider did not take the message in any attempt',
   ),
+  NEXUS_ERR_EMAIL_INVALID: failure(
+    'NEXUS_ERR_EMAIL_INVALID',
+    'The email cannot be built: a header value holds a line break, or an address is invalid',
+  ),
   NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER: failure(
     'NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER',
     'The SMS provider answered success without what the hub needs from it',

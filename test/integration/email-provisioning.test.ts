@@ -61,7 +61,7 @@ describe('SMTP email provisioning', () => {
       secret: {
         username: 'relay-user',
         password: 'relay-pass',
-        dkimKeys: { 'mail.example.com': rsa, 'example.org': pem('ed25519') },
+        dkimKeys: { 'mail.example.com': rsa, 'example.org': pem('rsa', 1024) },
       },
     }).expect(201);
     expect(created.body.data.data).toEqual({
@@ -150,6 +150,15 @@ describe('SMTP email provisioning', () => {
       }),
       V,
       'body.data.dkim.0.domain',
+    );
+    refused(
+      await put(app, admin, 'SmtpEmail', {
+        url: 'smtp://relay.example.com',
+        data: { dkim: [{ domain: 'example.com', selector: 's1' }] },
+        secret: { dkimKeys: { 'example.com': pem('ed25519') } },
+      }),
+      V,
+      'body.secret.dkimKeys.example.com',
     );
     refused(
       await put(app, admin, 'Email', { url: 'N/A', data: { provider: 'Sendmail' } }),
