@@ -6,8 +6,8 @@ import { WorkFailure } from '../lib/errors.js';
  * Builds the MIME text of one outbound email with nodemailer (never by hand): UTF-8 subjects and
  * names, a text part and an optional HTML part, the `Message-ID` the hub chose (and stored),
  * threading headers, RFC 8058 one-click unsubscribe headers on campaign mail, and a DKIM
- * signature when the sending domain has a key. Every provider sends this text (SMTP as is, HTTP
- * gateways as their raw-MIME field), so the bytes the hub stored the id of are the bytes sent.
+ * signature when the sending domain has a key. The outbound-email processor (not built yet) is to
+ * send these bytes through every provider, so the id the hub stores is the id the mail carries.
  * A header value with a line break is refused (`NEXUS_ERR_EMAIL_INVALID`), not folded away.
  */
 
