@@ -48,3 +48,22 @@ export const presentInteraction = (row: InteractionRow) => ({
   updated: row.updated_at,
   finished: row.finished_at,
 });
+
+/** The delivery fields of an outbound SMS (a conversation's message or a campaign record). */
+export const presentSmsDelivery = (row: {
+  delivery_status: string | null;
+  delivery_reason: string | null;
+  delivery_code: string | null;
+  encoding: string | null;
+  segments: number | null;
+  provider: string | null;
+  delivery_updated_at: string | null;
+}) => ({
+  status: row.delivery_status,
+  reason: row.delivery_reason,
+  code: row.delivery_code,
+  encoding: row.encoding,
+  segments: row.segments,
+  provider: row.provider,
+  updated: row.delivery_updated_at,
+});

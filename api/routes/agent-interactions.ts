@@ -16,7 +16,7 @@ import { MAX_TEXT } from '../chat/conversation.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { rowNumber } from '../validate.js';
-import { presentEvent, presentInteraction } from '../presenters.js';
+import { presentEvent, presentInteraction, presentSmsDelivery } from '../presenters.js';
 
 const interactionParams = z.object({ id: z.string().uuid('must be an interaction id') });
 
@@ -144,13 +144,7 @@ export function agentInteractionRoutes({
         previousInteractions: history.slice(0, 50).map(presentInteraction),
         smsDeliveries: (await listSmsDeliveries(db, interaction.id)).map(row => ({
           messageId: row.id,
-          status: row.delivery_status,
-          reason: row.delivery_reason,
-          code: row.delivery_code,
-          encoding: row.encoding,
-          segments: row.segments,
-          provider: row.provider,
-          updated: row.delivery_updated_at,
+          ...presentSmsDelivery(row),
         })),
       });
     },

@@ -21,6 +21,7 @@ import { dispatchWork, recordWorkBatch, type EnqueueContext } from '../../../que
 import { assertTenant } from '../../auth/principal.js';
 import { reply } from '../../error-handler.js';
 import { envelopeOf, type Api } from '../../openapi.js';
+import { presentSmsDelivery } from '../../presenters.js';
 import { chatChannelBySender } from '../../sms/intake.js';
 import { phone, smsText } from './fields.js';
 import { rowNumber } from '../../validate.js';
@@ -177,13 +178,7 @@ export function campaignRoutes(api: Api, deps: CampaignDeps): void {
           id: row.record_id,
           to: row.address,
           from: row.sender,
-          status: row.delivery_status,
-          reason: row.delivery_reason,
-          code: row.delivery_code,
-          encoding: row.encoding,
-          segments: row.segments,
-          provider: row.provider,
-          updated: row.delivery_updated_at,
+          ...presentSmsDelivery(row),
         })),
         next: rows.length === query.limit && last ? last.record_id : null,
       });
