@@ -1,8 +1,8 @@
-import request from 'supertest';
-import { sql } from 'slonik';
+import type request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import type { BuiltApp } from '../../api/app.js';
 import { useHarness, type Harness } from '../helpers/harness.js';
+import { putService, serviceCount, setupTenant } from '../helpers/tenant-services.js';
 
 /**
  * Outbound URLs a tenant saves (webhook targets, provider URLs, an Async channel's webhook) are
@@ -30,22 +30,9 @@ const NON_PUBLIC = [
   'http://[fd00::1]/hooks',
 ];
 
-async function setup(h: Harness): Promise<{ app: BuiltApp; admin: Record<string, string> }> {
-  const app = h.app();
-  const admin = { Authorization: `Bearer ${h.config.adminToken}` };
-  await request(app)
-    .post('/nexus/v3/provisioning/tenants')
-    .set(admin)
-    .send({ id: TENANT, name: TENANT })
-    .expect(201);
-  return { app, admin };
-}
-
-const serviceCount = (h: Harness) =>
-  h.db.oneFirst(sql.unsafe`SELECT count(*)::int FROM services`) as Promise<number>;
-
+const setup = (h: Harness) => setupTenant(h, TENANT);
 const put = (app: BuiltApp, admin: Record<string, string>, name: string, body: object) =>
-  request(app).put(`/nexus/v3/provisioning/services/${TENANT}/${name}`).set(admin).send(body);
+  putService(app, admin, TENANT, name, body);
 
 const refused = (res: request.Response, field: string) => {
   expect(res.status, JSON.stringify(res.body)).toBe(400);
