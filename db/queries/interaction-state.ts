@@ -28,8 +28,8 @@ export async function interactionState(
 }
 
 /**
- * The inbound processor's batch: these interactions, in id order, each with whether its STARTED event was written, locked with the numbering lock for the rest
- * of the transaction. With `skipLocked`, interactions locked by someone else are left out instead
+ * The inbound processor's batch: these interactions, in id order, each with whether its STARTED
+ * event was written, locked with the numbering lock for the rest of the transaction. With `skipLocked`, interactions locked by someone else are left out instead
  * of waited for; with `lockTimeoutMs`, the transaction waits for a lock at most that long.
  */
 export async function lockInteractionsForNumbering(
