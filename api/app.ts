@@ -31,6 +31,7 @@ import { tenantRoutes } from './routes/tenants.js';
 import { undeliveredRoutes } from './routes/undelivered.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { smsRoutes } from './routes/sms/index.js';
+import { emailRoutes } from './routes/email/index.js';
 import { MEDIA_MAX_BYTES } from './routes/sms/fields.js';
 
 /**
@@ -148,6 +149,12 @@ export function buildApp(deps: AppDeps): BuiltApp {
     secrets,
     maxSegments: config.sms.maxSegments,
     enqueue,
+  });
+  emailRoutes(api, {
+    db,
+    enqueue,
+    maxBytes: config.email.maxBytes,
+    secretKeys: [config.secretKey, ...config.previousSecretKeys],
   });
   webhookRoutes(api, { db, bus, enqueue });
 

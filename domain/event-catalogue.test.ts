@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { EVENT_DATA, OPERATIONAL_EVENT_DATA } from './event-catalogue.js';
 
 /** The section of a docs page under `## <heading>`, up to the next `## `. */
@@ -36,10 +36,14 @@ function documentedEvents(page: string, heading: string): Record<string, string[
   return Object.fromEntries(rows.map(row => [row[1], topLevelKeys(row[2]!).sort()]));
 }
 
-const catalogued = (schemas: Record<string, z.AnyZodObject>) =>
-  Object.fromEntries(
-    Object.entries(schemas).map(([type, schema]) => [type, Object.keys(schema.shape).sort()]),
-  );
+/** A schema's keys; a union's are every option's (an event whose shape depends on its channel). */
+const keysOf = (schema: z.ZodTypeAny): string[] =>
+  schema instanceof z.ZodUnion
+    ? [...new Set((schema.options as z.ZodTypeAny[]).flatMap(keysOf))]
+    : Object.keys((schema as z.AnyZodObject).shape);
+
+const catalogued = (schemas: Record<string, z.ZodTypeAny>) =>
+  Object.fromEntries(Object.entries(schemas).map(([type, schema]) => [type, keysOf(schema).sort()]));
 
 describe('event catalogue docs', () => {
   it('docs/events.md lists exactly the interaction event types, each with its data fields', () => {

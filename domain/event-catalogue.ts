@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { EMAIL_STATUSES } from './email-status.js';
 
 /**
  * The interaction event catalogue: the `data` of every event type (design §6). Events are
@@ -102,19 +103,37 @@ export const OPERATIONAL_EVENT_DATA = {
       reason: z.string(),
     })
     .strict(),
-  /** A campaign SMS record's delivery status changed. */
-  'campaign.record.status': z
-    .object({
-      campaign: z.string(),
-      recordId: z.string(),
-      to: z.string(),
-      status: z.enum(['accepted', 'sent', 'delivered', 'failed']),
-      reason: z.string().nullable(),
-      /** A `failed` status's catalogue code; null for the others. */
-      code: z.string().nullable(),
-      segments: z.number().int(),
-    })
-    .strict(),
+  /**
+   * A campaign record's delivery status changed: an SMS record (with its segments), or an email
+   * record (`channel: "email"`, with the Message-ID it carries).
+   */
+  'campaign.record.status': z.union([
+    z
+      .object({
+        campaign: z.string(),
+        recordId: z.string(),
+        to: z.string(),
+        status: z.enum(['accepted', 'sent', 'delivered', 'failed']),
+        reason: z.string().nullable(),
+        /** A `failed` status's catalogue code; null for the others. */
+        code: z.string().nullable(),
+        segments: z.number().int(),
+      })
+      .strict(),
+    z
+      .object({
+        channel: z.literal('email'),
+        campaign: z.string(),
+        recordId: z.string(),
+        to: z.string(),
+        status: z.enum(EMAIL_STATUSES),
+        reason: z.string().nullable(),
+        /** A `failed` status's catalogue code; null for the others. */
+        code: z.string().nullable(),
+        messageId: z.string(),
+      })
+      .strict(),
+  ]),
   /** A text to a campaign number (a cxcOnly channel), with the campaign that last wrote to it. */
   'campaign.reply': z
     .object({

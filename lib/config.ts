@@ -193,6 +193,18 @@ const envSchema = z.object({
   NEXUS_WEBHOOK_TARGET_BATCHES: positiveInt.optional(),
   NEXUS_SMS_MAX_SEGMENTS: positiveInt.max(255, 'must be at most 255').default(10),
   NEXUS_SMS_RATE_PER_SECOND: positiveInt.default(10),
+  NEXUS_EMAIL_RATE_PER_SECOND: positiveInt.default(50),
+  NEXUS_EMAIL_MAX_BYTES: positiveInt
+    .max(25 * 1024 * 1024, 'must be at most 25 MiB')
+    .default(1024 * 1024),
+  NEXUS_EMAIL_BOUNCE_DOMAIN: z
+    .string()
+    .regex(
+      /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/,
+      'must be a domain name',
+    )
+    .optional(),
+  NEXUS_EMAIL_SMTP_PORT: z.coerce.number().int().min(1).max(65_535).optional(),
   NEXUS_BUILD_CHANGESET: z.string().default('development'),
   NEXUS_BUILD_TIMESTAMP: z.string().optional(),
 });
@@ -284,6 +296,19 @@ export interface Config {
     readonly targetConcurrency: number;
     /** First-attempt batches of one target queued or running at once, across workers. */
     readonly targetBatches: number;
+  };
+  readonly email: {
+    /** Default send rate per provider and sending domain, across workers (mails/s). */
+    readonly ratePerSecond: number;
+    /** The most bytes a mail's subject and bodies may take at intake. */
+    readonly maxBytes: number;
+    /**
+     * The domain of the return path (`bounces+<mail id>@domain`, VERP): bounce reports come back
+     * to the hub's SMTP listener there. Unset: the From address is the return path.
+     */
+    readonly bounceDomain: string | undefined;
+    /** The hub's SMTP listener (bounce reports, inbound mail); unset: none. */
+    readonly smtpPort: number | undefined;
   };
   readonly sms: {
     /** The most segments an outbound SMS may take. */
@@ -430,6 +455,12 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       targetBatches:
         e.NEXUS_WEBHOOK_TARGET_BATCHES ??
         Math.max(2, Math.ceil((4 * targetConcurrency) / e.NEXUS_WEBHOOK_BATCH_SIZE)),
+    },
+    email: {
+      ratePerSecond: e.NEXUS_EMAIL_RATE_PER_SECOND,
+      maxBytes: e.NEXUS_EMAIL_MAX_BYTES,
+      bounceDomain: e.NEXUS_EMAIL_BOUNCE_DOMAIN?.toLowerCase(),
+      smtpPort: e.NEXUS_EMAIL_SMTP_PORT,
     },
     sms: { maxSegments: e.NEXUS_SMS_MAX_SEGMENTS, ratePerSecond: e.NEXUS_SMS_RATE_PER_SECOND },
     build: { changeset: e.NEXUS_BUILD_CHANGESET, timestamp: e.NEXUS_BUILD_TIMESTAMP },

@@ -237,6 +237,28 @@ export class EgressGuard extends EgressRules {
     return destination;
   }
 
+  /**
+   * The first allowed address of `hostname` (an IP literal is checked as it is), for clients that
+   * connect themselves (the SMTP transport): they connect to this address, so the check holds for
+   * the connection made. Throws {@link EgressBlockedError} when no address is allowed.
+   */
+  resolveHost(hostname: string): Promise<string> {
+    const host = hostname.replace(/^\[|\]$/g, '');
+    if (isIP(host)) {
+      return this.allows(host, host)
+        ? Promise.resolve(host)
+        : Promise.reject(
+            new EgressBlockedError(`address ${host} is not public and not allow-listed`),
+          );
+    }
+    return new Promise((resolve, reject) => {
+      this.lookup(host, { all: false }, (error, address) => {
+        if (error) reject(error);
+        else resolve(address as string);
+      });
+    });
+  }
+
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();

@@ -156,6 +156,22 @@ export const ERRORS = {
     400,
     'The text takes more SMS segments than allowed',
   ),
+  // Email
+  NEXUS_ERR_EMAIL_UNKNOWN_DOMAIN: define(
+    'NEXUS_ERR_EMAIL_UNKNOWN_DOMAIN',
+    400,
+    'No email channel of the tenant has this domain (channelId)',
+  ),
+  NEXUS_ERR_EMAIL_TOO_LARGE: define(
+    'NEXUS_ERR_EMAIL_TOO_LARGE',
+    400,
+    'The email is larger than NEXUS_EMAIL_MAX_BYTES allows',
+  ),
+  NEXUS_ERR_EMAIL_FEEDBACK_UNAUTHORIZED: define(
+    'NEXUS_ERR_EMAIL_FEEDBACK_UNAUTHORIZED',
+    401,
+    "The provider's feedback call does not carry the credentials or signature configured for it",
+  ),
   // Webhooks
   NEXUS_ERR_WEBHOOK_TARGET_DISABLED: define(
     'NEXUS_ERR_WEBHOOK_TARGET_DISABLED',
@@ -258,10 +274,6 @@ export const WORK_FAILURES = {
     'NEXUS_ERR_SMS_PROVIDER_UNAVAILABLE',
     'The SMS provider did not take the message in any attempt',
   ),
-  NEXUS_ERR_EMAIL_INVALID: failure(
-    'NEXUS_ERR_EMAIL_INVALID',
-    'The email cannot be built: a header value holds a line break, or an address is invalid',
-  ),
   NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER: failure(
     'NEXUS_ERR_SMS_PROVIDER_BAD_ANSWER',
     'The SMS provider answered success without what the hub needs from it',
@@ -269,6 +281,39 @@ export const WORK_FAILURES = {
   NEXUS_ERR_SMS_REPORTED_FAILED: failure(
     'NEXUS_ERR_SMS_REPORTED_FAILED',
     "The provider's delivery report says the message failed",
+  ),
+  // Outbound email
+  NEXUS_ERR_EMAIL_INVALID: failure(
+    'NEXUS_ERR_EMAIL_INVALID',
+    'The email cannot be built: a header value holds a line break, or an address is invalid',
+  ),
+  NEXUS_ERR_EMAIL_NOT_SENDABLE: failure(
+    'NEXUS_ERR_EMAIL_NOT_SENDABLE',
+    'The email is gone, or its domain has no email channel any more',
+  ),
+  NEXUS_ERR_EMAIL_PROVIDER_UNSUPPORTED: failure(
+    'NEXUS_ERR_EMAIL_PROVIDER_UNSUPPORTED',
+    'The email provider is not supported in this version',
+  ),
+  NEXUS_ERR_EMAIL_PROVIDER_NOT_CONFIGURED: failure(
+    'NEXUS_ERR_EMAIL_PROVIDER_NOT_CONFIGURED',
+    "The tenant lacks the email provider's service, or its entry for the domain",
+  ),
+  NEXUS_ERR_EMAIL_PROVIDER_REFUSED: failure(
+    'NEXUS_ERR_EMAIL_PROVIDER_REFUSED',
+    'The email provider or relay refused the email',
+  ),
+  NEXUS_ERR_EMAIL_PROVIDER_UNAVAILABLE: failure(
+    'NEXUS_ERR_EMAIL_PROVIDER_UNAVAILABLE',
+    'The email provider or relay did not take the email in any attempt',
+  ),
+  NEXUS_ERR_EMAIL_PROVIDER_BAD_ANSWER: failure(
+    'NEXUS_ERR_EMAIL_PROVIDER_BAD_ANSWER',
+    'The email provider answered success without what the hub needs from it',
+  ),
+  NEXUS_ERR_EMAIL_DKIM_FAILED: failure(
+    'NEXUS_ERR_EMAIL_DKIM_FAILED',
+    "The domain's DKIM key did not sign the email; it was not sent unsigned",
   ),
   // Delivery reports
   NEXUS_ERR_RECEIPT_UNKNOWN_STATUS: failure(

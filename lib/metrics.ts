@@ -236,6 +236,37 @@ new Gauge({
   },
 });
 
+export const emailSendsTotal = new Counter({
+  name: 'nexus_email_sends_total',
+  help: 'Outbound email send attempts, by provider and outcome (sent, bounced: every recipient refused at once, opted-out: suppressed, not sent, retry, failed).',
+  labelNames: ['provider', 'outcome'] as const,
+  registers: [registry],
+});
+export const emailFeedbackTotal = new Counter({
+  name: 'nexus_email_feedback_total',
+  help: 'Email feedback applied, by sending domain and kind (delivered, bounced, hard_bounce, complained, unsubscribed); bounce and complaint rates per domain are these over nexus_email_sends_total.',
+  labelNames: ['domain', 'kind'] as const,
+  registers: [registry],
+});
+let suppressionSource: (() => Promise<number>) | undefined;
+/** Where the suppression gauge reads its count (the API process sets it; PostgreSQL counts). */
+export function setSuppressionSource(source: (() => Promise<number>) | undefined): void {
+  suppressionSource = source;
+}
+new Gauge({
+  name: 'nexus_email_suppressed_addresses',
+  help: 'Addresses on the email suppression lists, across tenants (read from PostgreSQL at scrape time).',
+  registers: [registry],
+  async collect() {
+    if (!suppressionSource) return;
+    try {
+      this.set(await suppressionSource());
+    } catch {
+      // PostgreSQL unreachable: keep the last value; nexus_db_errors_total says why.
+    }
+  },
+});
+
 /** Serves `GET /metrics` on its own port (the guide's 4004), apart from the API. */
 export async function startMetricsServer(port: number, host: string, log: Logger): Promise<Server> {
   const server = createServer((req, res) => {

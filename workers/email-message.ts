@@ -1,13 +1,15 @@
 import nodemailer from 'nodemailer';
 import type Mail from 'nodemailer/lib/mailer/index.js';
+import { EMAIL_ADDRESS, LINE_BREAK } from '../domain/email-address.js';
 import { WorkFailure } from '../lib/errors.js';
 
 /**
  * Builds the MIME text of one outbound email with nodemailer (never by hand): UTF-8 subjects and
  * names, a text part and an optional HTML part, the `Message-ID` the hub chose (and stored),
  * threading headers, RFC 8058 one-click unsubscribe headers on campaign mail, and a DKIM
- * signature when the sending domain has a key. The outbound-email processor (not built yet) is to
- * send these bytes through every provider, so the id the hub stores is the id the mail carries.
+ * signature when the sending domain has a key. The outbound-email processor sends these bytes
+ * (or, to providers that take fields, the same fields), so the id the hub stores is the id the
+ * mail carries.
  * A header value with a line break is refused (`NEXUS_ERR_EMAIL_INVALID`), not folded away.
  */
 
@@ -33,6 +35,8 @@ export interface EmailToBuild {
   readonly references?: readonly string[] | undefined;
   /** Campaign mail: the one-click unsubscribe URL (RFC 8058) and an optional mailto. */
   readonly unsubscribe?: { readonly url: string; readonly mailto?: string | undefined } | undefined;
+  /** The envelope sender bounces go back to (VERP); the From address when not given. */
+  readonly returnPath?: string | undefined;
 }
 
 /** A domain's DKIM key: nodemailer signs with it (RSA, PEM; it does not sign with Ed25519). */
@@ -56,10 +60,6 @@ const composer = nodemailer.createTransport({
   newline: 'windows',
 });
 
-const LINE_BREAK = /[\r\n\0]/;
-/** local@domain, without spaces, brackets or line breaks; the provider checks deliverability. */
-const ADDRESS =
-  /^[^\s@<>()[\]",;:\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
 const MESSAGE_ID = /^<[^\s<>@]+@[^\s<>@]+>$/;
 
 const invalid = (message: string) => new WorkFailure('NEXUS_ERR_EMAIL_INVALID', message);
@@ -70,7 +70,7 @@ function headerText(field: string, value: string): string {
 }
 
 function address(field: string, value: EmailAddress): Mail.Address {
-  if (!ADDRESS.test(value.address)) throw invalid(`${field} is not an email address`);
+  if (!EMAIL_ADDRESS.test(value.address)) throw invalid(`${field} is not an email address`);
   return { address: value.address, name: headerText(`${field} name`, value.name ?? '') };
 }
 
@@ -88,7 +88,13 @@ export async function buildEmail(mail: EmailToBuild, dkim?: DkimKey): Promise<Bu
   const headers: Record<string, string> = {};
   if (mail.unsubscribe) {
     const url = headerText('unsubscribe.url', mail.unsubscribe.url);
-    if (!/^https:\/\//i.test(url)) throw invalid('unsubscribe.url must be an https URL');
+    // RFC 8058 asks for https; plain http is accepted for a hub on loopback (development).
+    if (
+      !/^https:\/\//i.test(url) &&
+      !/^http:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?\//i.test(url)
+    ) {
+      throw invalid('unsubscribe.url must be an https URL');
+    }
     const mailto = mail.unsubscribe.mailto
       ? address('unsubscribe.mailto', { address: mail.unsubscribe.mailto }).address
       : undefined;
@@ -107,7 +113,9 @@ export async function buildEmail(mail: EmailToBuild, dkim?: DkimKey): Promise<Bu
     ...(cc.length ? { cc } : {}),
     // Bcc goes in the envelope only (a buffer transport would keep a Bcc header).
     envelope: {
-      from: mail.from.address,
+      from: mail.returnPath
+        ? address('returnPath', { address: mail.returnPath }).address
+        : mail.from.address,
       to: [...mail.to, ...(mail.cc ?? []), ...(mail.bcc ?? [])].map(entry => entry.address),
     },
     ...(mail.replyTo ? { replyTo: address('replyTo', mail.replyTo) } : {}),
@@ -126,7 +134,10 @@ export async function buildEmail(mail: EmailToBuild, dkim?: DkimKey): Promise<Bu
   };
   // Never send unsigned what should be signed (nodemailer skips a key it cannot use).
   if (dkim && !/^DKIM-Signature:/im.test(info.message.toString('latin1'))) {
-    throw new Error(`the DKIM key of ${dkim.domainName} did not sign the message`);
+    throw new WorkFailure(
+      'NEXUS_ERR_EMAIL_DKIM_FAILED',
+      `the DKIM key of ${dkim.domainName} did not sign the message`,
+    );
   }
   return { raw: info.message, envelope: { from: info.envelope.from, to: info.envelope.to } };
 }

@@ -2,6 +2,7 @@ import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { flagUndelivered, type InteractionEvent } from '../db/conversation.js';
 import { applySmsStatus } from '../db/queries/sms.js';
 import { applyCampaignStatus } from '../db/queries/sms-campaigns.js';
+import { applyEmailStatus } from '../db/queries/email.js';
 import type { FailureCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { upsertUndelivered, type UndeliveredFailure } from '../db/queries/undelivered.js';
@@ -38,7 +39,8 @@ export function flagCustomerUndelivered(
   log: Logger,
 ): (queue: string, payload: unknown, reason: string, code: FailureCode) => Promise<void> {
   return async (queue, payload, reason, code) => {
-    if (queue !== 'outbound-sms' && queue !== 'outbound-email') return;
+    if (queue === 'outbound-email') return failEmail(db, payload, reason, code, log);
+    if (queue !== 'outbound-sms') return;
     const messageId = (payload as { messageId?: unknown } | null)?.messageId;
     if (typeof messageId !== 'string') return;
     try {
@@ -71,4 +73,23 @@ export function flagCustomerUndelivered(
       log.warn({ err: error, messageId }, 'could not flag the undelivered interaction');
     }
   };
+}
+
+/** An email that could not be sent: its status is `failed` with the failure's code. */
+async function failEmail(
+  db: DatabasePool,
+  payload: unknown,
+  reason: string,
+  code: FailureCode,
+  log: Logger,
+): Promise<void> {
+  const { tenantId, recordId } = (payload ?? {}) as { tenantId?: unknown; recordId?: unknown };
+  if (typeof tenantId !== 'string' || typeof recordId !== 'string') return;
+  try {
+    await db.transaction(tx =>
+      applyEmailStatus(tx, { tenantId, id: recordId }, { status: 'failed', reason, code }),
+    );
+  } catch (error) {
+    log.warn({ err: error, recordId }, "could not record the email's failure");
+  }
 }

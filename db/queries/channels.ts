@@ -125,3 +125,16 @@ export async function deleteChannel(
     DELETE FROM channels WHERE tenant_id = ${tenantId} AND name = ${name}`);
   return result.rowCount > 0;
 }
+
+/** The tenant's email channel (`channelType: email`) of a domain, whatever its case. */
+export async function findEmailChannel(
+  db: CommonQueryMethods,
+  tenantId: string,
+  domain: string,
+): Promise<ChannelRow | undefined> {
+  const row = await db.maybeOne(sql.type(channelRow)`
+    SELECT ${columns} FROM channels
+    WHERE tenant_id = ${tenantId} AND channel_type = 'email' AND lower(channel_id) = ${domain.toLowerCase()}
+    LIMIT 1`);
+  return row ?? undefined;
+}

@@ -5,7 +5,7 @@ import { processAiConnector } from './ai-connector.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { createInboundProcessor } from './inbound.js';
 import { createMaintenanceProcessor } from './maintenance.js';
-import { processOutboundEmail } from './outbound-email.js';
+import { createOutboundEmailProcessor } from './outbound-email.js';
 import { createOutboundSmsProcessor } from './outbound-sms.js';
 import { createReceiptProcessor } from './receipts.js';
 import { createWebhookProcessor } from './webhooks.js';
@@ -28,7 +28,7 @@ export function createProcessors(
   return {
     inbound: createInboundProcessor(deps),
     'outbound-sms': createOutboundSmsProcessor(deps),
-    'outbound-email': processOutboundEmail,
+    'outbound-email': createOutboundEmailProcessor(deps),
     webhooks: createWebhookProcessor(deps),
     'ai-connector': processAiConnector,
     receipts: createReceiptProcessor(deps),

@@ -1,5 +1,303 @@
-import { outboundEmailQueue } from '../../queues/index.js';
-import { parkUntilBuilt } from './unbuilt.js';
+import { DelayedError } from 'bullmq';
+import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
+import type { CommonQueryMethods, DatabasePool } from 'slonik';
+import { findChannelByChannelId } from '../../db/queries/channels.js';
+import { changeEmailConsent, suppressedAmong } from '../../db/queries/email-consent.js';
+import { applyEmailStatus, findEmail, type EmailRow } from '../../db/queries/email.js';
+import { ServiceDirectory } from '../../db/service-directory.js';
+import { returnPath, unsubscribeUrl } from '../../domain/email-links.js';
+import { isHardBounce } from '../../domain/email-status.js';
+import type { Config } from '../../lib/config.js';
+import { EgressBlockedError, EgressGuard } from '../../lib/egress.js';
+import { WorkFailure, failureCodeOf } from '../../lib/errors.js';
+import type { InvalidationBus } from '../../lib/invalidation.js';
+import type { Logger } from '../../lib/logger.js';
+import { emailFeedbackTotal, emailSendsTotal } from '../../lib/metrics.js';
+import type { RedisConnection } from '../../lib/redis.js';
+import { SecretBox } from '../../lib/secrets.js';
+import type { OutboundEmailPayload, outboundEmailQueue } from '../../queues/outbound-email.js';
+import { EMAIL_PROVIDERS, EMAIL_PROVIDER_SERVICE } from '../email-providers/index.js';
+import {
+  EmailProviderThrottledError,
+  EmailRejectedError,
+  type EmailAccepted,
+  type EmailProvider,
+  type EmailProviderContext,
+  type RejectedRecipient,
+} from '../email-providers/provider.js';
+import { SmtpPools } from '../email-providers/smtp.js';
+import { buildEmail, type DkimKey, type EmailToBuild } from '../email-message.js';
+import type { JobContext, Processor } from '../run-processor.js';
 
-/** Processor of the `outbound-email` queue: outbound email is not built yet, see {@link parkUntilBuilt}. */
-export const processOutboundEmail = parkUntilBuilt(outboundEmailQueue, 'outbound email');
+/** How many times a provider's 420/429 may delay one mail before it counts as a failed attempt. */
+const MAX_THROTTLED = 50;
+
+export interface OutboundEmailDeps {
+  db: DatabasePool;
+  /** Send rates are counted in Redis, across every worker. */
+  redis: RedisConnection;
+  log: Logger;
+  bus: InvalidationBus;
+  config: Config;
+  /** Tests pass a guard of their own; the default allows `config.egressAllow`. */
+  guard?: EgressGuard | undefined;
+}
+
+/**
+ * The `outbound-email` processor: sends one stored mail (a campaign record) through its domain's
+ * provider (the email channel's `provider`, else the `Email` service's) and records the answer:
+ * status `sent` with the provider's id, a `campaign.record.status` event for a campaign record.
+ *
+ * - A mail past `queued` (a duplicate run) is not sent again. A worker that dies between the
+ *   provider's answer and the commit sends it once more on the retry, with the same Message-ID
+ *   (chosen at intake), so the duplicate is recognisable.
+ * - Campaign mail to a suppressed address is not sent: status `opted-out`.
+ * - The send rate per provider and domain is shared by every worker; over it, and when the
+ *   provider asks to slow down (420, 429), the job waits without using an attempt.
+ * - Every recipient refused at once (an SMTP 5xx at RCPT) makes the mail `bounced`, and a hard
+ *   refusal (5.1.x) suppresses the address; other refusals fail the mail (the runner's
+ *   final-failure hook marks it `failed` with the code).
+ */
+export function createOutboundEmailProcessor(
+  deps: OutboundEmailDeps,
+): Processor<typeof outboundEmailQueue> {
+  const { db, config } = deps;
+  const guard = deps.guard ?? new EgressGuard(config.egressAllow);
+  const services = new ServiceDirectory(
+    db,
+    new SecretBox(config.secretKey, config.previousSecretKeys),
+    deps.bus,
+  );
+  const smtp = new SmtpPools();
+  const providers: Readonly<Record<string, EmailProvider>> = {
+    ...EMAIL_PROVIDERS,
+    SMTP: smtp.send,
+  };
+  const publicUrl = config.http.publicUrl ?? `http://localhost:${config.http.port}`;
+  const limiters = new Map<number, RateLimiterRedis>();
+  const limiterFor = (perSecond: number) => {
+    let limiter = limiters.get(perSecond);
+    if (!limiter) {
+      limiter = new RateLimiterRedis({
+        storeClient: deps.redis,
+        keyPrefix: `${config.queues.prefix}:email-rate:${perSecond}`,
+        points: perSecond,
+        duration: 1,
+      });
+      limiters.set(perSecond, limiter);
+    }
+    return limiter;
+  };
+  /** Runs the job again in `ms` without using an attempt (rate limits, a provider's 420/429). */
+  const later = async (ctx: JobContext, ms: number, why: string): Promise<never> => {
+    ctx.log.info({ delayMs: ms }, why);
+    await ctx.job.moveToDelayed(Date.now() + ms, ctx.token);
+    throw new DelayedError();
+  };
+
+  /** The domain's DKIM key, from the SmtpEmail service (whatever provider sends the mail). */
+  const dkimKeyOf = async (tenantId: string, domain: string): Promise<DkimKey | undefined> => {
+    const service = await services.get(tenantId, 'SmtpEmail');
+    const entry = (
+      service?.data as { dkim?: { domain: string; selector: string }[] } | undefined
+    )?.dkim?.find(item => item.domain.toLowerCase() === domain.toLowerCase());
+    if (!entry) return undefined;
+    const keys = (service?.secret as { dkimKeys?: Record<string, string> } | undefined)?.dkimKeys;
+    const pem = Object.entries(keys ?? {}).find(
+      ([name]) => name.toLowerCase() === domain.toLowerCase(),
+    )?.[1];
+    return pem
+      ? { domainName: entry.domain, keySelector: entry.selector, privateKey: pem }
+      : undefined;
+  };
+
+  const toBuild = (mail: EmailRow): EmailToBuild => ({
+    messageId: mail.message_id,
+    from: { address: mail.from_address, name: mail.from_name ?? undefined },
+    to: mail.to_addresses,
+    cc: mail.cc_addresses,
+    bcc: mail.bcc_addresses,
+    replyTo: mail.reply_to ? { address: mail.reply_to } : undefined,
+    subject: mail.subject,
+    text: mail.text_body,
+    html: mail.html_body ?? undefined,
+    inReplyTo: mail.in_reply_to ?? undefined,
+    references: mail.reference_ids,
+    unsubscribe:
+      mail.campaign !== null
+        ? { url: unsubscribeUrl(publicUrl, config.secretKey, mail.tenant_id, mail.id) }
+        : undefined,
+    returnPath: config.email.bounceDomain
+      ? returnPath(mail.id, config.email.bounceDomain)
+      : undefined,
+  });
+
+  /** Suppresses the hard-refused recipients (in the caller's transaction). */
+  const suppressHard = async (
+    tx: CommonQueryMethods,
+    mail: EmailRow,
+    rejected: readonly RejectedRecipient[],
+  ) => {
+    for (const entry of rejected) {
+      if (!isHardBounce(entry.status, entry.code)) continue;
+      await changeEmailConsent(tx, {
+        tenantId: mail.tenant_id,
+        address: entry.address,
+        action: 'suppress',
+        reason: 'hard-bounce',
+        source: 'smtp-reject',
+        detail: entry.response,
+      });
+      emailFeedbackTotal.inc({ domain: mail.domain, kind: 'hard_bounce' });
+    }
+  };
+
+  const processor = async (payload: OutboundEmailPayload, ctx: JobContext) => {
+    const mail = await findEmail(db, payload.tenantId, payload.recordId);
+    if (!mail) throw new WorkFailure('NEXUS_ERR_EMAIL_NOT_SENDABLE', 'no such email');
+    if (mail.delivery_status !== 'queued') {
+      ctx.log.info({ status: mail.delivery_status }, 'already sent: nothing to do');
+      return;
+    }
+    const channel = await findChannelByChannelId(db, payload.tenantId, mail.domain);
+    if (channel?.channel_type !== 'email') {
+      throw new WorkFailure(
+        'NEXUS_ERR_EMAIL_NOT_SENDABLE',
+        `the tenant has no email channel for ${mail.domain} any more`,
+      );
+    }
+    const providerName =
+      channel.provider ??
+      ((await services.get(payload.tenantId, 'Email'))?.data as { provider?: string } | undefined)
+        ?.provider;
+    if (!providerName) {
+      throw new WorkFailure(
+        'NEXUS_ERR_EMAIL_PROVIDER_NOT_CONFIGURED',
+        'the tenant has no Email service, and the channel names no provider',
+      );
+    }
+    const provider = providers[providerName];
+    if (!provider) {
+      throw new WorkFailure(
+        'NEXUS_ERR_EMAIL_PROVIDER_UNSUPPORTED',
+        `email provider ${providerName} is not supported in this version`,
+      );
+    }
+    // The suppression list: campaign mail goes to no address that bounced hard, complained or
+    // unsubscribed. (An agent's answer to a customer who wrote in is not campaign mail.)
+    if (mail.campaign !== null) {
+      const suppressed = await suppressedAmong(
+        db,
+        payload.tenantId,
+        mail.to_addresses.map(entry => entry.address),
+      );
+      if (suppressed.size > 0) {
+        await ctx.complete(tx =>
+          applyEmailStatus(
+            tx,
+            { tenantId: payload.tenantId, id: mail.id },
+            { status: 'opted-out', reason: `suppressed: ${[...suppressed].join(', ')}` },
+          ),
+        );
+        emailSendsTotal.inc({ provider: providerName, outcome: 'opted-out' });
+        return;
+      }
+    }
+    // The provider's rate for this domain, across every worker.
+    const settings = (
+      await services.get(payload.tenantId, EMAIL_PROVIDER_SERVICE[providerName] ?? '')
+    )?.data as { maxPerSecond?: number } | undefined;
+    try {
+      await limiterFor(settings?.maxPerSecond ?? config.email.ratePerSecond).consume(
+        `${providerName}:${payload.tenantId}:${mail.domain}`,
+      );
+    } catch (limited) {
+      if (!(limited instanceof RateLimiterRes)) throw limited;
+      await later(ctx, Math.max(limited.msBeforeNext, 10), 'email rate limit reached: waiting');
+    }
+    const fields = toBuild(mail);
+    const built = await buildEmail(fields, await dkimKeyOf(payload.tenantId, mail.domain));
+    const providerContext: EmailProviderContext = {
+      guard,
+      timeoutMs: config.webhooks.timeoutMs,
+      service: name => services.get(payload.tenantId, name),
+      log: ctx.log,
+    };
+    let accepted: EmailAccepted;
+    try {
+      accepted = await provider(
+        {
+          tenant: payload.tenantId,
+          id: mail.id,
+          domain: mail.domain,
+          mail: fields,
+          raw: built.raw,
+          envelope: built.envelope,
+          campaign: mail.campaign,
+        },
+        providerContext,
+      );
+    } catch (error) {
+      if (error instanceof EgressBlockedError) {
+        emailSendsTotal.inc({ provider: providerName, outcome: 'failed' });
+        throw new WorkFailure(
+          'NEXUS_ERR_EGRESS_BLOCKED',
+          `blocked by the egress guard: ${error.message}`,
+        );
+      }
+      if (error instanceof EmailRejectedError) {
+        // Every recipient refused at once: a bounce, not a failed send.
+        await ctx.complete(async tx => {
+          await suppressHard(tx, mail, error.rejected);
+          return applyEmailStatus(
+            tx,
+            { tenantId: payload.tenantId, id: mail.id },
+            { status: 'bounced', reason: error.message, provider: providerName },
+          );
+        });
+        emailSendsTotal.inc({ provider: providerName, outcome: 'bounced' });
+        emailFeedbackTotal.inc({ domain: mail.domain, kind: 'bounced' });
+        return;
+      }
+      const throttled = Number((ctx.job.data as { throttled?: unknown }).throttled ?? 0);
+      if (error instanceof EmailProviderThrottledError && throttled < MAX_THROTTLED) {
+        await ctx.job.updateData({ ...(ctx.job.data as object), throttled: throttled + 1 });
+        await later(
+          ctx,
+          Math.min(Math.max(error.retryAfterMs ?? 1_000, 100), 60_000),
+          'the email provider asked to slow down: waiting',
+        );
+      }
+      const permanent = error instanceof Error && error.name === 'UnrecoverableError';
+      emailSendsTotal.inc({ provider: providerName, outcome: permanent ? 'failed' : 'retry' });
+      ctx.log.warn({ code: failureCodeOf(error) }, 'the email was not sent');
+      throw error;
+    }
+    await ctx.complete(async tx => {
+      if (accepted.rejected?.length) await suppressHard(tx, mail, accepted.rejected);
+      return applyEmailStatus(
+        tx,
+        { tenantId: payload.tenantId, id: mail.id },
+        {
+          status: 'sent',
+          reason: accepted.rejected?.length
+            ? `refused: ${accepted.rejected.map(entry => entry.address).join(', ')}`
+            : null,
+          provider: providerName,
+          providerMessageId: accepted.providerMessageId,
+        },
+      );
+    });
+    emailSendsTotal.inc({ provider: providerName, outcome: 'sent' });
+  };
+  return Object.assign(processor, {
+    companion: {
+      start: () => undefined,
+      stop: () => {
+        smtp.close();
+        if (!deps.guard) guard.close();
+        return Promise.resolve();
+      },
+    },
+  });
+}
