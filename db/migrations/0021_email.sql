@@ -1,9 +1,17 @@
--- Email: every outbound mail (a campaign record, later an agent's reply) is one row, sent by the
--- outbound-email queue through the tenant's provider. The Message-ID is chosen at intake and kept,
--- so a retried send carries the same one and bounces, replies and receipts find their mail by it.
+-- Email: every mail is one row. Outbound mail (a campaign record, an agent's reply) is sent by
+-- the outbound-email queue through the tenant's provider; its Message-ID is chosen at intake and
+-- kept, so a retried send carries the same one and bounces, replies and receipts find their mail
+-- by it. Inbound mail (a customer's) keeps the Message-ID it came with; threads are followed by
+-- In-Reply-To and References through these ids.
 CREATE TABLE email_messages (
   id                  uuid        PRIMARY KEY,
   tenant_id           text        NOT NULL,
+  direction           text        NOT NULL DEFAULT 'outbound'
+                                  CHECK (direction IN ('outbound', 'inbound')),
+  -- The conversation the mail belongs to, and its message there (NULL for campaign mail nobody
+  -- answered yet).
+  interaction_id      uuid,
+  chat_message_id     uuid,
   -- A campaign record: the campaign and the caller's record id (NULL for conversation mail).
   campaign            text,
   record_id           text,
@@ -21,7 +29,10 @@ CREATE TABLE email_messages (
   message_id          text        NOT NULL,
   in_reply_to         text,
   reference_ids       text[]      NOT NULL DEFAULT '{}',
-  delivery_status     text        NOT NULL DEFAULT 'queued'
+  -- Stored attachments: [{mediaId, filename, contentType, size}] (the bytes are in `media`).
+  attachments         jsonb       NOT NULL DEFAULT '[]',
+  -- Outbound mail only (NULL for inbound).
+  delivery_status     text        DEFAULT 'queued'
                       CHECK (delivery_status IN ('queued', 'sent', 'delivered', 'bounced',
                                                  'complained', 'failed', 'opted-out')),
   delivery_reason     text,
@@ -31,10 +42,13 @@ CREATE TABLE email_messages (
   provider_message_id text,
   created_at          timestamptz NOT NULL DEFAULT now(),
   CONSTRAINT email_messages_record_key UNIQUE (tenant_id, campaign, record_id),
-  CONSTRAINT email_messages_message_id_key UNIQUE (tenant_id, message_id)
+  CONSTRAINT email_messages_message_id_key UNIQUE (tenant_id, message_id),
+  CONSTRAINT email_messages_status_check CHECK ((direction = 'outbound') = (delivery_status IS NOT NULL))
 );
 CREATE INDEX email_messages_provider_idx ON email_messages (tenant_id, provider, provider_message_id)
   WHERE provider_message_id IS NOT NULL;
+CREATE INDEX email_messages_interaction_idx ON email_messages (interaction_id, created_at)
+  WHERE interaction_id IS NOT NULL;
 CREATE INDEX email_messages_campaign_idx ON email_messages (tenant_id, campaign, record_id)
   WHERE campaign IS NOT NULL;
 

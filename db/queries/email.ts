@@ -13,9 +13,20 @@ import { appendOperationalEvent } from '../webhook-dispatch.js';
 const address = z.object({ address: z.string(), name: z.string().optional() });
 export type StoredAddress = z.infer<typeof address>;
 
+const attachment = z.object({
+  mediaId: z.string(),
+  filename: z.string(),
+  contentType: z.string(),
+  size: z.number(),
+});
+export type StoredAttachment = z.infer<typeof attachment>;
+
 export const emailRow = z.object({
   id: z.string(),
   tenant_id: z.string(),
+  direction: z.enum(['outbound', 'inbound']),
+  interaction_id: z.string().nullable(),
+  chat_message_id: z.string().nullable(),
   campaign: z.string().nullable(),
   record_id: z.string().nullable(),
   domain: z.string(),
@@ -31,7 +42,9 @@ export const emailRow = z.object({
   message_id: z.string(),
   in_reply_to: z.string().nullable(),
   reference_ids: z.array(z.string()),
-  delivery_status: z.enum(EMAIL_STATUSES),
+  attachments: z.array(attachment),
+  /** Outbound mail only. */
+  delivery_status: z.enum(EMAIL_STATUSES).nullable(),
   delivery_reason: z.string().nullable(),
   delivery_code: z.string().nullable(),
   delivery_updated_at: z.string(),
@@ -41,14 +54,19 @@ export const emailRow = z.object({
 });
 export type EmailRow = z.infer<typeof emailRow>;
 
-const columns = sql.fragment`id, tenant_id, campaign, record_id, domain, from_address, from_name,
+const columns = sql.fragment`id, tenant_id, direction, interaction_id, chat_message_id, campaign, record_id, domain, from_address, from_name,
   to_addresses, cc_addresses, bcc_addresses, reply_to, subject, text_body, html_body, message_id,
-  in_reply_to, reference_ids, delivery_status, delivery_reason, delivery_code,
+  in_reply_to, reference_ids, attachments, delivery_status, delivery_reason, delivery_code,
   delivery_updated_at, provider, provider_message_id, created_at`;
 
 export interface NewEmail {
   id: string;
   tenantId: string;
+  /** `outbound` (default: queued to send) or `inbound` (a customer's mail, no status). */
+  direction?: 'outbound' | 'inbound';
+  interactionId?: string | null;
+  chatMessageId?: string | null;
+  attachments?: readonly StoredAttachment[];
   campaign: string | null;
   recordId: string | null;
   domain: string;
@@ -75,17 +93,24 @@ export async function insertEmails(
 ): Promise<string[]> {
   if (mails.length === 0) return [];
   const inserted = await tx.anyFirst(sql.type(z.object({ id: z.string() }))`
-    INSERT INTO email_messages (id, tenant_id, campaign, record_id, domain, from_address, from_name,
+    INSERT INTO email_messages (id, tenant_id, direction, interaction_id, chat_message_id,
+                                campaign, record_id, domain, from_address, from_name,
                                 to_addresses, cc_addresses, bcc_addresses, reply_to, subject,
-                                text_body, html_body, message_id, in_reply_to, reference_ids)
-    SELECT u.id, u.tenant_id, u.campaign, u.record_id, u.domain, u.from_address, u.from_name,
+                                text_body, html_body, message_id, in_reply_to, reference_ids,
+                                attachments, delivery_status)
+    SELECT u.id, u.tenant_id, u.direction, u.interaction_id, u.chat_message_id, u.campaign,
+           u.record_id, u.domain, u.from_address, u.from_name,
            u.to_addresses::jsonb, u.cc_addresses::jsonb, u.bcc_addresses::jsonb, u.reply_to,
            u.subject, u.text_body, u.html_body, u.message_id, u.in_reply_to,
-           ARRAY(SELECT jsonb_array_elements_text(u.reference_ids::jsonb))
+           ARRAY(SELECT jsonb_array_elements_text(u.reference_ids::jsonb)), u.attachments::jsonb,
+           CASE WHEN u.direction = 'outbound' THEN 'queued' END
     FROM ${sql.unnest(
       mails.map(m => [
         m.id,
         m.tenantId,
+        m.direction ?? 'outbound',
+        m.interactionId ?? null,
+        m.chatMessageId ?? null,
         m.campaign,
         m.recordId,
         m.domain,
@@ -101,8 +126,13 @@ export async function insertEmails(
         m.messageId,
         m.inReplyTo,
         JSON.stringify(m.references),
+        JSON.stringify(m.attachments ?? []),
       ]),
       [
+        'uuid',
+        'text',
+        'text',
+        'uuid',
         'uuid',
         'text',
         'text',
@@ -121,10 +151,10 @@ export async function insertEmails(
         'text',
         'text',
       ],
-    )} AS u(id, tenant_id, campaign, record_id, domain, from_address, from_name, to_addresses,
-            cc_addresses, bcc_addresses, reply_to, subject, text_body, html_body, message_id,
-            in_reply_to, reference_ids)
-    ON CONFLICT (tenant_id, campaign, record_id) DO NOTHING
+    )} AS u(id, tenant_id, direction, interaction_id, chat_message_id, campaign, record_id,
+            domain, from_address, from_name, to_addresses, cc_addresses, bcc_addresses, reply_to,
+            subject, text_body, html_body, message_id, in_reply_to, reference_ids, attachments)
+    ON CONFLICT DO NOTHING
     RETURNING id`);
   return [...inserted];
 }
@@ -192,7 +222,7 @@ export async function applyEmailStatus(
   const mail = await tx.maybeOne(sql.type(emailRow)`
     SELECT ${columns} FROM email_messages
     WHERE tenant_id = ${where.tenantId} AND ${condition} LIMIT 1 FOR NO KEY UPDATE`);
-  if (!mail) return undefined;
+  if (!mail?.delivery_status) return undefined;
   const next = mergeEmailStatus(mail.delivery_status, report.status);
   const changed = next !== mail.delivery_status;
   const code = next === 'failed' ? (report.code ?? GENERIC_FAILURE_CODE) : null;
