@@ -54,7 +54,8 @@ export const emailRow = z.object({
 });
 export type EmailRow = z.infer<typeof emailRow>;
 
-const columns = sql.fragment`id, tenant_id, direction, interaction_id, chat_message_id, campaign, record_id, domain, from_address, from_name,
+/** The columns of {@link emailRow}, for the queries of other email tables' files. */
+export const emailColumns = sql.fragment`id, tenant_id, direction, interaction_id, chat_message_id, campaign, record_id, domain, from_address, from_name,
   to_addresses, cc_addresses, bcc_addresses, reply_to, subject, text_body, html_body, message_id,
   in_reply_to, reference_ids, attachments, delivery_status, delivery_reason, delivery_code,
   delivery_updated_at, provider, provider_message_id, created_at`;
@@ -168,7 +169,7 @@ export async function findEmail(
 ): Promise<EmailRow | undefined> {
   if (!UUID.test(id)) return undefined;
   const row = await db.maybeOne(sql.type(emailRow)`
-    SELECT ${columns} FROM email_messages WHERE tenant_id = ${tenantId} AND id = ${id}`);
+    SELECT ${emailColumns} FROM email_messages WHERE tenant_id = ${tenantId} AND id = ${id}`);
   return row ?? undefined;
 }
 
@@ -179,7 +180,7 @@ export async function listCampaignEmails(
   page: { after: string | undefined; limit: number },
 ): Promise<readonly EmailRow[]> {
   return db.any(sql.type(emailRow)`
-    SELECT ${columns} FROM email_messages
+    SELECT ${emailColumns} FROM email_messages
     WHERE tenant_id = ${tenantId} AND campaign = ${campaign}
       ${page.after === undefined ? sql.fragment`` : sql.fragment`AND record_id > ${page.after}`}
     ORDER BY record_id LIMIT ${page.limit}`);
@@ -220,7 +221,7 @@ export async function applyEmailStatus(
     condition = sql.fragment`message_id = ${where.messageId}`;
   }
   const mail = await tx.maybeOne(sql.type(emailRow)`
-    SELECT ${columns} FROM email_messages
+    SELECT ${emailColumns} FROM email_messages
     WHERE tenant_id = ${where.tenantId} AND ${condition} LIMIT 1 FOR NO KEY UPDATE`);
   if (!mail?.delivery_status) return undefined;
   const next = mergeEmailStatus(mail.delivery_status, report.status);
@@ -235,7 +236,7 @@ export async function applyEmailStatus(
       provider = coalesce(${report.provider ?? null}, provider),
       provider_message_id = coalesce(${report.providerMessageId ?? null}, provider_message_id)
     WHERE id = ${mail.id}
-    RETURNING ${columns}`);
+    RETURNING ${emailColumns}`);
   if (changed && mail.campaign !== null && mail.record_id !== null) {
     await appendOperationalEvent(tx, mail.tenant_id, 'campaign.record.status', {
       channel: 'email',
@@ -266,4 +267,22 @@ export async function markFeedbackSeen(
     VALUES (${tenantId}, ${source}, ${key})
     ON CONFLICT DO NOTHING RETURNING key`);
   return inserted !== null;
+}
+
+/**
+ * The mail a provider's feedback names by the provider's id for it (SparkPost's transmission id,
+ * an Async gateway's message id).
+ */
+export async function findEmailByProviderId(
+  db: CommonQueryMethods,
+  tenantId: string,
+  provider: string,
+  providerMessageId: string,
+): Promise<EmailRow | undefined> {
+  const row = await db.maybeOne(sql.type(emailRow)`
+    SELECT ${emailColumns} FROM email_messages
+    WHERE tenant_id = ${tenantId} AND provider = ${provider}
+      AND provider_message_id = ${providerMessageId}
+    LIMIT 1`);
+  return row ?? undefined;
 }
