@@ -32,6 +32,7 @@ import { undeliveredRoutes } from './routes/undelivered.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { smsRoutes } from './routes/sms/index.js';
 import { emailRoutes } from './routes/email/index.js';
+import { SPARKPOST_BATCH_MAX_BYTES, SPARKPOST_EVENTS_PATH } from './routes/email/feedback.js';
 import { MEDIA_MAX_BYTES } from './routes/sms/fields.js';
 
 /**
@@ -78,6 +79,8 @@ export function buildApp(deps: AppDeps): BuiltApp {
 
   app.use(requestContext(log));
   app.use(requestMetrics);
+  // SparkPost's event batches can hold a thousand events and more (api/routes/email/feedback.ts).
+  app.use(SPARKPOST_EVENTS_PATH, express.json({ limit: SPARKPOST_BATCH_MAX_BYTES }));
   // The raw bytes are kept for routes that verify a signature over the body (X-Hub-Signature).
   app.use(
     express.json({
@@ -148,11 +151,14 @@ export function buildApp(deps: AppDeps): BuiltApp {
     secretKey: config.secretKey,
     secrets,
     maxSegments: config.sms.maxSegments,
+    attachmentMaxBytes: config.email.attachmentMaxBytes,
     enqueue,
   });
   emailRoutes(api, {
     db,
     enqueue,
+    log,
+    secrets,
     maxBytes: config.email.maxBytes,
     secretKeys: [config.secretKey, ...config.previousSecretKeys],
   });

@@ -13,10 +13,13 @@ describe('mergeEmailStatus', () => {
     expect(mergeEmailStatus('bounced', 'complained')).toBe('complained');
     expect(mergeEmailStatus('complained', 'bounced')).toBe('complained');
   });
-  it('fails or skips only a mail that has not left', () => {
+  it('fails a mail only before delivery, and skips one only before it is sent', () => {
     expect(mergeEmailStatus('queued', 'failed')).toBe('failed');
     expect(mergeEmailStatus('queued', 'opted-out')).toBe('opted-out');
-    expect(mergeEmailStatus('sent', 'failed')).toBe('sent');
+    expect(mergeEmailStatus('sent', 'failed')).toBe('failed');
+    expect(mergeEmailStatus('delivered', 'failed')).toBe('delivered');
+    expect(mergeEmailStatus('bounced', 'failed')).toBe('bounced');
+    expect(mergeEmailStatus('sent', 'opted-out')).toBe('sent');
     expect(mergeEmailStatus('failed', 'delivered')).toBe('failed');
     expect(mergeEmailStatus('opted-out', 'sent')).toBe('opted-out');
   });

@@ -33,8 +33,10 @@ const FINAL: ReadonlySet<EmailStatus> = new Set(['complained', 'failed', 'opted-
 /** The status after a report of `next` arrives for a mail in `current`. */
 export function mergeEmailStatus(current: EmailStatus, next: EmailStatus): EmailStatus {
   if (FINAL.has(current)) return current;
-  // A mail that never left cannot fail or be skipped once it is out.
-  if ((next === 'failed' || next === 'opted-out') && current !== 'queued') return current;
+  // A mail cannot be skipped once it is out, nor fail once a recipient's server has it; a
+  // provider that took it (`sent`) may still report that it could not send it.
+  if (next === 'opted-out' && current !== 'queued') return current;
+  if (next === 'failed' && current !== 'queued' && current !== 'sent') return current;
   return RANK[next] > RANK[current] ? next : current;
 }
 

@@ -406,10 +406,23 @@ const SERVICES: Record<string, ServiceShape> = {
     },
   },
   SparkPostEmail: {
-    description: 'SparkPost credentials for sending email.',
+    description:
+      "SparkPost credentials for sending email, and the HTTP Basic credentials SparkPost's event webhook sends (without them, its events are refused).",
     url: httpUrl,
     data: noData,
-    secret: z.object({ apikey: secretText }).strict(),
+    secret: z
+      .object({
+        apikey: secretText,
+        webhook: z
+          .object({
+            // HTTP Basic ends the user name at the first colon (RFC 7617).
+            username: text(255).refine(value => !value.includes(':'), 'must not contain ":"'),
+            password: secretText,
+          })
+          .strict()
+          .optional(),
+      })
+      .strict(),
   },
   PorticoEmail: {
     description: 'Email through Genesys Cloud messaging aggregation (its API URL).',

@@ -2,7 +2,8 @@
  * The Third-Party Messaging API (`Async` gateways): inbound messages, delivery receipts and
  * media uploads at `/nexus/v3/channels/:channelId/…`, each signed with the channel's api secret
  * (`X-Hub-Signature`) and naming its tenant with `x-ccid`. Messages and receipts go through the
- * shared intake (api/sms/intake.ts); media files are stored for RichMedia messages.
+ * shared intake (api/sms/intake.ts); media files are stored for RichMedia messages. An email
+ * channel's receipts (`…/email-receipts`) are the email feedback's (api/routes/email/feedback.ts).
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Request } from 'express';
@@ -17,11 +18,15 @@ import { reply } from '../../error-handler.js';
 import { fileFromMultipart } from '../../multipart.js';
 import { envelopeOf, type Api } from '../../openapi.js';
 import { receiveInboundSms, recordReceipts, type IntakeDeps } from '../../sms/intake.js';
+import { asyncEmailReceiptRoute } from '../email/feedback.js';
+import { asyncInboundEmailRoute } from '../email/inbound.js';
 import { MEDIA_MAX_BYTES, phone, smsText } from './fields.js';
 
 export interface ThirdPartyDeps extends IntakeDeps {
   /** Opens the tenant's `Async` service secret (the channels' api secrets). */
   secrets: SecretBox;
+  /** NEXUS_EMAIL_ATTACHMENT_MAX_BYTES (inbound email through the gateway). */
+  attachmentMaxBytes: number;
 }
 
 const MEDIA_TYPES =
@@ -178,6 +183,11 @@ export function thirdPartyRoutes(api: Api, deps: ThirdPartyDeps): void {
       reply(res, 202, { accepted: works.length });
     },
   });
+
+  // An email channel's statuses (its channelId is the domain): their own body and answer.
+  asyncEmailReceiptRoute(api, deps, verifySigned);
+  // An email channel's inbound mail: the email intake's (api/routes/email/inbound.ts).
+  asyncInboundEmailRoute(api, deps, verifySigned);
 
   api.route({
     method: 'post',
