@@ -205,6 +205,9 @@ const envSchema = z.object({
     )
     .optional(),
   NEXUS_EMAIL_SMTP_PORT: z.coerce.number().int().min(1).max(65_535).optional(),
+  NEXUS_EMAIL_ATTACHMENT_MAX_BYTES: positiveInt
+    .max(25 * 1024 * 1024, 'must be at most 25 MiB')
+    .default(10 * 1024 * 1024),
   NEXUS_BUILD_CHANGESET: z.string().default('development'),
   NEXUS_BUILD_TIMESTAMP: z.string().optional(),
 });
@@ -309,6 +312,8 @@ export interface Config {
     readonly bounceDomain: string | undefined;
     /** The hub's SMTP listener (bounce reports, inbound mail); unset: none. */
     readonly smtpPort: number | undefined;
+    /** The most bytes one inbound attachment may take to be kept. */
+    readonly attachmentMaxBytes: number;
   };
   readonly sms: {
     /** The most segments an outbound SMS may take. */
@@ -461,6 +466,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       maxBytes: e.NEXUS_EMAIL_MAX_BYTES,
       bounceDomain: e.NEXUS_EMAIL_BOUNCE_DOMAIN?.toLowerCase(),
       smtpPort: e.NEXUS_EMAIL_SMTP_PORT,
+      attachmentMaxBytes: e.NEXUS_EMAIL_ATTACHMENT_MAX_BYTES,
     },
     sms: { maxSegments: e.NEXUS_SMS_MAX_SEGMENTS, ratePerSecond: e.NEXUS_SMS_RATE_PER_SECOND },
     build: { changeset: e.NEXUS_BUILD_CHANGESET, timestamp: e.NEXUS_BUILD_TIMESTAMP },

@@ -167,6 +167,11 @@ export const ERRORS = {
     400,
     'The email is larger than NEXUS_EMAIL_MAX_BYTES allows',
   ),
+  NEXUS_ERR_EMAIL_NO_THREAD: define(
+    'NEXUS_ERR_EMAIL_NO_THREAD',
+    409,
+    'The email conversation has no mail to answer',
+  ),
   NEXUS_ERR_EMAIL_FEEDBACK_UNAUTHORIZED: define(
     'NEXUS_ERR_EMAIL_FEEDBACK_UNAUTHORIZED',
     401,

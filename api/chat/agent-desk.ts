@@ -7,6 +7,7 @@ import {
   type InteractionEvent,
 } from '../../db/conversation.js';
 import { setAgentPresence } from '../../db/queries/agents.js';
+import { findChannel } from '../../db/queries/channels.js';
 import { joinInteraction } from '../../db/queries/interaction-agents.js';
 import { interactionState } from '../../db/queries/interaction-state.js';
 import { findCustomerAddress, markSmsAccepted } from '../../db/queries/sms.js';
@@ -25,10 +26,12 @@ import {
   type EnqueueContext,
   type WorkRecord,
 } from '../../queues/work.js';
+import { recordEmailReply, type EmailReplyOptions } from '../email/reply.js';
 import type { Conversation } from './conversation.js';
 
 /**
- * The agent's desk: messages (an SMS conversation's reply goes out as a text), joining a chat,
+ * The agent's desk: messages (an SMS conversation's reply goes out as a text, an email
+ * conversation's as a mail), joining a chat,
  * answering an offer, parking and transferring a chat, and presence (ready, capacity), with the
  * routing each change calls for. Reads, typing and Done are api/chat/conversation.ts.
  */
@@ -52,22 +55,35 @@ export class AgentDesk {
     private readonly conversation: Conversation,
   ) {}
 
-  /** An agent's message: numbered at once (after any customer message still waiting). */
+  /**
+   * An agent's message: numbered at once (after any customer message still waiting). In an SMS
+   * conversation it also goes to the customer's phone (checked for length here, sent by the
+   * outbound-sms worker); in an email conversation it is also a mail threaded on the
+   * conversation's last one (api/email/reply.ts), sent by the outbound-email worker.
+   */
   async agentMessage(
     tenantId: string,
     interactionId: string,
     agent: { id: string; name: string },
     text: string,
     clientMessageId: string | null,
+    email?: EmailReplyOptions,
   ): Promise<{ id: string; created: boolean }> {
     let result = { id: '', created: false };
     let work: WorkRecord | undefined;
     await this.conversation.write(async tx => {
       await this.assertOpen(tx, interactionId, tenantId);
-      // A reply in an SMS conversation goes to the customer's phone: checked for length here,
-      // sent by the outbound-sms worker.
-      const phone = await findCustomerAddress(tx, interactionId);
-      const sms = phone ? smsSegments(text) : undefined;
+      const thread = await findCustomerAddress(tx, interactionId);
+      const channel = thread ? await findChannel(tx, tenantId, thread.channel) : undefined;
+      const emailChannel = channel?.channel_type === 'email' ? channel : undefined;
+      if (email && !emailChannel && (email.cc?.length || email.bcc?.length)) {
+        throw new AppError(
+          'NEXUS_ERR_VALIDATION',
+          'body.cc: Cc and Bcc apply to email conversations only',
+          email.cc?.length ? 'body.cc' : 'body.bcc',
+        );
+      }
+      const sms = thread && !emailChannel ? smsSegments(text) : undefined;
       const maxSegments = this.deps.smsMaxSegments ?? 10;
       if (sms && sms.segments > maxSegments) {
         throw new AppError(
@@ -96,6 +112,16 @@ export class AgentDesk {
           { tenantId, messageId: stored.id },
           this.deps.enqueue,
         );
+      }
+      if (emailChannel && stored.created) {
+        work = await recordEmailReply(tx, this.deps.enqueue, {
+          tenantId,
+          interactionId,
+          channel: emailChannel,
+          messageRowId: stored.id,
+          text,
+          options: email ?? {},
+        });
       }
       return [...joined, ...(await sequencePendingMessages(tx, interactionId))];
     });

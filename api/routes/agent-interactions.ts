@@ -17,6 +17,7 @@ import { reply } from '../error-handler.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { rowNumber } from '../validate.js';
 import { presentEvent, presentInteraction, presentSmsDelivery } from '../presenters.js';
+import { namedAddress } from '../email/fields.js';
 
 const interactionParams = z.object({ id: z.string().uuid('must be an interaction id') });
 
@@ -269,7 +270,7 @@ export function agentInteractionRoutes({
     path: '/nexus/v3/agent/interactions/:id/messages',
     tag: 'Agent',
     summary: 'Send a message',
-    description: `\`text\` (1-${MAX_TEXT} characters), optional \`clientMessageId\` (a retry with it stores nothing more). Joins the agent first when needed.`,
+    description: `\`text\` (1-${MAX_TEXT} characters), optional \`clientMessageId\` (a retry with it stores nothing more). Joins the agent first when needed. In an email conversation the message is also sent as a mail answering the last one (threaded, reply-all, the last mail quoted); \`cc\` and \`bcc\` (addresses or \`{address, name}\`) add recipients there, and are refused elsewhere.`,
     auth: 'nexus:agent:*',
     params: interactionParams,
     body: z
@@ -279,6 +280,8 @@ export function agentInteractionRoutes({
           .max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`)
           .refine(value => value.trim().length > 0, 'must not be empty'),
         clientMessageId: z.string().trim().min(1).max(128).optional(),
+        cc: z.array(namedAddress).max(50).optional(),
+        bcc: z.array(namedAddress).max(50).optional(),
       })
       .strict()
       .openapi('AgentMessage'),
@@ -296,6 +299,7 @@ export function agentInteractionRoutes({
         agent,
         body.text,
         body.clientMessageId ?? null,
+        { cc: body.cc, bcc: body.bcc },
       );
       reply(res, 201, { id: result.id, duplicate: !result.created });
     },

@@ -138,3 +138,14 @@ export async function findEmailChannel(
     LIMIT 1`);
   return row ?? undefined;
 }
+
+/** The tenant whose email channel has the domain (a domain is one tenant's), if any. */
+export async function tenantOfEmailDomain(
+  db: CommonQueryMethods,
+  domain: string,
+): Promise<string | undefined> {
+  const tenant = await db.maybeOneFirst(sql.type(z.object({ tenant_id: z.string() }))`
+    SELECT tenant_id FROM channels
+    WHERE channel_type = 'email' AND lower(channel_id) = ${domain.toLowerCase()} LIMIT 1`);
+  return tenant ?? undefined;
+}

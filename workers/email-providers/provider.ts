@@ -144,7 +144,7 @@ export function expectSuccess(
   throw refused('NEXUS_ERR_EMAIL_PROVIDER_REFUSED', detail);
 }
 
-/** A 2xx answer's JSON object; anything else is a bad answer (retried: the mail may be lost). */
+/** A 2xx answer's JSON object; anything else is a bad answer (permanent: a retry could send the mail twice). */
 export function jsonAnswer(body: string, provider: string): Record<string, unknown> {
   try {
     const parsed: unknown = JSON.parse(body);

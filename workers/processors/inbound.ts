@@ -73,7 +73,8 @@ interface Customer {
 
 /**
  * The customer of a web chat (its session), or of an interaction threaded on a customer address
- * (an SMS conversation: the phone number is the identifier and the participant id).
+ * (an SMS or email conversation: the phone number or email address is the identifier and the
+ * participant id).
  */
 async function customerOf(
   tx: CommonQueryMethods,
@@ -94,7 +95,9 @@ async function customerOf(
   const thread = await findCustomerAddress(tx, interactionId);
   if (!thread) return undefined;
   return {
-    identifiers: [{ kind: 'phone', value: thread.address }],
+    identifiers: [
+      { kind: thread.address.includes('@') ? 'email' : 'phone', value: thread.address },
+    ],
     contact: { firstName: null, lastName: null, nickname: thread.address },
     participant: { id: thread.address, nickname: null },
   };
@@ -153,8 +156,8 @@ async function startChat(
  * are published after the commit. A job whose row was no longer pending ends as stale. Inbound
  * SMS arrive the same way, from an aggregator or through the Third-Party Messaging API (the API
  * stored the threaded interaction and the message); the start then matches the contact by phone
- * number. Jobs of the `async` and `email` channels, which nothing enqueues yet, park as
- * undelivered until those channels are built.
+ * number; inbound email the same way (api/email/inbound.ts), matched by email address. Jobs of
+ * the `async` channel, which nothing enqueues, park as undelivered.
  */
 export function createInboundProcessor(deps: {
   db: DatabasePool;
@@ -178,7 +181,7 @@ export function createInboundProcessor(deps: {
   );
   /** Interactions with a job running alone in this process. */
   const alone = new Set<string>();
-  const notBuilt = parkUntilBuilt(inboundQueue, 'inbound async and email messages');
+  const notBuilt = parkUntilBuilt(inboundQueue, 'inbound async messages');
   /**
    * Handles jobs in one transaction. The numbering lock (NUMBERING_LOCK, `FOR NO KEY UPDATE`)
    * serialises numbering, but does not conflict with the KEY SHARE lock a customer message's
@@ -247,8 +250,9 @@ export function createInboundProcessor(deps: {
     { stale: boolean; skipped: boolean }
   >(items => run(items, true), 100, 1);
   const processor = async (payload: InboundPayload, ctx: JobContext) => {
-    // Web chat and SMS arrive stored (interaction and message); async and email are not built yet.
-    if (!payload.interactionId || (payload.channel !== 'chat' && payload.channel !== 'sms')) {
+    // Web chat, SMS and email arrive stored (interaction and message); `async` jobs (which
+    // nothing enqueues: the Async gateway's messages arrive as `sms`) park.
+    if (!payload.interactionId || payload.channel === 'async') {
       return notBuilt(payload, ctx);
     }
     ctx.completedHere();

@@ -1,0 +1,288 @@
+import { createHmac } from 'node:crypto';
+import { simpleParser } from 'mailparser';
+import { sql } from 'slonik';
+import request from 'supertest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createInboundProcessor } from '../../workers/processors/inbound.js';
+import { createOutboundEmailProcessor } from '../../workers/processors/outbound-email.js';
+import { createAgent } from '../helpers/chat.js';
+import { eventually, useHarness, type Harness } from '../helpers/harness.js';
+import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
+import { putService, setupTenant } from '../helpers/tenant-services.js';
+
+/**
+ * Email conversations: a customer's reply to a campaign mail, posted by the Async gateway's
+ * inbound API, joins that record's conversation and is routed to an agent like a chat; the
+ * agent's answer goes out through SMTP threaded on it (In-Reply-To, References, Re:, reply-all
+ * Cc, Bcc in the envelope only, the customer's mail quoted). HTML is sanitised, attachments kept
+ * within the allow-list, duplicates recognised, and header injection refused with nothing stored.
+ */
+
+const TENANT = 'conv-tenant';
+const DOMAIN = 'help.example.com';
+const API_SECRET = 'gateway-api-secret';
+
+describe('email conversations', () => {
+  const h = useHarness({ NEXUS_EGRESS_ALLOW: '127.0.0.1' });
+  let sink: SmtpSink | undefined;
+  afterEach(async () => {
+    await sink?.close();
+    sink = undefined;
+  });
+
+  async function setup(harness: Harness) {
+    sink = await startSmtpSink();
+    const { app, admin } = await setupTenant(harness, TENANT);
+    await putService(app, admin, TENANT, 'Email', {
+      url: 'N/A',
+      data: { provider: 'SMTP' },
+    }).expect(201);
+    await putService(app, admin, TENANT, 'SmtpEmail', {
+      url: `smtp://127.0.0.1:${sink.port}`,
+    }).expect(201);
+    await putService(app, admin, TENANT, 'Async', {
+      data: { channels: [{ channelId: DOMAIN, webhook: { url: 'https://gateway.example/hook' } }] },
+      secret: {
+        channels: [
+          { channelId: DOMAIN, webhook: { secret: 'hook-secret' }, api: { secret: API_SECRET } },
+        ],
+      },
+    }).expect(201);
+    await request(app)
+      .put(`/nexus/v3/provisioning/endpoints/${TENANT}/EmailDesk`)
+      .set(admin)
+      .send({})
+      .expect(201);
+    const agent = await createAgent(harness, app, TENANT, 'erin', 'Erin');
+    await request(app)
+      .put(`/nexus/v3/provisioning/queues/${TENANT}/Mail`)
+      .set(admin)
+      .send({ endpoints: ['EmailDesk'], agents: [agent.id] })
+      .expect(201);
+    await request(app)
+      .put(`/nexus/v3/provisioning/channels/${TENANT}/cxc.Support`)
+      .set(admin)
+      .send({ channelId: DOMAIN, channelType: 'email', endpoint: 'EmailDesk' })
+      .expect(201);
+    const deps = {
+      db: harness.db,
+      log: harness.log,
+      bus: harness.bus,
+      config: harness.config,
+      redis: harness.redis,
+    };
+    await harness.startWorkers({
+      processors: {
+        inbound: createInboundProcessor({
+          db: harness.db,
+          publisher: harness.publisher,
+          queues: harness.queues,
+          log: harness.log,
+        }),
+        'outbound-email': createOutboundEmailProcessor(deps),
+      },
+      select: ['inbound', 'outbound-email', 'maintenance'],
+    });
+    return { app, admin, agent };
+  }
+
+  /** Posts mails as the gateway does: signed with the channel's api secret. */
+  const gateway = (app: Harness['app'] extends () => infer A ? A : never, body: object) => {
+    const raw = JSON.stringify(body);
+    return request(app)
+      .post(`/nexus/v3/channels/${DOMAIN}/emails`)
+      .set('x-ccid', TENANT)
+      .set('Content-Type', 'application/json')
+      .set('X-Hub-Signature', `sha1=${createHmac('sha1', API_SECRET).update(raw).digest('hex')}`)
+      .send(raw);
+  };
+
+  it("threads a reply to a campaign mail into the record's conversation and sends the agent's threaded answer", async () => {
+    const { app, admin, agent } = await setup(h());
+    await request(app)
+      .post(`/nexus/v3/email/campaigns/${TENANT}/autumn/records`)
+      .set(admin)
+      .send({
+        records: [
+          {
+            id: 'c1',
+            from: { address: `offers@${DOMAIN}`, name: 'Help Desk' },
+            to: 'carla@customer.example',
+            subject: 'Your autumn offer',
+            text: 'Twenty percent off.',
+          },
+        ],
+      })
+      .expect(202);
+    const campaignMail = (await eventually(
+      () =>
+        h().db.maybeOne(sql.unsafe`
+          SELECT id, message_id FROM email_messages
+          WHERE campaign = 'autumn' AND delivery_status = 'sent'`),
+      15_000,
+      'the campaign mail sent',
+    )) as { id: string; message_id: string };
+
+    const reply = {
+      from: { address: 'Carla@Customer.example', name: 'Carla' },
+      to: [{ address: `offers@${DOMAIN}` }],
+      cc: ['dan@customer.example'],
+      subject: 'Re: Your autumn offer',
+      text: 'Does it apply to shoes?',
+      html: '<p onclick="x()">Does it apply to <b>shoes</b>?</p><script>alert(1)</script>',
+      messageId: '<reply-1@customer.example>',
+      inReplyTo: campaignMail.message_id,
+      references: [campaignMail.message_id],
+      attachments: [
+        {
+          filename: 'shoe.png',
+          contentType: 'image/png',
+          content: Buffer.from('png').toString('base64'),
+        },
+        {
+          filename: 'run.exe',
+          contentType: 'application/x-msdownload',
+          content: Buffer.from('MZ').toString('base64'),
+        },
+      ],
+    };
+    const accepted = await gateway(app, { messages: [reply] }).expect(202);
+    const [result] = accepted.body.data.results as { interactionId: string; duplicate: boolean }[];
+    expect(result!.duplicate).toBe(false);
+    // A retry of the same mail stores nothing more.
+    const again = await gateway(app, { messages: [reply] }).expect(202);
+    expect(again.body.data.results[0]).toMatchObject({
+      duplicate: true,
+      interactionId: result!.interactionId,
+    });
+
+    const stored = (await h().db.one(sql.unsafe`
+      SELECT interaction_id, html_body, attachments FROM email_messages
+      WHERE message_id = '<reply-1@customer.example>'`)) as {
+      interaction_id: string;
+      html_body: string;
+      attachments: { filename: string }[];
+    };
+    expect(stored.interaction_id).toBe(result!.interactionId);
+    expect(stored.html_body).toBe('<p>Does it apply to <b>shoes</b>?</p>');
+    expect(stored.attachments.map(entry => entry.filename)).toEqual(['shoe.png']);
+    // The campaign record joined the conversation its answer started.
+    expect(
+      await h().db.oneFirst(
+        sql.unsafe`SELECT interaction_id FROM email_messages WHERE id = ${campaignMail.id}`,
+      ),
+    ).toBe(result!.interactionId);
+    const transcript = await h().db.oneFirst(sql.unsafe`
+      SELECT text FROM messages WHERE interaction_id = ${result!.interactionId}`);
+    expect(transcript).toContain('Does it apply to shoes?');
+    expect(transcript).toContain(
+      'run.exe: not kept (application/x-msdownload is not an allowed type)',
+    );
+
+    // Routed like a chat: started, queued to the queue of the channel's endpoint.
+    await eventually(
+      async () => {
+        const row = (await h().db.one(sql.unsafe`
+        SELECT queue_name, routing_state FROM interactions WHERE id = ${result!.interactionId}`)) as {
+          queue_name: string | null;
+        };
+        return row.queue_name === 'Mail' ? row : undefined;
+      },
+      15_000,
+      'the conversation queued',
+    );
+    const contact = await h().db.oneFirst(sql.unsafe`
+      SELECT value FROM contact_identifiers WHERE kind = 'email'`);
+    expect(contact).toBe('carla@customer.example');
+
+    // The agent answers (joining it), with a Bcc.
+    const agentAuth = { Authorization: `Bearer ${agent.token}` };
+    await request(app)
+      .post(`/nexus/v3/agent/interactions/${result!.interactionId}/messages`)
+      .set(agentAuth)
+      .send({ text: 'Yes, shoes too.', bcc: ['audit@help.example.com', 'boss@elsewhere.example'] })
+      .expect(201);
+    const answer = (await eventually(
+      () =>
+        Promise.resolve(
+          sink!.mails.find(mail => /^In-Reply-To:/im.test(mail.raw.toString('latin1'))),
+        ),
+      15_000,
+      "the agent's answer at the sink",
+    ))!;
+    const parsed = await simpleParser(answer.raw);
+    expect(parsed.inReplyTo).toBe('<reply-1@customer.example>');
+    expect([parsed.references].flat()).toEqual([
+      campaignMail.message_id,
+      '<reply-1@customer.example>',
+    ]);
+    expect(parsed.subject).toBe('Re: Your autumn offer');
+    expect(parsed.from?.value[0]?.address).toBe(`offers@${DOMAIN}`);
+    expect(
+      parsed.to && !Array.isArray(parsed.to) ? parsed.to.value.map(v => v.address) : [],
+    ).toEqual(['Carla@customer.example']);
+    expect(
+      parsed.cc && !Array.isArray(parsed.cc) ? parsed.cc.value.map(v => v.address) : [],
+    ).toEqual(['dan@customer.example']);
+    expect(answer.raw.toString('latin1')).not.toMatch(/^Bcc:/im);
+    expect([...answer.to].sort()).toEqual(
+      [
+        'Carla@customer.example',
+        'dan@customer.example',
+        'audit@help.example.com',
+        'boss@elsewhere.example',
+      ].sort(),
+    );
+    expect(parsed.text).toContain('Yes, shoes too.');
+    expect(parsed.text).toContain('Carla wrote:\n> Does it apply to shoes?');
+    // Not campaign mail: no unsubscribe header.
+    expect(answer.raw.toString('latin1')).not.toMatch(/^List-Unsubscribe/im);
+  });
+
+  it('refuses bad inbound mail with a coded 400 and stores nothing', async () => {
+    const { app } = await setup(h());
+    const base = {
+      from: 'x@customer.example',
+      to: [`help@${DOMAIN}`],
+      subject: 'Hello',
+      text: 'Hi',
+    };
+    const refused = async (mail: object, code: string, field: string) => {
+      const res = await gateway(app, { messages: [base, mail] });
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+      expect(res.body.status.code).toBe(code);
+      expect(res.body.status.field).toBe(field);
+    };
+    await refused(
+      { ...base, subject: 'Hi\r\nBcc: victim@x.example' },
+      'NEXUS_ERR_VALIDATION',
+      'body.messages.1.subject',
+    );
+    await refused(
+      { ...base, from: { address: 'x@customer.example', name: 'X\nY' } },
+      'NEXUS_ERR_VALIDATION',
+      'body.messages.1.from.name',
+    );
+    await refused(
+      { ...base, inReplyTo: '<a@b>\r\nX: y' },
+      'NEXUS_ERR_VALIDATION',
+      'body.messages.1.inReplyTo',
+    );
+    await refused(
+      { ...base, to: ['help@elsewhere.example'] },
+      'NEXUS_ERR_EMAIL_UNKNOWN_DOMAIN',
+      'body.messages.1.to',
+    );
+    await refused({ ...base, text: undefined }, 'NEXUS_ERR_VALIDATION', 'body.messages.1.text');
+    // A bad signature: refused, nothing stored.
+    await request(app)
+      .post(`/nexus/v3/channels/${DOMAIN}/emails`)
+      .set('x-ccid', TENANT)
+      .set('X-Hub-Signature', 'sha1=00')
+      .send({ messages: [base] })
+      .expect(401);
+    expect(await h().db.oneFirst(sql.unsafe`SELECT count(*)::int FROM email_messages`)).toBe(0);
+    expect(await h().db.oneFirst(sql.unsafe`SELECT count(*)::int FROM messages`)).toBe(0);
+    expect(await h().db.oneFirst(sql.unsafe`SELECT count(*)::int FROM work`)).toBe(0);
+  });
+});
