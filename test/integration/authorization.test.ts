@@ -294,6 +294,20 @@ describe('authorization', () => {
         asA(request(app).get(`/nexus/v3/sms/campaigns/${B}/spring/records`)),
       'GET /nexus/v3/sms/consent/{ccid}': () =>
         asA(request(app).get(`/nexus/v3/sms/consent/${B}?address=%2B15557770000`)),
+      'POST /nexus/v3/email/campaigns/{ccid}/{campaign}/records': () =>
+        asA(request(app).post(`/nexus/v3/email/campaigns/${B}/spring/records`)).send({
+          records: [{ id: 'r1', from: 'a@b.example', to: 'c@d.example', subject: 's', text: 't' }],
+        }),
+      'GET /nexus/v3/email/campaigns/{ccid}/{campaign}/records': () =>
+        asA(request(app).get(`/nexus/v3/email/campaigns/${B}/spring/records`)),
+      'GET /nexus/v3/email/suppressions/{ccid}': () =>
+        asA(request(app).get(`/nexus/v3/email/suppressions/${B}`)),
+      'GET /nexus/v3/email/suppressions/{ccid}/{address}': () =>
+        asA(request(app).get(`/nexus/v3/email/suppressions/${B}/c@d.example`)),
+      'PUT /nexus/v3/email/suppressions/{ccid}/{address}': () =>
+        asA(request(app).put(`/nexus/v3/email/suppressions/${B}/c@d.example`)).send({}),
+      'DELETE /nexus/v3/email/suppressions/{ccid}/{address}': () =>
+        asA(request(app).delete(`/nexus/v3/email/suppressions/${B}/c@d.example`)),
       'GET /nexus/v3/webhooks/{ccid}/targets': () =>
         asA(request(app).get(`/nexus/v3/webhooks/${B}/targets`)),
       'POST /nexus/v3/webhooks/{ccid}/targets/{name}/enable': () =>
@@ -406,6 +420,14 @@ describe('authorization', () => {
       'POST /nexus/v3/channels/{channelId}/messages',
       'POST /nexus/v3/channels/{channelId}/receipts',
       'POST /nexus/v3/channels/{channelId}/media',
+      // Signed as the above (email-conversations.test.ts, email-feedback.test.ts).
+      'POST /nexus/v3/channels/{channelId}/emails',
+      'POST /nexus/v3/channels/{channelId}/email-receipts',
+      // Basic credentials from the tenant's SparkPostEmail secret (email-feedback.test.ts).
+      'POST /nexus/v3/email/sparkpost/{ccid}/events',
+      // Signed by the hub for one mail in its List-Unsubscribe header (email-campaigns.test.ts).
+      'GET /nexus/v3/email/unsubscribe/{ccid}/{id}',
+      'POST /nexus/v3/email/unsubscribe/{ccid}/{id}',
     ];
     // Every documented route has a case here: a new route must say how it keeps tenants apart.
     expect([...Object.keys(attempts), ...Object.keys(scoped), ...publicRoutes].sort()).toEqual(
