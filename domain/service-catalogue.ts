@@ -409,7 +409,8 @@ const SERVICES: Record<string, ServiceShape> = {
     description:
       "SparkPost credentials for sending email, and the HTTP Basic credentials SparkPost's event webhook sends (without them, its events are refused).",
     url: httpUrl,
-    data: noData,
+    /** `maxPerSecond`: mails per second per sending domain, across every worker. */
+    data: z.object({ maxPerSecond }).strict().default({}),
     secret: z
       .object({
         apikey: secretText,
@@ -427,7 +428,8 @@ const SERVICES: Record<string, ServiceShape> = {
   PorticoEmail: {
     description: 'Email through Genesys Cloud messaging aggregation (its API URL).',
     url: httpUrl,
-    data: noData,
+    /** `maxPerSecond`: mails per second per sending domain, across every worker. */
+    data: z.object({ maxPerSecond }).strict().default({}),
     secret: noSecret,
   },
   PlatformUCS: {
