@@ -238,8 +238,8 @@ new Gauge({
 
 export const emailSendsTotal = new Counter({
   name: 'nexus_email_sends_total',
-  help: 'Outbound email send attempts, by provider and outcome (sent, bounced: every recipient refused at once, opted-out: suppressed, not sent, retry, failed).',
-  labelNames: ['provider', 'outcome'] as const,
+  help: 'Outbound email send attempts, by provider, sending domain and outcome (sent, bounced: every recipient refused at once, opted-out: suppressed, not sent, retry, failed).',
+  labelNames: ['provider', 'domain', 'outcome'] as const,
   registers: [registry],
 });
 export const emailFeedbackTotal = new Counter({

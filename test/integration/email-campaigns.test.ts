@@ -3,6 +3,8 @@ import { simpleParser } from 'mailparser';
 import { sql } from 'slonik';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
+import { EgressGuard } from '../../lib/egress.js';
+import { registry } from '../../lib/metrics.js';
 import { createOutboundEmailProcessor } from '../../workers/processors/outbound-email.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
@@ -26,7 +28,7 @@ describe('email campaigns over SMTP', () => {
     sink = undefined;
   });
 
-  async function setup(harness: Harness, options: { dkim?: string } = {}) {
+  async function setup(harness: Harness, options: { dkim?: string; guard?: EgressGuard } = {}) {
     sink = await startSmtpSink({ auth: { username: 'relay', password: 'relay-pass' } });
     const { app, admin } = await setupTenant(harness, TENANT);
     await putService(app, admin, TENANT, 'Email', {
@@ -58,7 +60,9 @@ describe('email campaigns over SMTP', () => {
       redis: harness.redis,
     };
     await harness.startWorkers({
-      processors: { 'outbound-email': createOutboundEmailProcessor(deps) },
+      processors: {
+        'outbound-email': createOutboundEmailProcessor({ ...deps, guard: options.guard }),
+      },
       select: ['outbound-email', 'maintenance'],
     });
     return { app, admin };
@@ -168,6 +172,13 @@ describe('email campaigns over SMTP', () => {
       'sent',
     ]);
     expect(sink!.mails).toHaveLength(3);
+    const metrics = await registry.metrics();
+    expect(metrics).toMatch(
+      /nexus_email_sends_total\{provider="SMTP",domain="news\.example\.com",outcome="opted-out"\} [1-9]/,
+    );
+    expect(metrics).toMatch(
+      /nexus_email_feedback_total\{domain="news\.example\.com",kind="hard_bounce"\} [1-9]/,
+    );
 
     // The events webhooks carry.
     const events = await h().db.anyFirst(sql.unsafe`
@@ -271,5 +282,35 @@ describe('email campaigns over SMTP', () => {
     );
     expect(await h().db.oneFirst(sql.unsafe`SELECT count(*)::int FROM email_messages`)).toBe(0);
     expect(await h().db.oneFirst(sql.unsafe`SELECT count(*)::int FROM work`)).toBe(0);
+  });
+
+  it('sends nothing to a relay the egress rules refuse: the mail fails NEXUS_ERR_EGRESS_BLOCKED', async () => {
+    // Saved while 127.0.0.1 was allowed; the worker's guard allows nothing private.
+    const guard = new EgressGuard([]);
+    const { app, admin } = await setup(h(), { guard });
+    try {
+      await request(app)
+        .post(`/nexus/v3/email/campaigns/${TENANT}/blocked/records`)
+        .set(admin)
+        .send({ records: [record('b1', 'ann@customer.example')] })
+        .expect(202);
+      const row = await eventually(
+        async () => {
+          const [first] = await statuses(h(), 'blocked');
+          return first?.delivery_status === 'failed' ? first : undefined;
+        },
+        15_000,
+        'the mail failed',
+      );
+      expect(row?.delivery_reason).toMatch(/egress/);
+      expect(
+        await h().db.oneFirst(
+          sql.unsafe`SELECT code FROM undelivered WHERE queue = 'outbound-email'`,
+        ),
+      ).toBe('NEXUS_ERR_EGRESS_BLOCKED');
+      expect(sink!.mails).toHaveLength(0);
+    } finally {
+      guard.close();
+    }
   });
 });

@@ -199,7 +199,7 @@ export function createOutboundEmailProcessor(
             { status: 'opted-out', reason: `suppressed: ${[...suppressed].join(', ')}` },
           ),
         );
-        emailSendsTotal.inc({ provider: providerName, outcome: 'opted-out' });
+        emailSendsTotal.inc({ provider: providerName, domain: mail.domain, outcome: 'opted-out' });
         return;
       }
     }
@@ -239,7 +239,7 @@ export function createOutboundEmailProcessor(
       );
     } catch (error) {
       if (error instanceof EgressBlockedError) {
-        emailSendsTotal.inc({ provider: providerName, outcome: 'failed' });
+        emailSendsTotal.inc({ provider: providerName, domain: mail.domain, outcome: 'failed' });
         throw new WorkFailure(
           'NEXUS_ERR_EGRESS_BLOCKED',
           `blocked by the egress guard: ${error.message}`,
@@ -255,7 +255,7 @@ export function createOutboundEmailProcessor(
             { status: 'bounced', reason: error.message, provider: providerName },
           );
         });
-        emailSendsTotal.inc({ provider: providerName, outcome: 'bounced' });
+        emailSendsTotal.inc({ provider: providerName, domain: mail.domain, outcome: 'bounced' });
         emailFeedbackTotal.inc({ domain: mail.domain, kind: 'bounced' });
         return;
       }
@@ -269,7 +269,11 @@ export function createOutboundEmailProcessor(
         );
       }
       const permanent = error instanceof Error && error.name === 'UnrecoverableError';
-      emailSendsTotal.inc({ provider: providerName, outcome: permanent ? 'failed' : 'retry' });
+      emailSendsTotal.inc({
+        provider: providerName,
+        domain: mail.domain,
+        outcome: permanent ? 'failed' : 'retry',
+      });
       ctx.log.warn({ code: failureCodeOf(error) }, 'the email was not sent');
       throw error;
     }
@@ -288,7 +292,7 @@ export function createOutboundEmailProcessor(
         },
       );
     });
-    emailSendsTotal.inc({ provider: providerName, outcome: 'sent' });
+    emailSendsTotal.inc({ provider: providerName, domain: mail.domain, outcome: 'sent' });
   };
   return Object.assign(processor, {
     companion: {
