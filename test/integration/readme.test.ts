@@ -145,6 +145,15 @@ describe('the README', () => {
         "the SMS customer's contact",
       );
       expect(phones).toEqual(['+15551234567']);
+      const mails = await client.query<{ record_id: string; message_id: string }>(
+        `SELECT record_id, message_id FROM email_messages WHERE campaign = 'spring'`,
+      );
+      expect(mails.rows).toEqual([
+        {
+          record_id: 'r1',
+          message_id: expect.stringMatching(/^<[0-9a-f-]{36}@news\.example\.com>$/),
+        },
+      ]);
     } finally {
       await client.end();
     }
