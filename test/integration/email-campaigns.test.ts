@@ -28,7 +28,10 @@ describe('email campaigns over SMTP', () => {
     sink = undefined;
   });
 
-  async function setup(harness: Harness, options: { dkim?: string; guard?: EgressGuard } = {}) {
+  async function setup(
+    harness: Harness,
+    options: { dkim?: string; guard?: EgressGuard; maxPerSecond?: number } = {},
+  ) {
     sink = await startSmtpSink({ auth: { username: 'relay', password: 'relay-pass' } });
     const { app, admin } = await setupTenant(harness, TENANT);
     await putService(app, admin, TENANT, 'Email', {
@@ -39,6 +42,7 @@ describe('email campaigns over SMTP', () => {
       url: `smtp://127.0.0.1:${sink.port}`,
       data: {
         maxConnections: 2,
+        ...(options.maxPerSecond ? { maxPerSecond: options.maxPerSecond } : {}),
         ...(options.dkim ? { dkim: [{ domain: DOMAIN, selector: 's1' }] } : {}),
       },
       secret: {
@@ -312,5 +316,34 @@ describe('email campaigns over SMTP', () => {
     } finally {
       guard.close();
     }
+  });
+
+  it("keeps to the relay's send rate across workers, without using attempts", async () => {
+    const { app, admin } = await setup(h(), { maxPerSecond: 2 });
+    // A second worker shares the rate (it is counted in Redis).
+    const deps = { db: h().db, log: h().log, bus: h().bus, config: h().config, redis: h().redis };
+    await h().startWorkers({
+      processors: { 'outbound-email': createOutboundEmailProcessor(deps) },
+      select: ['outbound-email'],
+    });
+    const started = Date.now();
+    await request(app)
+      .post(`/nexus/v3/email/campaigns/${TENANT}/paced/records`)
+      .set(admin)
+      .send({ records: [1, 2, 3, 4, 5, 6].map(n => record(`p${n}`, `p${n}@customer.example`)) })
+      .expect(202);
+    await eventually(
+      () => Promise.resolve(sink!.mails.length === 6 ? true : undefined),
+      20_000,
+      'six mails',
+    );
+    // Two per second: six take at least two whole windows after the first.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
+    expect((await statuses(h(), 'paced')).map(row => row.delivery_status)).toEqual(
+      Array(6).fill('sent'),
+    );
+    // Waiting for the rate is not a failed attempt: every job succeeded at its first.
+    const jobs = await h().queues.get('outbound-email').getJobs(['completed']);
+    expect(jobs.map(job => job.attemptsMade)).toEqual(Array(6).fill(1));
   });
 });
