@@ -5,7 +5,7 @@ import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { createOutboundEmailProcessor } from '../../workers/processors/outbound-email.js';
-import { createAgent } from '../helpers/chat.js';
+import { createAgent, provisionChatTenant, startCustomerChat } from '../helpers/chat.js';
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp-sink.js';
 import { putService, setupTenant } from '../helpers/tenant-services.js';
@@ -284,5 +284,22 @@ describe('email conversations', () => {
     expect(await h().db.oneFirst(sql.unsafe`SELECT count(*)::int FROM email_messages`)).toBe(0);
     expect(await h().db.oneFirst(sql.unsafe`SELECT count(*)::int FROM messages`)).toBe(0);
     expect(await h().db.oneFirst(sql.unsafe`SELECT count(*)::int FROM work`)).toBe(0);
+  });
+
+  it('refuses Cc and Bcc in a conversation that is not email, storing nothing', async () => {
+    const api = await h().serve();
+    const chat = await provisionChatTenant(h(), api.app, 'chat-only');
+    const session = await startCustomerChat(api.url, chat.chatKey, 'Ada');
+    const res = await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${session.interactionId}/messages`)
+      .set('Authorization', `Bearer ${chat.agent.token}`)
+      .send({ text: 'Hello', cc: ['x@customer.example'] });
+    expect(res.status, JSON.stringify(res.body)).toBe(400);
+    expect(res.body.status).toMatchObject({ code: 'NEXUS_ERR_VALIDATION', field: 'body.cc' });
+    expect(
+      await h().db.oneFirst(
+        sql.unsafe`SELECT count(*)::int FROM messages WHERE sender_type = 'agent'`,
+      ),
+    ).toBe(0);
   });
 });
