@@ -1,13 +1,15 @@
 import type { Server } from 'node:http';
 import { buildApp } from '../api/app.js';
+import { startSmtpListener } from '../api/email/smtp-listener.js';
 import { attachRealtime } from '../api/realtime/index.js';
 import { routingQueueStats } from '../db/routing/stats.js';
 import { setRoutingStatsSource } from '../lib/metrics.js';
 import type { Core } from './bootstrap.js';
 
 /**
- * Opens the API port with the sockets on it; its shutdown step closes the sockets, stops
- * accepting and lets in-flight requests finish.
+ * Opens the API port with the sockets on it, and the SMTP listener for bounce reports when
+ * `NEXUS_EMAIL_SMTP_PORT` is set; their shutdown steps stop accepting and let what is in flight
+ * finish.
  */
 export async function serveApi(core: Core): Promise<Server> {
   const app = buildApp({
@@ -38,5 +40,15 @@ export async function serveApi(core: Core): Promise<Server> {
   core.log.info({ port: core.config.http.port }, 'api listening');
   // Closing socket.io closes the HTTP server too, after in-flight requests.
   core.shutdown.add('http server and sockets', () => realtime.close());
+  if (core.config.email.smtpPort !== undefined) {
+    const smtp = await startSmtpListener({
+      port: core.config.email.smtpPort,
+      host: core.config.http.host,
+      db: core.db,
+      log: core.log,
+      bounceDomain: core.config.email.bounceDomain,
+    });
+    core.shutdown.add('smtp listener', () => smtp.close());
+  }
   return server;
 }

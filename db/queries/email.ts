@@ -286,3 +286,29 @@ export async function findEmailByProviderId(
     LIMIT 1`);
   return row ?? undefined;
 }
+
+export const emailRecipientsRow = z.object({
+  id: z.string(),
+  tenant_id: z.string(),
+  domain: z.string(),
+  message_id: z.string(),
+  to_addresses: z.array(address),
+  cc_addresses: z.array(address),
+  bcc_addresses: z.array(address),
+});
+export type EmailRecipientsRow = z.infer<typeof emailRecipientsRow>;
+
+/**
+ * A mail by its id alone, whatever its tenant, with its recipients: a bounce report names its
+ * mail by the VERP return path, which carries no tenant (the tenant is the mail's).
+ */
+export async function findEmailById(
+  db: CommonQueryMethods,
+  id: string,
+): Promise<EmailRecipientsRow | undefined> {
+  if (!UUID.test(id)) return undefined;
+  const row = await db.maybeOne(sql.type(emailRecipientsRow)`
+    SELECT id, tenant_id, domain, message_id, to_addresses, cc_addresses, bcc_addresses
+    FROM email_messages WHERE id = ${id}`);
+  return row ?? undefined;
+}
