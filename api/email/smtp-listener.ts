@@ -1,9 +1,9 @@
 /**
  * The hub's SMTP listener (`NEXUS_EMAIL_SMTP_PORT`): where bounce reports for outbound mail come
- * back. Every mail leaves with the VERP return path `bounces+<mail id>@<bounce domain>`
+ * back, and where customers' mail to the tenants' email domains arrives. Every mail leaves with the VERP return path `bounces+<mail id>@<bounce domain>`
  * (domain/email-links.ts), so a report names its mail by the address it is sent to. The
- * listener takes mail only for those addresses (and, once inbound mail is built, for the
- * addresses its hook accepts); anything else is refused at RCPT as relaying.
+ * listener takes mail only for those addresses and for the addresses its inbound hook accepts
+ * (api/email/inbound-mime.ts); anything else is refused at RCPT as relaying.
  *
  * A report is read (domain/email-dsn.ts) and applied in one transaction: marked seen (a
  * retried report changes nothing twice), the mail `bounced` for recipients whose Action is
@@ -49,7 +49,7 @@ export interface SmtpEnvelope {
 }
 
 /**
- * Inbound mail to the tenants' addresses (not built yet: nothing passes one today). `accepts`
+ * Inbound mail to the tenants' addresses (api/email/inbound-mime.ts). `accepts`
  * is asked at RCPT TO, so that mail for an unknown address is refused before its data is sent;
  * `receive` is called once per accepted recipient with the whole message and must resolve only
  * when the mail is stored, since the sending MTA drops its copy at the 250 that follows.

@@ -1,8 +1,11 @@
 import { createHmac } from 'node:crypto';
 import { simpleParser } from 'mailparser';
+import nodemailer from 'nodemailer';
 import { sql } from 'slonik';
 import request from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
+import { inboundMailHook } from '../../api/email/inbound-mime.js';
+import { startSmtpListener } from '../../api/email/smtp-listener.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { createOutboundEmailProcessor } from '../../workers/processors/outbound-email.js';
 import { createAgent, provisionChatTenant, startCustomerChat } from '../helpers/chat.js';
@@ -301,5 +304,105 @@ describe('email conversations', () => {
         sql.unsafe`SELECT count(*)::int FROM messages WHERE sender_type = 'agent'`,
       ),
     ).toBe(0);
+  });
+
+  it("takes customers' mail through the hub's SMTP listener, and refuses other domains at RCPT", async () => {
+    const { app, agent } = await setup(h());
+    const listener = await startSmtpListener({
+      port: 0,
+      host: '127.0.0.1',
+      db: h().db,
+      log: h().log,
+      bounceDomain: undefined,
+      inbound: inboundMailHook({
+        db: h().db,
+        enqueue: h().enqueue,
+        log: h().log,
+        attachmentMaxBytes: h().config.email.attachmentMaxBytes,
+      }),
+    });
+    const mta = nodemailer.createTransport({
+      host: '127.0.0.1',
+      port: listener.port,
+      secure: false,
+      ignoreTLS: true,
+    });
+    try {
+      // A name whose encoded word hides a line break: folded into a space, not a header.
+      const raw = [
+        'From: =?UTF-8?Q?Eve=0D=0ABcc=3A_x=40victim.example?= <eve@customer.example>',
+        `To: help@${DOMAIN}`,
+        'Subject: =?UTF-8?Q?Commande_=C3=A9gar=C3=A9e?=',
+        'Message-ID: <smtp-1@customer.example>',
+        'MIME-Version: 1.0',
+        'Content-Type: multipart/mixed; boundary="b1"',
+        '',
+        '--b1',
+        'Content-Type: text/plain; charset=utf-8',
+        '',
+        'Where is my parcel?',
+        '--b1',
+        'Content-Type: application/pdf; name="receipt.pdf"',
+        'Content-Disposition: attachment; filename="receipt.pdf"',
+        'Content-Transfer-Encoding: base64',
+        '',
+        Buffer.from('%PDF-1.4 receipt').toString('base64'),
+        '--b1--',
+        '',
+      ].join('\r\n');
+      await mta.sendMail({
+        envelope: { from: 'eve@customer.example', to: [`help@${DOMAIN}`] },
+        raw,
+      });
+      await expect(
+        mta.sendMail({
+          envelope: { from: 'eve@customer.example', to: ['someone@elsewhere.example'] },
+          raw,
+        }),
+      ).rejects.toMatchObject({ responseCode: 550 });
+
+      const mail = (await h().db.one(sql.unsafe`
+        SELECT interaction_id, from_name, subject, attachments FROM email_messages
+        WHERE message_id = '<smtp-1@customer.example>'`)) as {
+        interaction_id: string;
+        from_name: string;
+        subject: string;
+        attachments: { filename: string; contentType: string }[];
+      };
+      expect(mail.from_name).toBe('Eve Bcc: x@victim.example');
+      expect(mail.subject).toBe('Commande égarée');
+      expect(mail.attachments).toMatchObject([
+        { filename: 'receipt.pdf', contentType: 'application/pdf' },
+      ]);
+      await eventually(
+        async () => {
+          const queue = await h().db.oneFirst(
+            sql.unsafe`SELECT queue_name FROM interactions WHERE id = ${mail.interaction_id}`,
+          );
+          return queue === 'Mail' ? queue : undefined;
+        },
+        15_000,
+        'the conversation queued',
+      );
+
+      // The agent's answer goes out with the folded name, never as a header.
+      await request(app)
+        .post(`/nexus/v3/agent/interactions/${mail.interaction_id}/messages`)
+        .set('Authorization', `Bearer ${agent.token}`)
+        .send({ text: 'It left today.' })
+        .expect(201);
+      const answer = (await eventually(
+        () => Promise.resolve(sink!.mails.find(sent => sent.to.includes('eve@customer.example'))),
+        15_000,
+        'the answer',
+      ))!;
+      const text = answer.raw.toString('latin1');
+      expect(text).toMatch(/^In-Reply-To: <smtp-1@customer\.example>\r$/m);
+      expect(text).not.toMatch(/^Bcc:/im);
+      expect(answer.to).toEqual(['eve@customer.example']);
+    } finally {
+      mta.close();
+      await listener.close();
+    }
   });
 });
