@@ -43,7 +43,9 @@ const keysOf = (schema: z.ZodTypeAny): string[] =>
     : Object.keys((schema as z.AnyZodObject).shape);
 
 const catalogued = (schemas: Record<string, z.ZodTypeAny>) =>
-  Object.fromEntries(Object.entries(schemas).map(([type, schema]) => [type, keysOf(schema).sort()]));
+  Object.fromEntries(
+    Object.entries(schemas).map(([type, schema]) => [type, keysOf(schema).sort()]),
+  );
 
 describe('event catalogue docs', () => {
   it('docs/events.md lists exactly the interaction event types, each with its data fields', () => {
