@@ -31,7 +31,9 @@ import { tenantRoutes } from './routes/tenants.js';
 import { undeliveredRoutes } from './routes/undelivered.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import { smsRoutes } from './routes/sms/index.js';
+import { EMAIL_CAMPAIGNS_PATH } from './routes/email/campaigns.js';
 import { emailRoutes } from './routes/email/index.js';
+import { EMAIL_BATCH_MAX_BYTES, INBOUND_EMAILS_PATH } from './routes/email/inbound.js';
 import { SPARKPOST_BATCH_MAX_BYTES, SPARKPOST_EVENTS_PATH } from './routes/email/feedback.js';
 import { MEDIA_MAX_BYTES } from './routes/sms/fields.js';
 
@@ -81,6 +83,18 @@ export function buildApp(deps: AppDeps): BuiltApp {
   app.use(requestMetrics);
   // SparkPost's event batches can hold a thousand events and more (api/routes/email/feedback.ts).
   app.use(SPARKPOST_EVENTS_PATH, express.json({ limit: SPARKPOST_BATCH_MAX_BYTES }));
+  // A campaign's 1,000 records, and a gateway's inbound mails with their attachments, are larger
+  // than other requests (api/routes/email/campaigns.ts, inbound.ts).
+  app.use(EMAIL_CAMPAIGNS_PATH, express.json({ limit: EMAIL_BATCH_MAX_BYTES }));
+  app.use(
+    INBOUND_EMAILS_PATH,
+    express.json({
+      limit: EMAIL_BATCH_MAX_BYTES,
+      verify: (req, _res, buf) => {
+        (req as { rawBody?: Buffer }).rawBody = buf;
+      },
+    }),
+  );
   // The raw bytes are kept for routes that verify a signature over the body (X-Hub-Signature).
   app.use(
     express.json({

@@ -346,4 +346,20 @@ describe('email campaigns over SMTP', () => {
     const jobs = await h().queues.get('outbound-email').getJobs(['completed']);
     expect(jobs.map(job => job.attemptsMade)).toEqual(Array(6).fill(1));
   });
+
+  it("takes a campaign's records in a body larger than the API's general limit", async () => {
+    const { app, admin } = await setup(h());
+    const records = Array.from({ length: 400 }, (_, n) =>
+      record(`big${n}`, `big${n}@customer.example`, { text: 'x'.repeat(3_900), html: undefined }),
+    );
+    const body = JSON.stringify({ records });
+    expect(body.length).toBeGreaterThan(1024 * 1024);
+    const res = await request(app)
+      .post(`/nexus/v3/email/campaigns/${TENANT}/big/records`)
+      .set(admin)
+      .set('Content-Type', 'application/json')
+      .send(body);
+    expect(res.status, JSON.stringify(res.body).slice(0, 300)).toBe(202);
+    expect(res.body.data).toEqual({ accepted: 400, duplicates: 0 });
+  });
 });

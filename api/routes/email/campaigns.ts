@@ -20,6 +20,9 @@ import { reply } from '../../error-handler.js';
 import { envelopeOf, type Api } from '../../openapi.js';
 import { emailAddress, headerText, namedAddress } from './fields.js';
 
+/** Where campaigns post their records (the app parses their larger bodies there). */
+export const EMAIL_CAMPAIGNS_PATH = '/nexus/v3/email/campaigns';
+
 export interface EmailCampaignDeps {
   db: DatabasePool;
   enqueue: EnqueueContext;

@@ -15,6 +15,11 @@ import { headerText, namedAddress } from '../../email/fields.js';
 import { reply } from '../../error-handler.js';
 import { envelopeOf, type Api } from '../../openapi.js';
 
+/** Where a gateway posts inbound mail (the app parses its larger, signed bodies there). */
+export const INBOUND_EMAILS_PATH = '/nexus/v3/channels/:channelId/emails';
+/** The largest body of a campaign's records or of a gateway's inbound mails. */
+export const EMAIL_BATCH_MAX_BYTES = 32 * 1024 * 1024;
+
 export interface InboundEmailRouteDeps {
   db: DatabasePool;
   enqueue: EnqueueContext;
@@ -80,7 +85,7 @@ export function asyncInboundEmailRoute(
 ): void {
   api.route({
     method: 'post',
-    path: '/nexus/v3/channels/:channelId/emails',
+    path: INBOUND_EMAILS_PATH,
     tag: 'Email',
     summary: 'Receive inbound email from a third-party gateway (Async)',
     description:
