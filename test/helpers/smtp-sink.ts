@@ -12,6 +12,8 @@ export interface SmtpSink {
   readonly mails: SunkMail[];
   /** Recipients the sink refuses at RCPT with `550 5.1.1`. */
   readonly refuse: Set<string>;
+  /** Senders the sink refuses at MAIL FROM with `550 5.1.0` (a relay's sender policy). */
+  readonly refuseSenders: Set<string>;
   close(): Promise<void>;
 }
 
@@ -25,6 +27,7 @@ export async function startSmtpSink(
 ): Promise<SmtpSink> {
   const mails: SunkMail[] = [];
   const refuse = new Set<string>();
+  const refuseSenders = new Set<string>();
   const server = new SMTPServer({
     secure: false,
     disabledCommands: options.auth ? ['STARTTLS'] : ['STARTTLS', 'AUTH'],
@@ -39,6 +42,15 @@ export async function startSmtpSink(
       if (expected && auth.username === expected.username && auth.password === expected.password) {
         callback(null, { user: auth.username });
       } else callback(new Error('535 5.7.8 authentication failed'));
+    },
+    onMailFrom(address: SMTPServerAddress, _session, callback) {
+      if (refuseSenders.has(address.address.toLowerCase())) {
+        const error = new Error('5.1.0 sender address rejected') as Error & {
+          responseCode: number;
+        };
+        error.responseCode = 550;
+        callback(error);
+      } else callback();
     },
     onRcptTo(address: SMTPServerAddress, _session, callback) {
       if (refuse.has(address.address.toLowerCase())) {
@@ -66,6 +78,7 @@ export async function startSmtpSink(
     port,
     mails,
     refuse,
+    refuseSenders,
     close: () => new Promise<void>(resolve => server.close(() => resolve())),
   };
 }

@@ -362,4 +362,29 @@ describe('email campaigns over SMTP', () => {
     expect(res.status, JSON.stringify(res.body).slice(0, 300)).toBe(202);
     expect(res.body.data).toEqual({ accepted: 400, duplicates: 0 });
   });
+
+  it('fails a mail whose sender the relay refuses, suppressing nobody', async () => {
+    const { app, admin } = await setup(h());
+    sink!.refuseSenders.add(`offers@${DOMAIN}`);
+    await request(app)
+      .post(`/nexus/v3/email/campaigns/${TENANT}/refused/records`)
+      .set(admin)
+      .send({ records: [record('f1', 'ann@customer.example')] })
+      .expect(202);
+    const row = await eventually(
+      async () => {
+        const [first] = await statuses(h(), 'refused');
+        return first?.delivery_status === 'failed' ? first : undefined;
+      },
+      15_000,
+      'the mail failed',
+    );
+    expect(row?.delivery_reason).toMatch(/MAIL FROM/);
+    expect(
+      await h().db.oneFirst(
+        sql.unsafe`SELECT code FROM undelivered WHERE queue = 'outbound-email'`,
+      ),
+    ).toBe('NEXUS_ERR_EMAIL_PROVIDER_REFUSED');
+    expect(await h().db.oneFirst(sql.unsafe`SELECT count(*)::int FROM email_consent`)).toBe(0);
+  });
 });

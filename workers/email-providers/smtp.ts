@@ -18,9 +18,10 @@ import {
  * resolved once per pool through the egress guard and the pool connects to that address, so the
  * egress rules hold for SMTP as for HTTP (TLS still checks the certificate against the name).
  *
- * The relay's answers: a recipient refused with 5xx is a bounce (`EmailRejectedError`; the
- * processor marks the mail `bounced` and suppresses a hard refusal), 4xx and connection trouble
- * are retried, any other 5xx (authentication, the message refused at DATA) fails the mail.
+ * The relay's answers: every recipient refused at RCPT with 5xx is a bounce
+ * (`EmailRejectedError`; the processor marks the mail `bounced` and suppresses a hard refusal),
+ * 4xx (authentication's included) and connection trouble are retried, any other 5xx (the sender
+ * refused at MAIL FROM, authentication, the message refused at DATA) fails the mail.
  */
 
 interface SmtpSettings {
@@ -39,6 +40,8 @@ interface SmtpError extends Error {
   code?: string;
   responseCode?: number;
   response?: string;
+  /** The SMTP command refused (`MAIL FROM`, `RCPT TO`, `DATA`), or `API` for bad input. */
+  command?: string;
   rejected?: string[];
   rejectedErrors?: SmtpError[];
   recipient?: string;
@@ -57,8 +60,11 @@ function rejectedOf(error: SmtpError, recipients: readonly string[]): RejectedRe
 }
 
 export class SmtpPools {
-  /** One pool per tenant, replaced when its SmtpEmail service changes. */
-  private readonly pools = new Map<string, Pool>();
+  /**
+   * One pool per tenant, replaced when its SmtpEmail service changes. The promise is kept, so
+   * concurrent first sends share one pool instead of each opening its own.
+   */
+  private readonly pools = new Map<string, { key: string; pool: Promise<Pool> }>();
 
   private async pool(tenant: string, ctx: EmailProviderContext): Promise<Pool> {
     const service = await ctx.service('SmtpEmail');
@@ -74,9 +80,28 @@ export class SmtpPools {
       secret: (service.secret ?? {}) as SmtpSettings['secret'],
     };
     const key = createHash('sha256').update(JSON.stringify(settings)).digest('hex');
+    // Checked and replaced without an await in between: concurrent sends share one pool.
     const current = this.pools.get(tenant);
-    if (current?.key === key) return current;
-    current?.transport.close();
+    if (current?.key === key) return current.pool;
+    const opening = this.open(key, settings, ctx);
+    this.pools.set(tenant, { key, pool: opening });
+    // The replaced pool's connections end after the mails they are sending.
+    current?.pool.then(
+      old => old.transport.close(),
+      () => undefined,
+    );
+    // A pool that could not open (its host refused by the egress rules) is tried again next time.
+    opening.catch(() => {
+      if (this.pools.get(tenant)?.pool === opening) this.pools.delete(tenant);
+    });
+    return opening;
+  }
+
+  private async open(
+    key: string,
+    settings: SmtpSettings,
+    ctx: EmailProviderContext,
+  ): Promise<Pool> {
     const url = new URL(settings.url);
     const secure = url.protocol === 'smtps:';
     const address = await ctx.guard.resolveHost(url.hostname);
@@ -97,9 +122,7 @@ export class SmtpPools {
         ? { auth: { user: settings.secret.username, pass: settings.secret.password ?? '' } }
         : {}),
     } satisfies SMTPPool.Options);
-    const pool = { key, transport };
-    this.pools.set(tenant, pool);
-    return pool;
+    return { key, transport };
   }
 
   readonly send: EmailProvider = async (send, ctx) => {
@@ -114,7 +137,14 @@ export class SmtpPools {
       if (caught instanceof EgressBlockedError) throw caught;
       const error = caught as SmtpError;
       const code = error.responseCode;
-      if (error.code === 'EENVELOPE' && code !== undefined && code >= 500) {
+      // Every recipient refused at RCPT: a bounce. A refused sender (MAIL FROM) or message
+      // (DATA) is the relay refusing the mail, not the recipients.
+      if (
+        error.command === 'RCPT TO' &&
+        code !== undefined &&
+        code >= 500 &&
+        error.rejectedErrors?.length
+      ) {
         throw new EmailRejectedError(
           `the relay refused every recipient: ${error.response ?? error.message}`,
           rejectedOf(error, send.envelope.to),
@@ -123,14 +153,16 @@ export class SmtpPools {
       if (code !== undefined && code >= 500) {
         throw refused(
           'NEXUS_ERR_EMAIL_PROVIDER_REFUSED',
-          `the relay answered ${error.response ?? code}`,
+          `the relay refused ${error.command ?? 'the mail'}: ${error.response ?? code}`,
         );
       }
-      if (error.code === 'EAUTH' || error.code === 'ETLS' || error.code === 'EENVELOPE') {
-        // Wrong credentials, no STARTTLS where it is required, an envelope without recipients.
-        if (code === undefined || code >= 500 || error.code !== 'EENVELOPE') {
-          throw refused('NEXUS_ERR_EMAIL_PROVIDER_REFUSED', `the relay: ${error.message}`);
-        }
+      // No STARTTLS where it is required, an envelope the relay cannot take: refused for good.
+      // (A 4xx, authentication's included, is retried below.)
+      if (
+        code === undefined &&
+        (error.code === 'ETLS' || error.code === 'EENVELOPE' || error.code === 'EAUTH')
+      ) {
+        throw refused('NEXUS_ERR_EMAIL_PROVIDER_REFUSED', `the relay: ${error.message}`);
       }
       throw new EmailProviderUnavailableError(`the relay: ${error.response ?? error.message}`, {
         cause: error,
@@ -150,7 +182,12 @@ export class SmtpPools {
   };
 
   close(): void {
-    for (const pool of this.pools.values()) pool.transport.close();
+    for (const entry of this.pools.values()) {
+      entry.pool.then(
+        open => open.transport.close(),
+        () => undefined,
+      );
+    }
     this.pools.clear();
   }
 }
