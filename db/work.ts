@@ -155,6 +155,19 @@ const claimed = z.object({
 export type WorkClaim = z.infer<typeof claimed>;
 
 /**
+ * The UPDATE that counts an attempt on each of several jobs' rows that are still pending,
+ * returning `job_id, attempts, first_attempt_at`; a statement of its own ({@link claimWorks}) or a
+ * CTE of a caller's (the outbound-email load).
+ */
+export function claimPendingWorks(queue: string, jobIds: readonly string[]): FragmentSqlToken {
+  return sql.fragment`
+    UPDATE work SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
+                    last_attempt_at = now(), updated_at = now()
+    WHERE queue = ${queue} AND job_id = ANY(${sql.array([...jobIds], 'text')}) AND state = 'pending'
+    RETURNING job_id, attempts, first_attempt_at`;
+}
+
+/**
  * Counts an attempt on each of several jobs' rows that are still pending, in one statement;
  * answers those rows (attempts so far, first attempt).
  */
@@ -163,11 +176,7 @@ export async function claimWorks(
   queue: string,
   jobIds: readonly string[],
 ): Promise<readonly WorkClaim[]> {
-  return db.any(sql.type(claimed)`
-    UPDATE work SET attempts = attempts + 1, first_attempt_at = coalesce(first_attempt_at, now()),
-                    last_attempt_at = now(), updated_at = now()
-    WHERE queue = ${queue} AND job_id = ANY(${sql.array([...jobIds], 'text')}) AND state = 'pending'
-    RETURNING job_id, attempts, first_attempt_at`);
+  return db.any(sql.type(claimed)`${claimPendingWorks(queue, jobIds)}`);
 }
 
 /**

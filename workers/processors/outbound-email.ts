@@ -1,21 +1,29 @@
 import { DelayedError } from 'bullmq';
 import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
-import { findChannelByChannelId } from '../../db/queries/channels.js';
-import { changeEmailConsent, suppressedAmong } from '../../db/queries/email-consent.js';
-import { applyEmailStatus, findEmail, type EmailRow } from '../../db/queries/email.js';
+import { changeEmailConsent } from '../../db/queries/email-consent.js';
+import { applyEmailStatus } from '../../db/queries/email.js';
+import {
+  loadEmailsToSend,
+  recordEmailsSent,
+  type EmailToLoad,
+  type LoadedEmail,
+  type SendableEmail,
+  type SentEmail,
+} from '../../db/queries/email-batch.js';
 import { ServiceDirectory } from '../../db/service-directory.js';
 import { returnPath, unsubscribeUrl } from '../../domain/email-links.js';
 import { isHardBounce } from '../../domain/email-status.js';
 import type { Config } from '../../lib/config.js';
 import { EgressBlockedError, EgressGuard } from '../../lib/egress.js';
 import { WorkFailure, failureCodeOf } from '../../lib/errors.js';
+import { GroupCommit } from '../../lib/group-commit.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
 import { emailFeedbackTotal, emailSendsTotal } from '../../lib/metrics.js';
 import type { RedisConnection } from '../../lib/redis.js';
 import { SecretBox } from '../../lib/secrets.js';
-import type { OutboundEmailPayload, outboundEmailQueue } from '../../queues/outbound-email.js';
+import { outboundEmailQueue, type OutboundEmailPayload } from '../../queues/outbound-email.js';
 import { EMAIL_PROVIDERS, EMAIL_PROVIDER_SERVICE } from '../email-providers/index.js';
 import {
   EmailProviderThrottledError,
@@ -27,7 +35,7 @@ import {
 } from '../email-providers/provider.js';
 import { SmtpPools } from '../email-providers/smtp.js';
 import { buildEmail, type DkimKey, type EmailToBuild } from '../email-message.js';
-import type { JobContext, Processor } from '../run-processor.js';
+import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
 
 /** How many times a provider's 420/429 may delay one mail before it counts as a failed attempt. */
 const MAX_THROTTLED = 50;
@@ -57,6 +65,9 @@ export interface OutboundEmailDeps {
  * - Every recipient refused at once (an SMTP 5xx at RCPT) makes the mail `bounced`, and a hard
  *   refusal (5.1.x) suppresses the address; other refusals fail the mail (the runner's
  *   final-failure hook marks it `failed` with the code).
+ * - Concurrent jobs share their database work (group commit): one statement counts their
+ *   attempts and loads their mails (`db/queries/email-batch.ts`), one transaction records the
+ *   `sent` ones and completes their work rows. The rare outcomes have transactions of their own.
  */
 export function createOutboundEmailProcessor(
   deps: OutboundEmailDeps,
@@ -111,7 +122,7 @@ export function createOutboundEmailProcessor(
       : undefined;
   };
 
-  const toBuild = (mail: EmailRow): EmailToBuild => ({
+  const toBuild = (mail: SendableEmail): EmailToBuild => ({
     messageId: mail.message_id,
     from: { address: mail.from_address, name: mail.from_name ?? undefined },
     to: mail.to_addresses,
@@ -135,7 +146,7 @@ export function createOutboundEmailProcessor(
   /** Suppresses the hard-refused recipients (in the caller's transaction). */
   const suppressHard = async (
     tx: CommonQueryMethods,
-    mail: EmailRow,
+    mail: SendableEmail,
     rejected: readonly RejectedRecipient[],
   ) => {
     for (const entry of rejected) {
@@ -152,22 +163,41 @@ export function createOutboundEmailProcessor(
     }
   };
 
+  /** Concurrent jobs' loads (with their claims) and `sent` records, each shared by a group. */
+  const queue = outboundEmailQueue.name;
+  const loads = new GroupCommit<EmailToLoad, LoadedEmail>(
+    jobs => loadEmailsToSend(db, queue, jobs),
+    256,
+    2,
+  );
+  const records = new GroupCommit<SentEmail, boolean>(
+    sent => db.transaction(tx => recordEmailsSent(tx, queue, sent)),
+    256,
+    2,
+  );
+
   const processor = async (payload: OutboundEmailPayload, ctx: JobContext) => {
-    const mail = await findEmail(db, payload.tenantId, payload.recordId);
+    const loaded = await loads.submit({
+      jobId: ctx.job.id ?? '',
+      tenantId: payload.tenantId,
+      id: payload.recordId,
+    });
+    // No pending work row: a duplicate run (the runner tells a foreign job apart).
+    if (!loaded) throw new StaleWorkError();
+    const mail = loaded.mail;
     if (!mail) throw new WorkFailure('NEXUS_ERR_EMAIL_NOT_SENDABLE', 'no such email');
     if (mail.delivery_status !== 'queued') {
       ctx.log.info({ status: mail.delivery_status }, 'already sent: nothing to do');
       return;
     }
-    const channel = await findChannelByChannelId(db, payload.tenantId, mail.domain);
-    if (channel?.channel_type !== 'email') {
+    if (mail.channel_type !== 'email') {
       throw new WorkFailure(
         'NEXUS_ERR_EMAIL_NOT_SENDABLE',
         `the tenant has no email channel for ${mail.domain} any more`,
       );
     }
     const providerName =
-      channel.provider ??
+      mail.channel_provider ??
       ((await services.get(payload.tenantId, 'Email'))?.data as { provider?: string } | undefined)
         ?.provider;
     if (!providerName) {
@@ -184,19 +214,16 @@ export function createOutboundEmailProcessor(
       );
     }
     // The suppression list: campaign mail goes to no address that bounced hard, complained or
-    // unsubscribed. (An agent's answer to a customer who wrote in is not campaign mail.)
+    // unsubscribed (the load answered which To addresses are on it). An agent's answer to a
+    // customer who wrote in is not campaign mail.
     if (mail.campaign !== null) {
-      const suppressed = await suppressedAmong(
-        db,
-        payload.tenantId,
-        mail.to_addresses.map(entry => entry.address),
-      );
-      if (suppressed.size > 0) {
+      const suppressed = mail.suppressed;
+      if (suppressed.length > 0) {
         await ctx.complete(tx =>
           applyEmailStatus(
             tx,
             { tenantId: payload.tenantId, id: mail.id },
-            { status: 'opted-out', reason: `suppressed: ${[...suppressed].join(', ')}` },
+            { status: 'opted-out', reason: `suppressed: ${suppressed.join(', ')}` },
           ),
         );
         emailSendsTotal.inc({ provider: providerName, domain: mail.domain, outcome: 'opted-out' });
@@ -277,24 +304,41 @@ export function createOutboundEmailProcessor(
       ctx.log.warn({ code: failureCodeOf(error) }, 'the email was not sent');
       throw error;
     }
-    await ctx.complete(async tx => {
-      if (accepted.rejected?.length) await suppressHard(tx, mail, accepted.rejected);
-      return applyEmailStatus(
-        tx,
-        { tenantId: payload.tenantId, id: mail.id },
-        {
-          status: 'sent',
-          reason: accepted.rejected?.length
-            ? `refused: ${accepted.rejected.map(entry => entry.address).join(', ')}`
-            : null,
-          provider: providerName,
-          providerMessageId: accepted.providerMessageId,
-        },
-      );
-    });
+    const rejected = accepted.rejected ?? [];
+    const reason = rejected.length
+      ? `refused: ${rejected.map(entry => entry.address).join(', ')}`
+      : null;
+    if (rejected.length > 0) {
+      // Some recipients refused: their suppression and the status in one transaction.
+      await ctx.complete(async tx => {
+        await suppressHard(tx, mail, rejected);
+        return applyEmailStatus(
+          tx,
+          { tenantId: payload.tenantId, id: mail.id },
+          {
+            status: 'sent',
+            reason,
+            provider: providerName,
+            providerMessageId: accepted.providerMessageId,
+          },
+        );
+      });
+    } else {
+      ctx.completedHere();
+      const pending = await records.submit({
+        jobId: ctx.job.id ?? '',
+        mail,
+        reason,
+        provider: providerName,
+        providerMessageId: accepted.providerMessageId,
+      });
+      if (!pending) throw new StaleWorkError();
+    }
     emailSendsTotal.inc({ provider: providerName, domain: mail.domain, outcome: 'sent' });
   };
   return Object.assign(processor, {
+    // The grouped load counts the attempt on the work row (no separate claim per job).
+    claimsItself: true,
     companion: {
       start: () => undefined,
       stop: () => {
