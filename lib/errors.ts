@@ -170,7 +170,7 @@ export const ERRORS = {
   NEXUS_ERR_EMAIL_NO_THREAD: define(
     'NEXUS_ERR_EMAIL_NO_THREAD',
     409,
-    'The email conversation has no mail to answer',
+    'The email conversation has no mail to answer, or its channel is gone',
   ),
   NEXUS_ERR_EMAIL_FEEDBACK_UNAUTHORIZED: define(
     'NEXUS_ERR_EMAIL_FEEDBACK_UNAUTHORIZED',

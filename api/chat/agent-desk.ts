@@ -76,6 +76,14 @@ export class AgentDesk {
       const thread = await findCustomerAddress(tx, interactionId);
       const channel = thread ? await findChannel(tx, tenantId, thread.channel) : undefined;
       const emailChannel = channel?.channel_type === 'email' ? channel : undefined;
+      // An email conversation whose channel is gone: its answer could not go anywhere.
+      if (thread?.address.includes('@') && !emailChannel) {
+        throw new AppError(
+          'NEXUS_ERR_EMAIL_NO_THREAD',
+          "the conversation's email channel no longer exists",
+          'params.id',
+        );
+      }
       if (email && !emailChannel && (email.cc?.length || email.bcc?.length)) {
         throw new AppError(
           'NEXUS_ERR_VALIDATION',

@@ -5,16 +5,18 @@
  * are folded into spaces here (an MTA's mail is not refused for it), so no stored value can
  * inject a header into the answer.
  */
+import { createHash } from 'node:crypto';
 import { simpleParser, type AddressObject, type EmailAddress } from 'mailparser';
 import { tenantOfEmailDomain } from '../../db/queries/channels.js';
 import { domainOf, EMAIL_ADDRESS } from '../../domain/email-address.js';
+import { isAppError } from '../../lib/errors.js';
 import {
   receiveInboundEmail,
   type InboundEmail,
   type InboundEmailDeps,
   type MailAddress,
 } from './inbound.js';
-import type { InboundMailHook } from './smtp-listener.js';
+import { MailRefused, type InboundMailHook } from './smtp-listener.js';
 
 const MESSAGE_ID = /^<[^\s<>@]+@[^\s<>@]+>$/;
 
@@ -35,24 +37,36 @@ const messageId = (value: string | undefined) => {
   return id && MESSAGE_ID.test(id) ? id : undefined;
 };
 
-/** Reads one mail's MIME text into the intake's fields. */
+/**
+ * Reads one mail's MIME text into the intake's fields. A mail without a usable Message-ID gets
+ * one derived from its bytes, so the MTA's retry (or its copy for another of our recipients) is
+ * recognised as the same mail. A mail without a sender address is refused ({@link MailRefused}).
+ */
 export async function parseInboundMail(raw: Buffer): Promise<InboundEmail> {
-  const parsed = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true });
+  let parsed;
+  try {
+    parsed = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true });
+  } catch (error) {
+    throw new MailRefused(`the mail cannot be read: ${(error as Error).message}`);
+  }
   const references = [parsed.references ?? []]
     .flat()
     .map(messageId)
     .filter((id): id is string => id !== undefined);
   const [from] = addresses(parsed.from);
+  if (!from) throw new MailRefused('the mail has no sender address (From)');
   const [replyTo] = addresses(parsed.replyTo);
   return {
-    from: from ?? { address: 'unknown@invalid' },
+    from,
     to: addresses(parsed.to),
     cc: addresses(parsed.cc),
     replyTo,
     subject: oneLine(parsed.subject) ?? '',
     text: parsed.text,
     html: typeof parsed.html === 'string' ? parsed.html : undefined,
-    messageId: messageId(parsed.messageId),
+    messageId:
+      messageId(parsed.messageId) ??
+      `<${createHash('sha256').update(raw).digest('hex').slice(0, 40)}@nexus.invalid>`,
     inReplyTo: messageId(parsed.inReplyTo),
     references,
     attachments: parsed.attachments
@@ -82,7 +96,13 @@ export function inboundMailHook(deps: InboundEmailDeps): InboundMailHook {
       const to = mail.to.some(entry => domainOf(entry.address) === domainOf(recipient))
         ? mail.to
         : [...mail.to, { address: recipient }];
-      await receiveInboundEmail(deps, tenant, { ...mail, to }, 'smtp');
+      try {
+        await receiveInboundEmail(deps, tenant, { ...mail, to }, 'smtp');
+      } catch (error) {
+        // The intake's refusals (a 4xx) will not change on a retry.
+        if (isAppError(error) && error.status < 500) throw new MailRefused(error.message);
+        throw error;
+      }
     },
   };
 }

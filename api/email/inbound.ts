@@ -4,7 +4,8 @@
  * conversation, stored Postgres-first with its `inbound` work, which starts and routes it like a
  * chat. The conversation is found by the mail's threading headers (a reply to a campaign mail
  * joins that record's conversation, a reply to an agent's answer joins the conversation the
- * answer belongs to), else it is the customer's open conversation on the domain's channel. HTML
+ * answer belongs to) when its sender took part in the mail it answers; else it is the sender's
+ * open conversation on the domain's channel. HTML
  * is sanitised before it is stored (agents only ever see the sanitised form); attachments are
  * kept within a size cap and a content-type allow-list, and the transcript names those that
  * were not. A mail seen before (same Message-ID) is answered as a duplicate.
@@ -110,7 +111,9 @@ export async function receiveInboundEmail(
   }
   const mailId = randomUUID();
   const messageId = mail.messageId ?? `<${mailId}@${channel.channel_id.toLowerCase()}>`;
-  const html = mail.html ? sanitizeEmailHtml(mail.html) : undefined;
+  // PostgreSQL text holds no NUL: a body's NULs are dropped.
+  const html = mail.html ? sanitizeEmailHtml(mail.html.replaceAll('\0', '')) : undefined;
+  const plain = mail.text?.replaceAll('\0', '');
   const kept = mail.attachments.slice(0, MAX_ATTACHMENTS);
   const notes: string[] = [];
   for (const dropped of mail.attachments.slice(MAX_ATTACHMENTS)) {
@@ -128,14 +131,26 @@ export async function receiveInboundEmail(
     return true;
   });
   const text = [
-    transcriptText(mail.text, html),
+    transcriptText(plain, html),
     ...(notes.length ? ['', ...notes.map(note => `[attachment ${note}]`)] : []),
   ].join('\n');
   const ids = [...(mail.inReplyTo ? [mail.inReplyTo] : []), ...[...mail.references].reverse()];
 
   const outcome = await db
     .transaction(async tx => {
-      const thread = await findThreadMail(tx, tenant, ids);
+      // The mail a reply names, when its sender took part in it (its sender or a recipient): a
+      // stranger's mail naming someone else's thread goes to their own conversation instead.
+      const named = await findThreadMail(tx, tenant, ids);
+      const sender = mail.from.address.toLowerCase();
+      const took =
+        named &&
+        [
+          named.from_address,
+          named.reply_to ?? '',
+          ...named.to_addresses.map(entry => entry.address),
+          ...named.cc_addresses.map(entry => entry.address),
+        ].some(address => address.toLowerCase() === sender);
+      const thread = took ? named : undefined;
       let interactionId: string | undefined;
       if (thread?.interaction_id && (await isOpenInteraction(tx, thread.interaction_id))) {
         interactionId = thread.interaction_id;
@@ -191,7 +206,7 @@ export async function receiveInboundEmail(
           bcc: [],
           replyTo: mail.replyTo?.address ?? null,
           subject: mail.subject,
-          text: mail.text ?? '',
+          text: plain ?? '',
           html: html ?? null,
           messageId,
           inReplyTo: mail.inReplyTo ?? null,

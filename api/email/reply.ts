@@ -67,10 +67,12 @@ export async function recordEmailReply(
         ours(entry.address),
       )) ??
     mails.findLast(mail => mail.direction === 'outbound' && ours(mail.from_address))?.from_address;
-  const from: StoredAddress =
-    typeof mailbox === 'string'
-      ? { address: mailbox }
-      : (mailbox ?? { address: `noreply@${reply.channel.channel_id}` });
+  // The address only: a name the customer's mail gave it is not the company's to sign.
+  const from: StoredAddress = {
+    address:
+      (typeof mailbox === 'string' ? mailbox : mailbox?.address) ??
+      `noreply@${reply.channel.channel_id}`,
+  };
   const customer: StoredAddress = lastInbound
     ? lastInbound.reply_to
       ? { address: lastInbound.reply_to }

@@ -53,7 +53,7 @@ export interface SmtpEnvelope {
  * is asked at RCPT TO, so that mail for an unknown address is refused before its data is sent;
  * `receive` is called once per accepted recipient with the whole message and must resolve only
  * when the mail is stored, since the sending MTA drops its copy at the 250 that follows.
- * A rejection answers 451 (the MTA retries).
+ * A {@link MailRefused} answers 550; any other rejection 451 (the MTA retries).
  */
 export interface InboundMailHook {
   accepts(recipient: string): Promise<boolean>;
@@ -77,6 +77,14 @@ export interface SmtpListener {
   readonly port: number;
   /** Stops taking connections and lets open sessions end (cut after a few seconds). */
   close(): Promise<void>;
+}
+
+/**
+ * Thrown by the inbound hook for a mail that can never be stored (no sender address, content
+ * the intake refuses): answered 550, not retried.
+ */
+export class MailRefused extends Error {
+  override readonly name = 'MailRefused';
 }
 
 /** An SMTP reply to an MTA: the code and the text after it (with its enhanced status). */
@@ -136,6 +144,12 @@ export async function startSmtpListener(options: SmtpListenerOptions): Promise<S
         receive(raw, envelope).then(
           () => callback(null, 'OK'),
           (error: unknown) => {
+            // A mail that can never be stored is refused for good (the MTA returns it to its
+            // sender); anything else (the database) is worth the MTA's retry.
+            if (error instanceof MailRefused) {
+              log.warn({ from: envelope.mailFrom, why: error.message }, 'a received mail refused');
+              return callback(reply(550, `5.6.0 ${error.message}`));
+            }
             log.error({ err: error, from: envelope.mailFrom }, 'a received mail was not stored');
             callback(reply(451, '4.3.0 try again later'));
           },

@@ -385,6 +385,42 @@ describe('email conversations', () => {
         'the conversation queued',
       );
 
+      // A stranger naming Eve's mail does not join her conversation.
+      const stranger = [
+        'From: mallory@elsewhere.example',
+        `To: help@${DOMAIN}`,
+        'Subject: Re: Commande',
+        'In-Reply-To: <smtp-1@customer.example>',
+        '',
+        'Send her parcel to me.',
+        '',
+      ].join('\r\n');
+      await mta.sendMail({
+        envelope: { from: 'mallory@elsewhere.example', to: [`help@${DOMAIN}`] },
+        raw: stranger,
+      });
+      // Sent twice (an MTA's retry): without a Message-ID it is still stored once.
+      await mta.sendMail({
+        envelope: { from: 'mallory@elsewhere.example', to: [`help@${DOMAIN}`] },
+        raw: stranger,
+      });
+      const strangers = (await h().db.any(sql.unsafe`
+        SELECT interaction_id, message_id FROM email_messages
+        WHERE from_address = 'mallory@elsewhere.example'`)) as readonly {
+        interaction_id: string;
+        message_id: string;
+      }[];
+      expect(strangers).toHaveLength(1);
+      expect(strangers[0]!.interaction_id).not.toBe(mail.interaction_id);
+      expect(strangers[0]!.message_id).toMatch(/^<[0-9a-f]{40}@nexus\.invalid>$/);
+      // No sender address: refused for good.
+      await expect(
+        mta.sendMail({
+          envelope: { from: 'x@elsewhere.example', to: [`help@${DOMAIN}`] },
+          raw: `To: help@${DOMAIN}\r\nSubject: x\r\n\r\nbody\r\n`,
+        }),
+      ).rejects.toMatchObject({ responseCode: 550 });
+
       // The agent's answer goes out with the folded name, never as a header.
       await request(app)
         .post(`/nexus/v3/agent/interactions/${mail.interaction_id}/messages`)

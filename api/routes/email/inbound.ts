@@ -110,14 +110,16 @@ export function asyncInboundEmailRoute(
         ),
       },
     },
-    async handle({ body, req, res }) {
+    async handle({ params, body, req, res }) {
       const tenant = req.get('x-ccid') as string;
-      // Every mail's domain is checked before any is stored: a bad one refuses the request whole.
+      // Every mail's domain is checked before any is stored: a bad one refuses the request
+      // whole. The gateway signed for `channelId`: each mail must be for that domain.
       for (const [index, mail] of body.messages.entries()) {
-        if (!(await channelOfRecipients(deps.db, tenant, [...mail.to, ...mail.cc]))) {
+        const channel = await channelOfRecipients(deps.db, tenant, [...mail.to, ...mail.cc]);
+        if (channel?.channel_id.toLowerCase() !== params.channelId.toLowerCase()) {
           throw new AppError(
             'NEXUS_ERR_EMAIL_UNKNOWN_DOMAIN',
-            `body.messages.${index}.to: no recipient is at a domain of the tenant's email channels`,
+            `body.messages.${index}.to: no recipient is at ${params.channelId}, an email channel of the tenant`,
             `body.messages.${index}.to`,
           );
         }
