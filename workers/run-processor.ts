@@ -55,9 +55,11 @@ export type Processor<D extends QueueDefinition = QueueDefinition> = ((
   readonly claimsItself?: boolean;
   /**
    * Something that runs beside the processor in every worker process that runs its queue
-   * (started with the workers, stopped before they close).
+   * (started with the workers, stopped before they close), and what the processor's jobs use
+   * that must outlive them (connection pools): `release` runs once the workers have closed, so
+   * a job still sending during the grace keeps its connection.
    */
-  readonly companion?: { start(): void; stop(): Promise<void> };
+  readonly companion?: { start(): void; stop(): Promise<void>; release?(): Promise<void> };
 };
 
 type Outcome = 'completed' | 'stale' | 'retry' | 'failed' | 'deferred' | 'foreign';

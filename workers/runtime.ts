@@ -312,6 +312,7 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
             }
           }),
         );
+        await Promise.all(companions.map(companion => companion.release?.() ?? Promise.resolve()));
         await closeRedis(connection);
         log.info('workers closed');
       })();

@@ -204,7 +204,9 @@ export function createOutboundSmsProcessor(
   return Object.assign(processor, {
     companion: {
       start: () => undefined,
-      stop: () => {
+      stop: () => Promise.resolve(),
+      // After the workers closed: a send still in flight keeps its connection.
+      release: () => {
         if (!deps.guard) guard.close();
         return Promise.resolve();
       },

@@ -221,7 +221,11 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
       stop: async () => {
         setUndispatchedSource(undefined);
         await dispatcher.stop();
+      },
+      // After the workers closed: attempts still in flight keep their connections.
+      release: () => {
         attempts.close();
+        return Promise.resolve();
       },
     },
   });
