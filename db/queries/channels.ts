@@ -126,7 +126,10 @@ export async function deleteChannel(
   return result.rowCount > 0;
 }
 
-/** The tenant's email channel (`channelType: email`) of a domain, whatever its case. */
+/**
+ * The tenant's email channel (`channelType: email`) of a domain, whatever its case (through the
+ * sender key's index, migration 0017).
+ */
 export async function findEmailChannel(
   db: CommonQueryMethods,
   tenantId: string,
@@ -134,7 +137,8 @@ export async function findEmailChannel(
 ): Promise<ChannelRow | undefined> {
   const row = await db.maybeOne(sql.type(channelRow)`
     SELECT ${columns} FROM channels
-    WHERE tenant_id = ${tenantId} AND channel_type = 'email' AND lower(channel_id) = ${domain.toLowerCase()}
+    WHERE tenant_id = ${tenantId} AND channel_type = 'email'
+      AND channels_sender_key(channel_id) = channels_sender_key(${domain})
     LIMIT 1`);
   return row ?? undefined;
 }
@@ -146,6 +150,7 @@ export async function tenantOfEmailDomain(
 ): Promise<string | undefined> {
   const tenant = await db.maybeOneFirst(sql.type(z.object({ tenant_id: z.string() }))`
     SELECT tenant_id FROM channels
-    WHERE channel_type = 'email' AND lower(channel_id) = ${domain.toLowerCase()} LIMIT 1`);
+    WHERE channel_type = 'email' AND channels_sender_key(channel_id) = channels_sender_key(${domain})
+    LIMIT 1`);
   return tenant ?? undefined;
 }
