@@ -165,7 +165,6 @@ export function buildApp(deps: AppDeps): BuiltApp {
     secretKey: config.secretKey,
     secrets,
     maxSegments: config.sms.maxSegments,
-    attachmentMaxBytes: config.email.attachmentMaxBytes,
     enqueue,
   });
   emailRoutes(api, {
@@ -174,6 +173,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     log,
     secrets,
     maxBytes: config.email.maxBytes,
+    attachmentMaxBytes: config.email.attachmentMaxBytes,
     secretKeys: [config.secretKey, ...config.previousSecretKeys],
   });
   webhookRoutes(api, { db, bus, enqueue });

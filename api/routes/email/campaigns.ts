@@ -18,7 +18,7 @@ import { dispatchWork, recordWorkBatch, type EnqueueContext } from '../../../que
 import { assertTenant } from '../../auth/principal.js';
 import { reply } from '../../error-handler.js';
 import { envelopeOf, type Api } from '../../openapi.js';
-import { emailAddress, headerText, namedAddress } from './fields.js';
+import { emailAddress, headerText, namedAddress } from '../../email/fields.js';
 
 /** Where campaigns post their records (the app parses their larger bodies there). */
 export const EMAIL_CAMPAIGNS_PATH = '/nexus/v3/email/campaigns';

@@ -19,7 +19,7 @@ import { emailFeedbackTotal } from '../../../lib/metrics.js';
 import { assertTenant } from '../../auth/principal.js';
 import { reply } from '../../error-handler.js';
 import { envelopeOf, type Api } from '../../openapi.js';
-import { emailAddress, headerText } from './fields.js';
+import { emailAddress, headerText } from '../../email/fields.js';
 
 export interface EmailConsentDeps {
   db: DatabasePool;

@@ -21,7 +21,7 @@ import {
 } from '../../email/feedback.js';
 import { reply } from '../../error-handler.js';
 import { envelopeOf, type Api } from '../../openapi.js';
-import { emailAddress } from './fields.js';
+import { emailAddress } from '../../email/fields.js';
 
 export interface EmailFeedbackRouteDeps {
   db: DatabasePool;

@@ -1,8 +1,8 @@
 /**
  * The email routes, one file per concern: campaigns (campaigns.ts), the suppression list with
- * the one-click unsubscribe (consent.ts) and providers' feedback (feedback.ts: SparkPost's event
- * webhook; the Async gateway's email receipts are declared with the Third-Party Messaging API);
- * the request fields they share are in fields.ts.
+ * the one-click unsubscribe (consent.ts), providers' feedback (feedback.ts: SparkPost's event
+ * webhook and the Async gateway's email receipts) and the gateway's inbound mail (inbound.ts);
+ * the request fields they share are api/email/fields.ts.
  */
 import type { DatabasePool } from 'slonik';
 import type { Logger } from '../../../lib/logger.js';
@@ -11,14 +11,18 @@ import type { EnqueueContext } from '../../../queues/work.js';
 import type { Api } from '../../openapi.js';
 import { emailCampaignRoutes } from './campaigns.js';
 import { emailConsentRoutes } from './consent.js';
-import { emailFeedbackRoutes } from './feedback.js';
+import { gatewaySignature } from '../../auth/gateway-signature.js';
+import { asyncEmailReceiptRoute, emailFeedbackRoutes } from './feedback.js';
+import { asyncInboundEmailRoute } from './inbound.js';
 
 export interface EmailRouteDeps {
   db: DatabasePool;
   enqueue: EnqueueContext;
   log: Logger;
-  /** Opens the tenant's `SparkPostEmail` secret (the event webhook's credentials). */
+  /** Opens the tenant's `SparkPostEmail` and `Async` secrets (webhook credentials, signatures). */
   secrets: SecretBox;
+  /** NEXUS_EMAIL_ATTACHMENT_MAX_BYTES. */
+  attachmentMaxBytes: number;
   /** NEXUS_EMAIL_MAX_BYTES. */
   maxBytes: number;
   /** Sign and check unsubscribe links (NEXUS_SECRET_KEY, then the previous ones). */
@@ -30,4 +34,9 @@ export function emailRoutes(api: Api, deps: EmailRouteDeps): void {
   emailCampaignRoutes(api, deps);
   emailConsentRoutes(api, deps);
   emailFeedbackRoutes(api, deps);
+  // The Async gateway's calls for an email channel (its channelId is the domain), signed as its
+  // other calls to the Third-Party Messaging API.
+  const verifySigned = gatewaySignature(deps);
+  asyncEmailReceiptRoute(api, deps, verifySigned);
+  asyncInboundEmailRoute(api, deps, verifySigned);
 }

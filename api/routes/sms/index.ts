@@ -27,8 +27,6 @@ export interface SmsRouteDeps {
   secrets: SecretBox;
   /** NEXUS_SMS_MAX_SEGMENTS. */
   maxSegments: number;
-  /** NEXUS_EMAIL_ATTACHMENT_MAX_BYTES (an email channel's inbound mail through the gateway). */
-  attachmentMaxBytes: number;
 }
 
 /** Declares every SMS route, in the order the API reference lists them. */

@@ -3,30 +3,24 @@
  * media uploads at `/nexus/v3/channels/:channelId/…`, each signed with the channel's api secret
  * (`X-Hub-Signature`) and naming its tenant with `x-ccid`. Messages and receipts go through the
  * shared intake (api/sms/intake.ts); media files are stored for RichMedia messages. An email
- * channel's receipts (`…/email-receipts`) are the email feedback's (api/routes/email/feedback.ts).
+ * channel's receipts and inbound mail (`…/email-receipts`, `…/emails`) are the email routes'
+ * (api/routes/email/); both check the signature with api/auth/gateway-signature.ts.
  */
-import { createHmac, randomUUID } from 'node:crypto';
-import type { Request } from 'express';
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { insertMedia } from '../../../db/queries/sms.js';
-import { findService } from '../../../db/queries/services.js';
-import { serviceSecretContext } from '../../../db/service-directory.js';
 import { AppError } from '../../../lib/errors.js';
 import type { SecretBox } from '../../../lib/secrets.js';
-import { secretsEqual } from '../../admin-auth.js';
+import { gatewaySignature } from '../../auth/gateway-signature.js';
 import { reply } from '../../error-handler.js';
 import { fileFromMultipart } from '../../multipart.js';
 import { envelopeOf, type Api } from '../../openapi.js';
 import { receiveInboundSms, recordReceipts, type IntakeDeps } from '../../sms/intake.js';
-import { asyncEmailReceiptRoute } from '../email/feedback.js';
-import { asyncInboundEmailRoute } from '../email/inbound.js';
 import { MEDIA_MAX_BYTES, phone, smsText } from './fields.js';
 
 export interface ThirdPartyDeps extends IntakeDeps {
   /** Opens the tenant's `Async` service secret (the channels' api secrets). */
   secrets: SecretBox;
-  /** NEXUS_EMAIL_ATTACHMENT_MAX_BYTES (inbound email through the gateway). */
-  attachmentMaxBytes: number;
 }
 
 const MEDIA_TYPES =
@@ -74,41 +68,7 @@ const thirdPartyReceipts = z
 export function thirdPartyRoutes(api: Api, deps: ThirdPartyDeps): void {
   const { db } = deps;
 
-  /** The channel's api secret from the tenant's `Async` service, if the channel is there. */
-  const apiSecretOf = async (tenant: string, channelId: string): Promise<string | undefined> => {
-    const service = await findService(db, tenant, 'Async');
-    if (!service?.secret_sealed) return undefined;
-    const secret = deps.secrets.open(
-      service.secret_sealed,
-      serviceSecretContext(tenant, 'Async'),
-    ) as {
-      channels?: { channelId: string; api?: { secret?: string } }[];
-    };
-    return secret.channels?.find(channel => channel.channelId === channelId)?.api?.secret;
-  };
-
-  /**
-   * `x-ccid` names the tenant; `X-Hub-Signature: sha1=<hex HMAC-SHA1(raw body, the channel's api
-   * secret)>`, compared in constant time. Every failure is the same 401, whatever was wrong.
-   */
-  const verifySigned = async (req: Request): Promise<void> => {
-    const refuse = (why: string) => {
-      deps.log.warn({ path: req.path, why }, 'third-party request refused');
-      return new AppError(
-        'NEXUS_ERR_UNAUTHORIZED',
-        'Missing or invalid X-Hub-Signature for this channel',
-        'header.x-hub-signature',
-      );
-    };
-    const tenant = req.get('x-ccid');
-    const signature = req.get('x-hub-signature');
-    const raw = (req as { rawBody?: Buffer }).rawBody;
-    if (!tenant || !signature || !raw) throw refuse('missing x-ccid, signature or JSON body');
-    const secret = await apiSecretOf(tenant, String(req.params.channelId));
-    if (!secret) throw refuse('unknown tenant or channel');
-    const expected = `sha1=${createHmac('sha1', secret).update(raw).digest('hex')}`;
-    if (!secretsEqual(signature, expected)) throw refuse('signature mismatch');
-  };
+  const verifySigned = gatewaySignature(deps);
 
   api.route({
     method: 'post',
@@ -183,11 +143,6 @@ export function thirdPartyRoutes(api: Api, deps: ThirdPartyDeps): void {
       reply(res, 202, { accepted: works.length });
     },
   });
-
-  // An email channel's statuses (its channelId is the domain): their own body and answer.
-  asyncEmailReceiptRoute(api, deps, verifySigned);
-  // An email channel's inbound mail: the email intake's (api/routes/email/inbound.ts).
-  asyncInboundEmailRoute(api, deps, verifySigned);
 
   api.route({
     method: 'post',
