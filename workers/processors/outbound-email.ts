@@ -163,17 +163,21 @@ export function createOutboundEmailProcessor(
     }
   };
 
-  /** Concurrent jobs' loads (with their claims) and `sent` records, each shared by a group. */
+  /**
+   * Concurrent jobs' loads (with their claims) and `sent` records, each shared by a group. One
+   * flush of each at a time: the groups are larger (0.3 commits per mail in the email bench
+   * against 0.45 with two in flight), for less CPU per mail.
+   */
   const queue = outboundEmailQueue.name;
   const loads = new GroupCommit<EmailToLoad, LoadedEmail>(
     jobs => loadEmailsToSend(db, queue, jobs),
     256,
-    2,
+    1,
   );
   const records = new GroupCommit<SentEmail, boolean>(
     sent => db.transaction(tx => recordEmailsSent(tx, queue, sent)),
     256,
-    2,
+    1,
   );
 
   const processor = async (payload: OutboundEmailPayload, ctx: JobContext) => {
