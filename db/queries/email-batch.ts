@@ -124,7 +124,8 @@ export async function loadEmailsToSend(
     FROM claimed c
     JOIN wanted w ON w.job_id = c.job_id
     LEFT JOIN email_messages m ON m.tenant_id = w.tenant_id AND m.id = w.id
-    LEFT JOIN channels ch ON ch.tenant_id = m.tenant_id AND ch.channel_id = m.domain`);
+    LEFT JOIN channels ch ON ch.tenant_id = m.tenant_id
+      AND channels_sender_key(ch.channel_id) = channels_sender_key(m.domain)`);
   const byJob = new Map<string, { mail: SendableEmail | undefined }>();
   for (const row of rows) {
     if (row.id === null) {

@@ -150,7 +150,9 @@ export function createOutboundEmailProcessor(
     rejected: readonly RejectedRecipient[],
   ) => {
     for (const entry of rejected) {
-      if (!isHardBounce(entry.status, entry.code)) continue;
+      // Suppressed only on an enhanced status saying the mailbox does not exist: a bare 550 at
+      // RCPT is also a relay's policy answer.
+      if (!isHardBounce(entry.status)) continue;
       await changeEmailConsent(tx, {
         tenantId: mail.tenant_id,
         address: entry.address,
@@ -345,7 +347,9 @@ export function createOutboundEmailProcessor(
     claimsItself: true,
     companion: {
       start: () => undefined,
-      stop: () => {
+      stop: () => Promise.resolve(),
+      // After the workers closed: a send still in flight keeps its connection.
+      release: () => {
         smtp.close();
         if (!deps.guard) guard.close();
         return Promise.resolve();
