@@ -32,9 +32,10 @@ function addresses(field: AddressObject | AddressObject[] | undefined): MailAddr
     .map(entry => ({ address: entry.address as string, name: oneLine(entry.name) || undefined }));
 }
 
+/** A usable Message-ID: `<id@host>`, at most a header line long (998, as the gateway's API). */
 const messageId = (value: string | undefined) => {
   const id = value?.trim();
-  return id && MESSAGE_ID.test(id) ? id : undefined;
+  return id && id.length <= 998 && MESSAGE_ID.test(id) ? id : undefined;
 };
 
 /**
