@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { changeEmailConsent, type SuppressionReason } from '../../db/queries/email-consent.js';
 import {
   applyEmailStatus,
+  findEmail,
   findEmailByProviderId,
   markFeedbackSeen,
   type EmailRow,
@@ -224,7 +225,12 @@ export async function applySparkPostBatch(
         counts.ignored += 1;
         continue;
       }
-      const mail = await findEmailByProviderId(tx, tenantId, 'SparkPost', event.transmission_id);
+      // By the transmission id the send stored; else by the hub's own id the send gave SparkPost
+      // as metadata (events carry it in `rcpt_meta`), for an event that overtook the send's commit
+      // or concerns a transmission whose outcome the hub lost.
+      const mail =
+        (await findEmailByProviderId(tx, tenantId, 'SparkPost', event.transmission_id)) ??
+        (await mailOfMetadata(tx, tenantId, event));
       if (!mail) {
         deps.log.info(
           { tenantId, transmissionId: event.transmission_id, type: event.type },
@@ -246,6 +252,20 @@ export async function applySparkPostBatch(
   // Counted once committed, so a rolled-back batch counts nothing.
   for (const labels of kinds) emailFeedbackTotal.inc(labels);
   return counts;
+}
+
+/** The mail a SparkPost event's metadata names (`{tenant, mailId}`), if the tenant sent it there. */
+async function mailOfMetadata(
+  tx: CommonQueryMethods,
+  tenantId: string,
+  event: SparkPostEvent,
+): Promise<EmailRow | undefined> {
+  const meta = [event.rcpt_meta, event.metadata].find(
+    (entry): entry is Record<string, unknown> => typeof entry === 'object' && entry !== null,
+  );
+  if (meta?.tenant !== tenantId || typeof meta.mailId !== 'string') return undefined;
+  const mail = await findEmail(tx, tenantId, meta.mailId);
+  return mail && (mail.provider === null || mail.provider === 'SparkPost') ? mail : undefined;
 }
 
 // Async gateway -----------------------------------------------------------------------------

@@ -439,6 +439,57 @@ describe('SparkPost event webhooks', () => {
     });
   });
 
+  it("finds a mail by the hub's id in the event's metadata when its transmission id is not recorded yet", async () => {
+    const { app, admin } = await setup(h());
+    await putService(app, admin, TENANT, 'SparkPostEmail', {
+      url: 'https://api.sparkpost.com',
+      secret: { apikey: 'sp-api-key', webhook: HOOK },
+    }).expect(200);
+    // A mail the worker sent but whose `sent` (with the transmission id) is not committed yet.
+    const id = randomUUID();
+    await h().db.transaction(tx =>
+      insertEmails(tx, [
+        {
+          id,
+          tenantId: TENANT,
+          campaign: 'spring',
+          recordId: 'early',
+          domain: DOMAIN,
+          from: { address: `offers@${DOMAIN}` },
+          to: [{ address: 'early@customer.example' }],
+          cc: [],
+          bcc: [],
+          replyTo: null,
+          subject: 'Spring offer',
+          text: 'Hello',
+          html: null,
+          messageId: `<${id}@${DOMAIN}>`,
+          inReplyTo: null,
+          references: [],
+        },
+      ]),
+    );
+    const bounce = (meta: Record<string, unknown>) =>
+      messageEvent('bounce', {
+        transmission_id: 'T-not-recorded',
+        rcpt_to: 'early@customer.example',
+        bounce_class: '10',
+        reason: '550 5.1.1 no such user',
+        rcpt_meta: meta,
+      });
+    // Another tenant's metadata names nothing here.
+    expect(
+      (await post(app, [bounce({ tenant: OTHER_TENANT, mailId: id })]).expect(200)).body.data,
+    ).toMatchObject({ applied: 0, ignored: 1 });
+    expect(
+      (await post(app, [bounce({ tenant: TENANT, mailId: id })]).expect(200)).body.data,
+    ).toMatchObject({ applied: 1 });
+    expect((await statuses(h())).early).toMatchObject({ status: 'bounced' });
+    expect((await consent(h(), app, admin)).suppressed).toEqual({
+      'early@customer.example': 'hard-bounce',
+    });
+  });
+
   it('refuses wrong or missing credentials (401) and bodies that are not arrays of objects (400), applying nothing', async () => {
     const { app, admin } = await setup(h());
     await putService(app, admin, TENANT, 'SparkPostEmail', {
