@@ -5,8 +5,8 @@ import tseslint from 'typescript-eslint';
 /**
  * Folder direction (docs/architecture.md, "Dependency direction"), from the bottom up:
  * lib (what every part uses) ← domain (the channels' rules) ← db (SQL, one owner per table)
- * ← queues (BullMQ queues over db's durable work records) ← api | workers (never each other).
- * bin/ wires them together. A folder imports only from the folders below it.
+ * ← queues (BullMQ queues over db's durable work records) ← api | workers | athena (none imports
+ * another: athena/ is the AI connector, a service of its own). bin/ wires them together. A folder imports only from the folders below it.
  */
 const boundary = (from, banned) => ({
   files: [`${from}/**/*.ts`],
@@ -80,10 +80,11 @@ export default tseslint.config(
     },
   },
   { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
-  boundary('api', ['workers', 'bin']),
-  boundary('workers', ['api', 'bin']),
-  boundary('queues', ['api', 'workers', 'bin']),
-  boundary('db', ['queues', 'api', 'workers', 'bin']),
-  boundary('domain', ['db', 'queues', 'api', 'workers', 'bin']),
-  boundary('lib', ['domain', 'db', 'queues', 'api', 'workers', 'bin']),
+  boundary('api', ['workers', 'athena', 'bin']),
+  boundary('workers', ['api', 'athena', 'bin']),
+  boundary('athena', ['api', 'workers', 'bin']),
+  boundary('queues', ['api', 'workers', 'athena', 'bin']),
+  boundary('db', ['queues', 'api', 'workers', 'athena', 'bin']),
+  boundary('domain', ['db', 'queues', 'api', 'workers', 'athena', 'bin']),
+  boundary('lib', ['domain', 'db', 'queues', 'api', 'workers', 'athena', 'bin']),
 );

@@ -6,7 +6,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['{lib,domain,queues,api,workers,db}/**/*.test.ts'],
+          include: ['{lib,domain,queues,api,workers,db,athena}/**/*.test.ts'],
         },
       },
       {

@@ -329,6 +329,23 @@ export const WORK_FAILURES = {
     'NEXUS_ERR_RECEIPT_NO_MESSAGE',
     "No outbound SMS has the report's provider message id",
   ),
+  // AI connector (athena)
+  NEXUS_ERR_NLU_PROVIDER_UNAVAILABLE: failure(
+    'NEXUS_ERR_NLU_PROVIDER_UNAVAILABLE',
+    'The NLU provider did not answer in time, or answered 408, 429 or 5xx, in every attempt',
+  ),
+  NEXUS_ERR_NLU_PROVIDER_REFUSED: failure(
+    'NEXUS_ERR_NLU_PROVIDER_REFUSED',
+    'The NLU provider refused the request (bad credentials, an unknown agent or bot, bad input)',
+  ),
+  NEXUS_ERR_NLU_PROVIDER_BAD_ANSWER: failure(
+    'NEXUS_ERR_NLU_PROVIDER_BAD_ANSWER',
+    'The NLU provider answered success with a body the connector cannot read',
+  ),
+  NEXUS_ERR_NLU_NOT_CONFIGURED: failure(
+    'NEXUS_ERR_NLU_NOT_CONFIGURED',
+    'The tenant has no NLU provider for the conversation, or its settings are incomplete',
+  ),
   // Webhooks
   NEXUS_ERR_WEBHOOK_TARGET_MISSING: failure(
     'NEXUS_ERR_WEBHOOK_TARGET_MISSING',
