@@ -63,7 +63,7 @@ describe('error catalogue', () => {
     // Every code the sources name (thrown, sent on a socket, recorded in undelivered, or in a
     // comment) is catalogued; every catalogued code is used somewhere besides the catalogue.
     const root = new URL('../', import.meta.url);
-    const sources = ['api', 'bin', 'db', 'domain', 'lib', 'queues', 'workers']
+    const sources = ['api', 'athena', 'bin', 'db', 'domain', 'lib', 'queues', 'workers']
       .flatMap(folder =>
         readdirSync(new URL(folder, root), { recursive: true, encoding: 'utf8' }).map(
           file => `${folder}/${file}`,
