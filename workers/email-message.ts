@@ -1,3 +1,5 @@
+import { createSign } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import nodemailer from 'nodemailer';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import { EMAIL_ADDRESS, LINE_BREAK } from '../domain/email-address.js';
@@ -7,9 +9,9 @@ import { WorkFailure } from '../lib/errors.js';
  * Builds the MIME text of one outbound email with nodemailer (never by hand): UTF-8 subjects and
  * names, a text part and an optional HTML part, the `Message-ID` the hub chose (and stored),
  * threading headers, RFC 8058 one-click unsubscribe headers on campaign mail, and a DKIM
- * signature when the sending domain has a key. The outbound-email processor sends these bytes
- * (or, to providers that take fields, the same fields), so the id the hub stores is the id the
- * mail carries.
+ * signature when the sending domain has a key. The outbound-email processor hands the composed
+ * message to the provider: the SMTP pool builds (and signs) it as it sends, SparkPost takes the
+ * bytes, the gateways take the fields; the id the hub stores is the id the mail carries either way.
  * A header value with a line break is refused (`NEXUS_ERR_EMAIL_INVALID`), not folded away.
  */
 
@@ -53,6 +55,15 @@ export interface BuiltEmail {
   readonly envelope: { readonly from: string; readonly to: readonly string[] };
 }
 
+/** A checked message, not built yet: a transport builds it while it sends, or `raw()` here. */
+export interface ComposedEmail {
+  /** Nodemailer's message: fields, envelope and DKIM key, every value checked. */
+  readonly message: Mail.Options;
+  readonly envelope: BuiltEmail['envelope'];
+  /** The MIME text, built once on the first call (SparkPost sends these bytes). */
+  raw(): Promise<Buffer>;
+}
+
 // A buffer transport: it only builds (and signs) the message, it connects to nothing.
 const composer = nodemailer.createTransport({
   streamTransport: true,
@@ -79,8 +90,39 @@ function messageId(field: string, value: string): string {
   return value;
 }
 
+/** Keys that signed once (by their PEM text): nodemailer signs with them the same way. */
+const signingKeys = new LRUCache<string, true>({ max: 1_000 });
+
+/**
+ * Throws unless the key signs as nodemailer's DKIM signer does (RSA-SHA256). Nodemailer sends a
+ * mail unsigned when its key cannot sign; a key checked here signs every mail, so a transport
+ * that builds while it sends never sends unsigned what should be signed.
+ */
+function assertSigns(dkim: DkimKey): void {
+  if (signingKeys.has(dkim.privateKey)) return;
+  try {
+    createSign('RSA-SHA256').update('nexus').sign(dkim.privateKey);
+  } catch (error) {
+    throw new WorkFailure(
+      'NEXUS_ERR_EMAIL_DKIM_FAILED',
+      `the DKIM key of ${dkim.domainName} cannot sign: ${(error as Error).message}`,
+    );
+  }
+  signingKeys.set(dkim.privateKey, true);
+}
+
 /** Builds (and signs) one email; throws a permanent `NEXUS_ERR_EMAIL_INVALID` for bad input. */
 export async function buildEmail(mail: EmailToBuild, dkim?: DkimKey): Promise<BuiltEmail> {
+  const composed = composeEmail(mail, dkim);
+  return { raw: await composed.raw(), envelope: composed.envelope };
+}
+
+/**
+ * Checks one email and composes nodemailer's message, without building it; throws a permanent
+ * `NEXUS_ERR_EMAIL_INVALID` for bad input and `NEXUS_ERR_EMAIL_DKIM_FAILED` for a key that
+ * cannot sign.
+ */
+export function composeEmail(mail: EmailToBuild, dkim?: DkimKey): ComposedEmail {
   const to = mail.to.map((entry, index) => address(`to.${index}`, entry));
   if (to.length === 0) throw invalid('to names no recipient');
   const cc = (mail.cc ?? []).map((entry, index) => address(`cc.${index}`, entry));
@@ -103,6 +145,11 @@ export async function buildEmail(mail: EmailToBuild, dkim?: DkimKey): Promise<Bu
     );
     headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
   }
+  if (mail.returnPath) address('returnPath', { address: mail.returnPath });
+  const envelope = {
+    from: mail.returnPath ?? mail.from.address,
+    to: [...mail.to, ...(mail.cc ?? []), ...(mail.bcc ?? [])].map(entry => entry.address),
+  };
   const message: Mail.Options = {
     messageId: messageId('messageId', mail.messageId),
     from: address('from', mail.from),
@@ -112,12 +159,7 @@ export async function buildEmail(mail: EmailToBuild, dkim?: DkimKey): Promise<Bu
     headers,
     ...(cc.length ? { cc } : {}),
     // Bcc goes in the envelope only (a buffer transport would keep a Bcc header).
-    envelope: {
-      from: mail.returnPath
-        ? address('returnPath', { address: mail.returnPath }).address
-        : mail.from.address,
-      to: [...mail.to, ...(mail.cc ?? []), ...(mail.bcc ?? [])].map(entry => entry.address),
-    },
+    envelope: { from: envelope.from, to: [...envelope.to] },
     ...(mail.replyTo ? { replyTo: address('replyTo', mail.replyTo) } : {}),
     ...(mail.html !== undefined ? { html: mail.html } : {}),
     ...(mail.inReplyTo ? { inReplyTo: messageId('inReplyTo', mail.inReplyTo) } : {}),
@@ -128,10 +170,17 @@ export async function buildEmail(mail: EmailToBuild, dkim?: DkimKey): Promise<Bu
       : {}),
     ...(dkim ? { dkim: { ...dkim } } : {}),
   };
-  const info = (await composer.sendMail(message)) as {
-    message: Buffer;
-    envelope: { from: string; to: string[] };
+  if (dkim) assertSigns(dkim);
+  let built: Promise<Buffer> | undefined;
+  return {
+    message,
+    envelope,
+    raw: () => (built ??= compose(message, dkim)),
   };
+}
+
+async function compose(message: Mail.Options, dkim: DkimKey | undefined): Promise<Buffer> {
+  const info = (await composer.sendMail(message)) as { message: Buffer };
   // Never send unsigned what should be signed (nodemailer skips a key it cannot use).
   if (dkim && !/^DKIM-Signature:/im.test(info.message.toString('latin1'))) {
     throw new WorkFailure(
@@ -139,5 +188,5 @@ export async function buildEmail(mail: EmailToBuild, dkim?: DkimKey): Promise<Bu
       `the DKIM key of ${dkim.domainName} did not sign the message`,
     );
   }
-  return { raw: info.message, envelope: { from: info.envelope.from, to: info.envelope.to } };
+  return info.message;
 }

@@ -3,13 +3,13 @@ import { retryAfterMs } from '../../domain/delivery-policy.js';
 import { EgressBlockedError, EgressTimeoutError, type EgressGuard } from '../../lib/egress.js';
 import { coerceError, WorkFailure, type FailureCode } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-import type { EmailToBuild } from '../email-message.js';
+import type { ComposedEmail, EmailToBuild } from '../email-message.js';
 
 /**
  * What every email provider adapter shares: the mail as it is sent, the provider's answer, the
  * errors that decide retries, and the HTTP plumbing of the API providers (SparkPost, the Async
- * gateway, Genesys Cloud). The processor (processors/outbound-email.ts) builds the MIME once,
- * with the Message-ID stored at intake, so every provider sends the same bytes or fields.
+ * gateway, Genesys Cloud). The processor (processors/outbound-email.ts) composes the message once,
+ * with the Message-ID stored at intake, so every provider sends the same message.
  */
 
 /** One outbound email, as a provider adapter sends it. */
@@ -21,8 +21,8 @@ export interface EmailSend {
   readonly domain: string;
   /** The mail's fields (Async and Genesys Cloud take fields, not MIME). */
   readonly mail: EmailToBuild;
-  /** The MIME text, signed when the domain has a DKIM key (SMTP and SparkPost send it). */
-  readonly raw: Buffer;
+  /** The checked message: the SMTP pool builds (and signs) it as it sends, SparkPost sends its bytes. */
+  readonly message: ComposedEmail;
   /** SMTP's envelope: the return path (bounces come back to it) and every recipient. */
   readonly envelope: { readonly from: string; readonly to: readonly string[] };
   /** A campaign's name, or null for conversation mail. */

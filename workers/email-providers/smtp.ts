@@ -13,8 +13,8 @@ import {
 
 /**
  * The SMTP provider (`Email` provider `SMTP`, settings in the `SmtpEmail` service): nodemailer's
- * pooled transport per tenant relay, sending the MIME text the processor built (signed when the
- * domain has a DKIM key) with the VERP return path as the envelope sender. The relay's host is
+ * pooled transport per tenant relay, building and sending the message the processor composed
+ * (signed when the domain has a DKIM key) with the VERP return path as the envelope sender. The relay's host is
  * resolved once per pool through the egress guard and the pool connects to that address, so the
  * egress rules hold for SMTP as for HTTP (TLS still checks the certificate against the name).
  *
@@ -129,10 +129,8 @@ export class SmtpPools {
     const { transport } = await this.pool(send.tenant, ctx);
     let info: SMTPPool.SentMessageInfo;
     try {
-      info = await transport.sendMail({
-        envelope: { from: send.envelope.from, to: [...send.envelope.to] },
-        raw: send.raw,
-      });
+      // The pool builds (and signs) the message while it sends it.
+      info = await transport.sendMail(send.message.message);
     } catch (caught) {
       if (caught instanceof EgressBlockedError) throw caught;
       const error = caught as SmtpError;

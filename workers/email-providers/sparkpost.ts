@@ -103,7 +103,7 @@ export const sendSparkPost: EmailProvider = async (send, ctx) => {
     ...(send.campaign !== null ? { campaign_id: clipBytes(send.campaign, CAMPAIGN_ID_BYTES) } : {}),
     metadata: { tenant: send.tenant, mailId: send.id },
     recipients: send.envelope.to.map(email => ({ address: { email, header_to: headerTo } })),
-    content: { email_rfc822: send.raw.toString('utf8') },
+    content: { email_rfc822: (await send.message.raw()).toString('utf8') },
   });
   const response = await providerRequest(ctx, transmissionsUrl(service.url), {
     method: 'POST',

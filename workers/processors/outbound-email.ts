@@ -1,5 +1,3 @@
-import { DelayedError } from 'bullmq';
-import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { CommonQueryMethods, DatabasePool } from 'slonik';
 import { changeEmailConsent } from '../../db/queries/email-consent.js';
 import { applyEmailStatus } from '../../db/queries/email.js';
@@ -34,8 +32,9 @@ import {
   type RejectedRecipient,
 } from '../email-providers/provider.js';
 import { SmtpPools } from '../email-providers/smtp.js';
-import { buildEmail, type DkimKey, type EmailToBuild } from '../email-message.js';
+import { composeEmail, type DkimKey, type EmailToBuild } from '../email-message.js';
 import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
+import { SendRate, later } from '../send-rate.js';
 
 /** How many times a provider's 420/429 may delay one mail before it counts as a failed attempt. */
 const MAX_THROTTLED = 50;
@@ -85,26 +84,7 @@ export function createOutboundEmailProcessor(
     SMTP: smtp.send,
   };
   const publicUrl = config.http.publicUrl ?? `http://localhost:${config.http.port}`;
-  const limiters = new Map<number, RateLimiterRedis>();
-  const limiterFor = (perSecond: number) => {
-    let limiter = limiters.get(perSecond);
-    if (!limiter) {
-      limiter = new RateLimiterRedis({
-        storeClient: deps.redis,
-        keyPrefix: `${config.queues.prefix}:email-rate:${perSecond}`,
-        points: perSecond,
-        duration: 1,
-      });
-      limiters.set(perSecond, limiter);
-    }
-    return limiter;
-  };
-  /** Runs the job again in `ms` without using an attempt (rate limits, a provider's 420/429). */
-  const later = async (ctx: JobContext, ms: number, why: string): Promise<never> => {
-    ctx.log.info({ delayMs: ms }, why);
-    await ctx.job.moveToDelayed(Date.now() + ms, ctx.token);
-    throw new DelayedError();
-  };
+  const rate = new SendRate(deps.redis, `${config.queues.prefix}:email-rate`);
 
   /** The domain's DKIM key, from the SmtpEmail service (whatever provider sends the mail). */
   const dkimKeyOf = async (tenantId: string, domain: string): Promise<DkimKey | undefined> => {
@@ -240,16 +220,13 @@ export function createOutboundEmailProcessor(
     const settings = (
       await services.get(payload.tenantId, EMAIL_PROVIDER_SERVICE[providerName] ?? '')
     )?.data as { maxPerSecond?: number } | undefined;
-    try {
-      await limiterFor(settings?.maxPerSecond ?? config.email.ratePerSecond).consume(
-        `${providerName}:${payload.tenantId}:${mail.domain}`,
-      );
-    } catch (limited) {
-      if (!(limited instanceof RateLimiterRes)) throw limited;
-      await later(ctx, Math.max(limited.msBeforeNext, 10), 'email rate limit reached: waiting');
-    }
+    const waitMs = await rate.wait(
+      settings?.maxPerSecond ?? config.email.ratePerSecond,
+      `${providerName}:${payload.tenantId}:${mail.domain}`,
+    );
+    if (waitMs > 0) await later(ctx, waitMs, 'email rate limit reached: waiting');
     const fields = toBuild(mail);
-    const built = await buildEmail(fields, await dkimKeyOf(payload.tenantId, mail.domain));
+    const composed = composeEmail(fields, await dkimKeyOf(payload.tenantId, mail.domain));
     const providerContext: EmailProviderContext = {
       guard,
       timeoutMs: config.webhooks.timeoutMs,
@@ -264,8 +241,8 @@ export function createOutboundEmailProcessor(
           id: mail.id,
           domain: mail.domain,
           mail: fields,
-          raw: built.raw,
-          envelope: built.envelope,
+          message: composed,
+          envelope: composed.envelope,
           campaign: mail.campaign,
         },
         providerContext,

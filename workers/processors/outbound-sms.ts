@@ -1,5 +1,3 @@
-import { DelayedError } from 'bullmq';
-import { RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { RedisConnection } from '../../lib/redis.js';
 import type { DatabasePool } from 'slonik';
 import { findChannelByChannelId } from '../../db/queries/channels.js';
@@ -17,6 +15,7 @@ import { smsSegments } from '../../domain/sms-segments.js';
 import { callbackSignature } from '../../domain/sms-callbacks.js';
 import type { outboundSmsQueue, OutboundSmsPayload } from '../../queues/outbound-sms.js';
 import type { JobContext, Processor } from '../run-processor.js';
+import { SendRate, later } from '../send-rate.js';
 import {
   PROVIDER_SERVICE,
   ProviderThrottledError,
@@ -59,26 +58,7 @@ export function createOutboundSmsProcessor(
     deps.bus,
   );
   const publicUrl = config.http.publicUrl ?? `http://localhost:${config.http.port}`;
-  const limiters = new Map<number, RateLimiterRedis>();
-  const limiterFor = (perSecond: number) => {
-    let limiter = limiters.get(perSecond);
-    if (!limiter) {
-      limiter = new RateLimiterRedis({
-        storeClient: deps.redis,
-        keyPrefix: `${config.queues.prefix}:sms-rate:${perSecond}`,
-        points: perSecond,
-        duration: 1,
-      });
-      limiters.set(perSecond, limiter);
-    }
-    return limiter;
-  };
-  /** Runs the job again in `ms` without using an attempt (rate limits, a provider's 429). */
-  const later = async (ctx: JobContext, ms: number, why: string): Promise<never> => {
-    ctx.log.info({ delayMs: ms }, why);
-    await ctx.job.moveToDelayed(Date.now() + ms, ctx.token);
-    throw new DelayedError();
-  };
+  const rate = new SendRate(deps.redis, `${config.queues.prefix}:sms-rate`);
 
   /** A conversation message, or a campaign record, as the sending needs it. */
   const sendable = async (payload: OutboundSmsPayload) => {
@@ -137,14 +117,11 @@ export function createOutboundSmsProcessor(
     // The provider's rate for this sender, across every worker.
     const settings = (await services.get(payload.tenantId, PROVIDER_SERVICE[providerName] ?? ''))
       ?.data as { maxPerSecond?: number } | undefined;
-    try {
-      await limiterFor(settings?.maxPerSecond ?? config.sms.ratePerSecond).consume(
-        `${providerName}:${payload.tenantId}:${message.channel_id}`,
-      );
-    } catch (limited) {
-      if (!(limited instanceof RateLimiterRes)) throw limited;
-      await later(ctx, Math.max(limited.msBeforeNext, 10), 'provider rate limit reached: waiting');
-    }
+    const waitMs = await rate.wait(
+      settings?.maxPerSecond ?? config.sms.ratePerSecond,
+      `${providerName}:${payload.tenantId}:${message.channel_id}`,
+    );
+    if (waitMs > 0) await later(ctx, waitMs, 'provider rate limit reached: waiting');
     const text = message.text ?? '';
     const providerContext: ProviderContext = {
       guard,
