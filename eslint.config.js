@@ -5,8 +5,9 @@ import tseslint from 'typescript-eslint';
 /**
  * Folder direction (docs/architecture.md, "Dependency direction"), from the bottom up:
  * lib (what every part uses) ← domain (the channels' rules) ← db (SQL, one owner per table)
- * ← queues (BullMQ queues over db's durable work records) ← api | workers | athena (none imports
- * another: athena/ is the AI connector, a service of its own). bin/ wires them together. A folder imports only from the folders below it.
+ * ← queues (BullMQ queues over db's durable work records) ← api | workers (never each other)
+ * ← athena (the AI connector, a service built from those parts; nothing imports it).
+ * bin/ wires them together. A folder imports only from the folders below it.
  */
 const boundary = (from, banned) => ({
   files: [`${from}/**/*.ts`],
@@ -82,7 +83,7 @@ export default tseslint.config(
   { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
   boundary('api', ['workers', 'athena', 'bin']),
   boundary('workers', ['api', 'athena', 'bin']),
-  boundary('athena', ['api', 'workers', 'bin']),
+  boundary('athena', ['bin']),
   boundary('queues', ['api', 'workers', 'athena', 'bin']),
   boundary('db', ['queues', 'api', 'workers', 'athena', 'bin']),
   boundary('domain', ['db', 'queues', 'api', 'workers', 'athena', 'bin']),

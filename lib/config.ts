@@ -475,8 +475,103 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   return deepFreeze(config);
 }
 
-/** The variable names {@link loadConfig} understands, for the README check. */
-export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+/** The AI connector's own variables (the guide's `athena.server.*` and `athena.nexus.*` values). */
+const athenaEnvSchema = z.object({
+  ATHENA_API_PREFIX: z
+    .string()
+    .default('/athena/v1,/nexus/v3')
+    .transform(value =>
+      value
+        .split(',')
+        .map(prefix => prefix.trim().replace(/\/+$/, ''))
+        .filter(Boolean),
+    )
+    .pipe(
+      z
+        .array(
+          z
+            .string()
+            .regex(/^\/[A-Za-z0-9._~/-]*$/, 'each prefix must be a path such as /athena/v1'),
+        )
+        .min(1, 'must name at least one prefix'),
+    ),
+  ATHENA_NEXUS_URL: z
+    .string()
+    .url("must be the hub's URL, such as http://nexus.nexus.svc.cluster.local")
+    .transform(value => value.replace(/\/+$/, ''))
+    .default('http://127.0.0.1:4000'),
+  ATHENA_NEXUS_API_PREFIX: z
+    .string()
+    .regex(/^\/[A-Za-z0-9._~/-]*$/, 'must be a path such as /nexus/v3')
+    .transform(value => value.replace(/\/+$/, ''))
+    .default('/nexus/v3'),
+  ATHENA_NEXUS_API_KEY: z.string().min(1).optional(),
+  ATHENA_NEXUS_TIMEOUT_MS: positiveInt.max(120_000, 'must be at most 120000').default(10_000),
+});
+
+export interface AthenaConfig {
+  /** The hub's settings this process shares (database, Redis, queues, secrets, logging). */
+  readonly hub: Config;
+  /** Every route answers under each of these prefixes. */
+  readonly apiPrefixes: readonly string[];
+  readonly nexus: {
+    readonly url: string;
+    readonly apiPrefix: string;
+    /** A cluster key (`nexus:cluster:*`): reads the connector's signing secrets, posts suggestions. */
+    readonly apiKey: string | undefined;
+    readonly timeoutMs: number;
+  };
+}
+
+/**
+ * The AI connector's configuration: the hub's variables (it shares the codebase, and by default
+ * the database and Redis; `PORT` defaults to the guide's 4084 and `METRICS_PORT` to 4085) and
+ * its own `ATHENA_*` ones.
+ */
+export function loadAthenaConfig(
+  source: Record<string, string | undefined> = process.env,
+): AthenaConfig {
+  const env = Object.fromEntries(Object.entries(source).filter(([, value]) => value !== ''));
+  let hub: Config | undefined;
+  const problems: string[] = [];
+  try {
+    hub = loadConfig({ PORT: '4084', METRICS_PORT: '4085', ...env });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    problems.push(...error.problems);
+  }
+  const parsed = athenaEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    problems.push(...parsed.error.issues.map(issue => `${String(issue.path[0])} ${issue.message}`));
+  }
+  if (parsed.success && hub?.env === 'production' && !parsed.data.ATHENA_NEXUS_API_KEY) {
+    problems.push('ATHENA_NEXUS_API_KEY is required when NODE_ENV=production');
+  }
+  if (problems.length > 0 || !hub || !parsed.success) throw new ConfigError(problems);
+  const e = parsed.data;
+  const warnings = e.ATHENA_NEXUS_API_KEY
+    ? hub.warnings
+    : [
+        ...hub.warnings,
+        'ATHENA_NEXUS_API_KEY is not set: the connector cannot read signing secrets, so every delivery fails its signature check',
+      ];
+  return deepFreeze({
+    hub: { ...hub, warnings },
+    apiPrefixes: e.ATHENA_API_PREFIX,
+    nexus: {
+      url: e.ATHENA_NEXUS_URL,
+      apiPrefix: e.ATHENA_NEXUS_API_PREFIX,
+      apiKey: e.ATHENA_NEXUS_API_KEY,
+      timeoutMs: e.ATHENA_NEXUS_TIMEOUT_MS,
+    },
+  });
+}
+
+/** The variable names {@link loadConfig} and {@link loadAthenaConfig} understand, for the README check. */
+export const CONFIG_VARIABLES: readonly string[] = [
+  ...Object.keys(envSchema.shape),
+  ...Object.keys(athenaEnvSchema.shape),
+];
 
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Buffer.isBuffer(value)) {

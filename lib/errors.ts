@@ -194,6 +194,11 @@ export const ERRORS = {
     503,
     'The database is busy (a lock or statement timed out); nothing was stored, retry',
   ),
+  NEXUS_ERR_HUB_UNAVAILABLE: define(
+    'NEXUS_ERR_HUB_UNAVAILABLE',
+    503,
+    'The AI connector cannot reach the hub (or the hub refused its API key); nothing was stored, deliver again later',
+  ),
   NEXUS_ERR_INTERNAL: define('NEXUS_ERR_INTERNAL', 500, 'Internal error'),
   // Start-up
   NEXUS_ERR_CONFIG_INVALID: define(

@@ -1,0 +1,139 @@
+import { LRUCache } from 'lru-cache';
+import type { AthenaConfig } from '../lib/config.js';
+import type { Logger } from '../lib/logger.js';
+
+/** The hub did not answer, or answered 5xx: the caller tries again later. */
+export class NexusUnavailableError extends Error {
+  override readonly name = 'NexusUnavailableError';
+}
+
+/** The hub refused the request (4xx): a retry would get the same answer. */
+export class NexusRefusedError extends Error {
+  override readonly name = 'NexusRefusedError';
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+/** The target the hub delivers the connector's webhooks through (the guide's name). */
+export const CONNECTOR_TARGET = 'ai-connector';
+
+export interface SigningSecrets {
+  /** The current secret first, then the previous one while it still signs. */
+  readonly secrets: readonly string[];
+  readonly fetchedAt: number;
+}
+
+/**
+ * The connector's calls to the hub (`athena.nexus.*`), with the cluster API key: the signing
+ * secrets of a tenant's `ai-connector` webhook target (cached a minute, fetched again at once
+ * when a signature does not match a secret older than a few seconds, so a rotation is seen), and
+ * the suggestions it posts for agents.
+ */
+export class NexusClient {
+  private readonly secrets = new LRUCache<string, SigningSecrets>({ max: 10_000, ttl: 60_000 });
+
+  constructor(
+    private readonly config: AthenaConfig['nexus'],
+    private readonly log: Logger,
+  ) {}
+
+  private url(path: string): string {
+    return `${this.config.url}${this.config.apiPrefix}${path}`;
+  }
+
+  private async call(
+    method: string,
+    path: string,
+    tenant: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: unknown }> {
+    if (!this.config.apiKey) {
+      throw new NexusRefusedError('ATHENA_NEXUS_API_KEY is not set', 401);
+    }
+    let response: Response;
+    try {
+      response = await fetch(this.url(path), {
+        method,
+        headers: {
+          'x-api-key': this.config.apiKey,
+          'x-ccid': tenant,
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(this.config.timeoutMs),
+      });
+    } catch (error) {
+      throw new NexusUnavailableError(`the hub did not answer: ${(error as Error).message}`, {
+        cause: error,
+      });
+    }
+    const text = await response.text();
+    let json: unknown = undefined;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    if (response.status >= 500 || response.status === 429 || response.status === 408) {
+      throw new NexusUnavailableError(`the hub answered ${response.status}: ${text.slice(0, 200)}`);
+    }
+    return { status: response.status, json };
+  }
+
+  /**
+   * The secrets that sign the tenant's deliveries, or an empty list when the tenant or its
+   * target does not exist. `fresh` skips a cached answer older than 5 s.
+   */
+  async signingSecrets(tenant: string, fresh = false): Promise<SigningSecrets> {
+    const cached = this.secrets.get(tenant);
+    if (cached && !(fresh && Date.now() - cached.fetchedAt > 5_000)) return cached;
+    const { status, json } = await this.call(
+      'GET',
+      `/provisioning/services/${encodeURIComponent(tenant)}/WebhookTransportTarget-${CONNECTOR_TARGET}/secret`,
+      tenant,
+    );
+    if (status === 404) {
+      const none = { secrets: [], fetchedAt: Date.now() };
+      this.secrets.set(tenant, none);
+      return none;
+    }
+    if (status !== 200) {
+      throw new NexusRefusedError(`reading the signing secret: the hub answered ${status}`, status);
+    }
+    const data = (json as { data?: { secret?: unknown; previousSecret?: unknown } } | undefined)
+      ?.data;
+    const secrets = [data?.secret, data?.previousSecret].filter(
+      (value): value is string => typeof value === 'string' && value.length > 0,
+    );
+    if (secrets.length === 0) this.log.warn({ tenant }, 'the hub answered no signing secret');
+    const answer = { secrets, fetchedAt: Date.now() };
+    this.secrets.set(tenant, answer);
+    return answer;
+  }
+
+  /** Posts an agent-assist suggestion; answers the hub's event id. */
+  async postSuggestion(
+    tenant: string,
+    interactionId: string,
+    suggestion: Record<string, unknown>,
+  ): Promise<{ eventId: string }> {
+    const { status, json } = await this.call(
+      'POST',
+      `/ai/${encodeURIComponent(tenant)}/interactions/${encodeURIComponent(interactionId)}/suggestions`,
+      tenant,
+      suggestion,
+    );
+    if (status !== 200 && status !== 201) {
+      throw new NexusRefusedError(
+        `posting a suggestion: the hub answered ${status}: ${JSON.stringify(json).slice(0, 300)}`,
+        status,
+      );
+    }
+    const eventId = (json as { data?: { eventId?: unknown } } | undefined)?.data?.eventId;
+    return { eventId: typeof eventId === 'string' ? eventId : '' };
+  }
+}

@@ -1,0 +1,182 @@
+import { sql, type CommonQueryMethods } from 'slonik';
+import { z } from 'zod';
+
+/**
+ * The AI connector's tables: the customer messages the hub delivered (`athena_messages`, one
+ * row per message and connector, so a delivery the hub repeats is stored once), the tenants'
+ * NLU providers (`athena_providers`, credentials sealed by the caller) and knowledge articles
+ * (`athena_articles`, full-text searched).
+ */
+
+export interface ReceivedMessage {
+  tenantId: string;
+  messageId: string;
+  connector: string;
+  interactionId: string;
+  eventId: string;
+  deliveryId: string | null;
+  fromType: string;
+  text: string;
+}
+
+/** Stores a delivered message; false when it was stored before (a repeated delivery). */
+export async function insertReceivedMessage(
+  tx: CommonQueryMethods,
+  message: ReceivedMessage,
+): Promise<boolean> {
+  const inserted = await tx.maybeOneFirst(sql.type(z.object({ created: z.boolean() }))`
+    INSERT INTO athena_messages
+      (tenant_id, message_id, connector, interaction_id, event_id, delivery_id, from_type, text)
+    VALUES (${message.tenantId}, ${message.messageId}, ${message.connector},
+            ${message.interactionId}, ${message.eventId}, ${message.deliveryId},
+            ${message.fromType}, ${message.text})
+    ON CONFLICT (tenant_id, message_id, connector) DO NOTHING
+    RETURNING true AS created`);
+  return inserted ?? false;
+}
+
+const storedMessage = z.object({
+  tenant_id: z.string(),
+  message_id: z.string(),
+  connector: z.string(),
+  interaction_id: z.string(),
+  text: z.string(),
+  from_type: z.string(),
+  outcome: z.string().nullable(),
+});
+export type StoredMessage = z.infer<typeof storedMessage>;
+
+export async function findReceivedMessage(
+  db: CommonQueryMethods,
+  key: { tenantId: string; messageId: string; connector: string },
+): Promise<StoredMessage | null> {
+  return db.maybeOne(sql.type(storedMessage)`
+    SELECT tenant_id, message_id, connector, interaction_id, text, from_type, outcome
+    FROM athena_messages
+    WHERE tenant_id = ${key.tenantId} AND message_id = ${key.messageId}
+      AND connector = ${key.connector}`);
+}
+
+export async function recordOutcome(
+  db: CommonQueryMethods,
+  key: { tenantId: string; messageId: string; connector: string },
+  outcome: {
+    outcome: 'suggested' | 'no-match' | 'failed';
+    provider: string | null;
+    intent: string | null;
+    confidence: number | null;
+  },
+): Promise<void> {
+  await db.query(sql.unsafe`
+    UPDATE athena_messages SET
+      outcome = ${outcome.outcome}, provider = ${outcome.provider}, intent = ${outcome.intent},
+      confidence = ${outcome.confidence}, handled_at = now()
+    WHERE tenant_id = ${key.tenantId} AND message_id = ${key.messageId}
+      AND connector = ${key.connector}`);
+}
+
+const providerRow = z.object({
+  name: z.string(),
+  provider: z.string(),
+  url: z.string().nullable(),
+  data: z.record(z.unknown()),
+  secret_sealed: z.string().nullable(),
+});
+export type ProviderRow = z.infer<typeof providerRow>;
+
+export async function upsertProvider(
+  db: CommonQueryMethods,
+  tenantId: string,
+  row: ProviderRow,
+): Promise<void> {
+  await db.query(sql.unsafe`
+    INSERT INTO athena_providers (tenant_id, name, provider, url, data, secret_sealed)
+    VALUES (${tenantId}, ${row.name}, ${row.provider}, ${row.url}, ${sql.jsonb(row.data as never)},
+            ${row.secret_sealed})
+    ON CONFLICT (tenant_id, name) DO UPDATE SET
+      provider = EXCLUDED.provider, url = EXCLUDED.url, data = EXCLUDED.data,
+      secret_sealed = EXCLUDED.secret_sealed, updated_at = now()`);
+}
+
+export async function listProviders(
+  db: CommonQueryMethods,
+  tenantId: string,
+): Promise<readonly ProviderRow[]> {
+  return db.any(sql.type(providerRow)`
+    SELECT name, provider, url, data, secret_sealed
+    FROM athena_providers WHERE tenant_id = ${tenantId} ORDER BY name`);
+}
+
+export async function findProvider(
+  db: CommonQueryMethods,
+  tenantId: string,
+  name: string,
+): Promise<ProviderRow | null> {
+  return db.maybeOne(sql.type(providerRow)`
+    SELECT name, provider, url, data, secret_sealed
+    FROM athena_providers WHERE tenant_id = ${tenantId} AND name = ${name}`);
+}
+
+export async function deleteProvider(
+  db: CommonQueryMethods,
+  tenantId: string,
+  name: string,
+): Promise<boolean> {
+  const result = await db.query(sql.unsafe`
+    DELETE FROM athena_providers WHERE tenant_id = ${tenantId} AND name = ${name}`);
+  return result.rowCount > 0;
+}
+
+export interface Article {
+  id: string;
+  title: string;
+  body: string;
+  url: string | null;
+}
+
+/** Replaces a tenant's articles with these (in the caller's transaction). */
+export async function replaceArticles(
+  tx: CommonQueryMethods,
+  tenantId: string,
+  articles: readonly Article[],
+): Promise<void> {
+  await tx.query(sql.unsafe`DELETE FROM athena_articles WHERE tenant_id = ${tenantId}`);
+  if (articles.length === 0) return;
+  await tx.query(sql.unsafe`
+    INSERT INTO athena_articles (tenant_id, id, title, body, url)
+    SELECT ${tenantId}, a.id, a.title, a.body, a.url
+    FROM jsonb_to_recordset(${sql.jsonb(articles as never)})
+      AS a(id text, title text, body text, url text)`);
+}
+
+const foundArticle = z.object({
+  id: z.string(),
+  title: z.string(),
+  body: z.string(),
+  url: z.string().nullable(),
+  rank: z.number(),
+});
+
+/**
+ * The tenant's articles that best match a text: any of its words (stemmed, stop words out),
+ * ranked by `ts_rank_cd` normalised to 0..1 (`rank / (rank + 1)`), best first.
+ */
+export async function searchArticles(
+  db: CommonQueryMethods,
+  tenantId: string,
+  text: string,
+  limit: number,
+): Promise<readonly z.infer<typeof foundArticle>[]> {
+  return db.any(sql.type(foundArticle)`
+    WITH query AS (
+      -- The text's lexemes (stemmed, stop words out), quoted and ORed; cast, not parsed again.
+      SELECT string_agg(quote_literal(lexeme), ' | ')::tsquery AS q
+      FROM unnest(to_tsvector('english', ${text})) AS words(lexeme)
+    )
+    SELECT a.id, a.title, a.body, a.url,
+           ts_rank_cd(a.search, query.q, 32)::float8 AS rank
+    FROM athena_articles a, query
+    WHERE a.tenant_id = ${tenantId} AND query.q IS NOT NULL AND a.search @@ query.q
+    ORDER BY rank DESC, a.id
+    LIMIT ${limit}`);
+}
