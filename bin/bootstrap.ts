@@ -52,9 +52,13 @@ function loadConfigOrExit(): Config {
  * enabled, opens PostgreSQL and the producer Redis connection, starts the metrics server and
  * installs SIGTERM/SIGINT handling. The caller adds its own shutdown steps, then `core.close`.
  */
-export async function bootCore(role: 'api' | 'worker' | 'all'): Promise<Core> {
+export async function bootCore(
+  role: 'api' | 'worker' | 'all' | 'athena',
+  /** The configuration already read (the AI connector reads its own); else the hub's. */
+  loaded?: Config,
+): Promise<Core> {
   const startedAt = new Date();
-  const config = loadConfigOrExit();
+  const config = loaded ?? loadConfigOrExit();
   const log = createLogger(config.logLevel, undefined, { role });
   for (const warning of config.warnings) log.warn(warning);
   const shutdown = new Shutdown(log);

@@ -375,6 +375,7 @@ const SHARED_FAILURE_CODES = [
   'NEXUS_ERR_EGRESS_BLOCKED',
   'NEXUS_ERR_SECRET_UNREADABLE',
   'NEXUS_ERR_WEBHOOK_TARGET_DISABLED',
+  'NEXUS_ERR_HUB_UNAVAILABLE',
 ] as const satisfies readonly ErrorCode[];
 
 export type FailureCode = keyof typeof WORK_FAILURES | (typeof SHARED_FAILURE_CODES)[number];

@@ -242,6 +242,25 @@ export const emailSendsTotal = new Counter({
   labelNames: ['provider', 'domain', 'outcome'] as const,
   registers: [registry],
 });
+export const nluCallsTotal = new Counter({
+  name: 'nexus_ai_nlu_calls_total',
+  help: 'AI connector: NLU provider calls, by provider and outcome (answered, unavailable: retried, failed).',
+  labelNames: ['provider', 'outcome'] as const,
+  registers: [registry],
+});
+export const nluLatencySeconds = new Histogram({
+  name: 'nexus_ai_nlu_latency_seconds',
+  help: 'AI connector: how long an NLU provider took to answer (or fail), by provider.',
+  labelNames: ['provider'] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  registers: [registry],
+});
+export const suggestionsTotal = new Counter({
+  name: 'nexus_ai_suggestions_total',
+  help: 'AI connector: agent-assist suggestions, by provider and outcome (posted, no-match, refused by the hub, retry).',
+  labelNames: ['provider', 'outcome'] as const,
+  registers: [registry],
+});
 export const emailFeedbackTotal = new Counter({
   name: 'nexus_email_feedback_total',
   help: 'Email feedback applied, by sending domain and kind (delivered, bounced, hard_bounce, complained, unsubscribed); bounce and complaint rates per domain are these over nexus_email_sends_total.',

@@ -57,6 +57,14 @@ export interface WorkerRuntime {
 }
 
 /**
+ * The queues a hub worker runs when none is named: all but `ai-connector`, which the AI
+ * connector's own process (`npm run athena`) runs with its processor.
+ */
+export const HUB_QUEUE_NAMES: readonly QueueName[] = QUEUE_NAMES.filter(
+  name => name !== 'ai-connector',
+);
+
+/**
  * Resolves `--queues` / NEXUS_WORKER_QUEUES against the known queues and the processors present.
  * The internal `maintenance` queue (the sweeper) is always included.
  */
@@ -66,7 +74,7 @@ export function selectQueues(
 ): QueueName[] {
   // Every worker process also runs the sweeper's queue: cheap, and one run at a time cluster-wide.
   const requested =
-    select && select.length > 0 ? [...new Set([...select, 'maintenance'])] : QUEUE_NAMES;
+    select && select.length > 0 ? [...new Set([...select, 'maintenance'])] : HUB_QUEUE_NAMES;
   const unknown = requested.filter(name => !isQueueName(name));
   if (unknown.length > 0) {
     throw new AppError(
