@@ -6,8 +6,11 @@ import type { AthenaConfig } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RedisConnection } from '../../lib/redis.js';
 import type { EnqueueContext } from '../../queues/work.js';
+import { SecretBox } from '../../lib/secrets.js';
 import type { NexusClient } from '../nexus-client.js';
+import { CallerAuth } from './caller-auth.js';
 import { athenaHealthRoutes } from './health.js';
+import { settingsRoutes } from './settings.js';
 import { agentAssistWebhook } from './webhook.js';
 
 export interface AthenaAppDeps {
@@ -51,6 +54,13 @@ export function buildAthenaApp(deps: AthenaAppDeps): Express {
     '/agent-assist-chat/messages',
     express.raw({ type: () => true, limit: DELIVERY_MAX_BYTES }),
     handle(agentAssistWebhook({ nexus: deps.nexus, enqueue: deps.enqueue, log: deps.log })),
+  );
+  routes.use(
+    settingsRoutes({
+      db: deps.db,
+      auth: new CallerAuth(deps.config.nexus),
+      secrets: new SecretBox(deps.config.hub.secretKey, deps.config.hub.previousSecretKeys),
+    }),
   );
   for (const prefix of deps.config.apiPrefixes) app.use(prefix, routes);
   app.use(notFoundHandler);
