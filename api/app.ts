@@ -20,6 +20,7 @@ import { TokenService } from './auth/tokens.js';
 import { createChatServices, type ChatServices } from './chat/chat-services.js';
 import { lockedChatSlots } from './chat/customer-chat.js';
 import { agentInteractionRoutes } from './routes/agent-interactions.js';
+import { aiRoutes } from './routes/ai.js';
 import { agentRoutes } from './routes/agents.js';
 import { apiKeyRoutes } from './routes/apikeys.js';
 import { chatRoutes } from './routes/chat.js';
@@ -177,6 +178,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     secretKeys: [config.secretKey, ...config.previousSecretKeys],
   });
   webhookRoutes(api, { db, bus, enqueue });
+  aiRoutes(api, { db, secrets, chat });
 
   let document: ReturnType<Api['openapi']> | undefined;
   api.route({

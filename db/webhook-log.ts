@@ -199,6 +199,10 @@ export async function fanOutMissed(
     WHERE e.tenant_id = ${tenantId} AND e.occurred_at >= ${since.toISOString()}
       AND (t.event_types IS NULL OR e.type = ANY (t.event_types))
       AND (e.interaction_id IS NOT NULL OR e.payload->>'target' IS DISTINCT FROM t.name)
+      -- As the fan-out trigger (migration 0022): a connector never gets suggestions back.
+      AND NOT (e.type = 'assist.suggestion'
+               AND (t.name = 'WebhookTransportTarget-ai-connector'
+                    OR t.name IS NOT DISTINCT FROM ('WebhookTransportTarget-' || (e.payload->>'connector'))))
     ORDER BY e.occurred_at
     ON CONFLICT DO NOTHING`);
   return result.rowCount;

@@ -80,6 +80,47 @@ export const EVENT_DATA = {
       segments: z.number().int().nullable(),
     })
     .strict(),
+  /**
+   * An AI connector's help for the agent with one customer message (`messageId`): what the
+   * customer means and answers or articles to use (`POST /nexus/v3/ai/{ccid}/interactions/{id}/suggestions`).
+   * Agents and webhooks only; never delivered to the connector's own target.
+   */
+  'assist.suggestion': z
+    .object({
+      messageId: z.string().uuid(),
+      connector: z.string(),
+      provider: z.string(),
+      intent: z.object({ name: z.string(), confidence: z.number() }).strict().nullable(),
+      entities: z.array(
+        z
+          .object({
+            kind: z.string(),
+            value: z.string(),
+            text: z.string(),
+            start: z.number().int().optional(),
+            end: z.number().int().optional(),
+          })
+          .strict(),
+      ),
+      sentiment: z
+        .object({ score: z.number(), label: z.enum(['negative', 'neutral', 'positive']) })
+        .strict()
+        .nullable(),
+      suggestions: z.array(
+        z
+          .object({
+            type: z.enum(['reply', 'article']),
+            text: z.string(),
+            confidence: z.number(),
+            /** Articles only. */
+            title: z.string().optional(),
+            /** Articles only. */
+            url: z.string().optional(),
+          })
+          .strict(),
+      ),
+    })
+    .strict(),
 } as const;
 
 export type CatalogueEventType = keyof typeof EVENT_DATA;

@@ -1,4 +1,4 @@
-import { createPrivateKey } from 'node:crypto';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { z, type ZodTypeAny } from 'zod';
 import { ALL_EVENT_TYPES } from './event-catalogue.js';
 import { SIGNATURE_SCHEMES } from './webhook-signing.js';
@@ -489,6 +489,23 @@ const webhookTarget: ServiceShape = {
 
 export const WEBHOOK_TARGET_PREFIX = 'WebhookTransportTarget-';
 const WEBHOOK_TARGET_NAME = /^WebhookTransportTarget-[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * The guide's AI connector target. The connector refuses unsigned deliveries, yet the guide
+ * registers it without a secret: saved without one, this target keeps the secret it has or gets
+ * one the hub draws ({@link drawWebhookSecret}), which the connector reads from the hub.
+ */
+export const AI_CONNECTOR_TARGET = `${WEBHOOK_TARGET_PREFIX}ai-connector`;
+
+/** Bytes of a secret the hub draws (256 bits; Standard Webhooks suggests 24-64). */
+const DRAWN_SECRET_BYTES = 32;
+
+/**
+ * A new webhook secret: `whsec_` + base64 of 32 random bytes, valid for the X-Hub-Signature
+ * headers (its characters as the key) and Standard Webhooks (the decoded bytes) alike.
+ */
+export const drawWebhookSecret = (): string =>
+  `whsec_${randomBytes(DRAWN_SECRET_BYTES).toString('base64')}`;
 
 export const SERVICE_NAMES = [...Object.keys(SERVICES), `${WEBHOOK_TARGET_PREFIX}<name>`];
 

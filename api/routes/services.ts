@@ -17,8 +17,10 @@ import { describeSecret, type SecretBox } from '../../lib/secrets.js';
 import { syncWebhookTarget } from '../../db/webhook-log.js';
 import { targetEventTypes } from '../../domain/webhook-payload.js';
 import {
+  AI_CONNECTOR_TARGET,
   WEBHOOK_TARGET_PREFIX,
   SERVICE_NAMES,
+  drawWebhookSecret,
   serviceBodySchema,
   serviceShape,
   type ServiceShape,
@@ -80,7 +82,8 @@ const serviceParams = z.object({ ccid: tenantId, serviceName: z.string().max(128
 /**
  * `/nexus/v3/provisioning/services/{ccid}/{ServiceName}`: the guide's NexusServices. Create or
  * replace (POST as the guide, or PUT), read, list, delete. Bodies are validated per service;
- * secrets are sealed at rest and reads only say which secret fields are set. Every change is
+ * secrets are sealed at rest and reads only say which secret fields are set. The AI connector's
+ * target always signs (see {@link connectorSecret}). Every change is
  * pushed to every replica's cache (workers read services through db/service-directory.ts).
  */
 export function serviceRoutes({
@@ -149,7 +152,7 @@ export function serviceRoutes({
       path: '/nexus/v3/provisioning/services/:ccid/:serviceName',
       tag: 'Services',
       summary: method === 'post' ? 'Create or replace a service' : 'Replace a service',
-      description: `Known services: ${SERVICE_NAMES.join(', ')}. Answers 201 when created, 200 when replaced.`,
+      description: `Known services: ${SERVICE_NAMES.join(', ')}. Answers 201 when created, 200 when replaced. ${AI_CONNECTOR_TARGET} always signs: saved without a secret, it keeps the one it has or gets one the hub draws (read with GET …/${AI_CONNECTOR_TARGET}/secret).`,
       auth: 'nexus:provisioning:*',
       params: serviceParams,
       body: serviceBody,
@@ -178,26 +181,32 @@ export function serviceRoutes({
             );
           }
         }
-        const secret =
-          body.secret && Object.keys(body.secret).length > 0
-            ? secrets.seal(body.secret, serviceSecretContext(params.ccid, params.serviceName))
-            : null;
         const context = serviceSecretContext(params.ccid, params.serviceName);
+        const given =
+          body.secret && Object.keys(body.secret).length > 0
+            ? secrets.seal(body.secret, context)
+            : null;
         const { row, created } = await db.transaction(async tx => {
           const before = await findService(tx, params.ccid, params.serviceName, { lock: true });
+          const secret = given
+            ? { sealed: given, keyId: secrets.currentKeyId, kept: false }
+            : params.serviceName === AI_CONNECTOR_TARGET
+              ? connectorSecret(secrets, before, context)
+              : null;
           const saved = await upsertService(tx, {
             tenantId: params.ccid,
             name: params.serviceName,
             url: body.url ?? null,
             data: body.data ?? {},
-            secretSealed: secret,
-            secretKeyId: secret ? secrets.currentKeyId : null,
+            secretSealed: secret?.sealed ?? null,
+            secretKeyId: secret?.keyId ?? null,
             updatedBy: principal.subject,
           });
           if (params.serviceName.startsWith(WEBHOOK_TARGET_PREFIX)) {
             // A replaced secret keeps signing (beside the new one) for the grace period.
             const rotated =
               before?.secret_sealed &&
+              !secret?.kept &&
               !sameSecret(secrets, before.secret_sealed, body.secret, context);
             await syncWebhookTarget(tx, {
               tenantId: params.ccid,
@@ -293,6 +302,25 @@ function outboundUrls(value: unknown, path: string): { field: string; url: strin
       ? [{ field: `${path}.${key}`, url: child }]
       : outboundUrls(child, `${path}.${key}`),
   );
+}
+
+/**
+ * The secret of the AI connector's target saved without one (it always signs): the one it has,
+ * kept as it is (no rotation), or a new one the hub draws.
+ */
+function connectorSecret(
+  secrets: SecretBox,
+  before: ServiceRow | undefined,
+  context: string,
+): { sealed: string; keyId: string | null; kept: boolean } {
+  if (before?.secret_sealed) {
+    return { sealed: before.secret_sealed, keyId: before.secret_key_id, kept: true };
+  }
+  return {
+    sealed: secrets.seal({ secret: drawWebhookSecret() }, context),
+    keyId: secrets.currentKeyId,
+    kept: false,
+  };
 }
 
 /** Whether a stored sealed secret holds the same value as a new one (sealing is randomised). */
