@@ -10,6 +10,12 @@ import {
   type QueueView,
 } from '../../db/queries/routing-queues.js';
 import { findTenant } from '../../db/queries/tenants.js';
+import {
+  queueBotSettings,
+  setQueueBotSettings,
+  type QueueBotSettings,
+} from '../../db/routing/bots.js';
+import { DEFAULT_BOT_HANDOFF_AFTER_MS, DEFAULT_BOT_NAME } from '../../domain/bots.js';
 import { AppError } from '../../lib/errors.js';
 import { agentOf, assertTenant } from '../auth/principal.js';
 import type { ChatServices } from '../chat/chat-services.js';
@@ -36,7 +42,17 @@ const queueBody = z
     offerTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(30_000),
     /** How long a returning customer or a parked chat waits for its agent before anyone may take it. */
     lastAgentWaitMs: z.number().int().min(0).max(86_400_000).default(60_000),
+    /** New conversations go to the AI connector's bot first (when the tenant runs one). */
     botFirst: z.boolean().default(false),
+    /** How long the bot may hold a conversation before it goes to the agents anyway. */
+    botHandoffAfterMs: z
+      .number()
+      .int()
+      .min(1_000)
+      .max(86_400_000)
+      .default(DEFAULT_BOT_HANDOFF_AFTER_MS),
+    /** The bot's nickname in the conversation. */
+    botName: z.string().trim().min(1).max(64).default(DEFAULT_BOT_NAME),
   })
   .strict()
   .openapi('RoutingQueueDefinition');
@@ -49,6 +65,8 @@ const queueOut = z
     offerTimeoutMs: z.number(),
     lastAgentWaitMs: z.number(),
     botFirst: z.boolean(),
+    botHandoffAfterMs: z.number(),
+    botName: z.string(),
     stats: z.object({
       waiting: z.number(),
       oldestWaitMs: z.number().nullable(),
@@ -63,13 +81,18 @@ const queueOut = z
   })
   .openapi('RoutingQueue');
 
-const present = (row: QueueView): z.infer<typeof queueOut> => ({
+const present = (
+  row: QueueView,
+  bots: ReadonlyMap<string, QueueBotSettings>,
+): z.infer<typeof queueOut> => ({
   name: row.name,
   endpoints: row.endpoints,
   agents: row.agents,
   offerTimeoutMs: row.offer_timeout_ms,
   lastAgentWaitMs: row.last_agent_wait_ms,
   botFirst: row.bot_first,
+  botHandoffAfterMs: bots.get(row.name)?.botHandoffAfterMs ?? DEFAULT_BOT_HANDOFF_AFTER_MS,
+  botName: bots.get(row.name)?.botName ?? DEFAULT_BOT_NAME,
   stats: {
     waiting: row.waiting,
     oldestWaitMs: row.oldest_wait_ms,
@@ -109,7 +132,7 @@ export function routingRoutes({
     tag: 'Routing',
     summary: 'Create or replace a routing queue',
     description:
-      'The chat endpoints that lead to the queue (each to one queue; they must exist), the agents who serve it, the offer timeout. Waiting interactions are routed at once. 201 when created, 200 when replaced.',
+      "The chat endpoints that lead to the queue (each to one queue; they must exist), the agents who serve it, the offer timeout; `botFirst` gives new conversations to the AI connector's bot (when the tenant runs one) for at most `botHandoffAfterMs`. Waiting interactions are routed at once. 201 when created, 200 when replaced.",
     auth: 'nexus:provisioning:*',
     params,
     body: queueBody,
@@ -144,7 +167,7 @@ export function routingRoutes({
           }
         });
         try {
-          return await upsertQueue(tx, {
+          const created = await upsertQueue(tx, {
             tenantId: p.ccid,
             name: p.name,
             offerTimeoutMs: body.offerTimeoutMs,
@@ -153,6 +176,11 @@ export function routingRoutes({
             endpoints: [...new Set(body.endpoints)],
             agents: [...new Set(body.agents)],
           });
+          await setQueueBotSettings(tx, p.ccid, p.name, {
+            botHandoffAfterMs: body.botHandoffAfterMs,
+            botName: body.botName,
+          });
+          return created;
         } catch (error) {
           if (error instanceof UniqueIntegrityConstraintViolationError) {
             throw new AppError('NEXUS_ERR_ENDPOINT_TAKEN', undefined, 'body.endpoints');
@@ -162,7 +190,11 @@ export function routingRoutes({
       });
       await chat.desk.route(p.ccid, p.name);
       const [row] = await listQueues(db, p.ccid, p.name);
-      reply(res, created ? 201 : 200, row ? present(row) : null);
+      reply(
+        res,
+        created ? 201 : 200,
+        row ? present(row, await queueBotSettings(db, p.ccid)) : null,
+      );
     },
   });
 
@@ -178,7 +210,8 @@ export function routingRoutes({
     },
     async handle({ params: p, principal, res }) {
       assertTenant(principal, p.ccid);
-      reply(res, 200, { items: (await listQueues(db, p.ccid)).map(present) });
+      const bots = await queueBotSettings(db, p.ccid);
+      reply(res, 200, { items: (await listQueues(db, p.ccid)).map(row => present(row, bots)) });
     },
   });
 
@@ -194,7 +227,7 @@ export function routingRoutes({
       assertTenant(principal, p.ccid);
       const [row] = await listQueues(db, p.ccid, p.name);
       if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `queue ${p.name} not found`);
-      reply(res, 200, present(row));
+      reply(res, 200, present(row, await queueBotSettings(db, p.ccid)));
     },
   });
 

@@ -1,6 +1,7 @@
 import { sql, type CommonQueryMethods, type DatabasePool, type ValueExpression } from 'slonik';
 import { z } from 'zod';
 import { appendEvents, type InteractionEvent } from '../conversation.js';
+import { engageBot, queueBot } from './bots.js';
 import { recordDecision } from './decisions.js';
 
 /**
@@ -13,36 +14,57 @@ import { recordDecision } from './decisions.js';
  * capacity). Rows are locked `FOR NO KEY UPDATE`, never `FOR UPDATE`: no key changes, and the
  * foreign keys' KEY SHARE locks (a customer message inserted meanwhile) must not wait on routing.
  *
- * This file: an interaction enters its queue, and a queue is routed (its waiting interactions
- * offered to agents), with the reads that say which queues to route. Offers are answered in
- * db/routing/offers.ts; park, requeue, transfer and abandon are in db/routing/handover.ts; every
+ * This file: an interaction enters its queue (or its `botFirst` queue's bot: db/routing/bots.ts),
+ * and a queue is routed (its waiting interactions offered to agents), with the reads that say
+ * which queues to route. Offers are answered in db/routing/offers.ts; park, requeue, transfer
+ * and abandon are in db/routing/handover.ts; a bot's handoff in db/routing/handoff.ts; every
  * transition records its decision through db/routing/decisions.ts. The API and the workers route
  * through `routeQueues` (queues/routing.ts), which publishes the events and times the offers out.
  */
 
+/** What routing a new interaction did: its queue, the events written, the bot's deadline. */
+export interface NewRouting {
+  queue: string;
+  events: InteractionEvent[];
+  /** Given to the queue's bot: the caller times it out at `handoffAt` after the commit. */
+  bot?: { interactionId: string; handoffAt: Date } | undefined;
+}
+
 /**
- * Puts a new interaction in the queue its endpoint leads to; the queue's name, or undefined. It
- * waits from when the customer started it, so the queue drains in the order customers arrived.
+ * Routes a new interaction to the queue its endpoint leads to; undefined when it leads to none.
+ * A `botFirst` queue whose tenant runs the AI connector gives it to its bot (db/routing/bots.ts);
+ * any other queue lets it wait for an agent, from when the customer started it, so the queue
+ * drains in the order customers arrived.
  */
-export async function queueInteraction(
+export async function routeNewInteraction(
   tx: CommonQueryMethods,
   interaction: { id: string; tenant_id: string; endpoint: string | null },
-): Promise<string | undefined> {
+): Promise<NewRouting | undefined> {
   if (!interaction.endpoint) return undefined;
   const queue = await tx.maybeOneFirst(sql.type(z.object({ queue_name: z.string() }))`
     SELECT queue_name FROM routing_queue_endpoints
     WHERE tenant_id = ${interaction.tenant_id} AND endpoint = ${interaction.endpoint}`);
   if (!queue) return undefined;
+  const bot = await queueBot(tx, interaction.tenant_id, queue);
+  if (bot) {
+    const engaged = await engageBot(
+      tx,
+      { id: interaction.id, tenantId: interaction.tenant_id },
+      queue,
+      bot,
+    );
+    return {
+      queue,
+      events: engaged?.events ?? [],
+      bot: engaged && { interactionId: interaction.id, handoffAt: engaged.handoffAt },
+    };
+  }
   // A returning customer goes to the agent of their last interaction first, for a while.
-  const lastAgent = await tx.maybeOneFirst(sql.type(z.object({ agent: z.string() }))`
-    SELECT p.assigned_agent_id::text AS agent FROM interactions i
-    JOIN interactions p ON p.contact_id = i.contact_id AND p.id <> i.id
-    WHERE i.id = ${interaction.id} AND p.assigned_agent_id IS NOT NULL
-    ORDER BY p.created_at DESC LIMIT 1`);
+  const lastAgent = await lastAgentOf(tx, interaction.id);
   await tx.query(sql.unsafe`
     UPDATE interactions i SET queue_name = ${queue}, routing_state = 'queued', queued_at = i.created_at,
-      preferred_agent_id = ${lastAgent ?? null},
-      preferred_until = CASE WHEN ${lastAgent ?? null}::uuid IS NULL THEN NULL
+      preferred_agent_id = ${lastAgent},
+      preferred_until = CASE WHEN ${lastAgent}::uuid IS NULL THEN NULL
                              ELSE now() + make_interval(secs => q.last_agent_wait_ms / 1000.0) END
     FROM routing_queues q
     WHERE i.id = ${interaction.id} AND i.routing_state IS NULL
@@ -56,7 +78,32 @@ export async function queueInteraction(
     reason: `endpoint ${interaction.endpoint} leads to queue ${queue}`,
     waitedMs: 0,
   });
-  return queue;
+  return { queue, events: [] };
+}
+
+/**
+ * {@link routeNewInteraction} for callers that publish no events: the queue's name, or
+ * undefined. A bot's events are then read by sockets from PostgreSQL with the next event, and
+ * its deadline is kept by the maintenance sweep.
+ */
+export async function queueInteraction(
+  tx: CommonQueryMethods,
+  interaction: { id: string; tenant_id: string; endpoint: string | null },
+): Promise<string | undefined> {
+  return (await routeNewInteraction(tx, interaction))?.queue;
+}
+
+/** The agent of the contact's last interaction before this one (who a returning customer gets). */
+export async function lastAgentOf(
+  tx: CommonQueryMethods,
+  interactionId: string,
+): Promise<string | null> {
+  const agent = await tx.maybeOneFirst(sql.type(z.object({ agent: z.string() }))`
+    SELECT p.assigned_agent_id::text AS agent FROM interactions i
+    JOIN interactions p ON p.contact_id = i.contact_id AND p.id <> i.id
+    WHERE i.id = ${interactionId} AND p.assigned_agent_id IS NOT NULL
+    ORDER BY p.created_at DESC LIMIT 1`);
+  return agent ?? null;
 }
 
 const candidate = z.object({ id: z.string(), name: z.string(), capacity: z.number() });
