@@ -21,6 +21,7 @@ import { createChatServices, type ChatServices } from './chat/chat-services.js';
 import { lockedChatSlots } from './chat/customer-chat.js';
 import { agentInteractionRoutes } from './routes/agent-interactions.js';
 import { aiRoutes } from './routes/ai.js';
+import { aiBotRoutes } from './routes/ai-bot.js';
 import { agentRoutes } from './routes/agents.js';
 import { apiKeyRoutes } from './routes/apikeys.js';
 import { chatRoutes } from './routes/chat.js';
@@ -179,6 +180,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   });
   webhookRoutes(api, { db, bus, enqueue });
   aiRoutes(api, { db, secrets, chat });
+  aiBotRoutes(api, { db, chat, enqueue, smsMaxSegments: config.sms.maxSegments });
 
   let document: ReturnType<Api['openapi']> | undefined;
   api.route({

@@ -18,6 +18,14 @@ export class NexusRefusedError extends Error {
   }
 }
 
+/** Where a conversation is, as the hub answers it (`GET …/ai/{ccid}/interactions/{id}`). */
+export type InteractionState =
+  'routing' | 'bot' | 'queued' | 'offered' | 'assigned' | 'parked' | 'done' | 'unknown';
+
+/** Why the bot hands a conversation to an agent (the hub's `interaction.handoff` reasons). */
+export type HandoffReason =
+  'intent' | 'low-confidence' | 'provider' | 'keyword' | 'provider-unavailable';
+
 /** The target the hub delivers the connector's webhooks through (the guide's name). */
 export const CONNECTOR_TARGET = 'ai-connector';
 
@@ -135,5 +143,66 @@ export class NexusClient {
     }
     const eventId = (json as { data?: { eventId?: unknown } } | undefined)?.data?.eventId;
     return { eventId: typeof eventId === 'string' ? eventId : '' };
+  }
+
+  /** The conversation's state; `unknown` when the hub does not know it. */
+  async interactionState(tenant: string, interactionId: string): Promise<InteractionState> {
+    const { status, json } = await this.call(
+      'GET',
+      `/ai/${encodeURIComponent(tenant)}/interactions/${encodeURIComponent(interactionId)}`,
+      tenant,
+    );
+    if (status === 404) return 'unknown';
+    if (status !== 200) {
+      throw new NexusRefusedError(`reading the interaction: the hub answered ${status}`, status);
+    }
+    const state = (json as { data?: { state?: unknown } } | undefined)?.data?.state;
+    return typeof state === 'string' ? (state as InteractionState) : 'unknown';
+  }
+
+  /**
+   * The bot's answer to a customer message. False when the conversation is no longer the bot's
+   * (handed off, or done meanwhile): the hub stored nothing.
+   */
+  async postBotMessages(
+    tenant: string,
+    interactionId: string,
+    turn: { replyTo: string; connector: string; texts: readonly string[] },
+  ): Promise<boolean> {
+    const { status, json } = await this.call(
+      'POST',
+      `/ai/${encodeURIComponent(tenant)}/interactions/${encodeURIComponent(interactionId)}/bot/messages`,
+      tenant,
+      turn,
+    );
+    if (status === 409) return false;
+    if (status !== 200 && status !== 201) {
+      throw new NexusRefusedError(
+        `posting the bot's answer: the hub answered ${status}: ${JSON.stringify(json).slice(0, 300)}`,
+        status,
+      );
+    }
+    return true;
+  }
+
+  /** Hands the conversation to its queue's agents; false when it was no longer the bot's. */
+  async handoff(
+    tenant: string,
+    interactionId: string,
+    handoff: { reason: HandoffReason; detail?: string },
+  ): Promise<boolean> {
+    const { status, json } = await this.call(
+      'POST',
+      `/ai/${encodeURIComponent(tenant)}/interactions/${encodeURIComponent(interactionId)}/bot/handoff`,
+      tenant,
+      {
+        reason: handoff.reason,
+        ...(handoff.detail ? { detail: handoff.detail.slice(0, 500) } : {}),
+      },
+    );
+    if (status !== 200) {
+      throw new NexusRefusedError(`handing off: the hub answered ${status}`, status);
+    }
+    return (json as { data?: { handedOff?: unknown } } | undefined)?.data?.handedOff === true;
   }
 }

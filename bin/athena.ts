@@ -1,9 +1,10 @@
 import type { Server } from 'node:http';
 import { buildAthenaApp } from '../athena/api/app.js';
 import { NexusClient } from '../athena/nexus-client.js';
-import { createAssistProcessor } from '../athena/worker/assist.js';
+import { createConnectorProcessor } from '../athena/worker/connector.js';
 import { ConfigError, loadAthenaConfig, type AthenaConfig } from '../lib/config.js';
 import { EgressGuard } from '../lib/egress.js';
+import { SecretBox } from '../lib/secrets.js';
 import { enqueueContext } from '../queues/work.js';
 import { bootCore } from './bootstrap.js';
 import { runWorkers } from './run-workers.js';
@@ -62,12 +63,12 @@ try {
   if (role !== 'api') {
     const guard = new EgressGuard(core.config.egressAllow);
     await runWorkers(core, ['ai-connector'], {
-      'ai-connector': createAssistProcessor({
+      'ai-connector': createConnectorProcessor({
         db: core.db,
-        config: athena,
         nexus,
+        secrets: new SecretBox(core.config.secretKey, core.config.previousSecretKeys),
         guard,
-        log: core.log,
+        timeoutMs: athena.nexus.timeoutMs,
       }),
     });
     core.shutdown.add('egress guard', () => Promise.resolve(guard.close()));

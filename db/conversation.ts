@@ -23,6 +23,9 @@ export const EVENT_TYPES = [
   'interaction.undelivered',
   'interaction.finished',
   'message.status',
+  'interaction.bot',
+  'interaction.handoff',
+  'assist.suggestion',
 ] as const;
 export type EventType = (typeof EVENT_TYPES)[number];
 // Every event type has a schema in the catalogue, and the catalogue nothing else (type check).

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { HANDOFF_REASONS } from './bots.js';
 import { EMAIL_STATUSES } from './email-status.js';
 
 /**
@@ -79,6 +80,12 @@ export const EVENT_DATA = {
       code: z.string().nullable(),
       segments: z.number().int().nullable(),
     })
+    .strict(),
+  /** A `botFirst` queue gave the new conversation to the bot, until `handoffAt` at the latest. */
+  'interaction.bot': z.object({ queue: z.string(), handoffAt: z.string() }).strict(),
+  /** The bot's conversation goes to the queue's agents: the bot asked, or the deadline passed. */
+  'interaction.handoff': z
+    .object({ reason: z.enum(HANDOFF_REASONS), detail: z.string().nullable() })
     .strict(),
   /**
    * An AI connector's help for the agent with one customer message (`messageId`): what the

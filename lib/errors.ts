@@ -102,6 +102,11 @@ export const ERRORS = {
     409,
     'The interaction is not assigned to this agent, or the agent does not work on it',
   ),
+  NEXUS_ERR_BOT_NOT_ENGAGED: define(
+    'NEXUS_ERR_BOT_NOT_ENGAGED',
+    409,
+    'The conversation is not with the bot (handed off to agents, never given to it, or done); nothing was stored',
+  ),
   NEXUS_ERR_SECRET_UNREADABLE: define(
     'NEXUS_ERR_SECRET_UNREADABLE',
     500,

@@ -261,6 +261,18 @@ export const suggestionsTotal = new Counter({
   labelNames: ['provider', 'outcome'] as const,
   registers: [registry],
 });
+export const botTurnsTotal = new Counter({
+  name: 'nexus_ai_bot_turns_total',
+  help: "AI connector: bot turns, by provider and outcome (bot-reply, bot-fallback: not understood, skipped: no longer the bot's, handoff-<reason>).",
+  labelNames: ['provider', 'outcome'] as const,
+  registers: [registry],
+});
+export const aiHandoffsTotal = new Counter({
+  name: 'nexus_ai_handoffs_total',
+  help: "Bot conversations handed to agents, by reason (intent, low-confidence, provider, keyword, provider-unavailable: the bot asked; deadline: the queue's botHandoffAfterMs passed).",
+  labelNames: ['reason'] as const,
+  registers: [registry],
+});
 export const emailFeedbackTotal = new Counter({
   name: 'nexus_email_feedback_total',
   help: 'Email feedback applied, by sending domain and kind (delivered, bounced, hard_bounce, complained, unsubscribed); bounce and complaint rates per domain are these over nexus_email_sends_total.',

@@ -110,6 +110,9 @@ function customerData(event: InteractionEvent): Record<string, unknown> | undefi
     case 'interaction.parked':
     case 'interaction.undelivered':
     case 'message.status':
+    case 'interaction.bot':
+    case 'interaction.handoff':
+    case 'assist.suggestion':
       return undefined;
   }
 }

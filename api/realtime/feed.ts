@@ -29,6 +29,9 @@ const SOCKET_EVENT: Record<InteractionEvent['type'], string> = {
   'interaction.undelivered': 'undelivered',
   'interaction.finished': 'ended',
   'message.status': 'status',
+  'interaction.bot': 'bot',
+  'interaction.handoff': 'handoff',
+  'assist.suggestion': 'suggestion',
 };
 
 /** A typing notice, as published to every replica. */

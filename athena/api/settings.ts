@@ -24,7 +24,24 @@ const providerBody = z
       errorMap: () => ({ message: `must be one of ${NLU_PROVIDER_NAMES.join(', ')}` }),
     }),
     url: z.string().url().max(2_000).optional(),
-    data: z.record(z.unknown()).default({}),
+    /**
+     * The provider's own keys (a Dialogflow project, a Lex bot…) beside the ones every
+     * provider takes: its time limit and the bot's handoff rules (docs/ai-connector.md).
+     */
+    data: z
+      .object({
+        languageCode: z
+          .string()
+          .regex(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$/)
+          .optional(),
+        timeoutMs: z.number().int().min(100).max(60_000).optional(),
+        handoffKeywords: z.array(z.string().trim().min(1).max(100)).max(100).optional(),
+        maxMisses: z.number().int().min(1).max(20).optional(),
+        minConfidence: z.number().min(0).max(1).optional(),
+        fallbackText: z.string().trim().min(1).max(1_000).optional(),
+      })
+      .passthrough()
+      .default({}),
     secret: z.record(z.unknown()).optional(),
     /** The built-in provider's training data (athena/nlu/builtin/model.ts): trained on save. */
     training: z.unknown().optional(),

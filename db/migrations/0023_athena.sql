@@ -15,7 +15,8 @@ CREATE TABLE athena_messages (
   text           text        NOT NULL,
   received_at    timestamptz NOT NULL DEFAULT now(),
   -- What the connector did: null until its worker ran.
-  outcome        text        CHECK (outcome IN ('suggested', 'no-match', 'failed')),
+  outcome        text        CHECK (outcome IN ('suggested', 'no-match', 'failed', 'bot-reply',
+                                                'bot-fallback', 'handoff', 'skipped')),
   provider       text,
   intent         text,
   confidence     real,
@@ -53,3 +54,14 @@ CREATE TABLE athena_articles (
   PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX athena_articles_search ON athena_articles USING gin (search);
+
+-- The bot's side of a conversation a bot answers: how many of the customer's last messages in
+-- a row it did not understand (a handoff after `maxMisses`).
+CREATE TABLE athena_bot_sessions (
+  tenant_id      text        NOT NULL,
+  interaction_id uuid        NOT NULL,
+  turns          integer     NOT NULL DEFAULT 0,
+  misses         integer     NOT NULL DEFAULT 0,
+  updated_at     timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (tenant_id, interaction_id)
+);

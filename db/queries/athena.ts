@@ -57,11 +57,14 @@ export async function findReceivedMessage(
       AND connector = ${key.connector}`);
 }
 
+export type MessageOutcome =
+  'suggested' | 'no-match' | 'failed' | 'bot-reply' | 'bot-fallback' | 'handoff' | 'skipped';
+
 export async function recordOutcome(
   db: CommonQueryMethods,
   key: { tenantId: string; messageId: string; connector: string },
   outcome: {
-    outcome: 'suggested' | 'no-match' | 'failed';
+    outcome: MessageOutcome;
     provider: string | null;
     intent: string | null;
     confidence: number | null;
@@ -179,4 +182,24 @@ export async function searchArticles(
     WHERE a.tenant_id = ${tenantId} AND query.q IS NOT NULL AND a.search @@ query.q
     ORDER BY rank DESC, a.id
     LIMIT ${limit}`);
+}
+
+/**
+ * Counts one bot turn of a conversation: `missed` adds to the misses in a row (a message the bot
+ * did not understand), an understood one resets them. Answers the misses in a row after it.
+ */
+export async function countBotTurn(
+  db: CommonQueryMethods,
+  tenantId: string,
+  interactionId: string,
+  missed: boolean,
+): Promise<number> {
+  return db.oneFirst(sql.type(z.object({ misses: z.number() }))`
+    INSERT INTO athena_bot_sessions (tenant_id, interaction_id, turns, misses)
+    VALUES (${tenantId}, ${interactionId}, 1, ${missed ? 1 : 0})
+    ON CONFLICT (tenant_id, interaction_id) DO UPDATE SET
+      turns = athena_bot_sessions.turns + 1,
+      misses = CASE WHEN ${missed} THEN athena_bot_sessions.misses + 1 ELSE 0 END,
+      updated_at = now()
+    RETURNING misses`);
 }

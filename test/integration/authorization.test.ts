@@ -324,6 +324,34 @@ describe('authorization', () => {
         asA(request(app).post(`/nexus/v3/webhooks/${B}/deliveries/1/replay`)),
       'POST /nexus/v3/undelivered/{id}/replay': () =>
         asA(request(app).post('/nexus/v3/undelivered/1/replay')),
+      // The AI connector's routes need a cluster key: a tenant's is refused.
+      'GET /nexus/v3/provisioning/services/{ccid}/WebhookTransportTarget-ai-connector/secret': () =>
+        asA(
+          request(app).get(
+            `/nexus/v3/provisioning/services/${B}/WebhookTransportTarget-ai-connector/secret`,
+          ),
+        ),
+      'POST /nexus/v3/ai/{ccid}/interactions/{id}/suggestions': () =>
+        asA(
+          request(app).post(`/nexus/v3/ai/${B}/interactions/${sessionB.interactionId}/suggestions`),
+        ).send({
+          messageId: sessionB.interactionId,
+          connector: 'c',
+          provider: 'p',
+          suggestions: [],
+        }),
+      'GET /nexus/v3/ai/{ccid}/interactions/{id}': () =>
+        asA(request(app).get(`/nexus/v3/ai/${B}/interactions/${sessionB.interactionId}`)),
+      'POST /nexus/v3/ai/{ccid}/interactions/{id}/bot/messages': () =>
+        asA(
+          request(app).post(
+            `/nexus/v3/ai/${B}/interactions/${sessionB.interactionId}/bot/messages`,
+          ),
+        ).send({ replyTo: sessionB.interactionId, connector: 'c', texts: ['x'] }),
+      'POST /nexus/v3/ai/{ccid}/interactions/{id}/bot/handoff': () =>
+        asA(
+          request(app).post(`/nexus/v3/ai/${B}/interactions/${sessionB.interactionId}/bot/handoff`),
+        ).send({ reason: 'intent' }),
       'POST /nexus/v3/undelivered/replay': () =>
         asA(request(app).post('/nexus/v3/undelivered/replay')).send({
           since: '2026-01-01T00:00:00Z',

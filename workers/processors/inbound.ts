@@ -25,9 +25,10 @@ import { GroupCommit } from '../../lib/group-commit.js';
 import type { Logger } from '../../lib/logger.js';
 import { normalisePhone } from '../../domain/phone.js';
 import { requeueParked } from '../../db/routing/handover.js';
-import { queueInteraction } from '../../db/routing/queueing.js';
+import { routeNewInteraction } from '../../db/routing/queueing.js';
 import { inboundQueue, type InboundPayload, type QueueSet } from '../../queues/index.js';
 import { routeQueues } from '../../queues/routing.js';
+import { scheduleBotDeadline } from '../../queues/maintenance.js';
 import { completeWorks } from '../../db/work.js';
 import type { Config } from '../../lib/config.js';
 import { deferralDelayMs } from '../../lib/infrastructure.js';
@@ -197,7 +198,7 @@ export function createInboundProcessor(deps: {
     lockTimeoutMs?: number,
   ): Promise<{ stale: boolean; skipped: boolean }[]> => {
     const ids = [...new Set(items.map(item => item.interactionId))].sort();
-    const { events, done, queued, locked } = await deps.db.transaction(async tx => {
+    const { events, done, queued, locked, bots } = await deps.db.transaction(async tx => {
       const interactions = await lockInteractionsForNumbering(tx, ids, {
         skipLocked,
         lockTimeoutMs,
@@ -207,14 +208,18 @@ export function createInboundProcessor(deps: {
       const lockedIds = ids.filter(id => locked.has(id));
       const written: InteractionEvent[] = [];
       const queued = new Map<string, { tenantId: string; queue: string }>();
+      const bots: { interactionId: string; handoffAt: Date }[] = [];
       for (const interaction of interactions) {
         if (interaction.started) continue;
         written.push(...(await startChat(tx, interaction)));
-        const queue = await queueInteraction(tx, interaction);
-        if (queue) {
-          queued.set(`${interaction.tenant_id}/${queue}`, {
+        // To its queue, or to the bot of a botFirst queue (whose deadline is timed below).
+        const routed = await routeNewInteraction(tx, interaction);
+        written.push(...(routed?.events ?? []));
+        if (routed?.bot) bots.push(routed.bot);
+        else if (routed) {
+          queued.set(`${interaction.tenant_id}/${routed.queue}`, {
             tenantId: interaction.tenant_id,
-            queue,
+            queue: routed.queue,
           });
         }
       }
@@ -233,9 +238,12 @@ export function createInboundProcessor(deps: {
         items.filter(item => locked.has(item.interactionId)).map(item => item.jobId),
         { countAttempt: true },
       );
-      return { events: written, done: completed, queued: [...queued.values()], locked };
+      return { events: written, done: completed, queued: [...queued.values()], locked, bots };
     });
     deps.publisher.events(events);
+    for (const bot of bots) {
+      if (deps.queues && deps.log) scheduleBotDeadline(deps.queues, bot, deps.log);
+    }
     // New interactions wait in their queues: hand them to agents now (the maintenance sweep
     // routes anything left waiting).
     await routeQueues(deps, queued);

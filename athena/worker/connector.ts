@@ -1,0 +1,92 @@
+import type { DatabasePool } from 'slonik';
+import { findReceivedMessage, recordOutcome } from '../../db/queries/athena.js';
+import { WorkFailure } from '../../lib/errors.js';
+import type { SecretBox } from '../../lib/secrets.js';
+import type { EgressGuard } from '../../lib/egress.js';
+import type { aiConnectorQueue } from '../../queues/ai-connector.js';
+import type { Processor } from '../../workers/run-processor.js';
+import { later } from '../../workers/send-rate.js';
+import { NexusUnavailableError, type NexusClient } from '../nexus-client.js';
+import type { NluResult } from '../nlu/provider.js';
+import { suggest } from './assist.js';
+import { botTurn } from './bot.js';
+import { providerSettings, understand } from './understand.js';
+
+/** How long a message waits for the hub to route a new conversation before it is assisted. */
+const ROUTING_WAIT_MS = 60_000;
+
+export interface ConnectorDeps {
+  db: DatabasePool;
+  nexus: NexusClient;
+  secrets: SecretBox;
+  guard: EgressGuard;
+  /** How long an NLU provider may take to answer. */
+  timeoutMs: number;
+}
+
+/**
+ * The `ai-connector` processor: one customer message the hub delivered, handled by where its
+ * conversation is, as the hub answers it:
+ *
+ * - `bot` (a `botFirst` queue's conversation the bot holds): a bot turn (athena/worker/bot.ts);
+ * - `queued`, `offered`, `assigned`, `parked`: agent assist (athena/worker/assist.ts), the NLU
+ *   provider's answer and the tenant's articles as one suggestion;
+ * - `routing` (the hub has not routed the new conversation yet): the job waits, without using
+ *   an attempt, up to a minute, then assists;
+ * - `done`, or a conversation the hub does not know: nothing to do (`skipped`).
+ *
+ * The hub unreachable: retried, then undelivered. A provider's failures go by their kind
+ * (athena/nlu/provider.ts): retried when it is down or slow, failed at once when it refuses.
+ */
+export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof aiConnectorQueue> {
+  return async (payload, ctx) => {
+    const key = {
+      tenantId: payload.tenantId,
+      messageId: payload.messageId,
+      connector: payload.connector,
+    };
+    const message = await findReceivedMessage(deps.db, key);
+    if (!message) throw new WorkFailure('NEXUS_ERR_WORK_FAILED', 'the message is not stored');
+    let state;
+    try {
+      state = await deps.nexus.interactionState(message.tenant_id, message.interaction_id);
+    } catch (error) {
+      if (error instanceof NexusUnavailableError) {
+        throw new WorkFailure('NEXUS_ERR_HUB_UNAVAILABLE', error.message, {
+          retry: true,
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    const log = ctx.log.child({ interactionId: message.interaction_id, state });
+    if (state === 'routing' && Date.now() - ctx.job.timestamp < ROUTING_WAIT_MS) {
+      const waited = Date.now() - ctx.job.timestamp;
+      return later(ctx, Math.min(250 + waited, 5_000), 'the conversation is being routed');
+    }
+    if (state === 'done' || state === 'unknown') {
+      await recordOutcome(deps.db, key, {
+        outcome: 'skipped',
+        provider: null,
+        intent: null,
+        confidence: null,
+      });
+      return;
+    }
+    const settings = await providerSettings(deps.db, message.tenant_id);
+    if (state === 'bot') {
+      await botTurn(deps, message, settings, log);
+      return;
+    }
+    let result: NluResult | undefined;
+    if (settings) {
+      result = await understand(
+        deps,
+        settings,
+        { tenantId: message.tenant_id, interactionId: message.interaction_id, text: message.text },
+        log,
+      );
+    }
+    await suggest(deps, message, result, settings?.provider ?? 'articles', log);
+  };
+}
