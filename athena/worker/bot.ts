@@ -99,6 +99,11 @@ export async function botTurn(
       throw error;
     }
     log.info({ reason, detail }, 'bot handed the conversation to an agent');
+    await recordOutcome(
+      deps.db,
+      { tenantId: tenant, messageId: message.message_id, connector: message.connector },
+      { outcome: 'handoff', provider: settings?.provider ?? null, intent: null, confidence: null },
+    );
     return 'handoff' as const;
   };
 

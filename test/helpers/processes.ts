@@ -35,8 +35,11 @@ export async function startHubProcess(
 
 class PortTakenError extends Error {}
 
-/** `api` and `worker` as `npm run api` / `npm run worker`; `start` is the all-in-one. */
-export type HubEntry = 'api' | 'worker' | 'start';
+/**
+ * `api` and `worker` as `npm run api` / `npm run worker`; `start` is the all-in-one; `athena` the
+ * AI connector (`athena:api`, `athena:worker`: one of its roles).
+ */
+export type HubEntry = 'api' | 'worker' | 'start' | 'athena' | 'athena:api' | 'athena:worker';
 
 /** Where a hub process runs when it is not a harness's: a database, a Redis and a prefix. */
 export interface HubTarget {
@@ -63,9 +66,11 @@ async function spawnHubProcess(
   entry: HubEntry,
   env: Record<string, string>,
 ): Promise<HubProcess> {
-  const serves = entry !== 'worker';
+  const serves = entry !== 'worker' && entry !== 'athena:worker';
   const port = env.PORT ? Number(env.PORT) : serves ? await freePort() : 0;
-  const child = spawn(process.execPath, ['--import', 'tsx', `bin/${entry}.ts`], {
+  const [file, role] = entry.split(':') as [string, string | undefined];
+  const args = ['--import', 'tsx', `bin/${file}.ts`, ...(role ? [`--role=${role}`] : [])];
+  const child = spawn(process.execPath, args, {
     env: {
       ...process.env,
       NODE_ENV: 'test',
