@@ -17,6 +17,12 @@ export interface Delivery {
   at: number;
 }
 
+/** A suggestion of the AI connector reaching an agent's socket, for the customer message it answers. */
+export interface Suggestion {
+  clientMessageId: string;
+  at: number;
+}
+
 /** A system under test: processes, sessions, agents listening, and the send call. */
 export interface System {
   readonly name: string;
@@ -24,6 +30,8 @@ export interface System {
   send(sessionIndex: number, text: string, clientMessageId: string): Promise<number>;
   persisted(): Promise<number>;
   onDelivered(listener: (delivery: Delivery) => void): void;
+  /** With the AI connector attached: its suggestions as the agents receive them. */
+  onSuggestion?(listener: (suggestion: Suggestion) => void): void;
   stop(): Promise<void>;
 }
 
@@ -139,8 +147,35 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** The hub: `bin/api.ts` and `bin/worker.ts` processes, provisioned through its public API. */
-export async function startHub(shape: Shape, port: number): Promise<System> {
+/** What the AI connector attached to the bench hub knows: intents with canned replies. */
+const ASSIST_TRAINING = {
+  language: 'en',
+  intents: [
+    {
+      name: 'track-order',
+      examples: ['where is my parcel', 'track my order', 'my package is late'],
+    },
+    { name: 'opening-hours', examples: ['when are you open', 'what are your opening hours'] },
+    { name: 'refund', examples: ['i want my money back', 'how do i get a refund'] },
+  ],
+};
+const ASSIST_REPLIES = {
+  'track-order': ['Your parcel left our depot this morning.'],
+  'opening-hours': ['We are open 8:00 to 20:00, every day.'],
+  refund: ['Refunds reach your account within five days.'],
+};
+
+/**
+ * The hub: `bin/api.ts` and `bin/worker.ts` processes, provisioned through its public API. With
+ * `athena`, the AI connector (`bin/athena.ts`, API and worker in one process) is attached as the
+ * guide registers it, with the built-in NLU: every customer message also reaches it as a signed
+ * webhook, and its suggestion reaches the agent's socket.
+ */
+export async function startHub(
+  shape: Shape,
+  port: number,
+  options: { athena?: boolean } = {},
+): Promise<System> {
   const shared = await hubEnvironment('nexus_bench');
   const dbUrl = shared.DATABASE_URL as string;
   const env = {
@@ -148,6 +183,8 @@ export async function startHub(shape: Shape, port: number): Promise<System> {
     NEXUS_WORKER_CONCURRENCY: '50',
     DB_POOL_SIZE: '20',
     NEXUS_CHAT_SESSION_LIMIT: '10000/1',
+    // The hub's webhook deliveries reach the connector on loopback.
+    ...(options.athena ? { NEXUS_EGRESS_ALLOW: '127.0.0.1' } : {}),
   };
   const children: ChildProcess[] = [];
   const processes: { role: string; pid: number }[] = [];
@@ -190,6 +227,38 @@ export async function startHub(shape: Shape, port: number): Promise<System> {
   await json('PUT', `${base}/nexus/v3/provisioning/queues/bench/Bench`, admin, {
     endpoints: ['Bench'],
   });
+  if (options.athena) {
+    const cluster = await json<{ key: string }>('POST', `${base}/nexus/v3/apikeys`, admin, {
+      tenant: '*',
+      name: 'athena',
+      permissions: ['nexus:cluster:*'],
+      capacity: 1_000_000,
+      frequency: 1,
+    });
+    const athenaPort = await freePort();
+    const athena = run('bin/athena.ts', {
+      ...env,
+      PORT: String(athenaPort),
+      NEXUS_MIGRATE_ON_START: 'false',
+      ATHENA_NEXUS_URL: base,
+      ATHENA_NEXUS_API_KEY: cluster.key,
+    });
+    children.push(athena);
+    const athenaUrl = `http://127.0.0.1:${athenaPort}`;
+    await waitHttp(`${athenaUrl}/health/live`);
+    processes.push({ role: 'athena', pid: athena.pid as number });
+    await json(
+      'POST',
+      `${base}/nexus/v3/provisioning/services/bench/WebhookTransportTarget-ai-connector`,
+      admin,
+      { url: `${athenaUrl}/nexus/v3/agent-assist-chat/messages` },
+    );
+    await json('PUT', `${athenaUrl}/nexus/v3/ai/bench/providers/default`, admin, {
+      provider: 'builtin',
+      training: ASSIST_TRAINING,
+      data: { replies: ASSIST_REPLIES },
+    });
+  }
   const agents: { id: string; token: string }[] = [];
   for (let i = 0; i < shape.agents; i++) {
     const agent = await json<{ data: { id: string } }>(
@@ -238,20 +307,34 @@ export async function startHub(shape: Shape, port: number): Promise<System> {
   );
   await connectAll(sockets);
   const listeners: ((delivery: Delivery) => void)[] = [];
+  const suggestionListeners: ((suggestion: Suggestion) => void)[] = [];
+  // A suggestion names the hub's message id; the message's event gave its client id.
+  const clientIds = new Map<string, string>();
   for (const socket of sockets) {
     socket.on(
       'message',
       (event: {
-        data: { message: { clientMessageId: string | null }; from: { type: string } };
+        data: {
+          message: { id: string; clientMessageId: string | null };
+          from: { type: string };
+        };
       }) => {
         if (event.data.from.type !== 'customer' || !event.data.message.clientMessageId) return;
         const delivery = {
           clientMessageId: event.data.message.clientMessageId,
           at: performance.now(),
         };
+        if (options.athena) clientIds.set(event.data.message.id, delivery.clientMessageId);
         for (const listener of listeners) listener(delivery);
       },
     );
+    socket.on('suggestion', (event: { data: { messageId: string } }) => {
+      const clientMessageId = clientIds.get(event.data.messageId);
+      if (!clientMessageId) return;
+      clientIds.delete(event.data.messageId);
+      const suggestion = { clientMessageId, at: performance.now() };
+      for (const listener of suggestionListeners) listener(suggestion);
+    });
   }
   const pool = new pg.Pool({ connectionString: dbUrl, max: 2 });
   // Let the session-start jobs finish before measuring.
@@ -268,7 +351,7 @@ export async function startHub(shape: Shape, port: number): Promise<System> {
   await sleep(500);
 
   return {
-    name: 'hub',
+    name: options.athena ? 'hub+athena' : 'hub',
     processes,
     async send(index, text, clientMessageId) {
       const session = sessions[index % sessions.length] as (typeof sessions)[number];
@@ -287,6 +370,7 @@ export async function startHub(shape: Shape, port: number): Promise<System> {
       return Number(rows[0]?.n);
     },
     onDelivered: listener => listeners.push(listener),
+    onSuggestion: listener => suggestionListeners.push(listener),
     async stop() {
       for (const socket of sockets) socket.close();
       await pool.end();

@@ -1,5 +1,5 @@
 import type { DatabasePool } from 'slonik';
-import { recordOutcome, searchArticles, type StoredMessage } from '../../db/queries/athena.js';
+import { searchArticles, type OutcomeFields, type StoredMessage } from '../../db/queries/athena.js';
 import { WorkFailure } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { suggestionsTotal } from '../../lib/metrics.js';
@@ -17,6 +17,18 @@ export interface AssistDeps {
   nexus: NexusClient;
 }
 
+/** One customer message to assist with. */
+export interface AssistTurn {
+  message: StoredMessage;
+  /** The NLU provider's answer; none when the tenant has no provider. */
+  result: NluResult | undefined;
+  provider: string;
+  /** Whether the tenant has knowledge articles to search. */
+  withArticles: boolean;
+  /** Records the outcome (with the job's completion, by the caller). */
+  record(outcome: OutcomeFields): Promise<unknown>;
+}
+
 /**
  * Agent assist for one customer message of a conversation an agent handles (or will): the
  * provider's replies as suggested answers (with the intent's confidence), the tenant's best
@@ -25,24 +37,11 @@ export interface AssistDeps {
  * when nothing was found. The hub unreachable: retried; the hub refusing (a finished
  * interaction): nothing to do.
  */
-export async function suggest(
-  deps: AssistDeps,
-  message: StoredMessage,
-  result: NluResult | undefined,
-  provider: string,
-  log: Logger,
-): Promise<void> {
-  const key = {
-    tenantId: message.tenant_id,
-    messageId: message.message_id,
-    connector: message.connector,
-  };
-  const articles = await searchArticles(
-    deps.db,
-    message.tenant_id,
-    message.text,
-    ARTICLES_PER_MESSAGE,
-  );
+export async function suggest(deps: AssistDeps, turn: AssistTurn, log: Logger): Promise<void> {
+  const { message, result, provider } = turn;
+  const articles = turn.withArticles
+    ? await searchArticles(deps.db, message.tenant_id, message.text, ARTICLES_PER_MESSAGE)
+    : [];
   const replyConfidence = result?.intent?.confidence ?? 0.5;
   const suggestions = [
     ...(result?.replies ?? []).map(text => ({
@@ -59,7 +58,7 @@ export async function suggest(
     })),
   ];
   const outcome = (name: 'suggested' | 'no-match' | 'failed') =>
-    recordOutcome(deps.db, key, {
+    turn.record({
       outcome: name,
       provider,
       intent: result?.intent?.name ?? null,

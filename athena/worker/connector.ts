@@ -1,12 +1,18 @@
+import { LRUCache } from 'lru-cache';
 import type { DatabasePool } from 'slonik';
-import { findReceivedMessage, recordOutcome } from '../../db/queries/athena.js';
+import {
+  findReceivedMessage,
+  hasArticles,
+  recordOutcome,
+  type ProviderRow,
+} from '../../db/queries/athena.js';
 import { WorkFailure } from '../../lib/errors.js';
 import type { SecretBox } from '../../lib/secrets.js';
 import type { EgressGuard } from '../../lib/egress.js';
 import type { aiConnectorQueue } from '../../queues/ai-connector.js';
 import type { Processor } from '../../workers/run-processor.js';
 import { later } from '../../workers/send-rate.js';
-import { NexusUnavailableError, type NexusClient } from '../nexus-client.js';
+import { NexusUnavailableError, type InteractionState, type NexusClient } from '../nexus-client.js';
 import type { NluResult } from '../nlu/provider.js';
 import { suggest } from './assist.js';
 import { botTurn } from './bot.js';
@@ -14,6 +20,19 @@ import { providerSettings, understand } from './understand.js';
 
 /** How long a message waits for the hub to route a new conversation before it is assisted. */
 const ROUTING_WAIT_MS = 60_000;
+/**
+ * The states of a conversation agents handle. The bot only ever holds a new conversation, so once
+ * one of these, a conversation stays an agent's (or ends, which the hub's answer to the
+ * suggestion tells): the state is not asked again for each message.
+ */
+const AGENT_SIDE: ReadonlySet<InteractionState> = new Set([
+  'queued',
+  'offered',
+  'assigned',
+  'parked',
+]);
+/** How long a worker uses a tenant's provider settings before it reads them again. */
+export const SETTINGS_TTL_MS = 5_000;
 
 export interface ConnectorDeps {
   db: DatabasePool;
@@ -39,6 +58,25 @@ export interface ConnectorDeps {
  * (athena/nlu/provider.ts): retried when it is down or slow, failed at once when it refuses.
  */
 export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof aiConnectorQueue> {
+  const agentSide = new LRUCache<string, true>({ max: 100_000, ttl: 30 * 60_000 });
+  const settingsOf = new LRUCache<string, { row: ProviderRow | null; articles: boolean }>({
+    max: 10_000,
+    ttl: SETTINGS_TTL_MS,
+    fetchMethod: async tenantId => {
+      const [row, articles] = await Promise.all([
+        providerSettings(deps.db, tenantId),
+        hasArticles(deps.db, tenantId),
+      ]);
+      return { row, articles };
+    },
+  });
+  const stateOf = async (tenantId: string, interactionId: string) => {
+    const key = `${tenantId}\u0000${interactionId}`;
+    if (agentSide.has(key)) return 'assigned';
+    const state = await deps.nexus.interactionState(tenantId, interactionId);
+    if (AGENT_SIDE.has(state)) agentSide.set(key, true);
+    return state;
+  };
   return async (payload, ctx) => {
     const key = {
       tenantId: payload.tenantId,
@@ -49,7 +87,7 @@ export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof 
     if (!message) throw new WorkFailure('NEXUS_ERR_WORK_FAILED', 'the message is not stored');
     let state;
     try {
-      state = await deps.nexus.interactionState(message.tenant_id, message.interaction_id);
+      state = await stateOf(message.tenant_id, message.interaction_id);
     } catch (error) {
       if (error instanceof NexusUnavailableError) {
         throw new WorkFailure('NEXUS_ERR_HUB_UNAVAILABLE', error.message, {
@@ -73,7 +111,8 @@ export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof 
       });
       return;
     }
-    const settings = await providerSettings(deps.db, message.tenant_id);
+    const tenant = await settingsOf.fetch(message.tenant_id);
+    const settings = tenant?.row ?? null;
     if (state === 'bot') {
       await botTurn(deps, message, settings, log);
       return;
@@ -87,6 +126,17 @@ export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof 
         log,
       );
     }
-    await suggest(deps, message, result, settings?.provider ?? 'articles', log);
+    await suggest(
+      deps,
+      {
+        message,
+        result,
+        provider: settings?.provider ?? 'articles',
+        withArticles: tenant?.articles ?? true,
+        // The outcome commits with the job's work row: one transaction.
+        record: outcome => ctx.complete(tx => recordOutcome(tx, key, outcome)),
+      },
+      log,
+    );
   };
 }

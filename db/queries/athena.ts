@@ -60,15 +60,18 @@ export async function findReceivedMessage(
 export type MessageOutcome =
   'suggested' | 'no-match' | 'failed' | 'bot-reply' | 'bot-fallback' | 'handoff' | 'skipped';
 
+/** What the connector records of a message it handled. */
+export interface OutcomeFields {
+  outcome: MessageOutcome;
+  provider: string | null;
+  intent: string | null;
+  confidence: number | null;
+}
+
 export async function recordOutcome(
   db: CommonQueryMethods,
   key: { tenantId: string; messageId: string; connector: string },
-  outcome: {
-    outcome: MessageOutcome;
-    provider: string | null;
-    intent: string | null;
-    confidence: number | null;
-  },
+  outcome: OutcomeFields,
 ): Promise<void> {
   await db.query(sql.unsafe`
     UPDATE athena_messages SET
@@ -202,4 +205,10 @@ export async function countBotTurn(
       misses = CASE WHEN ${missed} THEN athena_bot_sessions.misses + 1 ELSE 0 END,
       updated_at = now()
     RETURNING misses`);
+}
+
+/** Whether the tenant has knowledge articles at all. */
+export async function hasArticles(db: CommonQueryMethods, tenantId: string): Promise<boolean> {
+  return db.oneFirst(sql.type(z.object({ found: z.boolean() }))`
+    SELECT EXISTS (SELECT 1 FROM athena_articles WHERE tenant_id = ${tenantId}) AS found`);
 }
