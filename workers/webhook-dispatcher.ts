@@ -15,6 +15,11 @@ import { dispatchWork, recordWorkBatch, type EnqueueContext } from '../queues/wo
 const BATCH = 1_000;
 /** How long a count of the webhooks workers is used before it is read again. */
 const WORKERS_REFRESH_MS = 5_000;
+/**
+ * The shortest time between the starts of two passes when commits wake the dispatcher: under load
+ * one pass takes what many commits wrote, instead of one pass per commit.
+ */
+const MIN_PASS_GAP_MS = 20;
 
 export interface DispatchFairness {
   batchSize: number;
@@ -38,6 +43,10 @@ export interface DispatchFairness {
 export class WebhookDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
+  private passing = false;
+  /** Woken during a pass: the next one goes as soon as it may. */
+  private woken = false;
+  private lastPassAt = -Infinity;
   private stopped = true;
   private workers = { count: 1, readAt: -Infinity, failing: false };
 
@@ -74,15 +83,40 @@ export class WebhookDispatcher {
     }
   }
 
+  /**
+   * New deliveries were committed (the `nexus_webhook_dispatch` notification): a pass now, or
+   * right after the one running.
+   */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.passing) {
+      this.woken = true;
+      return;
+    }
+    clearTimeout(this.timer);
+    this.schedule(this.soonest());
+  }
+
+  /** Passes start at least {@link MIN_PASS_GAP_MS} apart, however often deliveries commit. */
+  private soonest(): number {
+    return Math.max(0, this.lastPassAt + MIN_PASS_GAP_MS - performance.now());
+  }
+
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
+      this.passing = true;
+      this.woken = false;
+      this.lastPassAt = performance.now();
       this.running = this.drain()
         .then(() => undefined)
         .catch((error: unknown) => {
           this.log.warn({ err: error }, 'webhook dispatch failed; retrying');
         })
-        .finally(() => this.schedule(this.intervalMs));
+        .finally(() => {
+          this.passing = false;
+          this.schedule(this.woken ? this.soonest() : this.intervalMs);
+        });
     }, delayMs);
     this.timer.unref();
   }

@@ -1024,3 +1024,54 @@ describe('webhooks: fairness between targets', () => {
     }
   });
 });
+
+describe('webhook dispatch on notification', () => {
+  // Passes 10 minutes apart: a delivery that arrives in seconds was woken by its commit.
+  const h = useHarness({
+    NEXUS_EGRESS_ALLOW: '127.0.0.1',
+    NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: '600000',
+  });
+
+  it('a committed delivery wakes the dispatcher; after its connection is cut it listens again', async () => {
+    const crm = await startReceiver();
+    try {
+      const s = await setup(h());
+      await s.putTarget('crm', { url: `${crm.url}/hooks`, secret: newSecret() }).expect(201);
+      // The dispatcher's first pass ran at start; everything after it comes by notification.
+      await new Promise(resolve => setTimeout(resolve, 300));
+      const chat = await s.startChat();
+      const say = (text: string) =>
+        request(s.url)
+          .post(`/nexus/v3/chat/sessions/${chat.id}/messages`)
+          .set('x-nexus-client-key', chat.clientToken)
+          .send({ data: { text } })
+          .expect(202);
+      const received = (text: string) =>
+        crm.requests.some(r => {
+          const event = json(r.body) as { type: string; data: { message?: { text?: string } } };
+          return event.type === 'message.created' && event.data.message?.text === text;
+        });
+      await say('first');
+      await eventually(() => received('first'), 5_000, 'the first message at the crm');
+
+      // The listening connection is cut (a PostgreSQL restart, a proxy): it is opened again,
+      // and a delivery after that is woken as before.
+      const cut = await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
+        SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity
+        WHERE datname = current_database() AND query = 'LISTEN nexus_webhook_dispatch'`);
+      expect(cut).toBe(1);
+      await eventually(
+        async () =>
+          (await h().db.oneFirst(sql.type(z.object({ n: z.number() }))`
+            SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND query = 'LISTEN nexus_webhook_dispatch'`)) === 1,
+        5_000,
+        'the dispatcher listening again',
+      );
+      await say('second');
+      await eventually(() => received('second'), 5_000, 'the second message at the crm');
+    } finally {
+      await crm.close();
+    }
+  });
+});

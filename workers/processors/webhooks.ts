@@ -23,6 +23,7 @@ import { dispatchWork, enqueueContext } from '../../queues/work.js';
 import { WorkFailure } from '../../lib/errors.js';
 import { StaleWorkError, type JobContext, type Processor } from '../run-processor.js';
 import { recordFinalFailure } from '../undelivered.js';
+import { PgListener } from '../../db/listener.js';
 import { WebhookDispatcher } from '../webhook-dispatcher.js';
 import { createWebhookAttempts } from '../webhook-attempts.js';
 
@@ -84,6 +85,13 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     config.webhooks.dispatchIntervalMs,
     config.webhooks,
     () => deps.queues.get('webhooks').getWorkersCount(),
+  );
+  // New deliveries wake the dispatcher at once (migration 0025); its passes are the fallback.
+  const listener = new PgListener(
+    config.db,
+    'nexus_webhook_dispatch',
+    () => dispatcher.wake(),
+    log,
   );
 
   /** A retry or a replay: one attempt of one delivery, the next one scheduled on this job. */
@@ -216,10 +224,12 @@ export function createWebhookProcessor(deps: WebhookDeps): Processor<typeof webh
     companion: {
       start: () => {
         dispatcher.start();
+        listener.start();
         setUndispatchedSource(() => undispatchedDeliveries(db));
       },
       stop: async () => {
         setUndispatchedSource(undefined);
+        await listener.stop();
         await dispatcher.stop();
       },
       // After the workers closed: attempts still in flight keep their connections.
