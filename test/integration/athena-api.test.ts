@@ -179,6 +179,21 @@ describe('the AI connector API', () => {
       .send({ provider: 'watson' })
       .expect(400);
     expect(unknownProvider.body.status.field).toBe('body.provider');
+    // The keys every provider takes are checked; a provider's own keys pass through.
+    for (const [data, field] of [
+      [{ maxMisses: 0 }, 'body.data.maxMisses'],
+      [{ timeoutMs: 10 }, 'body.data.timeoutMs'],
+      [{ minConfidence: 2 }, 'body.data.minConfidence'],
+      [{ handoffKeywords: 'agent' }, 'body.data.handoffKeywords'],
+      [{ fallbackText: ' ' }, 'body.data.fallbackText'],
+    ] as const) {
+      const refused = await request(app)
+        .put(path)
+        .set('x-api-key', provisioningKey)
+        .send({ provider: 'builtin', training, data })
+        .expect(400);
+      expect(refused.body.status).toMatchObject({ code: 'NEXUS_ERR_VALIDATION', field });
+    }
     const count = () =>
       harness().db.oneFirst(
         sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM athena_providers`,
