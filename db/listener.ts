@@ -14,6 +14,8 @@ export class PgListener {
   private client: pg.Client | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Logged once per outage, not at every reconnection attempt. */
+  private failing = false;
 
   constructor(
     private readonly config: { url: string; ssl: boolean },
@@ -49,7 +51,10 @@ export class PgListener {
       client.removeAllListeners();
       void client.end().catch(() => undefined);
       if (this.stopped) return;
-      if (error) this.log.warn({ err: error, channel: this.channel }, 'listen connection lost');
+      if (error && !this.failing) {
+        this.failing = true;
+        this.log.warn({ err: error, channel: this.channel }, 'listen connection lost');
+      }
       this.timer = setTimeout(() => void this.connect(), RECONNECT_MS);
       this.timer.unref();
     };
@@ -60,6 +65,8 @@ export class PgListener {
     try {
       await client.connect();
       await client.query(`LISTEN ${this.channel}`);
+      if (this.failing) this.log.info({ channel: this.channel }, 'listening again');
+      this.failing = false;
       if (this.stopped) {
         await this.stop();
         return;
