@@ -11,6 +11,7 @@ import type { NexusClient } from '../nexus-client.js';
 import { CallerAuth } from './caller-auth.js';
 import { athenaHealthRoutes } from './health.js';
 import { settingsRoutes } from './settings.js';
+import { createIntake } from './intake.js';
 import { agentAssistWebhook } from './webhook.js';
 
 export interface AthenaAppDeps {
@@ -53,7 +54,9 @@ export function buildAthenaApp(deps: AthenaAppDeps): Express {
   routes.post(
     '/agent-assist-chat/messages',
     express.raw({ type: () => true, limit: DELIVERY_MAX_BYTES }),
-    handle(agentAssistWebhook({ nexus: deps.nexus, enqueue: deps.enqueue, log: deps.log })),
+    handle(
+      agentAssistWebhook({ nexus: deps.nexus, intake: createIntake(deps.enqueue), log: deps.log }),
+    ),
   );
   routes.use(
     settingsRoutes({

@@ -1,11 +1,9 @@
 import type { Request, Response } from 'express';
 import { z } from 'zod';
-import { insertReceivedMessage } from '../../db/queries/athena.js';
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-import { aiConnectorQueue } from '../../queues/ai-connector.js';
-import { enqueueDurably, type EnqueueContext } from '../../queues/work.js';
 import { CONNECTOR_TARGET, NexusRefusedError, type NexusClient } from '../nexus-client.js';
+import type { Intake } from './intake.js';
 import { verifySignature } from '../signature.js';
 
 /** The guide's answer to a delivery whose signature does not verify: HTTP 200 with this status. */
@@ -32,7 +30,7 @@ const messageCreated = z.object({
 
 export interface WebhookDeps {
   nexus: NexusClient;
-  enqueue: EnqueueContext;
+  intake: Intake;
   log: Logger;
 }
 
@@ -111,27 +109,19 @@ export function agentAssistWebhook(deps: WebhookDeps) {
     if (from.type !== 'customer') return void ignored(`a message from ${from.type}`);
     const text = message.text?.trim() ?? '';
     if (!text) return void ignored('a message without text');
-    let created = false;
-    const record = await enqueueDurably(
-      deps.enqueue,
-      aiConnectorQueue,
-      { tenantId: tenant, messageId: message.id, connector: CONNECTOR_TARGET },
-      async tx => {
-        created = await insertReceivedMessage(tx, {
-          tenantId: tenant,
-          messageId: message.id,
-          connector: CONNECTOR_TARGET,
-          interactionId: event.interactionId as string,
-          eventId: event.id,
-          deliveryId: req.get('webhook-id') ?? null,
-          fromType: from.type,
-          text: text.slice(0, 10_000),
-        });
-      },
-    );
+    const created = await deps.intake.store({
+      tenantId: tenant,
+      messageId: message.id,
+      connector: CONNECTOR_TARGET,
+      interactionId: event.interactionId,
+      eventId: event.id,
+      deliveryId: req.get('webhook-id') ?? null,
+      fromType: from.type,
+      text: text.slice(0, 10_000),
+    });
     res.status(200).json({
       status: { code: 0 },
-      data: { accepted: true, duplicate: !created || !record.created },
+      data: { accepted: true, duplicate: !created },
     });
   };
 }

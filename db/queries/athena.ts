@@ -19,21 +19,34 @@ export interface ReceivedMessage {
   text: string;
 }
 
-/** Stores a delivered message; false when it was stored before (a repeated delivery). */
-export async function insertReceivedMessage(
+/**
+ * Stores delivered messages in one statement; answers the keys (`messageId` + NUL + `connector`)
+ * of the ones stored now (the others were stored before: repeated deliveries). The messages are
+ * of one tenant or several.
+ */
+export async function insertReceivedMessages(
   tx: CommonQueryMethods,
-  message: ReceivedMessage,
-): Promise<boolean> {
-  const inserted = await tx.maybeOneFirst(sql.type(z.object({ created: z.boolean() }))`
+  messages: readonly ReceivedMessage[],
+): Promise<Set<string>> {
+  if (messages.length === 0) return new Set();
+  const rows = await tx.any(sql.type(
+    z.object({ tenant_id: z.string(), message_id: z.string(), connector: z.string() }),
+  )`
     INSERT INTO athena_messages
       (tenant_id, message_id, connector, interaction_id, event_id, delivery_id, from_type, text)
-    VALUES (${message.tenantId}, ${message.messageId}, ${message.connector},
-            ${message.interactionId}, ${message.eventId}, ${message.deliveryId},
-            ${message.fromType}, ${message.text})
+    SELECT m."tenantId", m."messageId", m.connector, m."interactionId", m."eventId",
+           m."deliveryId", m."fromType", m.text
+    FROM jsonb_to_recordset(${sql.jsonb(messages as never)}) AS m(
+      "tenantId" text, "messageId" uuid, connector text, "interactionId" uuid, "eventId" text,
+      "deliveryId" text, "fromType" text, text text)
     ON CONFLICT (tenant_id, message_id, connector) DO NOTHING
-    RETURNING true AS created`);
-  return inserted ?? false;
+    RETURNING tenant_id, message_id::text AS message_id, connector`);
+  return new Set(rows.map(row => receivedKey(row.tenant_id, row.message_id, row.connector)));
 }
+
+/** A delivered message's key in {@link insertReceivedMessages}' answer. */
+export const receivedKey = (tenantId: string, messageId: string, connector: string) =>
+  `${tenantId}\u0000${messageId}\u0000${connector}`;
 
 const storedMessage = z.object({
   tenant_id: z.string(),

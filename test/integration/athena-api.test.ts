@@ -47,7 +47,7 @@ async function setup(h: Harness) {
     enqueue: h.enqueue,
     startedAt: new Date(),
   });
-  return { hub, app, config, provisioningKey, chatKey };
+  return { hub, app, config, provisioningKey, chatKey, clusterKey };
 }
 
 const storedMessages = (h: Harness) =>
@@ -56,7 +56,7 @@ const storedMessages = (h: Harness) =>
   );
 
 describe('the AI connector API', () => {
-  const harness = useHarness();
+  const harness = useHarness({ NEXUS_EGRESS_ALLOW: '127.0.0.1' });
 
   it('the guide verification: an unsigned delivery answers 200 PAYLOAD_SIGNATURE_CHECK_FAILED under each prefix and stores nothing', async () => {
     const { app } = await setup(harness());
@@ -109,6 +109,57 @@ describe('the AI connector API', () => {
     await request(app).post('/other/agent-assist-chat/messages').send(body).expect(404);
     expect(await storedMessages(harness())).toBe(0);
     expect(await harness().queues.get('ai-connector').count()).toBe(0);
+  });
+
+  it('deliveries that arrive together are stored together: each message once, one job each, one answered new', async () => {
+    const { hub, app, clusterKey } = await setup(harness());
+    await request(hub.url)
+      .post(`/nexus/v3/provisioning/services/${CCID}/WebhookTransportTarget-ai-connector`)
+      .set('Authorization', `Bearer ${ADMIN_TOKEN}`)
+      .send({ url: 'http://127.0.0.1:9/nexus/v3/agent-assist-chat/messages' })
+      .expect(201);
+    const secret = (
+      await request(hub.url)
+        .get(`/nexus/v3/provisioning/services/${CCID}/WebhookTransportTarget-ai-connector/secret`)
+        .set('x-api-key', clusterKey)
+        .set('x-ccid', CCID)
+        .expect(200)
+    ).body.data.secret as string;
+    const deliver = (i: number) => {
+      const raw = JSON.stringify({
+        id: `event-${i}`,
+        type: 'message.created',
+        tenant: CCID,
+        interactionId: '4b1cbb5c-37e8-4b8f-a0b3-4d2f1c3ad001',
+        seq: i + 3,
+        occurredAt: new Date().toISOString(),
+        data: {
+          message: { id: `4b1cbb5c-37e8-4b8f-a0b3-${String(i).padStart(12, '0')}`, text: `m${i}` },
+          from: { type: 'customer' },
+        },
+      });
+      return request(app)
+        .post('/nexus/v3/agent-assist-chat/messages')
+        .set('Content-Type', 'application/json')
+        .set('X-Hub-Signature', `sha1=${createHmac('sha1', secret).update(raw).digest('hex')}`)
+        .send(raw)
+        .expect(200);
+    };
+    // 40 messages, each delivered twice, all at once.
+    const answers = await Promise.all(
+      Array.from({ length: 80 }, (_, n) => deliver(n % 40).then(res => res.body.data)),
+    );
+    expect(answers.every(a => a.accepted === true)).toBe(true);
+    expect(answers.filter(a => a.duplicate === false)).toHaveLength(40);
+    expect(await storedMessages(harness())).toBe(40);
+    const work = await harness().db.oneFirst(sql.type(z.object({ n: z.number() }))`
+      SELECT count(*)::int AS n FROM work WHERE queue = 'ai-connector'`);
+    expect(work).toBe(40);
+    expect(await harness().queues.get('ai-connector').count()).toBe(40);
+    // Again later: duplicates, nothing more.
+    const again = await deliver(7);
+    expect(again.body.data).toEqual({ accepted: true, duplicate: true });
+    expect(await storedMessages(harness())).toBe(40);
   });
 
   it('health detail in the guide athena shape; live and ready', async () => {
