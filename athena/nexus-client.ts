@@ -22,6 +22,13 @@ export class NexusRefusedError extends Error {
 export type InteractionState =
   'routing' | 'bot' | 'queued' | 'offered' | 'assigned' | 'parked' | 'done' | 'unknown';
 
+/** A conversation as the hub answers it. */
+export interface Conversation {
+  state: InteractionState;
+  queue: string | null;
+  endpoint: string | null;
+}
+
 /** Why the bot hands a conversation to an agent (the hub's `interaction.handoff` reasons). */
 export type HandoffReason =
   'intent' | 'low-confidence' | 'provider' | 'keyword' | 'provider-unavailable';
@@ -145,19 +152,27 @@ export class NexusClient {
     return { eventId: typeof eventId === 'string' ? eventId : '' };
   }
 
-  /** The conversation's state; `unknown` when the hub does not know it. */
-  async interactionState(tenant: string, interactionId: string): Promise<InteractionState> {
+  /**
+   * Where the conversation is, and the queue and endpoint it belongs to; `unknown` when the hub
+   * does not know it.
+   */
+  async conversation(tenant: string, interactionId: string): Promise<Conversation> {
     const { status, json } = await this.call(
       'GET',
       `/ai/${encodeURIComponent(tenant)}/interactions/${encodeURIComponent(interactionId)}`,
       tenant,
     );
-    if (status === 404) return 'unknown';
+    if (status === 404) return { state: 'unknown', queue: null, endpoint: null };
     if (status !== 200) {
       throw new NexusRefusedError(`reading the interaction: the hub answered ${status}`, status);
     }
-    const state = (json as { data?: { state?: unknown } } | undefined)?.data?.state;
-    return typeof state === 'string' ? (state as InteractionState) : 'unknown';
+    const data = (json as { data?: Record<string, unknown> } | undefined)?.data ?? {};
+    const text = (value: unknown) => (typeof value === 'string' ? value : null);
+    return {
+      state: (text(data.state) ?? 'unknown') as InteractionState,
+      queue: text(data.queue),
+      endpoint: text(data.endpoint),
+    };
   }
 
   /**

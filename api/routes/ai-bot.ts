@@ -24,6 +24,7 @@ const conversationOut = z
     id: z.string(),
     state: z.enum(CONVERSATION_STATES),
     queue: z.string().nullable(),
+    endpoint: z.string().nullable(),
     media: z.string(),
     subtype: z.string(),
     bot: z

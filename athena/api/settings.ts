@@ -39,6 +39,9 @@ const providerBody = z
         maxMisses: z.number().int().min(1).max(20).optional(),
         minConfidence: z.number().min(0).max(1).optional(),
         fallbackText: z.string().trim().min(1).max(1_000).optional(),
+        /** The routing queues and chat endpoints whose conversations this entry serves. */
+        queues: z.array(z.string().min(1).max(255)).max(1_000).optional(),
+        endpoints: z.array(z.string().min(1).max(255)).max(1_000).optional(),
       })
       .passthrough()
       .default({}),

@@ -3,6 +3,7 @@ import type { DatabasePool } from 'slonik';
 import {
   findReceivedMessage,
   hasArticles,
+  listProviders,
   recordOutcome,
   type ProviderRow,
 } from '../../db/queries/athena.js';
@@ -12,18 +13,24 @@ import type { EgressGuard } from '../../lib/egress.js';
 import type { aiConnectorQueue } from '../../queues/ai-connector.js';
 import type { Processor } from '../../workers/run-processor.js';
 import { later } from '../../workers/send-rate.js';
-import { NexusUnavailableError, type InteractionState, type NexusClient } from '../nexus-client.js';
+import {
+  NexusUnavailableError,
+  type Conversation,
+  type InteractionState,
+  type NexusClient,
+} from '../nexus-client.js';
 import type { NluResult } from '../nlu/provider.js';
 import { suggest } from './assist.js';
 import { botTurn } from './bot.js';
-import { providerSettings, understand } from './understand.js';
+import { chooseProvider, understand } from './understand.js';
 
 /** How long a message waits for the hub to route a new conversation before it is assisted. */
 const ROUTING_WAIT_MS = 60_000;
 /**
  * The states of a conversation agents handle. The bot only ever holds a new conversation, so once
  * one of these, a conversation stays an agent's (or ends, which the hub's answer to the
- * suggestion tells): the state is not asked again for each message.
+ * suggestion tells): the state is not asked again for each message, only every
+ * {@link AGENT_SIDE_TTL_MS} (a transfer changes its queue, and so maybe its provider).
  */
 const AGENT_SIDE: ReadonlySet<InteractionState> = new Set([
   'queued',
@@ -31,6 +38,7 @@ const AGENT_SIDE: ReadonlySet<InteractionState> = new Set([
   'assigned',
   'parked',
 ]);
+const AGENT_SIDE_TTL_MS = 60_000;
 /** How long a worker uses a tenant's provider settings before it reads them again. */
 export const SETTINGS_TTL_MS = 5_000;
 
@@ -58,24 +66,25 @@ export interface ConnectorDeps {
  * (athena/nlu/provider.ts): retried when it is down or slow, failed at once when it refuses.
  */
 export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof aiConnectorQueue> {
-  const agentSide = new LRUCache<string, true>({ max: 100_000, ttl: 30 * 60_000 });
-  const settingsOf = new LRUCache<string, { row: ProviderRow | null; articles: boolean }>({
+  const agentSide = new LRUCache<string, Conversation>({ max: 100_000, ttl: AGENT_SIDE_TTL_MS });
+  const tenants = new LRUCache<string, { providers: readonly ProviderRow[]; articles: boolean }>({
     max: 10_000,
     ttl: SETTINGS_TTL_MS,
     fetchMethod: async tenantId => {
-      const [row, articles] = await Promise.all([
-        providerSettings(deps.db, tenantId),
+      const [providers, articles] = await Promise.all([
+        listProviders(deps.db, tenantId),
         hasArticles(deps.db, tenantId),
       ]);
-      return { row, articles };
+      return { providers, articles };
     },
   });
-  const stateOf = async (tenantId: string, interactionId: string) => {
+  const conversationOf = async (tenantId: string, interactionId: string) => {
     const key = `${tenantId}\u0000${interactionId}`;
-    if (agentSide.has(key)) return 'assigned';
-    const state = await deps.nexus.interactionState(tenantId, interactionId);
-    if (AGENT_SIDE.has(state)) agentSide.set(key, true);
-    return state;
+    const known = agentSide.get(key);
+    if (known) return known;
+    const conversation = await deps.nexus.conversation(tenantId, interactionId);
+    if (AGENT_SIDE.has(conversation.state)) agentSide.set(key, conversation);
+    return conversation;
   };
   return async (payload, ctx) => {
     const key = {
@@ -85,9 +94,9 @@ export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof 
     };
     const message = await findReceivedMessage(deps.db, key);
     if (!message) throw new WorkFailure('NEXUS_ERR_WORK_FAILED', 'the message is not stored');
-    let state;
+    let conversation;
     try {
-      state = await stateOf(message.tenant_id, message.interaction_id);
+      conversation = await conversationOf(message.tenant_id, message.interaction_id);
     } catch (error) {
       if (error instanceof NexusUnavailableError) {
         throw new WorkFailure('NEXUS_ERR_HUB_UNAVAILABLE', error.message, {
@@ -97,6 +106,7 @@ export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof 
       }
       throw error;
     }
+    const { state } = conversation;
     const log = ctx.log.child({ interactionId: message.interaction_id, state });
     if (state === 'routing' && Date.now() - ctx.job.timestamp < ROUTING_WAIT_MS) {
       const waited = Date.now() - ctx.job.timestamp;
@@ -111,8 +121,8 @@ export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof 
       });
       return;
     }
-    const tenant = await settingsOf.fetch(message.tenant_id);
-    const settings = tenant?.row ?? null;
+    const tenant = await tenants.fetch(message.tenant_id);
+    const settings = chooseProvider(tenant?.providers ?? [], conversation);
     if (state === 'bot') {
       await botTurn(deps, message, settings, log);
       return;

@@ -1,5 +1,5 @@
 import type { DatabasePool } from 'slonik';
-import { findProvider, type ProviderRow } from '../../db/queries/athena.js';
+import type { ProviderRow } from '../../db/queries/athena.js';
 import type { EgressGuard } from '../../lib/egress.js';
 import { WorkFailure } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
@@ -9,7 +9,7 @@ import { isNluProviderName, NLU_PROVIDERS } from '../nlu/index.js';
 import type { NluResult } from '../nlu/provider.js';
 import { providerSecretContext } from '../providers.js';
 
-/** The provider settings a tenant's conversations use. */
+/** The provider settings a tenant's conversations use unless one serves their queue or endpoint. */
 export const DEFAULT_PROVIDER = 'default';
 
 export interface UnderstandDeps {
@@ -20,9 +20,27 @@ export interface UnderstandDeps {
   timeoutMs: number;
 }
 
-/** The tenant's provider settings (`default`), or null when it has none. */
-export const providerSettings = (db: DatabasePool, tenantId: string) =>
-  findProvider(db, tenantId, DEFAULT_PROVIDER);
+/**
+ * The provider settings for a conversation: the entry whose `data.queues` names its queue, else
+ * the one whose `data.endpoints` names its endpoint, else `default` (entries in name order); null
+ * when none applies.
+ */
+export function chooseProvider(
+  providers: readonly ProviderRow[],
+  conversation: { queue: string | null; endpoint: string | null },
+): ProviderRow | null {
+  const names = (row: ProviderRow, key: 'queues' | 'endpoints'): readonly unknown[] => {
+    const list: unknown = row.data[key];
+    return Array.isArray(list) ? (list as unknown[]) : [];
+  };
+  const { queue, endpoint } = conversation;
+  return (
+    (queue !== null && providers.find(row => names(row, 'queues').includes(queue))) ||
+    (endpoint !== null && providers.find(row => names(row, 'endpoints').includes(endpoint))) ||
+    providers.find(row => row.name === DEFAULT_PROVIDER) ||
+    null
+  );
+}
 
 /**
  * Asks the tenant's NLU provider what one customer message means, counting the call and its

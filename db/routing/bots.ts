@@ -111,6 +111,8 @@ export interface ConversationView {
   id: string;
   state: ConversationState;
   queue: string | null;
+  /** The chat endpoint the conversation came in by (null for channels without one). */
+  endpoint: string | null;
   media: string;
   subtype: string;
   /** While the bot holds the conversation: since when, and when the deadline hands it off. */
@@ -130,13 +132,15 @@ export async function conversationView(
         state: z.string(),
         routing_state: z.string().nullable(),
         queue_name: z.string().nullable(),
+        endpoint: z.string().nullable(),
         media: z.string(),
         subtype: z.string(),
         bot_since: z.string().nullable(),
         bot_handoff_at: z.string().nullable(),
       }),
     )`
-      SELECT id, state, routing_state, queue_name, media, subtype, bot_since, bot_handoff_at
+      SELECT id, state, routing_state, queue_name, endpoint, media, subtype, bot_since,
+             bot_handoff_at
       FROM interactions WHERE id = ${interactionId} AND tenant_id = ${tenantId}`,
   );
   if (!row) return undefined;
@@ -145,6 +149,7 @@ export async function conversationView(
     id: row.id,
     state,
     queue: row.queue_name,
+    endpoint: row.endpoint,
     media: row.media,
     subtype: row.subtype,
     bot:

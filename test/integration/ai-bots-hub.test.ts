@@ -155,6 +155,7 @@ describe('bots: the hub side', () => {
         id: chat.interactionId,
         state: 'bot',
         queue: 'Front',
+        endpoint: 'GlobalChatSwitchboard',
         media: 'chat',
         bot: { since: expect.any(String), handoffAt: expect.any(String) },
       });

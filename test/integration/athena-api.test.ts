@@ -237,6 +237,8 @@ describe('the AI connector API', () => {
       [{ minConfidence: 2 }, 'body.data.minConfidence'],
       [{ handoffKeywords: 'agent' }, 'body.data.handoffKeywords'],
       [{ fallbackText: ' ' }, 'body.data.fallbackText'],
+      [{ queues: 'Sales' }, 'body.data.queues'],
+      [{ endpoints: [''] }, 'body.data.endpoints.0'],
     ] as const) {
       const refused = await request(app)
         .put(path)
