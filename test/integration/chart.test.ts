@@ -94,13 +94,13 @@ describe('helm/nexus', () => {
     const migrate = find(objects, 'Job', 'nexus-migrate');
     expect(container(migrate).args).toEqual(['migrate']);
     expect(migrate.metadata.annotations?.['helm.sh/hook']).toBe('pre-install,pre-upgrade');
-    // The ConfigMap and Secret it reads are hooks created before it.
+    // The ConfigMap and Secret it reads are hooks created before it (and put back on rollback).
     for (const [kind, name] of [
       ['ConfigMap', 'nexus-config'],
       ['Secret', 'nexus-secret'],
     ] as const) {
       const annotations = find(objects, kind, name).metadata.annotations ?? {};
-      expect(annotations['helm.sh/hook']).toBe('pre-install,pre-upgrade');
+      expect(annotations['helm.sh/hook']).toBe('pre-install,pre-upgrade,pre-rollback');
       expect(Number(annotations['helm.sh/hook-weight'])).toBeLessThan(
         Number(migrate.metadata.annotations?.['helm.sh/hook-weight']),
       );
@@ -122,6 +122,12 @@ describe('helm/nexus', () => {
     // The guide leaves host, port and user empty: the table's defaults fill them.
     expect(secret.DATABASE_URL).toBe(
       'postgres://nexus:nexus_db_password@nexus-postgres-postgresql.default.svc.cluster.local:5432/nexus',
+    );
+
+    // The guide's file keeps its placeholders (host names cut short): the hub refuses to start
+    // on them, naming the variable, until an operator fills them in.
+    expect(() => loadConfig({ ...config, ...secret, ...envOf(c) })).toThrow(
+      /REDIS_URL each node must be a redis:\/\/ or rediss:\/\/ URL/,
     );
 
     const worker = find(objects, 'Deployment', 'nexus-worker-all');
