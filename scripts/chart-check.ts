@@ -175,9 +175,9 @@ function helm(args: string[]): string {
   return execFileSync(HELM, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** `helm lint --strict` of the chart; throws with Helm's output on failure. */
-export function lintChart(chart = NEXUS_CHART): string {
-  return helm(['lint', '--strict', chart]);
+/** `helm lint --strict` of the chart (with value files); throws with Helm's output on failure. */
+export function lintChart(valueFiles: string[] = [], chart = NEXUS_CHART): string {
+  return helm(['lint', '--strict', chart, ...valueFiles.flatMap(file => ['-f', file])]);
 }
 
 /** `helm template` with the render's values, parsed into objects. Throws with Helm's message. */
@@ -232,6 +232,45 @@ interface PodTemplate {
 /** The pod template of a Deployment or Job. */
 export function podTemplate(object: K8sObject): PodTemplate {
   return (object.spec as { template: PodTemplate }).template;
+}
+
+/** What a rendered workload's container runs: the image's arguments, environment and ports. */
+export interface RenderedProcess {
+  args: string[];
+  /** The ConfigMap's data, the Secret's (decoded) and the container's own env, in that order. */
+  env: Record<string, string>;
+  ports: Record<string, number>;
+}
+
+/**
+ * The process a Deployment or Job of the render starts, with the environment its container gets
+ * from the rendered ConfigMap and Secret (envFrom) and its own env.
+ */
+export function renderedProcess(objects: K8sObject[], kind: string, name: string): RenderedProcess {
+  const workload = objects.find(o => o.kind === kind && o.metadata.name === name);
+  if (!workload) throw new Error(`${kind} ${name} is not rendered`);
+  const container = podTemplate(workload).spec.containers[0] as Container & {
+    args?: string[];
+    env?: { name: string; value: string }[];
+  };
+  const env: Record<string, string> = {};
+  for (const source of container.envFrom ?? []) {
+    const ref = source.configMapRef ?? source.secretRef;
+    const object = objects.find(
+      o =>
+        o.kind === (source.configMapRef ? 'ConfigMap' : 'Secret') && o.metadata.name === ref?.name,
+    );
+    if (!object) throw new Error(`${kind} ${name}: envFrom ${ref?.name} is not rendered`);
+    for (const [key, value] of Object.entries((object.data ?? {}) as Record<string, string>)) {
+      env[key] = source.secretRef ? Buffer.from(value, 'base64').toString() : value;
+    }
+  }
+  for (const variable of container.env ?? []) env[variable.name] = variable.value;
+  return {
+    args: container.args ?? [],
+    env,
+    ports: Object.fromEntries((container.ports ?? []).map(p => [p.name ?? '', p.containerPort])),
+  };
 }
 
 const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) =>
@@ -383,12 +422,17 @@ const summarize = (objects: K8sObject[]) => {
 export function runChartCheck(): { lines: string[]; problems: string[] } {
   const lines: string[] = [];
   const problems: string[] = [];
-  try {
-    lintChart();
-    lines.push('helm lint --strict helm/nexus: ok');
-  } catch (error) {
-    const output = (error as { stdout?: string }).stdout ?? String(error);
-    problems.push(`helm lint --strict helm/nexus failed:\n${output.trim()}`);
+  for (const [label, files] of [
+    ['helm lint --strict helm/nexus', []],
+    ["helm lint --strict helm/nexus -f <the guide's values>", [GUIDE_VALUES]],
+  ] as const) {
+    try {
+      lintChart([...files]);
+      lines.push(`${label}: ok`);
+    } catch (error) {
+      const output = (error as { stdout?: string }).stdout ?? String(error);
+      problems.push(`${label} failed:\n${output.trim()}`);
+    }
   }
   for (const render of RENDERS) {
     let objects: K8sObject[];

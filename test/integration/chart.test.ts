@@ -11,6 +11,7 @@ import {
   crossCheck,
   podTemplate,
   renderChart,
+  renderedProcess,
   runChartCheck,
   validateObjects,
   type K8sObject,
@@ -57,7 +58,7 @@ describe('helm/nexus', () => {
   it('passes npm run chart:check: lint, every render valid, refused values refused', () => {
     const { lines, problems } = runChartCheck();
     expect(problems).toEqual([]);
-    expect(lines).toHaveLength(1 + RENDERS.length + REFUSED.length);
+    expect(lines).toHaveLength(2 + RENDERS.length + REFUSED.length);
   });
 
   it("renders the guide's example values unchanged, as the guide describes the deployment", () => {
@@ -178,6 +179,17 @@ describe('helm/nexus', () => {
     ]);
   });
 
+  it("takes the image tag from the guide's --set version=", () => {
+    const objects = renderChart({
+      name: 'version',
+      valueFiles: [GUIDE_VALUES],
+      set: ['version=9.0.001.01.95292'],
+    });
+    expect(container(find(objects, 'Deployment', 'nexus-api')).image).toBe(
+      'pureengage-docker-staging.jfrog.io/nexus/nexus:9.0.001.01.95292',
+    );
+  });
+
   it('gives each worker group its own Deployment, queues, replicas and budget', () => {
     const render = RENDERS.find(r => r.name.startsWith('monitoring on, worker groups'));
     const objects = renderChart(render!);
@@ -236,6 +248,14 @@ describe('helm/nexus', () => {
     // The generated operator token and secret key are ones the hub accepts in production.
     expect(hub.secretKey).toHaveLength(32);
     expect(hub.adminToken.length).toBeGreaterThanOrEqual(16);
+    expect([hub.http.port, hub.metrics.port]).toEqual([4000, 4004]);
+    // The migration Job and the workers get the same settings.
+    for (const [kind, name] of [
+      ['Job', 'nexus-migrate'],
+      ['Deployment', 'nexus-worker-all'],
+    ] as const) {
+      expect(loadConfig(renderedProcess(objects, kind, name).env).db).toEqual(hub.db);
+    }
   });
 
   it('leaves the Secret and ConfigMap to existingSecret and existingConfig', () => {
