@@ -1,12 +1,16 @@
 import { LRUCache } from 'lru-cache';
 import type { DatabasePool } from 'slonik';
 import {
-  findReceivedMessage,
+  findReceivedMessages,
   hasArticles,
   listProviders,
   recordOutcome,
+  recordOutcomes,
+  type OutcomeFields,
   type ProviderRow,
+  type StoredMessage,
 } from '../../db/queries/athena.js';
+import { GroupCommit } from '../../lib/group-commit.js';
 import { WorkFailure } from '../../lib/errors.js';
 import type { SecretBox } from '../../lib/secrets.js';
 import type { EgressGuard } from '../../lib/egress.js';
@@ -78,6 +82,21 @@ export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof 
       return { providers, articles };
     },
   });
+  // Concurrent jobs read their messages, and record their outcomes, in one statement each.
+  type Key = { tenantId: string; messageId: string; connector: string };
+  const loads = new GroupCommit<Key, StoredMessage | null>(
+    keys => findReceivedMessages(deps.db, keys),
+    256,
+    2,
+  );
+  const outcomes = new GroupCommit<Key & OutcomeFields, undefined>(
+    async items => {
+      await recordOutcomes(deps.db, items);
+      return items.map(() => undefined);
+    },
+    256,
+    2,
+  );
   const conversationOf = async (tenantId: string, interactionId: string) => {
     const key = `${tenantId}\u0000${interactionId}`;
     const known = agentSide.get(key);
@@ -92,7 +111,7 @@ export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof 
       messageId: payload.messageId,
       connector: payload.connector,
     };
-    const message = await findReceivedMessage(deps.db, key);
+    const message = await loads.submit(key);
     if (!message) throw new WorkFailure('NEXUS_ERR_WORK_FAILED', 'the message is not stored');
     let conversation;
     try {
@@ -143,8 +162,8 @@ export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof 
         result,
         provider: settings?.provider ?? 'articles',
         withArticles: tenant?.articles ?? true,
-        // The outcome commits with the job's work row: one transaction.
-        record: outcome => ctx.complete(tx => recordOutcome(tx, key, outcome)),
+        // Then the runner completes the work row (grouped too).
+        record: outcome => outcomes.submit({ ...key, ...outcome }),
       },
       log,
     );

@@ -59,15 +59,29 @@ const storedMessage = z.object({
 });
 export type StoredMessage = z.infer<typeof storedMessage>;
 
-export async function findReceivedMessage(
+/** Delivered messages by key, for concurrent jobs in one statement; null for a key not stored. */
+export async function findReceivedMessages(
   db: CommonQueryMethods,
-  key: { tenantId: string; messageId: string; connector: string },
-): Promise<StoredMessage | null> {
-  return db.maybeOne(sql.type(storedMessage)`
-    SELECT tenant_id, message_id, connector, interaction_id, text, from_type, outcome
-    FROM athena_messages
-    WHERE tenant_id = ${key.tenantId} AND message_id = ${key.messageId}
-      AND connector = ${key.connector}`);
+  keys: readonly { tenantId: string; messageId: string; connector: string }[],
+): Promise<(StoredMessage | null)[]> {
+  // A key that is not a message id is stored nowhere (and must not fail the others' statement).
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+  const wanted = keys.filter(key => UUID.test(key.messageId));
+  if (wanted.length === 0) return keys.map(() => null);
+  const rows = await db.any(sql.type(storedMessage)`
+    SELECT m.tenant_id, m.message_id, m.connector, m.interaction_id, m.text, m.from_type,
+           m.outcome
+    FROM athena_messages m
+    JOIN jsonb_to_recordset(${sql.jsonb(wanted as never)})
+      AS k("tenantId" text, "messageId" uuid, connector text)
+      ON m.tenant_id = k."tenantId" AND m.message_id = k."messageId"
+     AND m.connector = k.connector`);
+  const byKey = new Map(
+    rows.map(row => [receivedKey(row.tenant_id, row.message_id, row.connector), row]),
+  );
+  return keys.map(
+    key => byKey.get(receivedKey(key.tenantId, key.messageId.toLowerCase(), key.connector)) ?? null,
+  );
 }
 
 export type MessageOutcome =
@@ -92,6 +106,23 @@ export async function recordOutcome(
       confidence = ${outcome.confidence}, handled_at = now()
     WHERE tenant_id = ${key.tenantId} AND message_id = ${key.messageId}
       AND connector = ${key.connector}`);
+}
+
+/** {@link recordOutcome} for the outcomes of concurrent jobs, in one statement. */
+export async function recordOutcomes(
+  db: CommonQueryMethods,
+  items: readonly ({ tenantId: string; messageId: string; connector: string } & OutcomeFields)[],
+): Promise<void> {
+  if (items.length === 0) return;
+  await db.query(sql.unsafe`
+    UPDATE athena_messages m SET
+      outcome = o.outcome, provider = o.provider, intent = o.intent,
+      confidence = o.confidence, handled_at = now()
+    FROM jsonb_to_recordset(${sql.jsonb(items as never)}) AS o(
+      "tenantId" text, "messageId" uuid, connector text, outcome text, provider text,
+      intent text, confidence real)
+    WHERE m.tenant_id = o."tenantId" AND m.message_id = o."messageId"
+      AND m.connector = o.connector`);
 }
 
 const providerRow = z.object({
