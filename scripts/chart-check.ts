@@ -165,6 +165,16 @@ export const REFUSED: (Render & { expect: RegExp })[] = [
     expect: /nexus\.redis\.enabled does not match: true/,
   },
   {
+    name: 'a queue no worker group runs',
+    set: ['workers.groups[0].name=chat', 'workers.groups[0].queues[0]=inbound'],
+    expect: /no group runs the queue "ai-connector"/,
+  },
+  {
+    name: 'an ingress without the Service',
+    set: ['ingress.enabled=true', 'service.enabled=false'],
+    expect: /ingress\.enabled needs service\.enabled/,
+  },
+  {
     name: 'a grace period shorter than the shutdown',
     set: ['terminationGracePeriodSeconds=10'],
     expect: /must be longer than nexus\.shutdownGraceMs/,

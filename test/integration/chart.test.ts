@@ -275,10 +275,14 @@ describe('helm/nexus', () => {
     );
   });
 
-  it("lists exactly the hub's queues in the schema, so a group cannot name one that does not exist", () => {
+  it("lists exactly the hub's queues in the schema and the templates, so groups name real queues and cover them all", () => {
     const schema = JSON.parse(readFileSync(path.join(NEXUS_CHART, 'values.schema.json'), 'utf8'));
     const queues = schema.properties.workers.properties.groups.items.properties.queues.items
       .enum as string[];
     expect([...queues].sort()).toEqual([...QUEUE_NAMES].sort());
+    // The list the templates check the worker groups' coverage against.
+    const helpers = readFileSync(path.join(NEXUS_CHART, 'templates', '_helpers.tpl'), 'utf8');
+    const listed = /define "nexus\.queues" -\}\}\n(.*)\n/.exec(helpers)?.[1]?.split(',');
+    expect(listed?.sort()).toEqual([...QUEUE_NAMES].sort());
   });
 });

@@ -227,3 +227,8 @@ annotations:
   {{- toYaml . | nindent 2 }}
 {{- end -}}
 {{- end -}}
+
+{{/* The hub's queues (queues/index.ts; test/integration/chart.test.ts keeps the two lists equal). */}}
+{{- define "nexus.queues" -}}
+ai-connector,inbound,maintenance,outbound-email,outbound-sms,receipts,webhooks
+{{- end -}}
