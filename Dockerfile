@@ -9,7 +9,8 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /src
 # The dependencies first, so a change to the sources does not reinstall them.
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# SCARF_ANALYTICS: a dependency's install script would otherwise report the install to its vendor.
+RUN SCARF_ANALYTICS=false npm ci --no-audit --no-fund
 COPY . .
 RUN scripts/build-production-tree.sh /out
 

@@ -17,7 +17,8 @@ import { TEST_REDIS_URL, databaseUrl, runDatabase, withAdmin } from '../helpers/
  * the Dockerfile, writes the tree into a temporary folder; the processes then start from it the
  * way the image starts them: through `entrypoint.sh`, in the tree, with `NODE_ENV=production` and
  * no variables but `PATH` and the hub's, the tree read-only and, when the test runs as root (whom
- * a read-only mode does not stop), as the image's user 500:500.
+ * a read-only mode does not stop), as the image's user 500:500. The Dockerfile itself is not built
+ * (no Docker engine here): a test checks that its stages run this script and this tree.
  */
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -161,6 +162,26 @@ describe('the production tree', () => {
     );
     // The tree is read-only for the rest of the file.
     expect(ours.filter(path => (statSync(join(tree, path)).mode & 0o222) !== 0)).toEqual([]);
+  });
+
+  it('is what the Dockerfile builds: its build stage runs the script, its runtime stage runs the tree', () => {
+    const dockerfile = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
+    const stages = dockerfile.split(/^FROM /m).slice(1);
+    expect(stages).toHaveLength(2);
+    const [build, runtime] = stages as [string, string];
+    expect(build).toMatch(/^node:20[-.\w]* AS build$/m);
+    expect(build).toMatch(/^RUN scripts\/build-production-tree\.sh \/out$/m);
+    expect(runtime).toMatch(/^node:20[-.\w]*$/m);
+    expect(runtime).toMatch(/^COPY --from=build \/out \/app$/m);
+    expect(runtime).not.toMatch(/^(RUN|ADD)\b/m);
+    expect(runtime).toMatch(/^WORKDIR \/app$/m);
+    expect(runtime).toMatch(/^USER 500:500$/m);
+    expect(runtime).toMatch(/^EXPOSE 4000 4004 4084 4085$/m);
+    expect(runtime).toMatch(/^ENV NODE_ENV=production$/m);
+    expect(runtime).toMatch(/^ENTRYPOINT \["\/app\/entrypoint\.sh"\]$/m);
+    expect(runtime).toMatch(/^CMD \["start"\]$/m);
+    const ignored = readFileSync(join(REPO, '.dockerignore'), 'utf8').split('\n');
+    expect(ignored).toEqual(expect.arrayContaining(['node_modules', 'dist', '.git']));
   });
 
   it('refuses an unknown command with the usage and exit code 2', async () => {
