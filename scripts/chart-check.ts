@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import { parseAllDocuments, stringify } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { Job } from 'kubernetes-models/batch/v1';
@@ -52,17 +53,45 @@ const validate =
   object =>
     new Model(object as never).validate();
 
-/** Every kind the chart renders; a kind missing here is reported, so a new template gets a model. */
-const MODELS: Record<string, Validator> = {
-  'v1/ConfigMap': validate(ConfigMap),
-  'v1/Secret': validate(Secret),
-  'v1/Service': validate(Service),
-  'apps/v1/Deployment': validate(Deployment),
-  'batch/v1/Job': validate(Job),
-  'policy/v1/PodDisruptionBudget': validate(PodDisruptionBudget),
-  'networking.k8s.io/v1/Ingress': validate(Ingress),
-  'monitoring.coreos.com/v1/ServiceMonitor': validate(ServiceMonitor),
-  'monitoring.coreos.com/v1/PrometheusRule': validate(PrometheusRule),
+/**
+ * Every kind the chart renders: its schema validator, and the module and interface that declare
+ * its fields (for {@link checkFields}). A kind missing here is reported, so a new template gets
+ * a model.
+ */
+const MODELS: Record<string, { validate: Validator; module: string; type: string }> = {
+  'v1/ConfigMap': {
+    validate: validate(ConfigMap),
+    module: 'kubernetes-models/v1',
+    type: 'IConfigMap',
+  },
+  'v1/Secret': { validate: validate(Secret), module: 'kubernetes-models/v1', type: 'ISecret' },
+  'v1/Service': { validate: validate(Service), module: 'kubernetes-models/v1', type: 'IService' },
+  'apps/v1/Deployment': {
+    validate: validate(Deployment),
+    module: 'kubernetes-models/apps/v1',
+    type: 'IDeployment',
+  },
+  'batch/v1/Job': { validate: validate(Job), module: 'kubernetes-models/batch/v1', type: 'IJob' },
+  'policy/v1/PodDisruptionBudget': {
+    validate: validate(PodDisruptionBudget),
+    module: 'kubernetes-models/policy/v1',
+    type: 'IPodDisruptionBudget',
+  },
+  'networking.k8s.io/v1/Ingress': {
+    validate: validate(Ingress),
+    module: 'kubernetes-models/networking.k8s.io/v1',
+    type: 'IIngress',
+  },
+  'monitoring.coreos.com/v1/ServiceMonitor': {
+    validate: validate(ServiceMonitor),
+    module: '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1',
+    type: 'IServiceMonitor',
+  },
+  'monitoring.coreos.com/v1/PrometheusRule': {
+    validate: validate(PrometheusRule),
+    module: '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1',
+    type: 'IPrometheusRule',
+  },
 };
 
 /** The renders `chart:check` makes: defaults, the guide's file, and the variants around it. */
@@ -403,7 +432,7 @@ export function validateObjects(objects: K8sObject[]): string[] {
   for (const object of objects) {
     const key = `${object.apiVersion}/${object.kind}`;
     const where = `${object.kind} ${object.metadata?.name ?? '(no name)'}`;
-    const check = MODELS[key];
+    const check = MODELS[key]?.validate;
     if (!check) {
       problems.push(`${where}: no schema for ${key} (add its model to scripts/chart-check.ts)`);
       continue;
@@ -415,6 +444,61 @@ export function validateObjects(objects: K8sObject[]): string[] {
     }
   }
   return problems;
+}
+
+/**
+ * What the schemas let through: a field the Kubernetes (or prometheus-operator) API does not
+ * have, e.g. a misspelt `readinesProbe`, which the API server drops or only warns about. Each
+ * object becomes a typed object literal in a TypeScript program compiled in memory against the
+ * models' declarations, so the compiler's excess-property check names every unknown field (and
+ * any wrong type). Returns the problems, each prefixed with its label.
+ */
+export function checkFields(objects: { label: string; object: K8sObject }[]): string[] {
+  const file = path.join(REPO, '.chart-check-objects.ts');
+  const known = objects.filter(({ object }) => MODELS[`${object.apiVersion}/${object.kind}`]);
+  const imports = [
+    ...new Set(Object.values(MODELS).map(m => `import type { ${m.type} } from '${m.module}';`)),
+  ];
+  const starts: number[] = [];
+  let line = imports.length;
+  const declarations = known.map(({ object }, index) => {
+    starts.push(line);
+    const text = `export const o${index}: ${MODELS[`${object.apiVersion}/${object.kind}`]?.type} = ${JSON.stringify(object, null, 1)};`;
+    line += text.split('\n').length;
+    return text;
+  });
+  const source = [...imports, ...declarations, ''].join('\n');
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+    types: [],
+    target: ts.ScriptTarget.ES2023,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+  };
+  const host = ts.createCompilerHost(options);
+  const getSourceFile = host.getSourceFile.bind(host);
+  const fileExists = host.fileExists.bind(host);
+  const readFile = host.readFile.bind(host);
+  host.getSourceFile = (name, version, ...rest) =>
+    name === file
+      ? ts.createSourceFile(name, source, version)
+      : getSourceFile(name, version, ...rest);
+  host.fileExists = name => name === file || fileExists(name);
+  host.readFile = name => (name === file ? source : readFile(name));
+  const program = ts.createProgram([file], options, host);
+  return ts.getPreEmitDiagnostics(program).map(diagnostic => {
+    const message = ts.flattenDiagnosticMessageText(diagnostic.messageText, ' ');
+    if (diagnostic.file?.fileName !== file || diagnostic.start === undefined) return message;
+    const at = diagnostic.file.getLineAndCharacterOfPosition(diagnostic.start).line;
+    let index = starts.length - 1;
+    while (index > 0 && (starts[index] ?? 0) > at) index--;
+    const entry = known[index];
+    return entry
+      ? `${entry.label}: ${entry.object.kind} ${entry.object.metadata.name}: ${message}`
+      : message;
+  });
 }
 
 const existingNames = (render: Render) =>
@@ -444,6 +528,7 @@ export function runChartCheck(): { lines: string[]; problems: string[] } {
       problems.push(`${label} failed:\n${output.trim()}`);
     }
   }
+  const rendered: { label: string; object: K8sObject }[] = [];
   for (const render of RENDERS) {
     let objects: K8sObject[];
     try {
@@ -452,12 +537,18 @@ export function runChartCheck(): { lines: string[]; problems: string[] } {
       problems.push((error as Error).message);
       continue;
     }
+    rendered.push(...objects.map(object => ({ label: render.name, object })));
     const found = [...validateObjects(objects), ...crossCheck(objects, existingNames(render))];
     problems.push(...found.map(problem => `${render.name}: ${problem}`));
     lines.push(
       `render ${render.name}: ${objects.length} objects (${summarize(objects)}) ${found.length === 0 ? 'valid' : `${found.length} problem(s)`}`,
     );
   }
+  const unknown = checkFields(rendered);
+  problems.push(...unknown);
+  lines.push(
+    `fields of the ${rendered.length} rendered objects against the API's declarations: ${unknown.length === 0 ? 'all known' : `${unknown.length} problem(s)`}`,
+  );
   for (const render of REFUSED) {
     const flags = (render.set ?? []).map(flag => `--set ${flag}`).join(' ');
     try {

@@ -5,6 +5,7 @@ import { loadConfig } from '../../lib/config.js';
 import { QUEUE_NAMES } from '../../queues/index.js';
 import {
   GUIDE_VALUES,
+  checkFields,
   NEXUS_CHART,
   RENDERS,
   REFUSED,
@@ -58,7 +59,7 @@ describe('helm/nexus', () => {
   it('passes npm run chart:check: lint, every render valid, refused values refused', () => {
     const { lines, problems } = runChartCheck();
     expect(problems).toEqual([]);
-    expect(lines).toHaveLength(2 + RENDERS.length + REFUSED.length);
+    expect(lines).toHaveLength(2 + RENDERS.length + 1 + REFUSED.length);
   });
 
   it("renders the guide's example values unchanged, as the guide describes the deployment", () => {
@@ -177,6 +178,31 @@ describe('helm/nexus', () => {
         '15m',
       ],
     ]);
+  });
+
+  it('names a field the API does not have, or a wrong type, which the schemas let through', () => {
+    const objects = renderChart({ name: 'guide', valueFiles: [GUIDE_VALUES] });
+    const api = structuredClone(find(objects, 'Deployment', 'nexus-api'));
+    const apiContainer = container(api) as unknown as Record<string, unknown>;
+    apiContainer.readinesProbe = apiContainer.readinessProbe;
+    const monitor = structuredClone(find(objects, 'ServiceMonitor', 'nexus'));
+    (monitor.spec as { endpoints: Record<string, unknown>[] }).endpoints[0]!.intervall = '15s';
+    const job = structuredClone(find(objects, 'Job', 'nexus-migrate'));
+    (job.spec as Record<string, unknown>).backoffLimit = 'three';
+
+    expect(validateObjects([api, monitor])).toEqual([]);
+    const problems = checkFields([
+      { label: 'ok', object: find(objects, 'Deployment', 'nexus-worker-all') },
+      { label: 'typo', object: api },
+      { label: 'typo', object: monitor },
+      { label: 'type', object: job },
+    ]);
+    expect(problems).toHaveLength(3);
+    expect(problems[0]).toMatch(/^typo: Deployment nexus-api: .*'"readinesProbe"' does not exist/);
+    expect(problems[1]).toMatch(/^typo: ServiceMonitor nexus: .*'"intervall"' does not exist/);
+    expect(problems[2]).toMatch(
+      /^type: Job nexus-migrate: .*'string' is not assignable to type 'number'/,
+    );
   });
 
   it("takes the image tag from the guide's --set version=", () => {
