@@ -8,7 +8,7 @@
  * test/integration/chart.test.ts runs the same functions.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -246,6 +246,34 @@ export function renderChart(render: Render, chart = NEXUS_CHART): K8sObject[] {
         return document.toJS() as K8sObject | null;
       })
       .filter((object): object is K8sObject => object !== null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The text `helm install` prints from templates/NOTES.txt. `helm template` does not render the
+ * notes, so a copy of the chart renders them into a ConfigMap.
+ */
+export function renderNotes(render: Render, chart = NEXUS_CHART): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nexus-notes-'));
+  try {
+    const copy = path.join(dir, 'chart');
+    cpSync(chart, copy, { recursive: true });
+    const notes = readFileSync(path.join(copy, 'templates', 'NOTES.txt'), 'utf8');
+    rmSync(path.join(copy, 'templates', 'NOTES.txt'));
+    writeFileSync(
+      path.join(copy, 'templates', '_notes.tpl'),
+      `{{- define "chart-check.notes" -}}\n${notes}\n{{- end -}}\n`,
+    );
+    writeFileSync(
+      path.join(copy, 'templates', 'chart-check-notes.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: chart-check-notes\n' +
+        'data:\n  notes: {{ include "chart-check.notes" . | quote }}\n',
+    );
+    const objects = renderChart(render, copy);
+    const holder = objects.find(object => object.metadata.name === 'chart-check-notes');
+    return (holder?.data as { notes: string } | undefined)?.notes ?? '';
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

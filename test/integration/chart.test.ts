@@ -12,6 +12,7 @@ import {
   crossCheck,
   podTemplate,
   renderChart,
+  renderNotes,
   renderedProcess,
   runChartCheck,
   validateObjects,
@@ -202,6 +203,25 @@ describe('helm/nexus', () => {
     expect(problems[1]).toMatch(/^typo: ServiceMonitor nexus: .*'"intervall"' does not exist/);
     expect(problems[2]).toMatch(
       /^type: Job nexus-migrate: .*'string' is not assignable to type 'number'/,
+    );
+  });
+
+  it("prints the guide's validation request after an install", () => {
+    const guide = renderNotes({ name: 'guide', valueFiles: [GUIDE_VALUES] });
+    expect(guide).toContain('curl -s http://digital./health/detail');
+    expect(guide).toContain('kubectl -n nexus get secret nexus-secret');
+    // The guide's ingress leaves /health/ out: the notes say so and give another way.
+    expect(guide).toContain('The ingress has no /health/ path');
+    expect(guide).toContain('port-forward deployment/nexus-api 4000:4000');
+    expect(renderNotes({ name: 'ingress', set: ['ingress.enabled=true'] })).not.toContain(
+      'no /health/ path',
+    );
+    // No fqdn and no ingress: the Service's address in the cluster.
+    expect(renderNotes({ name: 'default' })).toContain(
+      'curl -s http://nexus.nexus.svc.cluster.local:80/health/detail',
+    );
+    expect(renderNotes({ name: 'existing', set: ['existingSecret=creds'] })).not.toContain(
+      'get secret',
     );
   });
 
