@@ -204,6 +204,16 @@ export const REFUSED: (Render & { expect: RegExp })[] = [
     expect: /ingress\.enabled needs service\.enabled/,
   },
   {
+    name: 'a secret key that is not 32 bytes',
+    set: ['nexus.secretKey=0123456789abcdef'],
+    expect: /nexus\.secretKey: Does not match pattern/,
+  },
+  {
+    name: 'a queue prefix without a hash tag on Redis Cluster',
+    set: ['nexus.redis.useCluster=true', 'nexus.config.NEXUS_QUEUE_PREFIX=nexus-prod'],
+    expect: /NEXUS_QUEUE_PREFIX \(nexus-prod\) must be hash-tagged/,
+  },
+  {
     name: 'a grace period shorter than the shutdown',
     set: ['terminationGracePeriodSeconds=10'],
     expect: /must be longer than nexus\.shutdownGraceMs/,

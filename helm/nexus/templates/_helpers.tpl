@@ -111,6 +111,10 @@ DATABASE_URL from nexus.db. The user and password are percent-encoded (urlquery 
 {{/* The ConfigMap's data: the hub's non-secret variables. */}}
 {{- define "nexus.configData" -}}
 {{- $redis := .Values.nexus.redis -}}
+{{- $prefix := get (default dict .Values.nexus.config) "NEXUS_QUEUE_PREFIX" | toString -}}
+{{- if and (eq (toString $redis.useCluster) "true") $prefix (not (hasPrefix "{" $prefix)) -}}
+{{- fail (printf "nexus.config.NEXUS_QUEUE_PREFIX (%s) must be hash-tagged, e.g. {%s}, with nexus.redis.useCluster" $prefix $prefix) -}}
+{{- end -}}
 NODE_ENV: production
 DB_SSL: {{ include "nexus.dbSsl" . | quote }}
 REDIS_URL: {{ required "nexus.redis.nodes is required" $redis.nodes | toString | quote }}
