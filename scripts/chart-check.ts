@@ -168,6 +168,24 @@ export const RENDERS: Render[] = [
     ],
   },
   { name: 'migration as a start step', set: ['migration.enabled=false'] },
+  {
+    name: 'null for the optional values, zero replicas',
+    values: [
+      {
+        deploymentType: null,
+        replicaCount: 0,
+        image: { pullPolicy: null, tag: null },
+        nexus: { fqdn: null, db: { host: null, port: null, user: null, password: null } },
+        migration: { backoffLimit: null, activeDeadlineSeconds: null },
+        podDisruptionBudget: { maxUnavailable: null },
+        service: { type: null, port: null, externalTrafficPolicy: null },
+        workers: { groups: [{ name: 'all', replicas: 0 }] },
+        resources: null,
+        podSecurityContext: null,
+        ingress: { enabled: true, annotations: null, tls: null, secrets: null },
+      },
+    ],
+  },
 ];
 
 /** Values that must fail the render, and the message that must say why. */

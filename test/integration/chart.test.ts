@@ -225,6 +225,21 @@ describe('helm/nexus', () => {
     );
   });
 
+  it('keeps zero replicas and falls back to the defaults for null values', () => {
+    const render = RENDERS.find(r => r.name.startsWith('null for the optional values'));
+    const objects = renderChart(render!);
+    for (const name of ['nexus-api', 'nexus-worker-all']) {
+      expect((find(objects, 'Deployment', name).spec as { replicas: number }).replicas).toBe(0);
+    }
+    const service = find(objects, 'Service', 'nexus').spec as { type: string; ports: object[] };
+    expect(service.type).toBe('ClusterIP');
+    expect(service.ports[0]).toMatchObject({ name: 'http', port: 80 });
+    expect(decoded(find(objects, 'Secret', 'nexus-secret')).DATABASE_URL).toBe(
+      'postgres://nexus@nexus-postgres-postgresql.default.svc.cluster.local:5432/nexus',
+    );
+    expect(podSpec(find(objects, 'Deployment', 'nexus-api')).securityContext).toBeUndefined();
+  });
+
   it("takes the image tag from the guide's --set version=", () => {
     const objects = renderChart({
       name: 'version',

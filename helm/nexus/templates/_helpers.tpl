@@ -1,3 +1,12 @@
+{{/* (list value default): the value, or the default when the value is unset or null (0 stays 0). */}}
+{{- define "nexus.orDefault" -}}
+{{- if kindIs "invalid" (index . 0) -}}
+{{- index . 1 -}}
+{{- else -}}
+{{- index . 0 -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Names and labels. */}}
 {{- define "nexus.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
@@ -178,8 +187,10 @@ imagePullSecrets:
 {{- include "nexus.imagePullSecrets" . }}
 automountServiceAccountToken: false
 terminationGracePeriodSeconds: {{ include "nexus.terminationGracePeriodSeconds" . }}
+{{- with .Values.podSecurityContext }}
 securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- with .Values.priorityClassName }}
 priorityClassName: {{ . | quote }}
 {{- end }}
@@ -203,9 +214,11 @@ volumes:
 {{/* The container fields every hub container shares (the caller adds args, ports, probes, resources). */}}
 {{- define "nexus.containerCommon" -}}
 image: {{ include "nexus.image" . | quote }}
-imagePullPolicy: {{ .Values.image.pullPolicy }}
+imagePullPolicy: {{ default "IfNotPresent" .Values.image.pullPolicy }}
+{{- with .Values.containerSecurityContext }}
 securityContext:
-  {{- toYaml .Values.containerSecurityContext | nindent 2 }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 envFrom:
   - configMapRef:
       name: {{ include "nexus.configName" . | quote }}
