@@ -1,11 +1,13 @@
 /**
  * `npm run chart:check`: lints the nexus Helm chart, renders it with its default values, the
- * guide's example values (unchanged) and a matrix of variants, validates every rendered object
- * against the Kubernetes and prometheus-operator schemas (kubernetes-models, offline), checks
- * that the objects refer to each other consistently, and checks that values the schema forbids
- * fail the render. Exits 1 naming every problem. No cluster is involved.
+ * guide's example values (unchanged) and a matrix of variants, and for every rendered object:
+ * validates it against the Kubernetes and prometheus-operator JSON schemas (kubernetes-models,
+ * offline), compiles it against the same models' TypeScript declarations (which name unknown
+ * fields, which the schemas accept), and checks that the objects refer to each other
+ * consistently. Then it checks that values the chart must refuse fail the render with the
+ * expected message. Prints a line per step; exits 1 naming every problem. No cluster is involved.
  *
- * test/integration/chart.test.ts runs the same functions.
+ * test/integration/chart.test.ts runs the same functions and asserts on the renders.
  */
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
