@@ -262,7 +262,7 @@ export const WORK_FAILURES = {
   ),
   NEXUS_ERR_WORK_NOT_BUILT: failure(
     'NEXUS_ERR_WORK_NOT_BUILT',
-    'The queue has no processor in this version; replay the work after upgrading',
+    'The queue has no processor in this process (or version); replay the work where one runs',
   ),
   // Outbound SMS
   NEXUS_ERR_SMS_NOT_SENDABLE: failure(
