@@ -348,6 +348,21 @@ export async function startHub(
     120_000,
     'the sessions to start',
   );
+  if (options.athena) {
+    // The sessions' start and the agents' joins are webhooks to the connector too: let them
+    // all be delivered before measuring.
+    await waitFor(
+      async () => {
+        const { rows } = await pool.query<{ n: string }>(
+          `SELECT (SELECT count(*) FROM webhook_deliveries WHERE state = 'pending')
+                + (SELECT count(*) FROM webhook_dispatch_queue) AS n`,
+        );
+        return Number(rows[0]?.n) === 0;
+      },
+      120_000,
+      'the set-up events delivered to the connector',
+    );
+  }
   await sleep(500);
 
   return {
