@@ -162,6 +162,12 @@ export const sweeperReenqueuedTotal = new Counter({
   labelNames: ['queue', 'reason'] as const,
   registers: [registry],
 });
+export const jobsStalledTotal = new Counter({
+  name: 'nexus_jobs_stalled_total',
+  help: "Jobs BullMQ's stall check found stalled (their worker lost the job's lock) and moved back to wait or failed; one worker per queue runs the check each interval.",
+  labelNames: ['queue'] as const,
+  registers: [registry],
+});
 
 export const authRejectedTotal = new Counter({
   name: 'nexus_auth_rejected_total',

@@ -4,6 +4,7 @@ import type { Config } from '../lib/config.js';
 import { deploymentId } from '../db/queries/deployment.js';
 import { AppError, isAppError, type FailureCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { jobsStalledTotal } from '../lib/metrics.js';
 import { stampQueuePrefix } from '../lib/queue-prefix.js';
 import { closeRedis, createRedis, type RedisConnection } from '../lib/redis.js';
 import { sleep } from '../lib/shutdown.js';
@@ -190,6 +191,7 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
       },
     );
     worker.on('error', error => log.error({ err: error, queue: name }, 'worker error'));
+    worker.on('stalled', () => jobsStalledTotal.inc({ queue: name }));
     workers.set(name, worker);
   }
   // Companions of the selected queues' processors (e.g. the webhook dispatcher).
