@@ -1,6 +1,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { eventually, useHarness } from '../helpers/harness.js';
+import { startHubProcess, type HubEntry } from '../helpers/processes.js';
+import { TEST_REDIS_URL } from '../helpers/services.js';
 import { loadAthenaConfig, loadConfig } from '../../lib/config.js';
 import { QUEUE_NAMES } from '../../queues/index.js';
 import {
@@ -542,7 +545,7 @@ describe('helm/athena', () => {
     expect(notes).toContain('PAYLOAD_SIGNATURE_CHECK_FAILED');
     expect(notes).toContain('port-forward service/athena 4084:80');
     expect(notes).toContain(
-      `curl -s -X POST http://127.0.0.1:4084/nexus/v3/agent-assist-chat/messages -H 'Content-Type: application/json' -d '{"type":"message.created"}'`,
+      `curl -s -X POST http://127.0.0.1:4084/nexus/v3/agent-assist-chat/messages -H 'Content-Type: application/json' -d '{"tenant":"<ccid>","type":"message.created"}'`,
     );
     expect(notes).toContain('WebhookTransportTarget-ai-connector');
     expect(notes).toContain('athena.nexus.apiKey is empty');
@@ -552,5 +555,90 @@ describe('helm/athena', () => {
     );
     expect(keyed).not.toContain('apiKey is empty');
     expect(keyed).toContain('/athena/v1/agent-assist-chat/messages');
+  });
+
+  describe('started with the rendered command, environment and ports', () => {
+    const h = useHarness();
+
+    it('answers the probes on 4084, metrics on 4085, and the unsigned POST, as --role=api then --role=worker', async () => {
+      // The hub the connector asks for signing secrets, and its cluster key (docs/kubernetes.md).
+      const hub = await startHubProcess(h(), 'api');
+      const keyRes = await fetch(`${hub.url}/nexus/v3/apikeys`, {
+        method: 'POST',
+        headers: {
+          Authorization: `Bearer ${h().config.adminToken}`,
+          'Content-Type': 'application/json',
+        },
+        body: JSON.stringify({
+          enabled: true,
+          tenant: '*',
+          name: 'athena',
+          permissions: ['nexus:cluster:*'],
+          capacity: 100_000,
+          frequency: 60,
+        }),
+      });
+      expect(keyRes.status).toBe(201);
+      const { key } = (await keyRes.json()) as { key: string };
+      const objects = athena({
+        name: 'process',
+        set: [
+          `athena.nexus.url=${hub.url}`,
+          `athena.nexus.apiKey=${key}`,
+          `athena.secretKey=${h().config.secretKey.toString('hex')}`,
+          'athena.adminToken=an-operator-token-0123',
+        ],
+      });
+      // The rendered environment, with the harness's database, Redis and queue prefix in place
+      // of the cluster's host names (the hub's, as the chart's defaults name them).
+      const target = {
+        DATABASE_URL: h().dbUrl,
+        REDIS_URL: TEST_REDIS_URL,
+        NEXUS_QUEUE_PREFIX: h().config.queues.prefix,
+      };
+      for (const name of ['athena-api', 'athena-worker']) {
+        const rendered = renderedProcess(objects, 'Deployment', name);
+        const [entry, role] = rendered.args;
+        expect(entry).toBe('athena');
+        const env: Record<string, string> = { ...rendered.env, ...target };
+        expect(env.NODE_ENV).toBe('production');
+        const processEntry = `athena:${role?.slice('--role='.length)}` as HubEntry;
+        const child = await startHubProcess(h(), processEntry, env);
+        try {
+          const metrics = `http://127.0.0.1:${rendered.ports.metrics}/metrics`;
+          expect(rendered.ports.metrics).toBe(4085);
+          await eventually(async () => (await fetch(metrics).catch(() => undefined))?.ok, 15_000);
+          if (name === 'athena-api') {
+            expect(rendered.ports.http).toBe(4084);
+            expect(child.url).toBe('http://127.0.0.1:4084');
+            const c = container(find(objects, 'Deployment', name));
+            for (const probe of [c.livenessProbe?.httpGet, c.readinessProbe?.httpGet]) {
+              const res = await fetch(
+                `http://127.0.0.1:${rendered.ports[probe!.port]}${probe!.path}`,
+              );
+              expect(res.status).toBe(200);
+            }
+            // The guide's verification: an unsigned delivery answers PAYLOAD_SIGNATURE_CHECK_FAILED.
+            const res = await fetch(
+              `http://127.0.0.1:4084${env.ATHENA_API_PREFIX?.split(',')[0]}/agent-assist-chat/messages`,
+              {
+                method: 'POST',
+                headers: { 'Content-Type': 'application/json' },
+                body: JSON.stringify({ tenant: 'acme', type: 'message.created' }),
+              },
+            );
+            expect(res.status).toBe(200);
+            expect(JSON.stringify(await res.json())).toContain('PAYLOAD_SIGNATURE_CHECK_FAILED');
+          } else {
+            expect(rendered.ports.http).toBeUndefined();
+            expect(child.url).toBeUndefined();
+          }
+          expect(child.child.exitCode).toBeNull();
+        } finally {
+          expect(await child.stop()).toBe(0);
+        }
+      }
+      await hub.stop();
+    }, 90_000);
   });
 });
