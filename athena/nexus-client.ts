@@ -1,6 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { AthenaConfig } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
+import { WorkFailure } from '../lib/errors.js';
 
 /** The hub did not answer, or answered 5xx: the caller tries again later. */
 export class NexusUnavailableError extends Error {
@@ -16,6 +17,15 @@ export class NexusRefusedError extends Error {
   ) {
     super(message);
   }
+}
+
+/**
+ * A failure of a call to the hub, as a job's failure: the hub unreachable is retried
+ * (`NEXUS_ERR_HUB_UNAVAILABLE`); anything else goes through as it is.
+ */
+export function asJobFailure(error: unknown): unknown {
+  if (!(error instanceof NexusUnavailableError)) return error;
+  return new WorkFailure('NEXUS_ERR_HUB_UNAVAILABLE', error.message, { retry: true, cause: error });
 }
 
 /** Where a conversation is, as the hub answers it (`GET …/ai/{ccid}/interactions/{id}`). */

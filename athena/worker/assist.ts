@@ -1,9 +1,13 @@
 import type { DatabasePool } from 'slonik';
 import { searchArticles, type OutcomeFields, type StoredMessage } from '../../db/queries/athena.js';
-import { WorkFailure } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { suggestionsTotal } from '../../lib/metrics.js';
-import { NexusRefusedError, NexusUnavailableError, type NexusClient } from '../nexus-client.js';
+import {
+  asJobFailure,
+  NexusRefusedError,
+  NexusUnavailableError,
+  type NexusClient,
+} from '../nexus-client.js';
 import type { NluResult } from '../nlu/provider.js';
 
 /** Knowledge articles suggested per message, at most. */
@@ -82,10 +86,7 @@ export async function suggest(deps: AssistDeps, turn: AssistTurn, log: Logger): 
   } catch (error) {
     if (error instanceof NexusUnavailableError) {
       suggestionsTotal.inc({ provider, outcome: 'retry' });
-      throw new WorkFailure('NEXUS_ERR_HUB_UNAVAILABLE', error.message, {
-        retry: true,
-        cause: error,
-      });
+      throw asJobFailure(error);
     }
     if (error instanceof NexusRefusedError && error.status !== 401 && error.status !== 403) {
       log.info({ status: error.status }, 'the hub refused the suggestion');

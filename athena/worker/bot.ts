@@ -8,7 +8,7 @@ import {
 import { WorkFailure } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { botTurnsTotal } from '../../lib/metrics.js';
-import { NexusUnavailableError, type HandoffReason, type NexusClient } from '../nexus-client.js';
+import { asJobFailure, type HandoffReason, type NexusClient } from '../nexus-client.js';
 import type { NluResult } from '../nlu/provider.js';
 import { retryable, understand, type UnderstandDeps } from './understand.js';
 
@@ -89,14 +89,9 @@ export async function botTurn(
     try {
       await deps.nexus.handoff(tenant, interaction, { reason, detail });
     } catch (error) {
-      if (error instanceof NexusUnavailableError) {
-        // Retried: the customer must reach an agent (the hub's deadline is the last resort).
-        throw new WorkFailure('NEXUS_ERR_HUB_UNAVAILABLE', error.message, {
-          retry: true,
-          cause: error,
-        });
-      }
-      throw error;
+      // The hub unreachable is retried: the customer must reach an agent (the hub's deadline is
+      // the last resort).
+      throw asJobFailure(error);
     }
     log.info({ reason, detail }, 'bot handed the conversation to an agent');
     await recordOutcome(
@@ -152,13 +147,7 @@ export async function botTurn(
       texts: texts.map(text => text.slice(0, 4_000)),
     });
   } catch (error) {
-    if (error instanceof NexusUnavailableError) {
-      throw new WorkFailure('NEXUS_ERR_HUB_UNAVAILABLE', error.message, {
-        retry: true,
-        cause: error,
-      });
-    }
-    throw error;
+    throw asJobFailure(error);
   }
   const outcome = !posted ? 'skipped' : understood ? 'bot-reply' : 'bot-fallback';
   botTurnsTotal.inc({ provider, outcome });

@@ -18,7 +18,7 @@ import type { aiConnectorQueue } from '../../queues/ai-connector.js';
 import type { Processor } from '../../workers/run-processor.js';
 import { later } from '../../workers/send-rate.js';
 import {
-  NexusUnavailableError,
+  asJobFailure,
   type Conversation,
   type InteractionState,
   type NexusClient,
@@ -44,7 +44,7 @@ const AGENT_SIDE: ReadonlySet<InteractionState> = new Set([
 ]);
 const AGENT_SIDE_TTL_MS = 60_000;
 /** How long a worker uses a tenant's provider settings before it reads them again. */
-export const SETTINGS_TTL_MS = 5_000;
+const SETTINGS_TTL_MS = 5_000;
 
 export interface ConnectorDeps {
   db: DatabasePool;
@@ -117,13 +117,7 @@ export function createConnectorProcessor(deps: ConnectorDeps): Processor<typeof 
     try {
       conversation = await conversationOf(message.tenant_id, message.interaction_id);
     } catch (error) {
-      if (error instanceof NexusUnavailableError) {
-        throw new WorkFailure('NEXUS_ERR_HUB_UNAVAILABLE', error.message, {
-          retry: true,
-          cause: error,
-        });
-      }
-      throw error;
+      throw asJobFailure(error);
     }
     const { state } = conversation;
     const log = ctx.log.child({ interactionId: message.interaction_id, state });

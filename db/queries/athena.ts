@@ -157,16 +157,6 @@ export async function listProviders(
     FROM athena_providers WHERE tenant_id = ${tenantId} ORDER BY name`);
 }
 
-export async function findProvider(
-  db: CommonQueryMethods,
-  tenantId: string,
-  name: string,
-): Promise<ProviderRow | null> {
-  return db.maybeOne(sql.type(providerRow)`
-    SELECT name, provider, url, data, secret_sealed
-    FROM athena_providers WHERE tenant_id = ${tenantId} AND name = ${name}`);
-}
-
 export async function deleteProvider(
   db: CommonQueryMethods,
   tenantId: string,
