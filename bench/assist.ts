@@ -9,7 +9,7 @@
  * BENCH_AGENTS (5), BENCH_ASSIST_ROUNDS (2), BENCH_BUILT and BENCH_PROFILE (see systems.ts).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpuSeconds, cpuSecondsOf, Latencies, sleep, waitFor } from './measure.js';
+import { cpuSeconds, cpuSecondsOf, Latencies, printTable, sleep, waitFor } from './measure.js';
 import { startHub, type Shape, type System } from './systems.js';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -149,8 +149,7 @@ const rows = [
       .join(' '),
   ]),
 ];
-const widths = rows[0]?.map((_, c) => Math.max(...rows.map(row => row[c]?.length ?? 0))) ?? [];
-for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  '));
+printTable(rows);
 
 const mean = (values: number[]) => values.reduce((a, b) => a + b, 0) / values.length;
 const alone = results.filter(r => r.system === 'hub');

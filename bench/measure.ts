@@ -68,3 +68,9 @@ export function cpuSecondsOf(comm: string): number {
   }
   return total;
 }
+
+/** Prints rows of cells as aligned columns (the first row is the header). */
+export function printTable(rows: readonly (readonly string[])[]): void {
+  const widths = rows[0]?.map((_, c) => Math.max(...rows.map(row => row[c]?.length ?? 0))) ?? [];
+  for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  '));
+}

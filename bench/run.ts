@@ -7,7 +7,15 @@
  * BENCH_SYSTEMS (baseline,hub), BENCH_SCENARIOS (chat-max,chat-paced).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpuSeconds, cpuSecondsOf, Latencies, peakRssMiB, sleep, waitFor } from './measure.js';
+import {
+  cpuSeconds,
+  cpuSecondsOf,
+  Latencies,
+  printTable,
+  peakRssMiB,
+  sleep,
+  waitFor,
+} from './measure.js';
 import { startBaseline, startHub, type Shape, type System } from './systems.js';
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -190,8 +198,7 @@ const rows = [
       .join(' '),
   ]),
 ];
-const widths = rows[0]?.map((_, c) => Math.max(...rows.map(row => row[c]?.length ?? 0))) ?? [];
-for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  '));
+printTable(rows);
 
 const ratios: Record<string, unknown> = {};
 for (const s of SCENARIOS) {
