@@ -5,6 +5,7 @@ import type { TestProject } from 'vitest/node';
 import { migrate } from '../db/migrate.js';
 import { createLogger } from '../lib/logger.js';
 import { BEARERBOX, SMSBOX } from './helpers/kannel.js';
+import { SMTPD } from './helpers/opensmtpd.js';
 import {
   STALE_RUN_SECONDS,
   databaseUrl,
@@ -20,7 +21,7 @@ import {
  * their end left behind are dropped once they are old (test/helpers/services.ts).
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  ensureKannel();
+  ensurePackages();
   const run = newTestRun();
   project.provide('testRun', run);
   await withAdmin(async admin => {
@@ -47,22 +48,31 @@ async function dropDatabases(client: pg.Client, which: (name: string) => boolean
 }
 
 /**
- * The SMS tests run a real Kannel (Debian's `kannel` package). When it is missing and the tests
- * run as root (CI, a fresh machine), it is installed; otherwise the run stops with what to do.
+ * The SMS tests run a real Kannel and the SMTP tests a real OpenSMTPD (Debian's `kannel` and
+ * `opensmtpd` packages). What is missing is installed when the tests run as root (CI, a fresh
+ * machine); otherwise the run stops with what to do.
  */
-function ensureKannel(): void {
-  if (existsSync(BEARERBOX) && existsSync(SMSBOX)) return;
+function ensurePackages(): void {
+  const missing = [
+    ...(existsSync(BEARERBOX) && existsSync(SMSBOX) ? [] : ['kannel']),
+    ...(existsSync(SMTPD) ? [] : ['opensmtpd']),
+  ];
+  if (missing.length === 0) return;
   if (process.getuid?.() !== 0) {
-    throw new Error('the SMS tests need Kannel: run `sudo apt-get install -y kannel`');
+    throw new Error(
+      `the tests need ${missing.join(' and ')}: run \`sudo apt-get install -y ${missing.join(' ')}\``,
+    );
   }
   for (const args of [
     ['update', '-qq'],
-    ['install', '-y', '-qq', 'kannel'],
+    ['install', '-y', '-qq', ...missing],
   ]) {
     const run = spawnSync('apt-get', args, {
       stdio: 'inherit',
       env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     });
-    if (run.status !== 0) throw new Error(`apt-get ${args.join(' ')} failed (Kannel is needed)`);
+    if (run.status !== 0) {
+      throw new Error(`apt-get ${args.join(' ')} failed (${missing.join(' and ')} needed)`);
+    }
   }
 }
