@@ -199,6 +199,8 @@ export const socketFills = new Counter({
 export interface QueueDepth {
   queue: string;
   counts: Record<string, number>;
+  /** Waiting, prioritized and due delayed jobs: what a free worker would take now. */
+  backlog: number;
   oldestWaitingAgeSeconds: number;
 }
 const depthSources = new Set<() => Promise<QueueDepth[]>>();
@@ -227,6 +229,16 @@ new Gauge({
     for (const { queue, counts } of await depthsForScrape()) {
       for (const [state, count] of Object.entries(counts)) this.set({ queue, state }, count);
     }
+  },
+});
+new Gauge({
+  name: 'nexus_queue_backlog',
+  help: 'Jobs a free worker of each queue would take now: waiting, prioritized, and delayed jobs whose time has come (retries after their backoff, rate-limited sends). The autoscalers read it.',
+  labelNames: ['queue'] as const,
+  registers: [registry],
+  async collect() {
+    this.reset();
+    for (const { queue, backlog } of await depthsForScrape()) this.set({ queue }, backlog);
   },
 });
 new Gauge({

@@ -55,6 +55,16 @@ const COUNTED_STATES: JobType[] = [
 ];
 
 /**
+ * Delayed jobs whose time has come: retries after their backoff and jobs delayed by a send rate
+ * that a worker promotes to the wait list only when it next looks for work, so a saturated queue
+ * holds them in its delayed set. BullMQ scores a delayed job `timestamp * 0x1000 + counter`
+ * (commands/includes/getDelayedScore.lua), so the due ones score below `(now + 1) * 0x1000`.
+ */
+function countDueDelayed(connection: RedisConnection, queue: Queue, now: number): Promise<number> {
+  return connection.zcount(queue.toKey('delayed'), 0, (now + 1) * 0x1000 - 1);
+}
+
+/**
  * The producer side: one BullMQ `Queue` per queue, all on one fail-fast Redis connection.
  * The caller owns the connection and closes it after {@link QueueSet.close}.
  */
@@ -98,18 +108,23 @@ export class QueueSet {
     return [...this.queues.values()];
   }
 
-  /** Job counts by state and the age of the oldest waiting job, per queue (for the gauges). */
+  /**
+   * Job counts by state, the jobs a worker would take now (the backlog) and the age of the oldest
+   * waiting job, per queue (for the gauges and the autoscalers).
+   */
   async depths(now = Date.now()): Promise<QueueDepth[]> {
     return Promise.all(
       [...this.queues].map(async ([name, queue]) => {
-        const [counts, oldest] = await Promise.all([
+        const [counts, oldest, dueDelayed] = await Promise.all([
           queue.getJobCounts(...COUNTED_STATES),
           queue.getJobs(['wait'], 0, 0, true),
+          countDueDelayed(this.connection, queue, now),
         ]);
         const first = oldest[0];
         return {
           queue: name,
           counts,
+          backlog: (counts.waiting ?? 0) + (counts.prioritized ?? 0) + dueDelayed,
           oldestWaitingAgeSeconds: first ? Math.max(0, (now - first.timestamp) / 1000) : 0,
         };
       }),
