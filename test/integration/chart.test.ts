@@ -68,7 +68,14 @@ describe('helm/nexus', () => {
     const { lines, problems } = runChartCheck();
     expect(problems).toEqual([]);
     expect(lines).toHaveLength(
-      2 + RENDERS.length + REFUSED.length + 2 + ATHENA_RENDERS.length + ATHENA_REFUSED.length + 1,
+      2 +
+        RENDERS.length +
+        REFUSED.length +
+        2 +
+        ATHENA_RENDERS.length +
+        ATHENA_REFUSED.length +
+        1 +
+        3,
     );
   });
 

@@ -252,3 +252,37 @@ runs (helm/athena); test/integration/chart.test.ts keeps the lists equal.
 {{- define "nexus.queues" -}}
 inbound,maintenance,outbound-email,outbound-sms,receipts,webhooks
 {{- end -}}
+
+{{/*
+Autoscaling of one worker group ($ and the group): its settings, the group's own over the
+chart's autoscaling.workers ones, as JSON ({"enabled", "minReplicas", "maxReplicas",
+"backlogPerReplica", "queues": [...]}; queues is every queue of the hub's workers when the group
+names none).
+*/}}
+{{- define "nexus.workerScaling" -}}
+{{- $root := index . 0 -}}
+{{- $group := index . 1 -}}
+{{- $chart := default dict $root.Values.autoscaling.workers -}}
+{{- $own := default dict $group.autoscaling -}}
+{{- $enabled := and $chart.enabled (ne (toString (index $own "enabled")) "false") -}}
+{{- $queues := $group.queues | default (splitList "," (include "nexus.queues" $root)) -}}
+{{- $min := include "nexus.orDefault" (list (index $own "minReplicas") (include "nexus.orDefault" (list $chart.minReplicas 1))) | int -}}
+{{- $max := include "nexus.orDefault" (list (index $own "maxReplicas") (include "nexus.orDefault" (list $chart.maxReplicas 10))) | int -}}
+{{- $per := include "nexus.orDefault" (list (index $own "backlogPerReplica") (include "nexus.orDefault" (list $chart.backlogPerReplica 500))) | int -}}
+{{- if and $enabled (lt $max $min) -}}
+{{- fail (printf "workers.groups %q: autoscaling maxReplicas (%d) is below minReplicas (%d)" $group.name $max $min) -}}
+{{- end -}}
+{{- dict "enabled" $enabled "minReplicas" $min "maxReplicas" $max "backlogPerReplica" $per "queues" $queues | toJson -}}
+{{- end -}}
+
+{{/*
+The PromQL series selector of the workers' nexus_queue_backlog as the chart's ServiceMonitor
+has Prometheus store it: the release's namespace and the metrics Service, or
+autoscaling.workers.prometheus.matchers when set ($ and the group's queues).
+*/}}
+{{- define "nexus.backlogQuery" -}}
+{{- $root := index . 0 -}}
+{{- $queues := index . 1 -}}
+{{- $matchers := $root.Values.autoscaling.workers.prometheus.matchers | default (printf "namespace=%q,service=%q" $root.Release.Namespace (printf "%s-metrics" (include "nexus.fullname" $root))) -}}
+{{- printf "sum(max by (queue) (nexus_queue_backlog{%s,queue=~%q}))" $matchers (join "|" $queues) -}}
+{{- end -}}
