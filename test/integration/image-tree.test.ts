@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,14 +12,24 @@ import { connect, createAgent, sendCustomerMessage, startCustomerChat } from '..
 import { eventually, useHarness, type Harness } from '../helpers/harness.js';
 import { freePort } from '../helpers/redis-server.js';
 import { TEST_REDIS_URL, databaseUrl, runDatabase, withAdmin } from '../helpers/services.js';
+import {
+  NEXUS_CHART,
+  podTemplate,
+  renderChart,
+  renderedProcess,
+  type K8sObject,
+  type RenderedProcess,
+} from '../../scripts/chart-check.js';
 
 /**
  * The container image's production tree. `scripts/build-production-tree.sh`, the build stage of
  * the Dockerfile, writes the tree into a temporary folder; the processes then start from it the
  * way the image starts them: through `entrypoint.sh`, in the tree, with `NODE_ENV=production` and
  * no variables but `PATH` and the hub's, the tree read-only and, when the test runs as root (whom
- * a read-only mode does not stop), as the image's user 500:500. The Dockerfile itself is not built
- * (no Docker engine here): a test checks that its stages run this script and this tree.
+ * a read-only mode does not stop), as the image's user 500:500. The migration Job, the API and the
+ * worker groups start with the command, environment and ports helm/nexus renders for them. The
+ * Dockerfile itself is not built (no Docker engine here): a test checks that its stages run this
+ * script and this tree.
  */
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
@@ -100,6 +111,122 @@ async function waitFor200(p: TreeProcess, url: string): Promise<void> {
     `200 from ${url}`,
   );
   if (state === 'exited') throw new Error(`exited before ${url} answered: ${p.output()}`);
+}
+
+/** The release the guide installs (`helm install nexus helm/nexus`), which names the objects. */
+const RELEASE = 'nexus';
+
+/** The queues the chart's worker groups must cover: the `nexus.queues` define of helm/nexus. */
+function chartQueues(): string[] {
+  const helpers = readFileSync(join(NEXUS_CHART, 'templates/_helpers.tpl'), 'utf8');
+  const match = /\{\{-? define "nexus\.queues" -?\}\}\n(.+)\n/.exec(helpers);
+  if (!match?.[1]) throw new Error('helm/nexus/templates/_helpers.tpl: no nexus.queues define');
+  return match[1].split(',');
+}
+
+/** A rendered container probe. */
+interface Probe {
+  httpGet?: { path: string; port: string | number };
+  tcpSocket?: { port: string | number };
+}
+
+/** A rendered Deployment of the release, to be started on its own loopback address. */
+interface RenderedDeployment {
+  name: string;
+  host: string;
+  rendered: RenderedProcess;
+  probes: Probe[];
+  graceSeconds: number;
+}
+
+function renderedDeployment(objects: K8sObject[], name: string, host: string): RenderedDeployment {
+  const workload = objects.find(o => o.kind === 'Deployment' && o.metadata.name === name);
+  if (!workload) throw new Error(`Deployment ${name} is not rendered`);
+  const spec = podTemplate(workload).spec as ReturnType<typeof podTemplate>['spec'] & {
+    terminationGracePeriodSeconds?: number;
+  };
+  const container = spec.containers[0];
+  return {
+    name,
+    host,
+    rendered: renderedProcess(objects, 'Deployment', name),
+    probes: [container?.startupProbe, container?.livenessProbe, container?.readinessProbe].filter(
+      (probe): probe is Probe => probe !== undefined,
+    ),
+    // Kubernetes' default when the pod spec sets none.
+    graceSeconds: spec.terminationGracePeriodSeconds ?? 30,
+  };
+}
+
+/** Whether a TCP connection to `host:port` opens. */
+function tcpConnects(host: string, port: number): Promise<boolean> {
+  return new Promise(resolve => {
+    const socket = createConnection({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Waits until a rendered probe succeeds on the process's address and the port the probe names,
+ * as the kubelet checks it: a 200 for httpGet, an open connection for tcpSocket. Fails with the
+ * process's output if it exits first.
+ */
+async function waitForProbe(
+  p: TreeProcess,
+  host: string,
+  ports: Record<string, number>,
+  probe: Probe,
+): Promise<void> {
+  const named = probe.httpGet?.port ?? probe.tcpSocket?.port;
+  const port = typeof named === 'number' ? named : ports[named ?? ''];
+  if (port === undefined) throw new Error(`a probe names port ${named}, which is not rendered`);
+  const what = probe.httpGet
+    ? `200 from http://${host}:${port}${probe.httpGet.path}`
+    : `a connection to ${host}:${port}`;
+  const state = await eventually(
+    async () => {
+      if (p.child.exitCode !== null) return 'exited';
+      if (!probe.httpGet) return (await tcpConnects(host, port)) && 'ok';
+      const res = await fetch(`http://${host}:${port}${probe.httpGet.path}`).catch(() => undefined);
+      return res?.status === 200 ? 'ok' : false;
+    },
+    30_000,
+    what,
+  );
+  if (state === 'exited') throw new Error(`exited before ${what}: ${p.output()}`);
+}
+
+/** The sum of a metric's samples whose labels include `labels`, from a /metrics text. */
+function counterSum(text: string, name: string, labels: Record<string, string>): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const sample = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (sample?.[1] !== name) continue;
+    const found = new Map(
+      [...(sample[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map(m => [m[1], m[2]]),
+    );
+    if (Object.entries(labels).every(([key, value]) => found.get(key) === value)) {
+      sum += Number(sample[3]);
+    }
+  }
+  return sum;
+}
+
+/** The process's exit code, or 'still running' when it has not exited within `ms`. */
+async function exitWithin(p: TreeProcess, ms: number): Promise<number | null | 'still running'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'still running'>(resolve => {
+    timer = setTimeout(() => resolve('still running'), ms);
+  });
+  try {
+    return await Promise.race([p.exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The variables of a hub process on the harness's Redis and queue prefix (targetEnv). */
@@ -195,12 +322,74 @@ describe('the production tree', () => {
 describe('the production tree, started as the image starts it', () => {
   const h = useHarness();
 
-  it('migrates a fresh database, then its api and worker carry a chat message and stop on SIGTERM', async () => {
+  it("runs the chart's migration Job, API and worker groups as rendered: probes answer, a chat message flows through the inbound group, SIGTERM stops each", async () => {
+    const queues = chartQueues();
+    const chatQueues = ['inbound', 'webhooks'];
+    // What an install gives: the operator token and secret key (the harness's, so its helpers
+    // authenticate), and two worker groups that together run every queue of the chart.
+    const objects = renderChart({
+      name: 'the production tree',
+      set: [
+        `nexus.adminToken=${h().config.adminToken}`,
+        `nexus.secretKey=${h().config.secretKey.toString('hex')}`,
+        'workers.groups[0].name=chat',
+        `workers.groups[0].queues={${chatQueues.join(',')}}`,
+        'workers.groups[1].name=rest',
+        `workers.groups[1].queues={${queues.filter(q => !chatQueues.includes(q)).join(',')}}`,
+      ],
+    });
+    // Pods have their own addresses, so the rendered ports (4004 in every pod) collide on one
+    // host: each process listens on its own loopback address (Linux routes 127/8 to lo).
+    const api = renderedDeployment(objects, `${RELEASE}-api`, '127.0.0.2');
+    const chat = renderedDeployment(objects, `${RELEASE}-worker-chat`, '127.0.0.3');
+    const rest = renderedDeployment(objects, `${RELEASE}-worker-rest`, '127.0.0.4');
+    const deployments = [api, chat, rest];
+    expect(
+      objects
+        .filter(o => o.kind === 'Deployment')
+        .map(o => o.metadata.name)
+        .sort(),
+    ).toEqual(deployments.map(d => d.name).sort());
+    const job = renderedProcess(objects, 'Job', `${RELEASE}-migrate`);
+
+    // The migration is the hook Job's `migrate`, on the database the Deployments use; they do not
+    // migrate at start (the render says so, and the Deployments start after the Job here).
+    expect(job.args).toEqual(['migrate']);
+    expect(job.ports).toEqual({});
+    for (const d of deployments) {
+      expect(d.rendered.env.DATABASE_URL, d.name).toBe(job.env.DATABASE_URL);
+      expect(d.rendered.env.NEXUS_MIGRATE_ON_START, d.name).toBe('false');
+      expect(d.probes.length, d.name).toBeGreaterThan(0);
+      expect(d.graceSeconds, d.name).toBeGreaterThan(0);
+    }
+    expect(api.rendered.args).toEqual(['api']);
+    expect(api.rendered.ports).toEqual({ http: 4000, metrics: 4004 });
+    expect([api.rendered.env.PORT, api.rendered.env.METRICS_PORT]).toEqual(['4000', '4004']);
+    for (const [worker, group] of [
+      [chat, chatQueues],
+      [rest, queues.filter(q => !chatQueues.includes(q))],
+    ] as const) {
+      expect(worker.rendered.args).toEqual(['worker']);
+      expect(worker.rendered.ports).toEqual({ metrics: 4004 });
+      expect(worker.rendered.env.METRICS_PORT).toBe('4004');
+      expect(worker.rendered.env.NEXUS_WORKER_QUEUES).toBe(group.join(','));
+    }
+
+    // Only what names the cluster is replaced: its database (a fresh one, migrated by the Job),
+    // Redis, the queue prefix (so the machine's shared Redis is not disturbed) and HOST, the
+    // pod's address, on which the hub serves both HTTP and metrics. The render sets no HOST (the
+    // hub's default, 0.0.0.0, would collide between the processes).
+    for (const p of [job, ...deployments.map(d => d.rendered)]) expect(p.env.HOST).toBeUndefined();
     const name = runDatabase(inject('testRun'));
     const dbUrl = databaseUrl(name);
+    const cluster = {
+      DATABASE_URL: dbUrl,
+      REDIS_URL: TEST_REDIS_URL,
+      NEXUS_QUEUE_PREFIX: h().config.queues.prefix,
+    };
     try {
-      const env = hubEnv(h(), dbUrl);
-      const migrate = startFromTree('migrate', [], { ...env, LOG_LEVEL: 'info' });
+      const [command = '', ...args] = job.args;
+      const migrate = startFromTree(command, args, { ...job.env, ...cluster });
       expect(await migrate.exited, migrate.output()).toBe(0);
       const client = new pg.Client({ connectionString: dbUrl });
       await client.connect();
@@ -214,31 +403,44 @@ describe('the production tree, started as the image starts it', () => {
         await client.end();
       }
 
-      const [port, apiMetrics, workerMetrics] = [
-        await freePort(),
-        await freePort(),
-        await freePort(),
-      ];
-      const api = startFromTree('api', [], {
-        ...env,
-        PORT: String(port),
-        METRICS_PORT: String(apiMetrics),
+      const running = deployments.map(d => {
+        const [entry = '', ...args_] = d.rendered.args;
+        const env = { ...d.rendered.env, ...cluster, HOST: d.host };
+        return { ...d, process: startFromTree(entry, args_, env) };
       });
-      const worker = startFromTree('worker', [], { ...env, METRICS_PORT: String(workerMetrics) });
-      const url = `http://127.0.0.1:${port}`;
-      await waitFor200(api, `${url}/health/live`);
-      await waitFor200(api, `${url}/health/ready`);
-      await waitFor200(worker, `http://127.0.0.1:${workerMetrics}/metrics`);
+      for (const r of running) {
+        for (const probe of r.probes) {
+          await waitForProbe(r.process, r.host, r.rendered.ports, probe);
+        }
+      }
+      // Each listens on its HOST alone, not on every address.
+      for (const r of running) {
+        for (const port of Object.values(r.rendered.ports)) {
+          expect(await tcpConnects('127.0.0.1', port), `${r.name} on 127.0.0.1:${port}`).toBe(
+            false,
+          );
+        }
+      }
       if (asImageUser) {
         // entrypoint.sh execs node: the process the signals reach is node, as 500:500.
-        for (const p of [api, worker]) {
-          const status = readFileSync(`/proc/${p.child.pid}/status`, 'utf8');
+        for (const r of running) {
+          const status = readFileSync(`/proc/${r.process.child.pid}/status`, 'utf8');
           expect(status).toMatch(/^Name:\s+node$/m);
           expect(status).toMatch(/^Uid:\s+500\s+500\s+500\s+500$/m);
           expect(status).toMatch(/^Gid:\s+500\s+500\s+500\s+500$/m);
         }
       }
 
+      const inboundRuns = async (worker: RenderedDeployment) => {
+        const res = await fetch(`http://${worker.host}:${worker.rendered.ports.metrics}/metrics`);
+        expect(res.status).toBe(200);
+        return counterSum(await res.text(), 'nexus_jobs_total', {
+          queue: 'inbound',
+          outcome: 'completed',
+        });
+      };
+
+      const url = `http://${api.host}:${api.rendered.ports.http}`;
       const tenant = 'image-tenant';
       const admin = `Bearer ${h().config.adminToken}`;
       const created = await request(url)
@@ -260,17 +462,18 @@ describe('the production tree, started as the image starts it', () => {
       const agent = connect(url, '/agent', { token: agentUser.token });
       await agent.connected;
 
-      const chat = await startCustomerChat(url, created.body.data.xapikey as string, 'Gus');
+      const chatSession = await startCustomerChat(url, created.body.data.xapikey as string, 'Gus');
       await eventually(
         () => agent.received.some(e => e.name === 'interaction'),
         15_000,
         'the chat at the agent',
       );
       await request(url)
-        .post(`/nexus/v3/agent/interactions/${chat.interactionId}/join`)
+        .post(`/nexus/v3/agent/interactions/${chatSession.interactionId}/join`)
         .set('Authorization', `Bearer ${agentUser.token}`)
         .expect(200);
-      const sent = await sendCustomerMessage(url, chat, 'from-the-image');
+      const before = await inboundRuns(chat);
+      const sent = await sendCustomerMessage(url, chatSession, 'from-the-image');
       expect(sent.response.status).toBe(202);
       await eventually(
         () =>
@@ -283,17 +486,27 @@ describe('the production tree, started as the image starts it', () => {
         "the customer's message at the agent",
       );
       agent.socket.disconnect();
+      // The inbound job that carried the message ran in the group that runs inbound, only there.
+      await eventually(
+        async () => (await inboundRuns(chat)) > before,
+        5_000,
+        'the inbound job counted by the chat group',
+      );
+      expect(await inboundRuns(rest)).toBe(0);
 
-      api.child.kill('SIGTERM');
-      worker.child.kill('SIGTERM');
-      const codes = await Promise.all([api.exited, worker.exited]);
-      expect(codes, `${api.output()}\n${worker.output()}`).toEqual([0, 0]);
+      for (const r of running) r.process.child.kill('SIGTERM');
+      const stopped = await Promise.all(
+        running.map(async r => [r.name, await exitWithin(r.process, r.graceSeconds * 1000)]),
+      );
+      expect(stopped, running.map(r => `${r.name}:\n${r.process.output()}`).join('\n')).toEqual(
+        running.map(r => [r.name, 0]),
+      );
     } finally {
       await withAdmin(admin =>
         admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
       );
     }
-  });
+  }, 120_000);
 
   it('runs the AI connector: athena --role=api answers /health/live on its port', async () => {
     const port = await freePort();
