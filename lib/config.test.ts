@@ -106,6 +106,43 @@ describe('loadConfig', () => {
     );
   });
 
+  it("reads the agent desktops' origins, the agent token lifetime and the trusted proxies, refusing what is not one", () => {
+    const config = loadConfig({
+      NEXUS_UX_ALLOWED_ORIGINS: 'https://desktop.example.com, http://10.0.0.5:8080',
+      NEXUS_AGENT_TOKEN_TTL_SECONDS: '3600',
+    });
+    expect(config.uxAllowedOrigins).toEqual([
+      'https://desktop.example.com',
+      'http://10.0.0.5:8080',
+    ]);
+    expect(config.agentTokenTtlSeconds).toBe(3600);
+    expect(loadConfig({}).uxAllowedOrigins).toEqual([]);
+    expect(loadConfig({}).agentTokenTtlSeconds).toBe(43_200);
+    for (const origin of [
+      'https://desktop.example.com/',
+      'desktop.example.com',
+      'javascript:alert(1)',
+      '*',
+    ]) {
+      expect(() => loadConfig({ NEXUS_UX_ALLOWED_ORIGINS: origin }), origin).toThrow(
+        /NEXUS_UX_ALLOWED_ORIGINS each entry must be an origin/,
+      );
+    }
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect(loadConfig({ NEXUS_TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadConfig({ NEXUS_TRUST_PROXY: 'loopback, 10.0.0.0/8, fd00::1' }).trustProxy).toBe(
+      'loopback, 10.0.0.0/8, fd00::1',
+    );
+    for (const proxies of ['true', 'ingress', '10.0.0.0/99']) {
+      expect(() => loadConfig({ NEXUS_TRUST_PROXY: proxies }), proxies).toThrow(
+        /NEXUS_TRUST_PROXY must be a number of proxy hops/,
+      );
+    }
+    expect(() => loadConfig({ NEXUS_AGENT_TOKEN_TTL_SECONDS: '30' })).toThrow(
+      /NEXUS_AGENT_TOKEN_TTL_SECONDS must be at least 60 seconds/,
+    );
+  });
+
   it('returns a frozen object', () => {
     const config = loadConfig({});
     expect(Object.isFrozen(config)).toBe(true);

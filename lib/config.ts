@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
@@ -49,6 +50,29 @@ const redisNode = z
 const HOST_OR_CIDR = /^(\[?[0-9a-fA-F:.]+\]?(\/\d{1,3})?|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$/;
 
 const KNOWN_QUEUES_PATTERN = /^[a-z][a-z0-9-]*$/;
+
+/** A trusted proxy as Express's `trust proxy` takes it: a name, an address or a CIDR range. */
+function isProxyEntry(entry: string): boolean {
+  const value = entry.trim();
+  if (['loopback', 'linklocal', 'uniquelocal'].includes(value)) return true;
+  try {
+    if (value.includes('/')) ipaddr.parseCIDR(value);
+    else ipaddr.parse(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** An origin as a browser sends it: scheme://host[:port], nothing after. */
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'https:' || url.protocol === 'http:') && url.origin === value;
+  } catch {
+    return false;
+  }
+}
 
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
@@ -119,6 +143,35 @@ const envSchema = z.object({
   NEXUS_JWT_ROLE_CLAIM: z.string().min(1).default('role'),
   NEXUS_AUTH_CACHE_TTL_MS: positiveInt.default(60_000),
   NEXUS_AGENT_DISCONNECT_GRACE_MS: positiveInt.default(60_000),
+  NEXUS_AGENT_TOKEN_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60, 'must be at least 60 seconds')
+    .max(7 * 24 * 3600, 'must be at most 7 days (604800 seconds)')
+    .default(12 * 3600),
+  NEXUS_TRUST_PROXY: z
+    .string()
+    .optional()
+    .transform(value => value?.trim() ?? '')
+    .refine(
+      value => value === '' || /^\d+$/.test(value) || value.split(',').every(isProxyEntry),
+      'must be a number of proxy hops, or addresses, CIDR ranges and loopback, linklocal, uniquelocal, separated by commas',
+    ),
+  NEXUS_UX_ALLOWED_ORIGINS: z
+    .string()
+    .optional()
+    .transform(value =>
+      value
+        ? value
+            .split(/[\s,]+/)
+            .map(origin => origin.trim())
+            .filter(Boolean)
+        : [],
+    )
+    .refine(
+      origins => origins.every(isOrigin),
+      'each entry must be an origin: a scheme, a host and an optional port (https://desktop.example.com)',
+    ),
   NEXUS_SOCKET_HEAD_CHECK_MS: z.coerce.number().int().min(0).default(10_000),
   NEXUS_CHAT_SESSION_LIMIT: z
     .string()
@@ -261,6 +314,18 @@ export interface Config {
   readonly authCacheTtlMs: number;
   /** How long an agent may be without a socket before it becomes not ready. */
   readonly agentDisconnectGraceMs: number;
+  /** Lifetime of the agent tokens the hub signs (sign-in, renewal, the operator's token route). */
+  readonly agentTokenTtlSeconds: number;
+  /**
+   * Origins of the agent desktops that embed the /ux/ pages: allowed as frame ancestors (besides
+   * the hub itself) and as senders of an agent token by postMessage.
+   */
+  readonly uxAllowedOrigins: readonly string[];
+  /**
+   * The proxies whose X-Forwarded-For the API believes (Express's `trust proxy`): false, a number
+   * of hops, or addresses, ranges and names. The client address throttles sign-in attempts.
+   */
+  readonly trustProxy: false | number | string;
   /** How often an API replica compares its socket feeds with their heads in PostgreSQL (0: never). */
   readonly socketHeadCheckMs: number;
   /** What one chat session may send (messages, typing, reads) per replica. */
@@ -432,6 +497,14 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     authCacheTtlMs: e.NEXUS_AUTH_CACHE_TTL_MS,
     chatSessionLimit: e.NEXUS_CHAT_SESSION_LIMIT,
     agentDisconnectGraceMs: e.NEXUS_AGENT_DISCONNECT_GRACE_MS,
+    agentTokenTtlSeconds: e.NEXUS_AGENT_TOKEN_TTL_SECONDS,
+    uxAllowedOrigins: e.NEXUS_UX_ALLOWED_ORIGINS,
+    trustProxy:
+      e.NEXUS_TRUST_PROXY === ''
+        ? false
+        : /^\d+$/.test(e.NEXUS_TRUST_PROXY)
+          ? Number(e.NEXUS_TRUST_PROXY)
+          : e.NEXUS_TRUST_PROXY,
     socketHeadCheckMs: e.NEXUS_SOCKET_HEAD_CHECK_MS,
     workers: {
       queues: e.NEXUS_WORKER_QUEUES,

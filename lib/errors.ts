@@ -70,6 +70,21 @@ export const ERRORS = {
     429,
     'Too many requests for this API key; retry after the time in Retry-After',
   ),
+  NEXUS_ERR_INVALID_CREDENTIALS: define(
+    'NEXUS_ERR_INVALID_CREDENTIALS',
+    401,
+    'The tenant, username or password is wrong, or the agent may not sign in',
+  ),
+  NEXUS_ERR_TOKEN_EXPIRED: define(
+    'NEXUS_ERR_TOKEN_EXPIRED',
+    401,
+    'The agent token has expired; renew it or sign in again',
+  ),
+  NEXUS_ERR_SIGNIN_THROTTLED: define(
+    'NEXUS_ERR_SIGNIN_THROTTLED',
+    429,
+    'Too many failed sign-ins for this account or from this address; retry after the time in Retry-After',
+  ),
   // Tenancy and provisioning
   NEXUS_ERR_TENANT_DISABLED: define('NEXUS_ERR_TENANT_DISABLED', 403, 'The tenant is disabled'),
   NEXUS_ERR_TENANT_EXISTS: define(

@@ -15,7 +15,7 @@ import { basicCredentials, presentedToken, secretsEqual } from '../admin-auth.js
 import { AGENT, CLUSTER, type Permission } from './permissions.js';
 import { can, setPrincipal, type Principal } from './principal.js';
 import { KeyRateLimiter } from './rate-limit.js';
-import type { TokenService } from './tokens.js';
+import type { AgentToken, TokenService } from './tokens.js';
 
 export interface AuthenticatorDeps {
   config: Config;
@@ -102,6 +102,22 @@ export class Authenticator {
     return this.fromToken(token, undefined);
   }
 
+  /**
+   * Authenticates a hub agent token only (renewal, a socket's fresh token): an operator JWT, a
+   * client token, the admin token or an expired token is refused with 401.
+   */
+  async authenticateAgentToken(token: string): Promise<Principal & { tokenExpiresAt: string }> {
+    const claims = token ? await this.deps.tokens.verifyAgent(token) : undefined;
+    if (!claims) {
+      throw new AppError(
+        'NEXUS_ERR_UNAUTHORIZED',
+        'Send a valid, unexpired agent token of the hub',
+        'header.authorization',
+      );
+    }
+    return this.hubAgentPrincipal(claims, undefined);
+  }
+
   async authenticate(req: Request): Promise<Principal> {
     const apiKey = header(req, 'x-api-key');
     const ccid = header(req, 'x-ccid');
@@ -166,7 +182,7 @@ export class Authenticator {
       return { via: 'admin-token', subject: 'admin', tenant: null, permissions: [CLUSTER], ccid };
     }
     const agentToken = await this.deps.tokens.verifyAgent(token);
-    if (agentToken) return this.agentPrincipal(agentToken.tenant, { id: agentToken.sub }, ccid);
+    if (agentToken) return this.hubAgentPrincipal(agentToken, ccid);
     const jwt = this.deps.config.jwt;
     if (!jwt || !this.jwks || token.split('.').length !== 3) {
       throw new AppError('NEXUS_ERR_UNAUTHORIZED', 'Invalid token', 'header.authorization');
@@ -203,6 +219,14 @@ export class Authenticator {
       permissions,
       ccid: ccid ?? tenant ?? undefined,
     };
+  }
+
+  private async hubAgentPrincipal(
+    claims: AgentToken,
+    ccid: string | undefined,
+  ): Promise<Principal & { tokenExpiresAt: string }> {
+    const principal = await this.agentPrincipal(claims.tenant, { id: claims.sub }, ccid);
+    return { ...principal, tokenExpiresAt: new Date(claims.exp * 1000).toISOString() };
   }
 
   /** An enabled agent of an enabled tenant, found by id (agent token) or username (JWT). */

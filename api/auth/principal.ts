@@ -17,6 +17,11 @@ export interface Principal {
   readonly ccid?: string | undefined;
   /** An agent acting through the agent API (agent token, or an operator JWT with role agent). */
   readonly agent?: { readonly id: string; readonly name: string } | undefined;
+  /**
+   * When the hub agent token presented expires (ISO); undefined for every other credential (an
+   * operator JWT's expiry is its issuer's business).
+   */
+  readonly tokenExpiresAt?: string | undefined;
 }
 
 /** The agent behind the credentials, or 403 when they are not an agent's. */

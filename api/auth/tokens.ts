@@ -8,7 +8,8 @@ import { z } from 'zod';
  * - the customer's `clientToken` (the guide's widget sends it as `x-nexus-client-key`), naming
  *   the session, the participant and the tenant. It does not expire: an async chat is restored
  *   with it days later; ending the session is what stops it.
- * - agent tokens, issued through the API, valid for `agentTokenTtlSeconds`.
+ * - agent tokens (sign-in, renewal, an operator's issue), valid for `agentTokenTtlSeconds`
+ *   (NEXUS_AGENT_TOKEN_TTL_SECONDS).
  */
 const clientClaims = z.object({
   typ: z.literal('client'),
@@ -22,6 +23,8 @@ const agentClaims = z.object({
   typ: z.literal('agent'),
   sub: z.string().uuid(),
   tenant: z.string(),
+  /** Seconds since the epoch; every agent token the hub signs has one. */
+  exp: z.number().int(),
 });
 
 export type ClientToken = z.infer<typeof clientClaims>;
@@ -73,6 +76,7 @@ export class TokenService {
     return claims;
   }
 
+  /** The agent token's claims, or undefined when it is not one of ours or has expired. */
   async verifyAgent(token: string): Promise<AgentToken | undefined> {
     return this.verify(token, agentClaims);
   }

@@ -8,6 +8,7 @@ import {
 } from '../../db/queries/interaction-agents.js';
 import { findInteraction, listPendingOffers } from '../../db/queries/interactions.js';
 import type { Config } from '../../lib/config.js';
+import { ERRORS } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { socketConnections } from '../../lib/metrics.js';
 import type { Authenticator } from '../auth/authenticator.js';
@@ -24,7 +25,10 @@ import { chatMessage, clientSeq } from './requests.js';
  * for every new interaction of the tenant, `offer` for the agent's offers (each once), and every
  * event of the interactions the agent joined; the agent sends `subscribe`
  * `{interactionId, lastSeq}` (catches one up), `message` and `presence`. An agent whose last
- * socket is gone past the grace becomes not ready.
+ * socket is gone past the grace becomes not ready. A socket signed in with a hub agent token is
+ * told `expired` `{code: 'NEXUS_ERR_TOKEN_EXPIRED'}` and disconnected when its token expires,
+ * unless the agent sends a fresh token of its own before (`token` `{token}`), which moves the
+ * deadline to that token's expiry.
  */
 
 /** What an agent socket carries. */
@@ -35,6 +39,8 @@ interface AgentSocketData {
   lastSeqs: ReadonlyMap<string, number>;
   /** The last offer's seq shown, by interaction (the most recent 256): each offer once. */
   offers: Map<string, number>;
+  /** When the hub agent token the socket holds expires (ISO); undefined for an operator JWT. */
+  tokenExpiresAt: string | undefined;
 }
 const OFFERS_REMEMBERED = 256;
 
@@ -122,7 +128,13 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
               if (seq !== undefined) lastSeqs.set(id, seq);
             }
           }
-          const data: AgentSocketData = { agentId: agent.id, agent, lastSeqs, offers: new Map() };
+          const data: AgentSocketData = {
+            agentId: agent.id,
+            agent,
+            lastSeqs,
+            offers: new Map(),
+            tokenExpiresAt: principal.tokenExpiresAt,
+          };
           socket.data = data;
           next();
         } catch (error) {
@@ -136,6 +148,50 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
     socketConnections.inc({ namespace: 'agent' });
     socket.on('disconnect', () => socketConnections.dec({ namespace: 'agent' }));
     const { agent, lastSeqs } = socket.data as AgentSocketData;
+    // The socket lives as long as its token: told `expired` and disconnected at the deadline.
+    let expiry: NodeJS.Timeout | undefined;
+    const expireAt = (expiresAt: string | undefined) => {
+      clearTimeout(expiry);
+      expiry = undefined;
+      if (expiresAt === undefined) return;
+      // setTimeout holds at most 2^31-1 ms (24.8 days); tokens live 7 days at most.
+      const delay = Math.min(Math.max(0, Date.parse(expiresAt) - Date.now()), 2 ** 31 - 1);
+      expiry = setTimeout(() => {
+        expiry = undefined;
+        const { code, message } = ERRORS.NEXUS_ERR_TOKEN_EXPIRED;
+        socket.emit('expired', { code, message });
+        socket.disconnect(true);
+      }, delay);
+      expiry.unref();
+    };
+    expireAt((socket.data as AgentSocketData).tokenExpiresAt);
+    socket.on('disconnect', () => clearTimeout(expiry));
+    socket.on('token', (payload: unknown, ack?: Ack) => {
+      const { token } = (payload ?? {}) as { token?: unknown };
+      if (typeof token !== 'string' || token.length === 0) {
+        ack?.(refusal('NEXUS_ERR_VALIDATION', 'send {token}: a fresh agent token', 'token'));
+        return;
+      }
+      deps.auth.authenticateToken(token).then(
+        principal => {
+          if (principal.agent?.id !== agent.id) {
+            ack?.(
+              refusal(
+                'NEXUS_ERR_FORBIDDEN',
+                "The token is not this agent's; nothing changed",
+                'token',
+              ),
+            );
+            return;
+          }
+          if (!socket.connected) return;
+          (socket.data as AgentSocketData).tokenExpiresAt = principal.tokenExpiresAt;
+          expireAt(principal.tokenExpiresAt);
+          ack?.(ok({ expiresAt: principal.tokenExpiresAt ?? null }));
+        },
+        (error: unknown) => ack?.(failure(error)),
+      );
+    });
     let set = byTenant.get(agent.tenant);
     if (!set) byTenant.set(agent.tenant, (set = new Set()));
     set.add(socket);

@@ -3,8 +3,9 @@ import type { DatabasePool } from 'slonik';
 import { z } from 'zod';
 import {
   findAgent,
-  insertAgent,
+  insertAgentWithPassword,
   listAgents,
+  setAgentPasswordHash,
   updateAgent,
   type AgentRow,
 } from '../../db/queries/agents.js';
@@ -13,6 +14,7 @@ import { deleteEndpoint, listEndpoints, upsertEndpoint } from '../../db/queries/
 import { listContactInteractions } from '../../db/queries/interactions.js';
 import { findTenant } from '../../db/queries/tenants.js';
 import { AppError } from '../../lib/errors.js';
+import { hashPassword } from '../../lib/passwords.js';
 import { assertTenant, tenantOf, type Principal } from '../auth/principal.js';
 import type { TokenService } from '../auth/tokens.js';
 import { reply } from '../error-handler.js';
@@ -54,6 +56,26 @@ const username = z
 const agentId = z.object({ id: z.string().uuid('must be an agent id') });
 
 /**
+ * An agent's password as an operator sets it: 10 to 256 characters (code points), not only
+ * whitespace. Stored as a scrypt hash (lib/passwords.ts), never shown.
+ */
+export const agentPassword = z
+  .string()
+  .superRefine((value, ctx) => {
+    const length = [...value].length;
+    const problem =
+      length < 10
+        ? 'must be at least 10 characters'
+        : length > 256
+          ? 'must be at most 256 characters'
+          : value.trim() === ''
+            ? 'must not be only whitespace'
+            : undefined;
+    if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+  })
+  .openapi({ format: 'password', minLength: 10, maxLength: 256 });
+
+/**
  * Agents (create, list, read, update, disable; issue tokens for the agent API), routing
  * endpoints a chat may name, and contacts with their history. Tenant-scoped: operators of the
  * tenant, or cluster operators with `x-ccid`.
@@ -79,10 +101,15 @@ export function agentRoutes({
     path: '/nexus/v3/agents',
     tag: 'Agents',
     summary: 'Create an agent',
-    description: 'In the tenant of the credentials (`x-ccid` for cluster credentials).',
+    description:
+      'In the tenant of the credentials (`x-ccid` for cluster credentials). With `password`, the agent may sign in (`POST /auth/v3/agent/token`); the password is stored hashed, never shown.',
     auth: 'nexus:provisioning:*',
     body: z
-      .object({ username, name: z.string().trim().min(1).max(255) })
+      .object({
+        username,
+        name: z.string().trim().min(1).max(255),
+        password: agentPassword.optional(),
+      })
       .strict()
       .openapi('AgentCreate'),
     responses: { 201: { description: 'Created', schema: envelopeOf(agentView) } },
@@ -91,11 +118,12 @@ export function agentRoutes({
       if (!(await findTenant(db, tenant))) {
         throw new AppError('NEXUS_ERR_NOT_FOUND', `tenant ${tenant} not found`);
       }
-      const row = await insertAgent(db, {
+      const row = await insertAgentWithPassword(db, {
         id: randomUUID(),
         tenantId: tenant,
         username: body.username,
         name: body.name,
+        passwordHash: body.password === undefined ? null : await hashPassword(body.password),
       });
       if (!row) {
         throw new AppError(
@@ -165,7 +193,7 @@ export function agentRoutes({
     tag: 'Agents',
     summary: 'Issue an agent token',
     description:
-      'A token for the agent API and the agent socket (`Authorization: Bearer <token>`), valid 12 hours. A disabled agent cannot use it.',
+      'A token for the agent API and the agent socket (`Authorization: Bearer <token>`), valid `NEXUS_AGENT_TOKEN_TTL_SECONDS` (12 hours by default). A disabled agent cannot use it.',
     auth: 'nexus:provisioning:*',
     params: agentId,
     responses: {
@@ -180,6 +208,44 @@ export function agentRoutes({
         throw new AppError('NEXUS_ERR_FORBIDDEN', 'The agent is disabled', 'params.id');
       }
       reply(res, 201, await tokens.signAgent(agent.id, agent.tenant_id));
+    },
+  });
+
+  api.route({
+    method: 'put',
+    path: '/nexus/v3/agents/:id/password',
+    tag: 'Agents',
+    summary: "Set an agent's password",
+    description:
+      'The agent may then sign in with it (`POST /auth/v3/agent/token`). 10 to 256 characters, not only whitespace. Tokens already issued stay valid until they expire.',
+    auth: 'nexus:provisioning:*',
+    params: agentId,
+    body: z.object({ password: agentPassword }).strict().openapi('AgentPassword'),
+    responses: { 204: { description: 'Set' } },
+    async handle({ params, body, principal, res }) {
+      const tenant = tenantOf(principal);
+      if (!(await setAgentPasswordHash(db, tenant, params.id, await hashPassword(body.password)))) {
+        throw new AppError('NEXUS_ERR_NOT_FOUND', `agent ${params.id} not found`);
+      }
+      res.status(204).end();
+    },
+  });
+
+  api.route({
+    method: 'delete',
+    path: '/nexus/v3/agents/:id/password',
+    tag: 'Agents',
+    summary: "Remove an agent's password",
+    description:
+      'The agent can no longer sign in with a password; tokens already issued stay valid until they expire (disable the agent to stop them).',
+    auth: 'nexus:provisioning:*',
+    params: agentId,
+    responses: { 204: { description: 'Removed' } },
+    async handle({ params, principal, res }) {
+      if (!(await setAgentPasswordHash(db, tenantOf(principal), params.id, null))) {
+        throw new AppError('NEXUS_ERR_NOT_FOUND', `agent ${params.id} not found`);
+      }
+      res.status(204).end();
     },
   });
 

@@ -100,3 +100,66 @@ export async function existingAgentIds(
   return db.anyFirst(sql.type(z.object({ id: z.string() }))`
     SELECT id FROM agents WHERE tenant_id = ${tenantId} AND id = ANY(${sql.array([...ids], 'uuid')})`);
 }
+
+/**
+ * The statements that read or write an agent's password hash (`agents.password_hash`). Nothing
+ * else selects the column: every other query of `agents` names its columns without it, so no
+ * answer can carry it.
+ */
+
+const passwordlessColumns = sql.fragment`id, tenant_id, username, name, enabled, created_at, updated_at`;
+
+/**
+ * Inserts an agent with its password hash (null: no password) in one statement; undefined when
+ * the username is taken in the tenant.
+ */
+export async function insertAgentWithPassword(
+  db: CommonQueryMethods,
+  agent: {
+    id: string;
+    tenantId: string;
+    username: string;
+    name: string;
+    passwordHash: string | null;
+  },
+): Promise<AgentRow | undefined> {
+  const row = await db.maybeOne(sql.type(agentRow)`
+    INSERT INTO agents (id, tenant_id, username, name, password_hash)
+    VALUES (${agent.id}, ${agent.tenantId}, ${agent.username}, ${agent.name}, ${agent.passwordHash})
+    ON CONFLICT (tenant_id, username) DO NOTHING
+    RETURNING ${passwordlessColumns}`);
+  return row ?? undefined;
+}
+
+/** Sets (or with null removes) an agent's password hash; false when there is no such agent. */
+export async function setAgentPasswordHash(
+  db: CommonQueryMethods,
+  tenantId: string,
+  id: string,
+  passwordHash: string | null,
+): Promise<boolean> {
+  const row = await db.maybeOne(sql.type(z.object({ id: z.string() }))`
+    UPDATE agents SET password_hash = ${passwordHash}, updated_at = now()
+    WHERE id = ${id} AND tenant_id = ${tenantId} RETURNING id`);
+  return row !== null;
+}
+
+const signInRow = agentRow.extend({
+  password_hash: z.string().nullable(),
+  tenant_enabled: z.boolean(),
+});
+export type AgentSignInRow = z.infer<typeof signInRow>;
+
+/** What a sign-in checks, in one read: the agent, its password hash and its tenant's state. */
+export async function findAgentForSignIn(
+  db: CommonQueryMethods,
+  tenantId: string,
+  username: string,
+): Promise<AgentSignInRow | undefined> {
+  const row = await db.maybeOne(sql.type(signInRow)`
+    SELECT a.id, a.tenant_id, a.username, a.name, a.enabled, a.created_at, a.updated_at,
+           a.password_hash, t.enabled AS tenant_enabled
+    FROM agents a JOIN tenants t ON t.id = a.tenant_id
+    WHERE a.tenant_id = ${tenantId} AND a.username = ${username}`);
+  return row ?? undefined;
+}

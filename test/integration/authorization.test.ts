@@ -184,6 +184,12 @@ describe('authorization', () => {
         asA(request(app).patch(`/nexus/v3/agents/${agentB.id}`)).send({ enabled: false }),
       'POST /nexus/v3/agents/{id}/tokens': () =>
         asA(request(app).post(`/nexus/v3/agents/${agentB.id}/tokens`)),
+      'PUT /nexus/v3/agents/{id}/password': () =>
+        asA(request(app).put(`/nexus/v3/agents/${agentB.id}/password`)).send({
+          password: 'correct horse battery',
+        }),
+      'DELETE /nexus/v3/agents/{id}/password': () =>
+        asA(request(app).delete(`/nexus/v3/agents/${agentB.id}/password`)),
       'PUT /nexus/v3/provisioning/endpoints/{ccid}/{name}': () =>
         asA(request(app).put(`/nexus/v3/provisioning/endpoints/${B}/Sales`)).send({}),
       'GET /nexus/v3/provisioning/endpoints/{ccid}': () =>
@@ -431,6 +437,36 @@ describe('authorization', () => {
           .send({ messageId: 'x', status: 'delivered' })
           .expect(403);
       },
+      'GET /nexus/v3/agent/me': async () => {
+        const res = await asAgentA(request(app).get('/nexus/v3/agent/me')).expect(200);
+        expect(res.body.data).toMatchObject({ id: agentA.id, tenant: A });
+      },
+      'POST /auth/v3/agent/renew': async () => {
+        // A's token renews A's, and only in A.
+        const res = await asAgentA(request(app).post('/auth/v3/agent/renew')).expect(200);
+        const me = await request(app)
+          .get('/nexus/v3/agent/me')
+          .set('Authorization', `Bearer ${res.body.data.token}`)
+          .expect(200);
+        expect(me.body.data).toMatchObject({ id: agentA.id, tenant: A });
+      },
+      'POST /auth/v3/agent/token': async () => {
+        // A password set in A signs in only in A.
+        await request(app)
+          .put(`/nexus/v3/agents/${agentA.id}/password`)
+          .set('x-api-key', f.keyA)
+          .send({ password: 'correct horse battery' })
+          .expect(204);
+        const signIn = (ccid: string) =>
+          request(app)
+            .post('/auth/v3/agent/token')
+            .send({ ccid, username: `agent-${A}`, password: 'correct horse battery' });
+        expect((await signIn(A).expect(200)).body.data.agent).toMatchObject({
+          id: agentA.id,
+          tenant: A,
+        });
+        await signIn(B).expect(401);
+      },
       'GET /nexus/v3/apikeys/current': async () => {
         const res = await asA(request(app).get('/nexus/v3/apikeys/current')).expect(200);
         expect(res.body.tenant).toBe(A);
@@ -441,6 +477,8 @@ describe('authorization', () => {
       'GET /health/ready',
       'GET /health/detail',
       'GET /nexus/v3/openapi.json',
+      // The agent pages' settings: the desktops' origins, which the pages' CSP publishes anyway.
+      'GET /ux/config.json',
       // Signed by the hub in the URL it gave Kannel (tested in sms.test.ts).
       'GET /nexus/v3/sms/receipt/kannel',
       'POST /nexus/v3/sms/receipt/kannel',

@@ -134,6 +134,10 @@ NEXUS_MIGRATE_ON_START: {{ ternary "false" "true" .Values.migration.enabled | qu
 {{- with include "nexus.publicUrl" . }}
 NEXUS_PUBLIC_URL: {{ . | quote }}
 {{- end }}
+{{- if not (hasKey (default dict .Values.nexus.config) "NEXUS_TRUST_PROXY") }}
+{{- /* The ingress controller's pods: their X-Forwarded-For names the client (sign-in throttling). */}}
+NEXUS_TRUST_PROXY: "loopback, uniquelocal"
+{{- end }}
 {{- range $key, $value := .Values.nexus.config }}
 {{- if has $key (list "PORT" "METRICS_PORT" "NEXUS_WORKER_QUEUES" "DATABASE_URL" "REDIS_PASSWORD" "NEXUS_ADMIN_TOKEN" "NEXUS_SECRET_KEY" "NEXUS_SECRET_KEYS_PREVIOUS" "NEXUS_SHUTDOWN_GRACE_MS" "NEXUS_MIGRATE_ON_START") }}
 {{- fail (printf "nexus.config.%s: set it through its own value (docs/kubernetes.md lists them)" $key) }}
