@@ -7,10 +7,11 @@ import tseslint from 'typescript-eslint';
  * lib (what every part uses) ← domain (the channels' rules) ← db (SQL, one owner per table)
  * ← queues (BullMQ queues over db's durable work records) ← api | workers (never each other)
  * ← athena (the AI connector, a service built from those parts; nothing imports it).
- * bin/ wires them together. A folder imports only from the folders below it.
+ * bin/ wires them together. A folder imports only from the folders below it. ui/ (the pages,
+ * bundled for browsers) imports none of them: it speaks the public API.
  */
 const boundary = (from, banned) => ({
-  files: [`${from}/**/*.ts`],
+  files: [`${from}/**/*.ts`, `${from}/**/*.tsx`],
   rules: {
     'no-restricted-imports': [
       'error',
@@ -88,4 +89,6 @@ export default tseslint.config(
   boundary('db', ['queues', 'api', 'workers', 'athena', 'bin']),
   boundary('domain', ['db', 'queues', 'api', 'workers', 'athena', 'bin']),
   boundary('lib', ['domain', 'db', 'queues', 'api', 'workers', 'athena', 'bin']),
+  // The pages run in browsers and speak the public API only.
+  boundary('ui', ['lib', 'domain', 'db', 'queues', 'api', 'workers', 'athena', 'bin']),
 );

@@ -1,3 +1,4 @@
+import cors from 'cors';
 import express, { type Express } from 'express';
 import type { DatabasePool } from 'slonik';
 import swaggerUi from 'swagger-ui-express';
@@ -10,6 +11,7 @@ import { EgressRules } from '../lib/egress.js';
 import type { QueueSet } from '../queues/index.js';
 import { enqueueContext } from '../queues/work.js';
 import { requireAdmin } from './admin-auth.js';
+import { mountPages } from './pages.js';
 import { mountDashboard } from './dashboard.js';
 import { Authenticator } from './auth/authenticator.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
@@ -23,8 +25,9 @@ import { agentInteractionRoutes } from './routes/agent-interactions.js';
 import { aiRoutes } from './routes/ai.js';
 import { aiBotRoutes } from './routes/ai-bot.js';
 import { agentRoutes } from './routes/agents.js';
+import { agentAuthRoutes } from './routes/agent-auth.js';
 import { apiKeyRoutes } from './routes/apikeys.js';
-import { chatRoutes } from './routes/chat.js';
+import { CHAT_PREFIXES, chatRoutes } from './routes/chat.js';
 import { routingRoutes } from './routes/routing.js';
 import { channelRoutes } from './routes/channels.js';
 import { healthRoutes } from './routes/health.js';
@@ -80,9 +83,21 @@ export function buildApp(deps: AppDeps): BuiltApp {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.set('trust proxy', config.trustProxy);
 
   app.use(requestContext(log));
   app.use(requestMetrics);
+  // The chat widget runs on the tenants' own sites: its calls come from any origin, with the chat
+  // key or the client token in headers and never a cookie, so any origin may make them.
+  app.use(
+    [...CHAT_PREFIXES],
+    cors({
+      origin: '*',
+      methods: ['GET', 'POST'],
+      allowedHeaders: ['Content-Type', 'Accept', 'x-api-key', 'x-nexus-client-key'],
+      maxAge: 600,
+    }),
+  );
   // SparkPost's event batches can hold a thousand events and more (api/routes/email/feedback.ts).
   app.use(SPARKPOST_EVENTS_PATH, express.json({ limit: SPARKPOST_BATCH_MAX_BYTES }));
   // A campaign's 1,000 records, and a gateway's inbound mails with their attachments, are larger
@@ -121,7 +136,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   );
 
   const secrets = new SecretBox(config.secretKey, config.previousSecretKeys);
-  const tokens = new TokenService(config.secretKey);
+  const tokens = new TokenService(config.secretKey, config.agentTokenTtlSeconds);
   const auth = new Authenticator({ config, db, bus, redis: deps.redis, log, tokens });
   const api = new Api(app, auth);
   const enqueue = enqueueContext({ db, queues: deps.queues, log }, config);
@@ -157,6 +172,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   });
   channelRoutes({ api, db, bus });
   agentRoutes({ api, db, tokens });
+  agentAuthRoutes({ api, db, tokens, auth, redis: deps.redis, prefix: config.queues.prefix, log });
   chatRoutes({ api, chat, publicUrl: config.http.publicUrl });
   agentInteractionRoutes({ api, db, chat });
   routingRoutes({ api, db, chat });
@@ -206,6 +222,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   );
 
   mountDashboard(app, BULL_BOARD_PATH, deps.queues.all(), requireAdmin(config.adminToken));
+  mountPages(app, { api, allowedOrigins: config.uxAllowedOrigins, log });
 
   app.use(notFoundHandler);
   app.use(errorHandler(log));

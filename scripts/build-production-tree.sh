@@ -29,19 +29,20 @@ fi
 stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 
-# The compile: `npm run build` on a copy of what tsconfig.build.json compiles.
+# The compile: `npm run build` on a copy of what tsconfig.build.json compiles, and the pages.
 cd "$repo"
 mapfile -t sources < <(node -e '
   const { include } = JSON.parse(require("fs").readFileSync("tsconfig.build.json", "utf8"));
   for (const dir of include) console.log(dir);
 ')
 cp package.json package-lock.json tsconfig.json tsconfig.build.json "$stage/"
-cp -R "${sources[@]}" "$stage/"
+# ui/: the pages, which the build compiles with Vite into dist/ui.
+cp -R "${sources[@]}" ui "$stage/"
 ln -s "$repo/node_modules" "$stage/node_modules"
 (cd "$stage" && npm run build --silent)
 
 # Every entry point the image runs, and every migration, must be in dist/.
-for entry in bin/api.js bin/worker.js bin/start.js bin/athena.js db/migrate-cli.js; do
+for entry in bin/api.js bin/worker.js bin/start.js bin/athena.js db/migrate-cli.js ui/ux/conv.html ui/auth/index.html; do
   if [ ! -f "$stage/dist/$entry" ]; then
     echo "$0: the build did not produce dist/$entry" >&2
     exit 1

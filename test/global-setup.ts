@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { migrate } from '../db/migrate.js';
 import { createLogger } from '../lib/logger.js';
+import { CHROMIUM, FONT } from './helpers/browser.js';
 import { BEARERBOX, SMSBOX } from './helpers/kannel.js';
 import { SMTPD } from './helpers/opensmtpd.js';
 import {
@@ -22,6 +23,7 @@ import {
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   ensurePackages();
+  buildPages();
   const run = newTestRun();
   project.provide('testRun', run);
   await withAdmin(async admin => {
@@ -38,6 +40,21 @@ export default async function setup(project: TestProject): Promise<() => Promise
   return () => withAdmin(admin => dropDatabases(admin, name => name.startsWith(`${run}_`)));
 }
 
+/**
+ * The page tests load the built pages (dist/ui): `npm ci` builds them, and so does this setup
+ * whenever a source under ui/ is newer than the build, so a test never runs against stale pages.
+ */
+function buildPages(): void {
+  const built = statSync(PAGES_MARKER, { throwIfNoEntry: false })?.mtimeMs ?? 0;
+  const sources = readdirSync('ui', { recursive: true, encoding: 'utf8' }).map(
+    name => statSync(`ui/${name}`).mtimeMs,
+  );
+  if (sources.every(time => time <= built)) return;
+  const run = spawnSync('npm', ['run', 'build:ui', '--silent'], { stdio: 'inherit' });
+  if (run.status !== 0) throw new Error('npm run build:ui failed: the page tests need the pages');
+}
+const PAGES_MARKER = 'dist/ui/ux/widget.js';
+
 async function dropDatabases(client: pg.Client, which: (name: string) => boolean): Promise<void> {
   const { rows } = await client.query<{ datname: string }>(
     "SELECT datname FROM pg_database WHERE datname LIKE 'nexus\\_test\\_%'",
@@ -48,14 +65,17 @@ async function dropDatabases(client: pg.Client, which: (name: string) => boolean
 }
 
 /**
- * The SMS tests run a real Kannel and the SMTP tests a real OpenSMTPD (Debian's `kannel` and
- * `opensmtpd` packages). What is missing is installed when the tests run as root (CI, a fresh
- * machine); otherwise the run stops with what to do.
+ * The SMS tests run a real Kannel, the SMTP tests a real OpenSMTPD and the page tests a real
+ * Chromium with a font to draw text (Debian's `kannel`, `opensmtpd`, `chromium` and
+ * `fonts-dejavu-core` packages). What is missing is installed when the tests run as root (CI, a
+ * fresh machine); otherwise the run stops with what to do.
  */
 function ensurePackages(): void {
   const missing = [
     ...(existsSync(BEARERBOX) && existsSync(SMSBOX) ? [] : ['kannel']),
     ...(existsSync(SMTPD) ? [] : ['opensmtpd']),
+    ...(existsSync(CHROMIUM) ? [] : ['chromium']),
+    ...(existsSync(FONT) ? [] : ['fonts-dejavu-core']),
   ];
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0) {
