@@ -22,6 +22,7 @@ import { TokenService } from './auth/tokens.js';
 import { createChatServices, type ChatServices } from './chat/chat-services.js';
 import { lockedChatSlots } from './chat/customer-chat.js';
 import { agentInteractionRoutes } from './routes/agent-interactions.js';
+import { agentOutboundRoutes } from './routes/agent-outbound.js';
 import { aiRoutes } from './routes/ai.js';
 import { aiBotRoutes } from './routes/ai-bot.js';
 import { agentRoutes } from './routes/agents.js';
@@ -175,6 +176,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   agentAuthRoutes({ api, db, tokens, auth, redis: deps.redis, prefix: config.queues.prefix, log });
   chatRoutes({ api, chat, publicUrl: config.http.publicUrl });
   agentInteractionRoutes({ api, db, chat });
+  agentOutboundRoutes({ api, db, chat });
   routingRoutes({ api, db, chat });
   undeliveredRoutes(api, { db, enqueue });
   smsRoutes(api, {

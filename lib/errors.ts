@@ -107,6 +107,11 @@ export const ERRORS = {
     409,
     'An endpoint already leads to another routing queue of the tenant',
   ),
+  NEXUS_ERR_SMS_OPTED_OUT: define(
+    'NEXUS_ERR_SMS_OPTED_OUT',
+    409,
+    'The customer opted out of texts from this number',
+  ),
   NEXUS_ERR_OFFER_INVALID: define(
     'NEXUS_ERR_OFFER_INVALID',
     409,
@@ -284,10 +289,6 @@ export const WORK_FAILURES = {
     'NEXUS_ERR_SMS_NOT_SENDABLE',
     'The message or campaign record is gone, or has no customer number or channel',
   ),
-  NEXUS_ERR_SMS_OPTED_OUT: failure(
-    'NEXUS_ERR_SMS_OPTED_OUT',
-    'The customer opted out of texts from this number',
-  ),
   NEXUS_ERR_SMS_PROVIDER_UNSUPPORTED: failure(
     'NEXUS_ERR_SMS_PROVIDER_UNSUPPORTED',
     'The SMS provider is not supported in this version',
@@ -396,6 +397,7 @@ const SHARED_FAILURE_CODES = [
   'NEXUS_ERR_SECRET_UNREADABLE',
   'NEXUS_ERR_WEBHOOK_TARGET_DISABLED',
   'NEXUS_ERR_HUB_UNAVAILABLE',
+  'NEXUS_ERR_SMS_OPTED_OUT',
 ] as const satisfies readonly ErrorCode[];
 
 export type FailureCode = keyof typeof WORK_FAILURES | (typeof SHARED_FAILURE_CODES)[number];

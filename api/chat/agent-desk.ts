@@ -7,10 +7,18 @@ import {
   type InteractionEvent,
 } from '../../db/conversation.js';
 import { setAgentPresence } from '../../db/queries/agents.js';
-import { findChannel } from '../../db/queries/channels.js';
+import { findChannel, type ChannelRow } from '../../db/queries/channels.js';
+import { addIdentifiers, findContactId, insertContact } from '../../db/queries/contacts.js';
 import { joinInteraction } from '../../db/queries/interaction-agents.js';
 import { interactionState } from '../../db/queries/interaction-state.js';
-import { findCustomerAddress, markSmsAccepted } from '../../db/queries/sms.js';
+import {
+  consentFor,
+  findAgentSmsByClientId,
+  findCustomerAddress,
+  markSmsAccepted,
+  openOutboundSmsInteraction,
+  type SmsConsentState,
+} from '../../db/queries/sms.js';
 import { parkInteraction, transferInteraction } from '../../db/routing/handover.js';
 import { acceptOffer, rejectOffer } from '../../db/routing/offers.js';
 import { agentLoad, queuesOfAgent } from '../../db/routing/queueing.js';
@@ -48,6 +56,22 @@ export interface AgentDeskDeps {
   smsMaxSegments?: number;
 }
 
+/**
+ * An agent's SMS to a number that opted out of texts from the sender (the opt-out ledger, as the
+ * outbound-sms worker reads it): nothing was stored.
+ */
+export class SmsOptedOutError extends Error {
+  override readonly name = 'SmsOptedOutError';
+
+  constructor(
+    readonly sender: string,
+    readonly address: string,
+    readonly consent: SmsConsentState,
+  ) {
+    super(`${address} opted out of texts from ${sender}`);
+  }
+}
+
 /** What an agent does to the chats offered or assigned to it, and to its own presence. */
 export class AgentDesk {
   constructor(
@@ -73,68 +97,217 @@ export class AgentDesk {
     let work: WorkRecord | undefined;
     await this.conversation.write(async tx => {
       await this.assertOpen(tx, interactionId, tenantId);
-      const thread = await findCustomerAddress(tx, interactionId);
-      const channel = thread ? await findChannel(tx, tenantId, thread.channel) : undefined;
-      const emailChannel = channel?.channel_type === 'email' ? channel : undefined;
-      // An email conversation whose channel is gone: its answer could not go anywhere.
-      if (thread?.address.includes('@') && !emailChannel) {
-        throw new AppError(
-          'NEXUS_ERR_EMAIL_NO_THREAD',
-          "the conversation's email channel no longer exists",
-          'params.id',
-        );
-      }
-      if (email && !emailChannel && (email.cc?.length || email.bcc?.length)) {
-        throw new AppError(
-          'NEXUS_ERR_VALIDATION',
-          'body.cc: Cc and Bcc apply to email conversations only',
-          email.cc?.length ? 'body.cc' : 'body.bcc',
-        );
-      }
-      const sms = thread && !emailChannel ? smsSegments(text) : undefined;
-      const maxSegments = this.deps.smsMaxSegments ?? 10;
-      if (sms && sms.segments > maxSegments) {
-        throw new AppError(
-          'NEXUS_ERR_SMS_TOO_LONG',
-          `body.text: takes ${sms.segments} SMS segments (${sms.encoding}); at most ${maxSegments} are allowed`,
-          'body.text',
-        );
-      }
-      const joined = await this.joinEvents(tx, interactionId, agent);
-      const stored = await insertMessage(tx, {
-        id: randomUUID(),
+      const written = await this.writeAgentMessage(
+        tx,
         tenantId,
         interactionId,
-        direction: 'outbound',
-        senderType: 'agent',
-        senderId: agent.id,
+        agent,
         text,
         clientMessageId,
-      });
-      result = { id: stored.id, created: stored.created };
-      if (sms && stored.created) {
-        await markSmsAccepted(tx, stored.id, sms);
-        work = await recordWork(
-          tx,
-          outboundSmsQueue,
-          { tenantId, messageId: stored.id },
-          this.deps.enqueue,
-        );
-      }
-      if (emailChannel && stored.created) {
-        work = await recordEmailReply(tx, this.deps.enqueue, {
-          tenantId,
-          interactionId,
-          channel: emailChannel,
-          messageRowId: stored.id,
-          text,
-          options: email ?? {},
-        });
-      }
-      return [...joined, ...(await sequencePendingMessages(tx, interactionId))];
+        email,
+      );
+      result = written.message;
+      work = written.work;
+      return written.events;
     });
     if (work) await dispatchWork(this.deps.enqueue, [work]);
     return result;
+  }
+
+  /**
+   * An agent starts an SMS conversation with `to` from `channel` (an SMS sender of the tenant),
+   * in one transaction: the number's contact found or created by its phone identifier, an
+   * interaction as inbound texts open (started, the agent joined and assigned; the customer's
+   * replies thread into it), and the agent's message with its `outbound-sms` work, as
+   * {@link agentMessage} writes it. A number that opted out of texts from the sender is refused
+   * with {@link SmsOptedOutError} before anything is stored. A conversation with the number on
+   * the channel that is open already takes the message instead. A retry with the same
+   * `clientMessageId` answers the first message and stores nothing.
+   */
+  async startSmsConversation(
+    tenantId: string,
+    agent: { id: string; name: string },
+    start: { channel: ChannelRow; to: string; text: string; clientMessageId: string | null },
+  ): Promise<{ interactionId: string; messageId: string; created: boolean }> {
+    const { channel, to } = start;
+    let result = { interactionId: '', messageId: '', created: false };
+    let work: WorkRecord | undefined;
+    await this.conversation.write(async tx => {
+      if (start.clientMessageId !== null) {
+        const earlier = await findAgentSmsByClientId(tx, {
+          tenantId,
+          channel: channel.name,
+          address: to,
+          agentId: agent.id,
+          clientMessageId: start.clientMessageId,
+        });
+        if (earlier) {
+          result = { ...earlier, created: false };
+          return [];
+        }
+      }
+      // The worker checks again when it sends: a STOP may arrive in between.
+      const consent = await consentFor(tx, tenantId, channel.channel_id, to);
+      if (consent?.opted_out) throw new SmsOptedOutError(channel.channel_id, to, consent);
+      const identifiers = [{ kind: 'phone' as const, value: to }];
+      let contactId = await findContactId(tx, tenantId, identifiers);
+      const returning = contactId !== undefined;
+      if (!contactId) {
+        contactId = randomUUID();
+        await insertContact(tx, {
+          id: contactId,
+          tenantId,
+          firstName: null,
+          lastName: null,
+          nickname: to,
+        });
+        await addIdentifiers(tx, tenantId, contactId, identifiers);
+        // A concurrent start (or inbound text) may have claimed the number first: use its contact.
+        contactId = (await findContactId(tx, tenantId, identifiers)) ?? contactId;
+      }
+      const opened = await openOutboundSmsInteraction(tx, {
+        tenantId,
+        channel,
+        address: to,
+        contactId,
+        agentId: agent.id,
+      });
+      const events: InteractionEvent[] = [];
+      if (opened.created) {
+        events.push(
+          ...(await appendEvents(tx, opened.id, [
+            {
+              type: 'interaction.started',
+              payload: {
+                interaction: {
+                  id: opened.id,
+                  mediaType: channel.media ?? 'chat',
+                  interactionSubtype: channel.interaction_subtype ?? 'SMS',
+                  endpoint: channel.endpoint,
+                  contactId,
+                  returningContact: returning,
+                },
+              },
+            },
+            {
+              type: 'participant.joined',
+              payload: { participant: { id: to, nickname: null, type: 'customer' } },
+            },
+          ])),
+          ...(await this.joinEvents(tx, opened.id, agent)),
+          ...(await appendEvents(tx, opened.id, [
+            {
+              type: 'interaction.assigned',
+              payload: {
+                agent: { id: agent.id, nickname: agent.name },
+                queue: opened.queue,
+                waitedMs: 0,
+              },
+            },
+          ])),
+        );
+      }
+      const written = await this.writeAgentMessage(
+        tx,
+        tenantId,
+        opened.id,
+        agent,
+        start.text,
+        start.clientMessageId,
+      );
+      result = {
+        interactionId: opened.id,
+        messageId: written.message.id,
+        created: written.message.created,
+      };
+      work = written.work;
+      return [...events, ...written.events];
+    });
+    if (work) await dispatchWork(this.deps.enqueue, [work]);
+    return result;
+  }
+
+  /**
+   * Writes an agent's message into an open interaction the caller has locked: the join, the
+   * message (measured and given its `outbound-sms` work in an SMS conversation, its mail in an
+   * email one) and the events numbering it. Dispatch the work after the commit.
+   */
+  private async writeAgentMessage(
+    tx: CommonQueryMethods,
+    tenantId: string,
+    interactionId: string,
+    agent: { id: string; name: string },
+    text: string,
+    clientMessageId: string | null,
+    email?: EmailReplyOptions,
+  ): Promise<{
+    message: { id: string; created: boolean };
+    work: WorkRecord | undefined;
+    events: InteractionEvent[];
+  }> {
+    let work: WorkRecord | undefined;
+    const thread = await findCustomerAddress(tx, interactionId);
+    const channel = thread ? await findChannel(tx, tenantId, thread.channel) : undefined;
+    const emailChannel = channel?.channel_type === 'email' ? channel : undefined;
+    // An email conversation whose channel is gone: its answer could not go anywhere.
+    if (thread?.address.includes('@') && !emailChannel) {
+      throw new AppError(
+        'NEXUS_ERR_EMAIL_NO_THREAD',
+        "the conversation's email channel no longer exists",
+        'params.id',
+      );
+    }
+    if (email && !emailChannel && (email.cc?.length || email.bcc?.length)) {
+      throw new AppError(
+        'NEXUS_ERR_VALIDATION',
+        'body.cc: Cc and Bcc apply to email conversations only',
+        email.cc?.length ? 'body.cc' : 'body.bcc',
+      );
+    }
+    const sms = thread && !emailChannel ? smsSegments(text) : undefined;
+    const maxSegments = this.deps.smsMaxSegments ?? 10;
+    if (sms && sms.segments > maxSegments) {
+      throw new AppError(
+        'NEXUS_ERR_SMS_TOO_LONG',
+        `body.text: takes ${sms.segments} SMS segments (${sms.encoding}); at most ${maxSegments} are allowed`,
+        'body.text',
+      );
+    }
+    const joined = await this.joinEvents(tx, interactionId, agent);
+    const stored = await insertMessage(tx, {
+      id: randomUUID(),
+      tenantId,
+      interactionId,
+      direction: 'outbound',
+      senderType: 'agent',
+      senderId: agent.id,
+      text,
+      clientMessageId,
+    });
+    if (sms && stored.created) {
+      await markSmsAccepted(tx, stored.id, sms);
+      work = await recordWork(
+        tx,
+        outboundSmsQueue,
+        { tenantId, messageId: stored.id },
+        this.deps.enqueue,
+      );
+    }
+    if (emailChannel && stored.created) {
+      work = await recordEmailReply(tx, this.deps.enqueue, {
+        tenantId,
+        interactionId,
+        channel: emailChannel,
+        messageRowId: stored.id,
+        text,
+        options: email ?? {},
+      });
+    }
+    return {
+      message: { id: stored.id, created: stored.created },
+      work,
+      events: [...joined, ...(await sequencePendingMessages(tx, interactionId))],
+    };
   }
 
   async agentJoin(

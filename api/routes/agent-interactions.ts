@@ -6,6 +6,7 @@ import {
   findInteraction,
   listContactInteractions,
   listOpenInteractions,
+  listPendingOffers,
   listUndeliveredInteractions,
 } from '../../db/queries/interactions.js';
 import { listSmsDeliveries } from '../../db/queries/sms.js';
@@ -74,6 +75,26 @@ export function agentInteractionRoutes({
       reply(res, 200, {
         items: rows.map(row => ({ ...presentInteraction(row), joined: joined.has(row.id) })),
         next: rows.length === query.limit ? (rows.at(-1)?.id ?? null) : null,
+      });
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/agent/offers',
+    tag: 'Agent',
+    summary: "The agent's open offers",
+    description:
+      "The `interaction.offered` events of the interactions offered to this agent now (not expired, not answered), oldest first: what the communication panel shows after a reload, before the socket's next `offer`.",
+    auth: 'nexus:agent:*',
+    responses: { 200: { description: '`{items: [event]}`' } },
+    async handle({ principal, res }) {
+      const agent = agentOf(principal);
+      const offers = await listPendingOffers(db, [agent.id]);
+      reply(res, 200, {
+        items: offers
+          .map(offer => presentEvent(offer.event))
+          .sort((a, b) => a.occurredAt.localeCompare(b.occurredAt)),
       });
     },
   });

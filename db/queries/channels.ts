@@ -154,3 +154,18 @@ export async function tenantOfEmailDomain(
     LIMIT 1`);
   return tenant ?? undefined;
 }
+
+/**
+ * The tenant's SMS senders an agent may start a conversation from: its `chat.*` channels that
+ * take conversations (not email, not `cxcOnly` campaign numbers), by name.
+ */
+export async function listSmsSenders(
+  db: CommonQueryMethods,
+  tenantId: string,
+): Promise<readonly ChannelRow[]> {
+  return db.any(sql.type(channelRow)`
+    SELECT ${columns} FROM channels
+    WHERE tenant_id = ${tenantId} AND name LIKE 'chat.%' AND channel_type <> 'email'
+      AND NOT cxc_only
+    ORDER BY name`);
+}

@@ -3,7 +3,12 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { mergeStatus, type SmsStatus } from '../../domain/sms-status.js';
 import { GENERIC_FAILURE_CODE, isFailureCode, type FailureCode } from '../../lib/errors.js';
-import { appendEvents, flagUndelivered, type InteractionEvent } from '../conversation.js';
+import {
+  appendEvents,
+  flagUndelivered,
+  NUMBERING_LOCK,
+  type InteractionEvent,
+} from '../conversation.js';
 import type { ChannelRow } from './channels.js';
 
 /**
@@ -298,6 +303,109 @@ export async function isOptedOut(
     SELECT opted_out FROM sms_consent
     WHERE tenant_id = ${tenantId} AND sender = ${sender} AND address = ${address}`);
   return row ?? false;
+}
+
+const consentStateRow = z.object({
+  opted_out: z.boolean(),
+  updated_at: z.string(),
+  action: z.string().nullable(),
+  source: z.string().nullable(),
+  keyword: z.string().nullable(),
+  changed_at: z.string().nullable(),
+});
+export type SmsConsentState = z.infer<typeof consentStateRow>;
+
+/**
+ * A customer number's consent for one sender (the row {@link isOptedOut} reads, the rule the
+ * outbound worker applies) with the last change that set it; undefined when the number never
+ * opted out or in.
+ */
+export async function consentFor(
+  db: CommonQueryMethods,
+  tenantId: string,
+  sender: string,
+  address: string,
+): Promise<SmsConsentState | undefined> {
+  const row = await db.maybeOne(sql.type(consentStateRow)`
+    SELECT c.opted_out, c.updated_at, ch.action, ch.source, ch.keyword, ch.created_at AS changed_at
+    FROM sms_consent c
+    LEFT JOIN LATERAL (
+      SELECT action, source, keyword, created_at FROM sms_consent_changes x
+      WHERE x.tenant_id = c.tenant_id AND x.address = c.address AND x.sender = c.sender
+      ORDER BY x.id DESC LIMIT 1) ch ON true
+    WHERE c.tenant_id = ${tenantId} AND c.sender = ${sender} AND c.address = ${address}`);
+  return row ?? undefined;
+}
+
+/**
+ * Opens an agent's outbound SMS conversation with `address` on `channel`, in the caller's
+ * transaction: started (its contact known), assigned to the agent, in the queue that serves the
+ * channel's endpoint (if any), so a park or a Done routes as for any assigned chat. A customer
+ * has one open interaction per channel (`interactions_open_thread_idx`): when there is one
+ * already, nothing is created and that one is answered, locked for numbering.
+ */
+export async function openOutboundSmsInteraction(
+  tx: CommonQueryMethods,
+  open: {
+    tenantId: string;
+    channel: ChannelRow;
+    address: string;
+    contactId: string;
+    agentId: string;
+  },
+): Promise<{ id: string; created: boolean; queue: string | null }> {
+  const { channel } = open;
+  const created = await tx.maybeOne(sql.type(
+    z.object({ id: z.string(), queue_name: z.string().nullable() }),
+  )`
+    INSERT INTO interactions (id, tenant_id, media, subtype, endpoint, channel, customer_address,
+                              contact_id, started_event_at, routing_state, assigned_agent_id,
+                              queue_name)
+    VALUES (${randomUUID()}, ${open.tenantId}, ${channel.media ?? 'chat'},
+            ${channel.interaction_subtype ?? 'SMS'}, ${channel.endpoint}, ${channel.name},
+            ${open.address}, ${open.contactId}, now(), 'assigned', ${open.agentId},
+            (SELECT queue_name FROM routing_queue_endpoints
+             WHERE tenant_id = ${open.tenantId} AND endpoint = ${channel.endpoint}))
+    ON CONFLICT (tenant_id, channel, customer_address) WHERE state = 'open' AND channel IS NOT NULL
+    DO NOTHING
+    RETURNING id, queue_name`);
+  if (created) return { id: created.id, created: true, queue: created.queue_name };
+  const existing = await tx.one(sql.type(
+    z.object({ id: z.string(), queue_name: z.string().nullable() }),
+  )`
+    SELECT id, queue_name FROM interactions
+    WHERE tenant_id = ${open.tenantId} AND channel = ${channel.name}
+      AND customer_address = ${open.address} AND state = 'open'
+    ${NUMBERING_LOCK}`);
+  return { id: existing.id, created: false, queue: existing.queue_name };
+}
+
+/**
+ * The message an agent sent under `clientMessageId` to `address` on `channel`, in any
+ * conversation of the number's contact (open or done): a retried start answers it again.
+ */
+export async function findAgentSmsByClientId(
+  db: CommonQueryMethods,
+  find: {
+    tenantId: string;
+    channel: string;
+    address: string;
+    agentId: string;
+    clientMessageId: string;
+  },
+): Promise<{ messageId: string; interactionId: string } | undefined> {
+  const row = await db.maybeOne(sql.type(
+    z.object({ message_id: z.string(), interaction_id: z.string() }),
+  )`
+    SELECT m.id AS message_id, m.interaction_id
+    FROM contact_identifiers ci
+    JOIN interactions i ON i.contact_id = ci.contact_id AND i.tenant_id = ci.tenant_id
+    JOIN messages m ON m.interaction_id = i.id AND m.sender_id = ${find.agentId}
+                   AND m.client_message_id = ${find.clientMessageId}
+    WHERE ci.tenant_id = ${find.tenantId} AND ci.kind = 'phone' AND ci.value = ${find.address}
+      AND i.channel = ${find.channel} AND m.sender_type = 'agent'
+    ORDER BY m.received DESC LIMIT 1`);
+  return row ? { messageId: row.message_id, interactionId: row.interaction_id } : undefined;
 }
 
 export const consentChangeRow = z.object({

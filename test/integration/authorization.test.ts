@@ -386,6 +386,10 @@ describe('authorization', () => {
         const res = await asA(request(app).get('/nexus/v3/agents')).expect(200);
         expect(res.body.data.items.map((a: { id: string }) => a.id)).toEqual([agentA.id]);
       },
+      'GET /nexus/v3/agent/offers': async () => {
+        const res = await asAgentA(request(app).get('/nexus/v3/agent/offers')).expect(200);
+        expect(res.body.data.items).toEqual([]);
+      },
       'GET /nexus/v3/agent/undelivered': async () => {
         const res = await asAgentA(request(app).get('/nexus/v3/agent/undelivered')).expect(200);
         expect(res.body.data.items).toEqual([]);
@@ -395,6 +399,28 @@ describe('authorization', () => {
         expect(res.body.data.items.map((i: { id: string }) => i.id)).toEqual([
           sessionA.interactionId,
         ]);
+      },
+      'POST /nexus/v3/agent/outbound/sms': async () => {
+        // B's number is no sender of A's (it reads as unknown), and A has none to default to.
+        const named = await asAgentA(request(app).post('/nexus/v3/agent/outbound/sms'))
+          .send({ to: '+15557770000', text: 'hi', from: '15550001' })
+          .expect(400);
+        expect(named.body.status.field).toBe('body.from');
+        expect(named.body.status.message).not.toMatch(/Async|chat\.Main|tenant-b/);
+        await asAgentA(request(app).post('/nexus/v3/agent/outbound/sms'))
+          .send({ to: '+15557770000', text: 'hi' })
+          .expect(400);
+        const stored = await h.db.oneFirst(
+          sql.type(z.object({ n: z.number() }))`
+            SELECT count(*)::int AS n FROM interactions WHERE tenant_id = ${B}`,
+        );
+        expect(stored).toBe(1); // B's own chat session only
+      },
+      'GET /nexus/v3/agent/consent/sms': async () => {
+        const res = await asAgentA(request(app).get('/nexus/v3/agent/consent/sms'))
+          .query({ address: '+15557770000', from: '15550001' })
+          .expect(400);
+        expect(res.body.status.field).toBe('query.from');
       },
       'GET /nexus/v3/provisioning/tenants': async () => {
         const res = await asA(request(app).get('/nexus/v3/provisioning/tenants')).expect(200);
