@@ -23,6 +23,7 @@ export default defineConfig({
     rollupOptions: {
       input: {
         auth: `${root}auth/index.html`,
+        comm: `${root}ux/comm.html`,
         conv: `${root}ux/conv.html`,
         widgetDemo: `${root}ux/widget-demo.html`,
       },

@@ -1,7 +1,6 @@
 import type { Frame, Page } from 'playwright-core';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import {
   GUIDE_SANDBOX,
   checkAccessibility,
@@ -10,9 +9,9 @@ import {
   screenshot,
   useBrowser,
 } from '../helpers/browser.js';
-import { provisionChatTenant } from '../helpers/chat.js';
-import { eventually, useHarness, type Harness } from '../helpers/harness.js';
+import { eventually, useHarness } from '../helpers/harness.js';
 import { freePort } from '../helpers/redis-server.js';
+import { PASSWORD, handsToken, setupDesk } from '../helpers/ux.js';
 
 /**
  * The agent's conversation page (/ux/conv) and the customer's widget, in Chromium: the agent's
@@ -22,40 +21,6 @@ import { freePort } from '../helpers/redis-server.js';
 
 const desktopPort = await freePort();
 const DESKTOP_ORIGIN = `http://localhost:${desktopPort}`;
-const PASSWORD = 'correct horse battery';
-
-async function setup(h: Harness) {
-  await h.startWorkers({
-    processors: {
-      inbound: createInboundProcessor({
-        db: h.db,
-        publisher: h.publisher,
-        queues: h.queues,
-        log: h.log,
-      }),
-    },
-    select: ['inbound', 'maintenance'],
-  });
-  const api = await h.serve();
-  const t = await provisionChatTenant(h, api.app, 'ux-tenant', { queue: false });
-  const admin = { Authorization: `Bearer ${h.config.adminToken}`, 'x-ccid': t.tenant };
-  await request(api.url)
-    .put(`/nexus/v3/provisioning/queues/${t.tenant}/Sales`)
-    .set(admin)
-    .send({ endpoints: ['GlobalChatSwitchboard'], agents: [t.agent.id], offerTimeoutMs: 120_000 })
-    .expect(201);
-  await request(api.url)
-    .put(`/nexus/v3/agents/${t.agent.id}/password`)
-    .set(admin)
-    .send({ password: PASSWORD })
-    .expect(204);
-  await request(api.url)
-    .post('/nexus/v3/agent/presence')
-    .set('Authorization', `Bearer ${t.agent.token}`)
-    .send({ ready: true, capacity: 3 })
-    .expect(200);
-  return { api, t };
-}
 
 /** The widget's messages as the customer sees them: `<who>|<text>`, in page order. */
 const widgetMessages = (page: Page) =>
@@ -91,19 +56,12 @@ async function agentSends(frame: Frame, text: string) {
   await expect.poll(() => box.inputValue(), { timeout: 10_000 }).toBe('');
 }
 
-/** The desktop's script: it answers the framed page's request for the agent's token. */
-const handsToken = (token: string, hub: string) => `addEventListener('message', e => {
-  if (e.data && e.data.type === 'nexus:agent-token-request') {
-    e.source.postMessage({ type: 'nexus:agent-token', token: ${JSON.stringify(token)} }, ${JSON.stringify(hub)});
-  }
-});`;
-
 describe('the agent conversation page and the customer widget', () => {
   const h = useHarness({ NEXUS_UX_ALLOWED_ORIGINS: DESKTOP_ORIGIN });
   const b = useBrowser();
 
   it('exchange 20 messages in order, once each, across a reload of the agent page, with typing and a suggestion inserted', async () => {
-    const { api, t } = await setup(h());
+    const { api, t } = await setupDesk(h());
 
     // The customer opens the widget and starts a chat.
     const customer = await b().newPage();
@@ -122,7 +80,7 @@ describe('the agent conversation page and the customer widget', () => {
     expected.push('Gus|message 1 from the customer');
     // The session the widget keeps in the site's localStorage (a string: the tests have no DOM types).
     const iid = await customer.evaluate<string | undefined>(`(() => {
-      const key = Object.keys(localStorage).find(k => k.startsWith('nexus.chat.'));
+      const key = Object.keys(localStorage).find(k => k.startsWith('nexus.chat.') && !k.endsWith('.open'));
       return JSON.parse(localStorage.getItem(key) ?? '{}').interactionId;
     })()`);
     expect(iid).toMatch(/^[0-9a-f-]{36}$/);
@@ -214,7 +172,7 @@ describe('the agent conversation page and the customer widget', () => {
   }, 120_000);
 
   it('signs in in place when framed without a token, on /auth/ on its own, and is refused framing elsewhere', async () => {
-    const { api, t } = await setup(h());
+    const { api, t } = await setupDesk(h());
     const chat = await request(api.url)
       .post('/nexus/v3/chat/sessions')
       .set('x-api-key', t.chatKey)

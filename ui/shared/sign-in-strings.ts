@@ -1,6 +1,7 @@
 /** Every text of the agent sign-in form (/auth/ and the agent pages), in one place to translate. */
 export const strings = {
   title: 'Sign in',
+  looking: 'Signing in…',
   heading: 'Agent sign-in',
   ccid: 'Contact center (tenant) id',
   username: 'Username',

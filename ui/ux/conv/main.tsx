@@ -12,13 +12,8 @@ import {
   type SuggestionData,
   type TypingNotice,
 } from '../../shared/events.js';
-import {
-  clearSession,
-  keepRenewed,
-  obtainSession,
-  type AgentSession,
-} from '../../shared/session.js';
-import { SignIn } from '../../shared/sign-in.js';
+import { AgentPage } from '../../shared/agent-page.js';
+import { keepRenewed, type AgentSession } from '../../shared/session.js';
 import '../../shared/style.css';
 import { strings } from './strings.js';
 import { deriveState, type Me } from './state.js';
@@ -68,6 +63,12 @@ async function loadEvents(token: string, iid: string, after: number): Promise<Co
   }
   return { ...first, events };
 }
+
+/** The communication panel, for the same tenant. */
+const panelUrl = () => {
+  const ccid = new URLSearchParams(location.search).get('ccid');
+  return `/ux/comm${ccid ? `?ccid=${encodeURIComponent(ccid)}` : ''}`;
+};
 
 const contactName = (contact: Contact | null) =>
   contact?.nickname ||
@@ -295,6 +296,7 @@ function App({
         {state.offerSecondsLeft !== undefined && (
           <span class="muted">{strings.offerEnds(state.offerSecondsLeft)}</span>
         )}
+        <a href={panelUrl()}>{strings.panel}</a>
         <span class={connected ? 'live on' : 'live'} role="status">
           {connected ? strings.connected : strings.reconnecting}
         </span>
@@ -520,54 +522,13 @@ function Note({ seq, children }: { seq: number; children: preact.ComponentChildr
   );
 }
 
-/**
- * The page: the agent's session (kept for the tab, or handed in by the desktop), else the
- * sign-in form in place; then the conversation.
- */
-function Root({ iid }: { iid: string }) {
-  const ccid = new URLSearchParams(location.search).get('ccid');
-  // undefined: still looking; null: none, sign in.
-  const [session, setSession] = useState<AgentSession | null | undefined>(undefined);
-  const [signIns, setSignIns] = useState(0);
-  useEffect(() => {
-    void obtainSession().then(found => setSession(found ?? null));
-  }, []);
-  if (session === undefined) {
-    return (
-      <main class="page">
-        <p>{strings.signingIn}</p>
-      </main>
-    );
-  }
-  if (session === null) {
-    return (
-      <SignIn
-        ccid={ccid}
-        onSignedIn={signedIn => {
-          setSignIns(n => n + 1);
-          setSession(signedIn);
-        }}
-      />
-    );
-  }
-  return (
-    <App
-      key={signIns}
-      iid={iid}
-      session={session}
-      onSignedOut={() => {
-        clearSession();
-        setSession(null);
-      }}
-    />
-  );
-}
-
 const iid = new URLSearchParams(location.search).get('iid');
 document.title = `${strings.title} · Nexus`;
 render(
   iid ? (
-    <Root iid={iid} />
+    <AgentPage>
+      {(session, onSignedOut) => <App iid={iid} session={session} onSignedOut={onSignedOut} />}
+    </AgentPage>
   ) : (
     <main class="page">
       <p role="alert">{strings.noInteraction}</p>

@@ -1,10 +1,10 @@
 /** Every text of the conversation page, in one place to translate. */
 export const strings = {
   title: 'Conversation',
+  panel: 'Communication panel',
   loading: 'Loading the conversation…',
   noInteraction: 'No conversation was named: the page needs ?iid=<interaction id>.',
   notFound: 'This conversation does not exist or belongs to another tenant.',
-  signingIn: 'Signing in…',
   customer: 'Customer',
   you: 'You',
   bot: 'Bot',
