@@ -69,6 +69,35 @@ describe('the pages', () => {
       .expect(200);
   });
 
+  it("lets the widget call the chat REST API from a tenant's site (CORS without credentials), and nothing else", async () => {
+    const app = h().app();
+    for (const prefix of ['/nexus/v3/chat', '/chat/v3/chat']) {
+      const preflight = await request(app)
+        .options(`${prefix}/sessions`)
+        .set('Origin', 'https://shop.example.com')
+        .set('Access-Control-Request-Method', 'POST')
+        .set('Access-Control-Request-Headers', 'content-type,x-api-key')
+        .expect(204);
+      expect(preflight.headers['access-control-allow-origin']).toBe('*');
+      expect(preflight.headers['access-control-allow-headers']).toMatch(/x-api-key/);
+      expect(preflight.headers['access-control-allow-credentials']).toBeUndefined();
+      // The refusal of a bad key carries the header too, so the widget can read why.
+      const refused = await request(app)
+        .post(`${prefix}/sessions`)
+        .set('Origin', 'https://shop.example.com')
+        .set('x-api-key', 'not-a-key')
+        .send({ data: { nickname: 'Ann' } });
+      expect(refused.status).toBe(401);
+      expect(refused.headers['access-control-allow-origin']).toBe('*');
+    }
+    // Other routes answer no cross-origin caller.
+    const admin = await request(app)
+      .options('/nexus/v3/provisioning/tenants')
+      .set('Origin', 'https://shop.example.com')
+      .set('Access-Control-Request-Method', 'POST');
+    expect(admin.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
   it('answers 404 naming the missing build when dist/ui is absent', async () => {
     const empty = mkdtempSync(join(tmpdir(), 'nexus-no-ui-'));
     try {
