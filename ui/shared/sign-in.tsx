@@ -1,5 +1,6 @@
 import { useState } from 'preact/hooks';
 import { ApiError, call } from './api.js';
+import { Field } from './field.js';
 import { storeSession, type AgentSession } from './session.js';
 import { strings } from './sign-in-strings.js';
 
@@ -59,37 +60,31 @@ export function SignIn({
           void submit();
         }}
       >
-        <label>
-          {strings.ccid}
-          <input
-            name="ccid"
-            autocomplete="organization"
-            required
-            value={ccid}
-            onInput={event => setCcid(event.currentTarget.value)}
-          />
-        </label>
-        <label>
-          {strings.username}
-          <input
-            name="username"
-            autocomplete="username"
-            required
-            value={username}
-            onInput={event => setUsername(event.currentTarget.value)}
-          />
-        </label>
-        <label>
-          {strings.password}
-          <input
-            name="password"
-            type="password"
-            autocomplete="current-password"
-            required
-            value={password}
-            onInput={event => setPassword(event.currentTarget.value)}
-          />
-        </label>
+        <Field
+          label={strings.ccid}
+          name="ccid"
+          autocomplete="organization"
+          required
+          value={ccid}
+          onValue={setCcid}
+        />
+        <Field
+          label={strings.username}
+          name="username"
+          autocomplete="username"
+          required
+          value={username}
+          onValue={setUsername}
+        />
+        <Field
+          label={strings.password}
+          name="password"
+          password
+          autocomplete="current-password"
+          required
+          value={password}
+          onValue={setPassword}
+        />
         {problem && (
           <p role="alert" class="error">
             {problem}

@@ -4,6 +4,7 @@ import type { Socket } from 'socket.io-client';
 import { ApiError, call } from '../../shared/api.js';
 import { connectAgentSocket, request } from '../../shared/agent-socket.js';
 import { AgentPage } from '../../shared/agent-page.js';
+import { Field } from '../../shared/field.js';
 import type { HubEvent } from '../../shared/events.js';
 import { keepRenewed, type AgentSession } from '../../shared/session.js';
 import '../../shared/style.css';
@@ -284,20 +285,8 @@ function Panel({ session, onSignedOut }: { session: AgentSession; onSignedOut: (
             void sendSms();
           }}
         >
-          <label>
-            {strings.to}
-            <input
-              name="to"
-              type="tel"
-              required
-              value={to}
-              onInput={event => setTo(event.currentTarget.value)}
-            />
-          </label>
-          <label>
-            {strings.from}
-            <input name="from" value={from} onInput={event => setFrom(event.currentTarget.value)} />
-          </label>
+          <Field label={strings.to} name="to" tel required value={to} onValue={setTo} />
+          <Field label={strings.from} name="from" value={from} onValue={setFrom} />
           <label>
             {strings.text}
             <textarea
