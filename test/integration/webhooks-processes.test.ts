@@ -64,10 +64,15 @@ describe('webhooks across a worker crash', () => {
     try {
       // 5,000 events of one interaction in one statement: the trigger fans them out at once.
       await provisionAndWrite(h(), receiver.url, TOTAL);
+      // The maintenance queue runs too, as in any deployment: under a loaded machine a job of the
+      // second worker may miss its lock renewals twice and stall out, and the sweeper re-drives
+      // it (soon, with these settings) instead of leaving it to an operator's replay.
       const env = {
-        NEXUS_WORKER_QUEUES: 'webhooks',
+        NEXUS_WORKER_QUEUES: 'webhooks,maintenance',
         NEXUS_EGRESS_ALLOW: '127.0.0.1',
-        NEXUS_WORKER_LOCK_MS: '2000',
+        NEXUS_WORKER_LOCK_MS: '3000',
+        NEXUS_SWEEP_INTERVAL_MS: '2000',
+        NEXUS_SWEEP_AFTER_MS: '10000',
         NEXUS_WEBHOOK_DISPATCH_INTERVAL_MS: '50',
         NEXUS_WEBHOOK_CONCURRENCY: '50',
       };
@@ -80,7 +85,15 @@ describe('webhooks across a worker crash', () => {
 
       const second = await startHubProcess(h(), 'worker', env);
       processes.push(second);
-      await eventually(async () => (await deliveredCount(h())) === TOTAL, 90_000, 'every delivery');
+      await eventually(
+        async () => {
+          const delivered = await deliveredCount(h());
+          if (delivered === TOTAL) return true;
+          throw new Error(`${delivered} delivered, ${receiver.requests.length} requests received`);
+        },
+        90_000,
+        'every delivery',
+      );
       const duplicates = checkArrivals(receiver.requests, TOTAL);
       // An attempt keeps its place until it is recorded: only attempts in flight are sent again.
       expect(duplicates).toBeLessThanOrEqual(50);
