@@ -60,6 +60,19 @@ const serviceBody = z
     description: `The body depends on the service: ${SERVICE_NAMES.join(', ')} (docs/provisioning.md).`,
   });
 
+const serviceUpdate = z
+  .object({
+    url: z.string().optional(),
+    data: z.record(z.unknown()).optional(),
+    secret: z.union([z.record(z.unknown()), z.string()]).optional(),
+  })
+  .strict()
+  .refine(body => Object.keys(body).length > 0, 'must change at least one field')
+  .openapi('ServiceUpdate', {
+    description:
+      'The fields to change; the service then must be valid as a whole, as for PUT. Without `secret`, the stored secret is kept.',
+  });
+
 const serviceView = z
   .object({
     tenant: z.string(),
@@ -81,7 +94,8 @@ const serviceParams = z.object({ ccid: tenantId, serviceName: z.string().max(128
 
 /**
  * `/nexus/v3/provisioning/services/{ccid}/{ServiceName}`: the guide's NexusServices. Create or
- * replace (POST as the guide, or PUT), read, list, delete. Bodies are validated per service;
+ * replace (POST as the guide, or PUT), update (PATCH: the fields given, the stored secret kept when
+ * none is), read, list, delete. Bodies are validated per service;
  * secrets are sealed at rest and reads only say which secret fields are set. The AI connector's
  * target always signs (see {@link connectorSecret}). Every change is
  * pushed to every replica's cache (workers read services through db/service-directory.ts).
@@ -107,30 +121,27 @@ export function serviceRoutes({
     return shape;
   };
 
-  const present = (row: ServiceRow): z.infer<typeof serviceView> => {
-    let secret: unknown = {};
-    if (row.secret_sealed) {
-      try {
-        secret = describeSecret(
-          secrets.open(row.secret_sealed, serviceSecretContext(row.tenant_id, row.name)),
-        );
-      } catch (error) {
-        log.error({ err: error, tenant: row.tenant_id, service: row.name }, 'unreadable secret');
-        throw new AppError('NEXUS_ERR_SECRET_UNREADABLE', undefined, undefined, { cause: error });
-      }
+  /** A row's sealed secret, opened; one the keys cannot open is a 500, logged. */
+  const openSecret = (row: ServiceRow, sealed: string): unknown => {
+    try {
+      return secrets.open(sealed, serviceSecretContext(row.tenant_id, row.name));
+    } catch (error) {
+      log.error({ err: error, tenant: row.tenant_id, service: row.name }, 'unreadable secret');
+      throw new AppError('NEXUS_ERR_SECRET_UNREADABLE', undefined, undefined, { cause: error });
     }
-    return {
-      tenant: row.tenant_id,
-      name: row.name,
-      url: row.url,
-      data: row.data,
-      secret,
-      version: row.version,
-      created: row.created_at,
-      updated: row.updated_at,
-      updatedby: row.updated_by,
-    };
   };
+
+  const present = (row: ServiceRow): z.infer<typeof serviceView> => ({
+    tenant: row.tenant_id,
+    name: row.name,
+    url: row.url,
+    data: row.data,
+    secret: row.secret_sealed ? describeSecret(openSecret(row, row.secret_sealed)) : {},
+    version: row.version,
+    created: row.created_at,
+    updated: row.updated_at,
+    updatedby: row.updated_by,
+  });
 
   const tenantFor = async (principal: Principal, ccid: string) => {
     assertTenant(principal, ccid);
@@ -144,6 +155,88 @@ export function serviceRoutes({
     if (!(await findTenant(db, ccid))) {
       throw new AppError('NEXUS_ERR_NOT_FOUND', `tenant ${ccid} not found`);
     }
+  };
+
+  /**
+   * Saves a whole service body the way PUT does, in one transaction: `bodyOf` builds the body
+   * from the stored row (read with the lock); it is validated against the service's shape, its
+   * outbound URLs checked against the egress rules, its secret sealed, its webhook target kept
+   * in step (a replaced secret keeps signing for the grace period), and every replica told.
+   * `keepSecret` stores the row's sealed secret as it is: no re-seal, no rotation.
+   */
+  const save = async (
+    principal: Principal,
+    { ccid, serviceName }: z.infer<typeof serviceParams>,
+    bodyOf: (before: ServiceRow | undefined) => { input: unknown; keepSecret?: boolean },
+  ): Promise<{ row: ServiceRow; created: boolean }> => {
+    const shape = shapeOf(serviceName);
+    await tenantFor(principal, ccid);
+    const context = serviceSecretContext(ccid, serviceName);
+    const saved = await db.transaction(async tx => {
+      const before = await findService(tx, ccid, serviceName, { lock: true });
+      const { input, keepSecret = false } = bodyOf(before);
+      const body: {
+        url?: string;
+        data?: Record<string, unknown>;
+        secret?: Record<string, unknown>;
+      } = parseInput(serviceBodySchema(shape), input, 'body');
+      for (const { field, url } of outboundUrls(body, 'body')) {
+        try {
+          egress.checkSavedUrl(url);
+        } catch (error) {
+          if (!(error instanceof EgressBlockedError)) throw error;
+          throw new AppError(
+            'NEXUS_ERR_EGRESS_BLOCKED',
+            `${field}: ${error.message}; the hub could never reach it (NEXUS_EGRESS_ALLOW lists the non-public hosts, addresses and ranges it may reach)`,
+            field,
+            { cause: error },
+          );
+        }
+      }
+      const secret =
+        keepSecret && before?.secret_sealed
+          ? { sealed: before.secret_sealed, keyId: before.secret_key_id, kept: true }
+          : body.secret && Object.keys(body.secret).length > 0
+            ? {
+                sealed: secrets.seal(body.secret, context),
+                keyId: secrets.currentKeyId,
+                kept: false,
+              }
+            : serviceName === AI_CONNECTOR_TARGET
+              ? connectorSecret(secrets, before, context)
+              : null;
+      const result = await upsertService(tx, {
+        tenantId: ccid,
+        name: serviceName,
+        url: body.url ?? null,
+        data: body.data ?? {},
+        secretSealed: secret?.sealed ?? null,
+        secretKeyId: secret?.keyId ?? null,
+        updatedBy: principal.subject,
+      });
+      if (serviceName.startsWith(WEBHOOK_TARGET_PREFIX)) {
+        // A replaced secret keeps signing (beside the new one) for the grace period.
+        const rotated =
+          before?.secret_sealed &&
+          !secret?.kept &&
+          !sameSecret(secrets, before.secret_sealed, body.secret, context);
+        await syncWebhookTarget(tx, {
+          tenantId: ccid,
+          name: serviceName,
+          eventTypes: targetEventTypes(body.data ?? {}),
+          previous: rotated
+            ? {
+                sealed: before.secret_sealed as string,
+                keyId: before.secret_key_id,
+                graceMs: webhookSecretGraceMs,
+              }
+            : undefined,
+        });
+      }
+      return result;
+    });
+    await bus.publish({ kind: 'service', tenant: ccid, name: serviceName });
+    return saved;
   };
 
   for (const method of ['post', 'put'] as const) {
@@ -161,73 +254,44 @@ export function serviceRoutes({
         201: { description: 'Created', schema: envelopeOf(serviceView) },
       },
       async handle({ params, req, principal, res }) {
-        const shape = shapeOf(params.serviceName);
-        await tenantFor(principal, params.ccid);
-        const body: {
-          url?: string;
-          data?: Record<string, unknown>;
-          secret?: Record<string, unknown>;
-        } = parseInput(serviceBodySchema(shape), req.body, 'body');
-        for (const { field, url } of outboundUrls(body, 'body')) {
-          try {
-            egress.checkSavedUrl(url);
-          } catch (error) {
-            if (!(error instanceof EgressBlockedError)) throw error;
-            throw new AppError(
-              'NEXUS_ERR_EGRESS_BLOCKED',
-              `${field}: ${error.message}; the hub could never reach it (NEXUS_EGRESS_ALLOW lists the non-public hosts, addresses and ranges it may reach)`,
-              field,
-              { cause: error },
-            );
-          }
-        }
-        const context = serviceSecretContext(params.ccid, params.serviceName);
-        const given =
-          body.secret && Object.keys(body.secret).length > 0
-            ? secrets.seal(body.secret, context)
-            : null;
-        const { row, created } = await db.transaction(async tx => {
-          const before = await findService(tx, params.ccid, params.serviceName, { lock: true });
-          const secret = given
-            ? { sealed: given, keyId: secrets.currentKeyId, kept: false }
-            : params.serviceName === AI_CONNECTOR_TARGET
-              ? connectorSecret(secrets, before, context)
-              : null;
-          const saved = await upsertService(tx, {
-            tenantId: params.ccid,
-            name: params.serviceName,
-            url: body.url ?? null,
-            data: body.data ?? {},
-            secretSealed: secret?.sealed ?? null,
-            secretKeyId: secret?.keyId ?? null,
-            updatedBy: principal.subject,
-          });
-          if (params.serviceName.startsWith(WEBHOOK_TARGET_PREFIX)) {
-            // A replaced secret keeps signing (beside the new one) for the grace period.
-            const rotated =
-              before?.secret_sealed &&
-              !secret?.kept &&
-              !sameSecret(secrets, before.secret_sealed, body.secret, context);
-            await syncWebhookTarget(tx, {
-              tenantId: params.ccid,
-              name: params.serviceName,
-              eventTypes: targetEventTypes(body.data ?? {}),
-              previous: rotated
-                ? {
-                    sealed: before.secret_sealed as string,
-                    keyId: before.secret_key_id,
-                    graceMs: webhookSecretGraceMs,
-                  }
-                : undefined,
-            });
-          }
-          return saved;
-        });
-        await bus.publish({ kind: 'service', tenant: params.ccid, name: params.serviceName });
+        const { row, created } = await save(principal, params, () => ({ input: req.body }));
         reply(res, created ? 201 : 200, present(row));
       },
     });
   }
+
+  api.route({
+    method: 'patch',
+    path: '/nexus/v3/provisioning/services/:ccid/:serviceName',
+    tag: 'Services',
+    summary: 'Update a service',
+    description:
+      'Changes the fields given (`data` is replaced whole, not merged) and keeps the others, the stored `secret` included when none is given; the result is validated and saved as by PUT.',
+    auth: 'nexus:provisioning:*',
+    params: serviceParams,
+    body: serviceUpdate,
+    responses: { 200: { description: 'Updated', schema: envelopeOf(serviceView) } },
+    async handle({ params, body, principal, res }) {
+      const { row } = await save(principal, params, before => {
+        if (!before) {
+          throw new AppError('NEXUS_ERR_NOT_FOUND', `service ${params.serviceName} not found`);
+        }
+        const url = body.url ?? before.url;
+        const secret =
+          body.secret ??
+          (before.secret_sealed ? openSecret(before, before.secret_sealed) : undefined);
+        return {
+          input: {
+            ...(url === null ? {} : { url }),
+            data: body.data ?? before.data,
+            ...(secret === undefined ? {} : { secret }),
+          },
+          keepSecret: body.secret === undefined,
+        };
+      });
+      reply(res, 200, present(row));
+    },
+  });
 
   api.route({
     method: 'get',

@@ -267,6 +267,10 @@ describe('authorization', () => {
         asA(request(app).put(`/nexus/v3/provisioning/services/${B}/SMS`)).send({
           data: { provider: 'mGage' },
         }),
+      'PATCH /nexus/v3/provisioning/services/{ccid}/{serviceName}': () =>
+        asA(request(app).patch(`/nexus/v3/provisioning/services/${B}/SMS`)).send({
+          data: { provider: 'mGage' },
+        }),
       'GET /nexus/v3/provisioning/services/{ccid}/{serviceName}': () =>
         asA(request(app).get(`/nexus/v3/provisioning/services/${B}/SMS`)),
       'DELETE /nexus/v3/provisioning/services/{ccid}/{serviceName}': () =>
