@@ -8,13 +8,19 @@ import type { Api } from './openapi.js';
 
 /**
  * The hub's pages (ui/, built by Vite into dist/ui): the agent pages under /ux/, the sign-in page
- * under /auth/. Served as static files with a Content-Security-Policy that allows only the hub's
- * own scripts, styles, fonts and connections (no inline script), framed only by the hub itself and
- * the agent desktops of NEXUS_UX_ALLOWED_ORIGINS. The pages call the public API like any client.
+ * under /auth/, the operator console under /admin/ (beside the queue dashboard at /admin/queues,
+ * mounted before). Served as static files with a Content-Security-Policy that allows only the
+ * hub's own scripts, styles, fonts and connections (no inline script); the agent pages may be
+ * framed by the hub itself and the agent desktops of NEXUS_UX_ALLOWED_ORIGINS, the console by no
+ * one. The pages call the public API like any client.
  */
 
 /** The paths the pages answer under (the guide's ingress routes them to the API). */
-export const PAGE_PREFIXES = ['/ux', '/auth'] as const;
+export const PAGE_PREFIXES = ['/ux', '/auth', '/admin'] as const;
+
+/** Who may frame the pages under a prefix: the desktops the agent pages, no one the console. */
+const framedBy = (prefix: (typeof PAGE_PREFIXES)[number], allowedOrigins: readonly string[]) =>
+  prefix === '/admin' ? [] : ["'self'", ...allowedOrigins];
 
 /** dist/ui beside the compiled code (dist/api/pages.js), or the repository's dist/ui under tsx. */
 export function defaultPagesDirectory(): string {
@@ -23,7 +29,7 @@ export function defaultPagesDirectory(): string {
   return basename(parent) === 'dist' ? join(parent, 'ui') : join(parent, 'dist', 'ui');
 }
 
-export function pagesPolicy(allowedOrigins: readonly string[]): string {
+export function pagesPolicy(frameAncestors: readonly string[]): string {
   return [
     "default-src 'self'",
     "script-src 'self'",
@@ -34,7 +40,7 @@ export function pagesPolicy(allowedOrigins: readonly string[]): string {
     "object-src 'none'",
     "base-uri 'self'",
     "form-action 'self'",
-    `frame-ancestors ${["'self'", ...allowedOrigins].join(' ')}`,
+    `frame-ancestors ${frameAncestors.length > 0 ? frameAncestors.join(' ') : "'none'"}`,
   ].join('; ');
 }
 
@@ -51,15 +57,17 @@ export function mountPages(app: Express, options: PagesOptions): void {
   if (!built) {
     options.log.warn(
       { directory },
-      'the pages are not built (npm run build:ui); /ux/ and /auth/ answer 404 until they are',
+      'the pages are not built (npm run build:ui); /ux/, /auth/ and /admin/ answer 404 until they are',
     );
   }
-  const policy = pagesPolicy(options.allowedOrigins);
-  const headers: RequestHandler = (_req, res, next) => {
-    res.setHeader('Content-Security-Policy', policy);
-    res.setHeader('X-Content-Type-Options', 'nosniff');
-    res.setHeader('Referrer-Policy', 'same-origin');
-    next();
+  const headers = (prefix: (typeof PAGE_PREFIXES)[number]): RequestHandler => {
+    const policy = pagesPolicy(framedBy(prefix, options.allowedOrigins));
+    return (_req, res, next) => {
+      res.setHeader('Content-Security-Policy', policy);
+      res.setHeader('X-Content-Type-Options', 'nosniff');
+      res.setHeader('Referrer-Policy', 'same-origin');
+      next();
+    };
   };
   const config = { allowedOrigins: options.allowedOrigins };
   options.api.route({
@@ -89,7 +97,7 @@ export function mountPages(app: Express, options: PagesOptions): void {
     },
   });
   for (const prefix of PAGE_PREFIXES) {
-    app.use(prefix, headers, (req, res, next) => {
+    app.use(prefix, headers(prefix), (req, res, next) => {
       if (!built) {
         next(new AppError('NEXUS_ERR_NOT_FOUND', `the pages are not built: ${req.originalUrl}`));
         return;

@@ -4,7 +4,7 @@ import { defineConfig } from 'vite';
 
 /**
  * The hub's pages, built into dist/ui and served by the API (api/pages.ts). Each page is an HTML
- * file whose path is its URL (`ux/conv.html` is `/ux/conv`); the scripts, styles and fonts go to
+ * file whose path is its URL (`ux/conv.html` is `/ux/conv`, `admin/index.html` is `/admin/`); the scripts, styles and fonts go to
  * `/ux/assets/` with hashed names, so every page loads only files of the hub's origin under the
  * paths the guide's ingress routes, and no inline script (the pages' CSP forbids them).
  */
@@ -22,6 +22,7 @@ export default defineConfig({
     modulePreload: { polyfill: false },
     rollupOptions: {
       input: {
+        admin: `${root}admin/index.html`,
         auth: `${root}auth/index.html`,
         comm: `${root}ux/comm.html`,
         conv: `${root}ux/conv.html`,

@@ -23,11 +23,17 @@ describe('the pages', () => {
   it('is built by npm ci / npm run build:ui into dist/ui', () => {
     expect(existsSync(join(built, 'ux', 'conv.html'))).toBe(true);
     expect(existsSync(join(built, 'auth', 'index.html'))).toBe(true);
+    expect(existsSync(join(built, 'admin', 'index.html'))).toBe(true);
   });
 
-  it('serves /ux/conv and /auth/ with a policy that allows no inline script and the desktops as frame ancestors', async () => {
+  it('serves /ux/conv, /auth/ and /admin/ with a policy that allows no inline script; the desktops may frame the agent pages, no one the console', async () => {
     const app = h().app();
-    for (const path of ['/ux/conv?iid=1b4e28ba-2fa1-11d2-883f-0016d3cca427', '/auth/']) {
+    const pages = {
+      '/ux/conv?iid=1b4e28ba-2fa1-11d2-883f-0016d3cca427': "'self' https://desktop.example.com",
+      '/auth/': "'self' https://desktop.example.com",
+      '/admin/': "'none'",
+    };
+    for (const [path, ancestors] of Object.entries(pages)) {
       const res = await request(app).get(path).expect(200);
       expect(res.headers['content-type']).toMatch(/^text\/html/);
       expect(res.headers['cache-control']).toBe('no-cache');
@@ -35,7 +41,7 @@ describe('the pages', () => {
       const policy = res.headers['content-security-policy'] as string;
       expect(policy).toContain("script-src 'self'");
       expect(policy).not.toContain('unsafe-inline');
-      expect(policy).toContain("frame-ancestors 'self' https://desktop.example.com");
+      expect(policy.split('; ')).toContain(`frame-ancestors ${ancestors}`);
       // Every script is a file of the hub's origin: none inline.
       const html = res.text;
       expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
@@ -57,6 +63,7 @@ describe('the pages', () => {
       '/ux/nothing',
       '/ux/assets/nothing.js',
       '/auth/nothing',
+      '/admin/nothing',
       '/ux/../package.json',
     ]) {
       const res = await request(app).get(path).expect(404);

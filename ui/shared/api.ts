@@ -25,12 +25,14 @@ export interface RequestOptions {
   method?: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   body?: unknown;
   token?: string;
+  /** More request headers (the operator console names a cluster operator's tenant in `x-ccid`). */
+  headers?: Record<string, string>;
   signal?: AbortSignal;
 }
 
 /** Calls `path` on the hub's origin; resolves with the envelope's `data` (or the bare body). */
 export async function call<T>(path: string, options: RequestOptions = {}): Promise<T> {
-  const headers: Record<string, string> = { Accept: 'application/json' };
+  const headers: Record<string, string> = { ...options.headers, Accept: 'application/json' };
   if (options.body !== undefined) headers['Content-Type'] = 'application/json';
   if (options.token) headers.Authorization = `Bearer ${options.token}`;
   let res: Response;
