@@ -22,6 +22,7 @@ import { TokenService } from './auth/tokens.js';
 import { createChatServices, type ChatServices } from './chat/chat-services.js';
 import { lockedChatSlots } from './chat/customer-chat.js';
 import { agentInteractionRoutes } from './routes/agent-interactions.js';
+import { agentEmailRoutes } from './routes/agent-email.js';
 import { agentOutboundRoutes } from './routes/agent-outbound.js';
 import { aiRoutes } from './routes/ai.js';
 import { aiBotRoutes } from './routes/ai-bot.js';
@@ -177,6 +178,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   chatRoutes({ api, chat, publicUrl: config.http.publicUrl });
   agentInteractionRoutes({ api, db, chat });
   agentOutboundRoutes({ api, db, chat });
+  agentEmailRoutes({ api, db, chat });
   routingRoutes({ api, db, chat });
   undeliveredRoutes(api, { db, enqueue });
   smsRoutes(api, {

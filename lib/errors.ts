@@ -197,6 +197,11 @@ export const ERRORS = {
     409,
     'The email conversation has no mail to answer, or its channel is gone',
   ),
+  NEXUS_ERR_EMAIL_SUPPRESSED: define(
+    'NEXUS_ERR_EMAIL_SUPPRESSED',
+    409,
+    "The address is on the tenant's email suppression list",
+  ),
   NEXUS_ERR_EMAIL_FEEDBACK_UNAUTHORIZED: define(
     'NEXUS_ERR_EMAIL_FEEDBACK_UNAUTHORIZED',
     401,

@@ -9,6 +9,12 @@ import {
 import { setAgentPresence } from '../../db/queries/agents.js';
 import { findChannel, type ChannelRow } from '../../db/queries/channels.js';
 import { addIdentifiers, findContactId, insertContact } from '../../db/queries/contacts.js';
+import { suppressionsAmong } from '../../db/queries/email-consent.js';
+import {
+  findAgentEmailByClientId,
+  openOutboundEmailInteraction,
+} from '../../db/queries/email-threads.js';
+import { insertEmails, type StoredAddress } from '../../db/queries/email.js';
 import { joinInteraction } from '../../db/queries/interaction-agents.js';
 import { interactionState } from '../../db/queries/interaction-state.js';
 import {
@@ -27,6 +33,7 @@ import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { outboundSmsQueue, type QueueSet } from '../../queues/index.js';
+import { outboundEmailQueue } from '../../queues/outbound-email.js';
 import { routeQueues } from '../../queues/routing.js';
 import {
   dispatchWork,
@@ -70,6 +77,32 @@ export class SmsOptedOutError extends Error {
   ) {
     super(`${address} opted out of texts from ${sender}`);
   }
+}
+
+/**
+ * An agent's new mail to an address on the tenant's suppression list (hard bounce, complaint,
+ * unsubscribe, an operator's entry): nothing was stored. `field` names the recipient.
+ */
+export class EmailSuppressedError extends Error {
+  override readonly name = 'EmailSuppressedError';
+
+  constructor(
+    readonly address: string,
+    readonly reason: string,
+    readonly since: string,
+    readonly field: string,
+  ) {
+    super(`${address} is on the tenant's suppression list (${reason} since ${since})`);
+  }
+}
+
+/** The first mail of a thread an agent starts: its recipients, sender and subject. */
+export interface NewEmailThread {
+  readonly from: StoredAddress;
+  readonly to: StoredAddress;
+  readonly cc: readonly StoredAddress[];
+  readonly bcc: readonly StoredAddress[];
+  readonly subject: string;
 }
 
 /** What an agent does to the chats offered or assigned to it, and to its own presence. */
@@ -228,9 +261,153 @@ export class AgentDesk {
   }
 
   /**
+   * An agent starts an email conversation with `thread.to` from `channel` (an email channel of
+   * the tenant), in one transaction, as {@link startSmsConversation} does for SMS: the address's
+   * contact found or created by its email identifier, an interaction started and assigned to the
+   * agent (the customer's open conversation on the channel takes the mail instead), the agent's
+   * message, and its mail as a new thread (no `In-Reply-To`, the hub's `Message-ID`) with its
+   * `outbound-email` work; the customer's reply threads into the conversation by `In-Reply-To`.
+   * A recipient on the tenant's suppression list is refused with {@link EmailSuppressedError}
+   * before anything is stored. A retry with the same `clientMessageId` answers the first
+   * message and stores nothing.
+   */
+  async startEmailConversation(
+    tenantId: string,
+    agent: { id: string; name: string },
+    start: {
+      channel: ChannelRow;
+      thread: NewEmailThread;
+      text: string;
+      clientMessageId: string | null;
+    },
+  ): Promise<{ interactionId: string; messageId: string; created: boolean }> {
+    const { channel, thread } = start;
+    const address = thread.to.address.toLowerCase();
+    let result = { interactionId: '', messageId: '', created: false };
+    let work: WorkRecord | undefined;
+    await this.conversation.write(async tx => {
+      if (start.clientMessageId !== null) {
+        const earlier = await findAgentEmailByClientId(tx, {
+          tenantId,
+          channel: channel.name,
+          address,
+          agentId: agent.id,
+          clientMessageId: start.clientMessageId,
+        });
+        if (earlier) {
+          result = { ...earlier, created: false };
+          return [];
+        }
+      }
+      const recipients = [
+        { field: 'body.to', address: thread.to.address },
+        ...thread.cc.map((entry, index) => ({ field: `body.cc.${index}`, address: entry.address })),
+        ...thread.bcc.map((entry, index) => ({
+          field: `body.bcc.${index}`,
+          address: entry.address,
+        })),
+      ];
+      const suppressed = await suppressionsAmong(
+        tx,
+        tenantId,
+        recipients.map(entry => entry.address),
+      );
+      for (const recipient of recipients) {
+        const entry = suppressed.get(recipient.address.toLowerCase());
+        if (entry) {
+          throw new EmailSuppressedError(
+            recipient.address,
+            entry.reason,
+            entry.updated_at,
+            recipient.field,
+          );
+        }
+      }
+      const identifiers = [{ kind: 'email' as const, value: address }];
+      let contactId = await findContactId(tx, tenantId, identifiers);
+      const returning = contactId !== undefined;
+      if (!contactId) {
+        contactId = randomUUID();
+        await insertContact(tx, {
+          id: contactId,
+          tenantId,
+          firstName: null,
+          lastName: null,
+          nickname: address,
+        });
+        await addIdentifiers(tx, tenantId, contactId, identifiers);
+        // A concurrent start (or inbound mail) may have claimed the address first: use its contact.
+        contactId = (await findContactId(tx, tenantId, identifiers)) ?? contactId;
+      }
+      const opened = await openOutboundEmailInteraction(tx, {
+        tenantId,
+        channel,
+        address,
+        contactId,
+        agentId: agent.id,
+      });
+      const events: InteractionEvent[] = [];
+      if (opened.created) {
+        events.push(
+          ...(await appendEvents(tx, opened.id, [
+            {
+              type: 'interaction.started',
+              payload: {
+                interaction: {
+                  id: opened.id,
+                  mediaType: channel.media ?? 'email',
+                  interactionSubtype: 'OutboundNew',
+                  endpoint: channel.endpoint,
+                  contactId,
+                  returningContact: returning,
+                },
+              },
+            },
+            {
+              type: 'participant.joined',
+              payload: { participant: { id: address, nickname: null, type: 'customer' } },
+            },
+          ])),
+          ...(await this.joinEvents(tx, opened.id, agent)),
+          ...(await appendEvents(tx, opened.id, [
+            {
+              type: 'interaction.assigned',
+              payload: {
+                agent: { id: agent.id, nickname: agent.name },
+                queue: opened.queue,
+                waitedMs: 0,
+              },
+            },
+          ])),
+        );
+      }
+      const written = await this.writeAgentMessage(
+        tx,
+        tenantId,
+        opened.id,
+        agent,
+        start.text,
+        start.clientMessageId,
+        undefined,
+        thread,
+      );
+      result = {
+        interactionId: opened.id,
+        messageId: written.message.id,
+        created: written.message.created,
+      };
+      work = written.work;
+      return [...events, ...written.events];
+    });
+    if (work) await dispatchWork(this.deps.enqueue, [work]);
+    return result;
+  }
+
+  /**
    * Writes an agent's message into an open interaction the caller has locked: the join, the
    * message (measured and given its `outbound-sms` work in an SMS conversation, its mail in an
-   * email one) and the events numbering it. Dispatch the work after the commit.
+   * email one: an answer threaded on the last mail, or the first mail of `newThread`) and the events
+   * numbering it. Dispatch the work after the commit.
    */
   private async writeAgentMessage(
     tx: CommonQueryMethods,
@@ -240,6 +417,7 @@ export class AgentDesk {
     text: string,
     clientMessageId: string | null,
     email?: EmailReplyOptions,
+    newThread?: NewEmailThread,
   ): Promise<{
     message: { id: string; created: boolean };
     work: WorkRecord | undefined;
@@ -294,14 +472,23 @@ export class AgentDesk {
       );
     }
     if (emailChannel && stored.created) {
-      work = await recordEmailReply(tx, this.deps.enqueue, {
-        tenantId,
-        interactionId,
-        channel: emailChannel,
-        messageRowId: stored.id,
-        text,
-        options: email ?? {},
-      });
+      work = newThread
+        ? await recordNewEmailThread(tx, this.deps.enqueue, {
+            tenantId,
+            interactionId,
+            channel: emailChannel,
+            messageRowId: stored.id,
+            text,
+            thread: newThread,
+          })
+        : await recordEmailReply(tx, this.deps.enqueue, {
+            tenantId,
+            interactionId,
+            channel: emailChannel,
+            messageRowId: stored.id,
+            text,
+            options: email ?? {},
+          });
     }
     return {
       message: { id: stored.id, created: stored.created },
@@ -411,4 +598,47 @@ export class AgentDesk {
     if (!state) throw new AppError('NEXUS_ERR_NOT_FOUND', 'interaction not found');
     if (state.state !== 'open') throw new AppError('NEXUS_ERR_CHAT_ENDED');
   }
+}
+
+/**
+ * Stores the first mail of a thread an agent starts, and its `outbound-email` work (in the
+ * caller's transaction, which stores the agent's message `messageRowId`): no `In-Reply-To` nor
+ * `References`, the hub's `Message-ID` at the channel's domain, as an answer's (api/email/reply.ts).
+ */
+async function recordNewEmailThread(
+  tx: CommonQueryMethods,
+  enqueue: EnqueueContext,
+  mail: {
+    tenantId: string;
+    interactionId: string;
+    channel: ChannelRow;
+    messageRowId: string;
+    text: string;
+    thread: NewEmailThread;
+  },
+): Promise<WorkRecord> {
+  const id = randomUUID();
+  await insertEmails(tx, [
+    {
+      id,
+      tenantId: mail.tenantId,
+      interactionId: mail.interactionId,
+      chatMessageId: mail.messageRowId,
+      campaign: null,
+      recordId: null,
+      domain: mail.channel.channel_id,
+      from: mail.thread.from,
+      to: [mail.thread.to],
+      cc: mail.thread.cc,
+      bcc: mail.thread.bcc,
+      replyTo: null,
+      subject: mail.thread.subject,
+      text: mail.text,
+      html: null,
+      messageId: `<${id}@${mail.channel.channel_id.toLowerCase()}>`,
+      inReplyTo: null,
+      references: [],
+    },
+  ]);
+  return recordWork(tx, outboundEmailQueue, { tenantId: mail.tenantId, recordId: id }, enqueue);
 }

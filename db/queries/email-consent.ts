@@ -68,6 +68,20 @@ export const suppressionRow = z.object({
   updated_at: z.string(),
 });
 
+/** The suppressed addresses of a list, with why and since when (keys lowercased). */
+export async function suppressionsAmong(
+  db: CommonQueryMethods,
+  tenantId: string,
+  addresses: readonly string[],
+): Promise<ReadonlyMap<string, z.infer<typeof suppressionRow>>> {
+  if (addresses.length === 0) return new Map();
+  const rows = await db.any(sql.type(suppressionRow)`
+    SELECT address, reason, updated_at FROM email_consent
+    WHERE tenant_id = ${tenantId} AND suppressed
+      AND address = ANY(${sql.array(addresses.map(suppressionKey), 'text')})`);
+  return new Map(rows.map(row => [row.address, row]));
+}
+
 /** The suppressed addresses of a tenant by address; page with `after`. */
 export async function listSuppressions(
   db: CommonQueryMethods,

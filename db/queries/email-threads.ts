@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
+import { NUMBERING_LOCK } from '../conversation.js';
 import type { ChannelRow } from './channels.js';
 import { emailColumns, emailRow, type EmailRow } from './email.js';
 
@@ -56,6 +57,96 @@ export async function openEmailInteraction(
     WHERE tenant_id = ${thread.tenantId} AND channel = ${channel.name}
       AND customer_address = ${thread.customer} AND state = 'open'
     FOR NO KEY UPDATE`);
+}
+
+/**
+ * The conversation an agent starts with `address` on the email channel: a new interaction,
+ * started and assigned to the agent (its queue the one serving the channel's endpoint), or the
+ * customer's open one on the channel (one per address and channel), locked for the caller.
+ */
+export async function openOutboundEmailInteraction(
+  tx: CommonQueryMethods,
+  open: {
+    tenantId: string;
+    channel: ChannelRow;
+    address: string;
+    contactId: string;
+    agentId: string;
+  },
+): Promise<{ id: string; created: boolean; queue: string | null }> {
+  const { channel } = open;
+  const row = z.object({ id: z.string(), queue_name: z.string().nullable() });
+  const created = await tx.maybeOne(sql.type(row)`
+    INSERT INTO interactions (id, tenant_id, media, subtype, endpoint, channel, customer_address,
+                              contact_id, started_event_at, routing_state, assigned_agent_id,
+                              queue_name)
+    VALUES (${randomUUID()}, ${open.tenantId}, ${channel.media ?? 'email'}, 'OutboundNew',
+            ${channel.endpoint}, ${channel.name}, ${open.address}, ${open.contactId}, now(),
+            'assigned', ${open.agentId},
+            (SELECT queue_name FROM routing_queue_endpoints
+             WHERE tenant_id = ${open.tenantId} AND endpoint = ${channel.endpoint}))
+    ON CONFLICT (tenant_id, channel, customer_address) WHERE state = 'open' AND channel IS NOT NULL
+    DO NOTHING
+    RETURNING id, queue_name`);
+  if (created) return { id: created.id, created: true, queue: created.queue_name };
+  const existing = await tx.one(sql.type(row)`
+    SELECT id, queue_name FROM interactions
+    WHERE tenant_id = ${open.tenantId} AND channel = ${channel.name}
+      AND customer_address = ${open.address} AND state = 'open'
+    ${NUMBERING_LOCK}`);
+  return { id: existing.id, created: false, queue: existing.queue_name };
+}
+
+/**
+ * The message an agent sent under `clientMessageId` in a conversation with `address` on the
+ * email channel (open or done): a retried start answers it again.
+ */
+export async function findAgentEmailByClientId(
+  db: CommonQueryMethods,
+  find: {
+    tenantId: string;
+    channel: string;
+    address: string;
+    agentId: string;
+    clientMessageId: string;
+  },
+): Promise<{ messageId: string; interactionId: string } | undefined> {
+  const row = await db.maybeOne(sql.type(
+    z.object({ message_id: z.string(), interaction_id: z.string() }),
+  )`
+    SELECT m.id AS message_id, m.interaction_id
+    FROM interactions i
+    JOIN messages m ON m.interaction_id = i.id AND m.sender_id = ${find.agentId}
+                   AND m.client_message_id = ${find.clientMessageId}
+    WHERE i.tenant_id = ${find.tenantId} AND i.channel = ${find.channel}
+      AND i.customer_address = ${find.address} AND m.sender_type = 'agent'
+    ORDER BY m.received DESC LIMIT 1`);
+  return row ? { messageId: row.message_id, interactionId: row.interaction_id } : undefined;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * An attachment's bytes, only when `mediaId` is an attachment of a mail of the tenant's
+ * interaction (a media id of another conversation, or an SMS upload, is not found).
+ */
+export async function findInteractionAttachment(
+  db: CommonQueryMethods,
+  tenantId: string,
+  interactionId: string,
+  mediaId: string,
+): Promise<{ filename: string; mimetype: string; content: Buffer } | undefined> {
+  if (!UUID.test(mediaId)) return undefined;
+  const row = await db.maybeOne(sql.type(
+    z.object({ filename: z.string(), mimetype: z.string(), content: z.instanceof(Buffer) }),
+  )`
+    SELECT m.filename, m.mimetype, m.content FROM media m
+    WHERE m.id = ${mediaId} AND m.tenant_id = ${tenantId}
+      AND EXISTS (
+        SELECT 1 FROM email_messages e
+        WHERE e.interaction_id = ${interactionId} AND e.tenant_id = ${tenantId}
+          AND e.attachments @> ${sql.jsonb([{ mediaId: mediaId.toLowerCase() }])})`);
+  return row ?? undefined;
 }
 
 /** A campaign mail answered for the first time joins the conversation its answer started. */

@@ -238,6 +238,14 @@ describe('authorization', () => {
         ).send({ seq: 1 }),
       'POST /nexus/v3/agent/interactions/{id}/done': () =>
         asAgentA(request(app).post(`/nexus/v3/agent/interactions/${sessionB.interactionId}/done`)),
+      'GET /nexus/v3/agent/interactions/{id}/emails': () =>
+        asAgentA(request(app).get(`/nexus/v3/agent/interactions/${sessionB.interactionId}/emails`)),
+      'GET /nexus/v3/agent/interactions/{id}/media/{mediaId}': () =>
+        asAgentA(
+          request(app).get(
+            `/nexus/v3/agent/interactions/${sessionB.interactionId}/media/00000000-0000-4000-8000-000000000000`,
+          ),
+        ),
       'POST /nexus/v3/provisioning/tenants': () =>
         asA(request(app).post('/nexus/v3/provisioning/tenants')).send({ id: B, name: 'x' }),
       'GET /nexus/v3/provisioning/tenants/{id}': () =>
@@ -370,6 +378,11 @@ describe('authorization', () => {
     };
     // Routes that answer only the caller's own tenant, whatever it asks.
     const scoped = {
+      'GET /nexus/v3/agent/queues': async () => {
+        // A's queue only, never B's Sales.
+        const res = await asAgentA(request(app).get('/nexus/v3/agent/queues')).expect(200);
+        expect(res.body.data.items.map((q: { name: string }) => q.name)).toEqual(['Front']);
+      },
       'GET /nexus/v3/agent/presence': async () => {
         await asAgentA(request(app).get('/nexus/v3/agent/presence')).expect(200);
       },
@@ -425,6 +438,49 @@ describe('authorization', () => {
           .query({ address: '+15557770000', from: '15550001' })
           .expect(400);
         expect(res.body.status.field).toBe('query.from');
+      },
+      'POST /nexus/v3/agent/outbound/email': async () => {
+        // B's email domain is no sender of A's (it reads as unknown), and A has none to default to.
+        await request(app)
+          .put(`/nexus/v3/provisioning/channels/${B}/cxc.Mail`)
+          .set('x-api-key', f.keyB)
+          .send({ channelId: 'mail.b.example', channelType: 'email' })
+          .expect(201);
+        const mail = { to: 'c@d.example', subject: 'hi', text: 'hi' };
+        const named = await asAgentA(request(app).post('/nexus/v3/agent/outbound/email'))
+          .send({ ...mail, from: 'mail.b.example' })
+          .expect(400);
+        expect(named.body.status.field).toBe('body.from');
+        expect(named.body.status.message).not.toMatch(/cxc\.Mail|tenant-b/);
+        const unnamed = await asAgentA(request(app).post('/nexus/v3/agent/outbound/email'))
+          .send(mail)
+          .expect(400);
+        expect(unnamed.body.status.message).toBe(
+          'body.from: the tenant has no email channel to send from',
+        );
+        const stored = await h.db.one(
+          sql.type(z.object({ interactions: z.number(), mails: z.number() }))`
+            SELECT (SELECT count(*) FROM interactions WHERE tenant_id = ${B})::int AS interactions,
+                   (SELECT count(*) FROM email_messages)::int AS mails`,
+        );
+        expect(stored).toEqual({ interactions: 1, mails: 0 }); // B's own chat session only
+      },
+      'GET /nexus/v3/agent/consent/email': async () => {
+        // B's suppression list is B's own: A's agent reads the address as mailable.
+        await request(app)
+          .put(`/nexus/v3/email/suppressions/${B}/c@d.example`)
+          .set('x-api-key', f.keyB)
+          .send({})
+          .expect(200);
+        const res = await asAgentA(request(app).get('/nexus/v3/agent/consent/email'))
+          .query({ address: 'c@d.example' })
+          .expect(200);
+        expect(res.body.data).toEqual({
+          address: 'c@d.example',
+          suppressed: false,
+          reason: null,
+          since: null,
+        });
       },
       'GET /nexus/v3/provisioning/tenants': async () => {
         const res = await asA(request(app).get('/nexus/v3/provisioning/tenants')).expect(200);
