@@ -105,7 +105,7 @@ export function agentInteractionRoutes({
     tag: 'Agent',
     summary: "The tenant's undelivered view",
     description:
-      'Open interactions whose outbound message to the customer finally failed (provider refused it, retries exhausted), most recent first, with the failure\'s code (docs/errors.md, "Failed work") and reason: follow up another way.',
+      'Open interactions whose outbound message to the customer finally failed (provider refused it, retries exhausted), most recent first, with the failure\'s code (docs/errors.md, "Failed work") and reason: follow up another way. A conversation leaves the view once a newer outbound message follows the failure (sent again, or written on); it comes back if that one fails too.',
     auth: 'nexus:agent:*',
     query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(100) }).strict(),
     responses: { 200: { description: 'Undelivered interactions' } },

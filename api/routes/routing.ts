@@ -113,7 +113,8 @@ const presenceOut = z
 /**
  * Routing queues (`/nexus/v3/provisioning/queues/{ccid}/{name}`: the endpoints that lead to a
  * queue and the agents who serve it, with live statistics) and agent presence
- * (`/nexus/v3/agent/presence`: ready or not, capacity). See docs/routing.md.
+ * (`/nexus/v3/agent/presence`: ready or not, capacity), and the queues an agent may transfer to
+ * (`/nexus/v3/agent/queues`). See docs/routing.md.
  */
 export function routingRoutes({
   api,
@@ -248,6 +249,38 @@ export function routingRoutes({
         throw new AppError('NEXUS_ERR_NOT_FOUND', `queue ${p.name} not found`);
       }
       reply(res, 200, { deleted: true });
+    },
+  });
+
+  api.route({
+    method: 'get',
+    path: '/nexus/v3/agent/queues',
+    tag: 'Agent',
+    summary: "The tenant's queues, to transfer to",
+    description:
+      "Every routing queue of the agent's tenant by name, with the interactions waiting in it and the agents ready in it now: the transfer targets (`POST /nexus/v3/agent/interactions/{id}/transfer {queue}`).",
+    auth: 'nexus:agent:*',
+    responses: {
+      200: {
+        description: 'Queues',
+        schema: envelopeOf(
+          z.object({
+            items: z.array(
+              z.object({ name: z.string(), waiting: z.number(), agentsReady: z.number() }),
+            ),
+          }),
+        ),
+      },
+    },
+    async handle({ principal, res }) {
+      const agent = agentOf(principal);
+      const bots = await queueBotSettings(db, agent.tenant);
+      reply(res, 200, {
+        items: (await listQueues(db, agent.tenant)).map(row => {
+          const { name, stats } = present(row, bots);
+          return { name, waiting: stats.waiting, agentsReady: stats.agentsReady };
+        }),
+      });
     },
   });
 

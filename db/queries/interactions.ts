@@ -119,7 +119,11 @@ export async function markStarted(tx: CommonQueryMethods, interactionId: string)
   return result.rowCount > 0;
 }
 
-/** Open interactions of the tenant flagged undelivered, most recent first (the undelivered view). */
+/**
+ * Open interactions of the tenant flagged undelivered, most recent first (the undelivered view).
+ * One whose failure was followed by a newer outbound message (the agent sent it again, or wrote
+ * on) has been followed up and leaves the view; a failure of that message flags it again.
+ */
 export async function listUndeliveredInteractions(
   db: CommonQueryMethods,
   tenantId: string,
@@ -140,6 +144,10 @@ export async function listUndeliveredInteractions(
   )`
     SELECT ${interactionColumns}, undelivered_at, undelivered_code, undelivered_reason FROM interactions
     WHERE tenant_id = ${tenantId} AND undelivered_at IS NOT NULL AND state = 'open'
+      AND NOT EXISTS (
+        SELECT 1 FROM messages m
+        WHERE m.interaction_id = interactions.id AND m.direction = 'outbound'
+          AND m.created_at > interactions.undelivered_at)
     ORDER BY undelivered_at DESC LIMIT ${limit}`);
 }
 

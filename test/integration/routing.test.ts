@@ -597,6 +597,19 @@ describe('undelivered interactions', () => {
       .set('Authorization', `Bearer ${h().config.adminToken}`)
       .expect(200);
     expect(records.body.data.items).toHaveLength(1);
+
+    // The agent sends it again (the conversation page's "Send again"): followed up, the
+    // conversation leaves the view.
+    await request(api.url)
+      .post(`/nexus/v3/agent/interactions/${session.interactionId}/messages`)
+      .set('Authorization', agentAuth)
+      .send({ text: 'Your order shipped', clientMessageId: `resend-${sent.body.data.id}` })
+      .expect(201);
+    const after = await request(api.url)
+      .get('/nexus/v3/agent/undelivered')
+      .set('Authorization', agentAuth)
+      .expect(200);
+    expect(after.body.data.items).toEqual([]);
     agent.socket.disconnect();
   });
 });
