@@ -166,10 +166,11 @@ describe('the communication panel', () => {
       hostScript: handsToken(t.agent.token, api.url),
     });
     await frame.getByText('Signed in as Alice').waitFor();
-    await frame.getByLabel('To (phone number)').fill('+1 555 123 4567');
-    await frame.getByLabel('Message').fill('Your order is ready.');
-    await frame.getByRole('button', { name: 'Send', exact: true }).click();
-    const refusal = frame.getByRole('alert');
+    const sms = frame.getByRole('region', { name: 'New SMS' });
+    await sms.getByLabel('To (phone number)').fill('+1 555 123 4567');
+    await sms.getByLabel('Message').fill('Your order is ready.');
+    await sms.getByRole('button', { name: 'Send', exact: true }).click();
+    const refusal = sms.getByRole('alert');
     await refusal.waitFor();
     expect(await refusal.innerText()).toMatch(
       /^Not sent: .*opted out of texts from \+18005550100: replied Stop/,

@@ -8,13 +8,14 @@ import { Field } from '../../shared/field.js';
 import type { HubEvent } from '../../shared/events.js';
 import { keepRenewed, type AgentSession } from '../../shared/session.js';
 import '../../shared/style.css';
+import { NewEmail } from './new-email.js';
 import { strings } from './strings.js';
 
 /**
  * `/ux/comm?ccid=<tenant>`: the agent's communication panel, as the desktop embeds it beside the
  * conversation tab. Presence and capacity, the offers waiting for the agent (with their timer),
- * the agent's open conversations, the undelivered ones, and a new outbound SMS, consent checked
- * by the hub before anything is stored. Every action is a public API call.
+ * the agent's open conversations, the undelivered ones, and a new outbound SMS or email, consent
+ * checked by the hub before anything is stored. Every action is a public API call.
  */
 
 interface Me {
@@ -307,6 +308,8 @@ function Panel({ session, onSignedOut }: { session: AgentSession; onSignedOut: (
           </button>
         </form>
       </section>
+
+      <NewEmail post={post} open={iid => location.assign(convUrl(iid))} />
 
       <section aria-labelledby="undelivered-heading" class="panel">
         <h2 id="undelivered-heading">{strings.undelivered}</h2>

@@ -32,5 +32,9 @@ export const strings = {
   send: 'Send',
   sending: 'Sending…',
   refused: (message: string) => `Not sent: ${message}`,
+  newEmail: 'New email',
+  emailTo: 'To (email address)',
+  emailCc: 'Cc (optional, comma-separated)',
+  subject: 'Subject',
   error: (message: string) => `Could not do that: ${message}`,
 };

@@ -13,8 +13,11 @@ import {
   type TypingNotice,
 } from '../../shared/events.js';
 import { AgentPage } from '../../shared/agent-page.js';
+import { Field } from '../../shared/field.js';
 import { keepRenewed, type AgentSession } from '../../shared/session.js';
 import '../../shared/style.css';
+import { addressList } from '../comm/new-email.js';
+import { EmailThread } from './email-thread.js';
 import { strings } from './strings.js';
 import { deriveState, type Me } from './state.js';
 
@@ -37,6 +40,12 @@ interface Interaction {
   state: 'open' | 'done';
   created: string;
   lastSeq: number;
+}
+/** A queue the agent may transfer to (`GET /nexus/v3/agent/queues`). */
+interface QueueChoice {
+  name: string;
+  waiting: number;
+  agentsReady: number;
 }
 interface Conversation {
   interaction: Interaction;
@@ -93,8 +102,11 @@ function App({
   const [typing, setTyping] = useState<TypingNotice>();
   const [problem, setProblem] = useState<string>();
   const [draft, setDraft] = useState('');
+  const [cc, setCc] = useState('');
+  const [bcc, setBcc] = useState('');
   const [sending, setSending] = useState(false);
   const [transferQueue, setTransferQueue] = useState('');
+  const [queues, setQueues] = useState<QueueChoice[]>();
   const [now, setNow] = useState(Date.now());
   const socketRef = useRef<Socket | undefined>(undefined);
   const composer = useRef<HTMLTextAreaElement>(null);
@@ -188,6 +200,15 @@ function App({
 
   const state = useMemo(() => deriveState(events, me, now), [events, me, now]);
 
+  // The transfer targets, read when the conversation becomes the agent's.
+  useEffect(() => {
+    if (!state.assignedToMe) return;
+    call<{ items: QueueChoice[] }>('/nexus/v3/agent/queues', { token: tokenRef.current }).then(
+      answer => setQueues(answer.items),
+      () => setQueues([]),
+    );
+  }, [state.assignedToMe]);
+
   // Scroll to the newest; tell the customer what was read (customer messages only: a read
   // receipt is itself an event, acknowledging those would never end).
   useEffect(() => {
@@ -232,8 +253,16 @@ function App({
     setSending(true);
     setProblem(undefined);
     try {
-      await act('messages', { text, clientMessageId: crypto.randomUUID() });
+      const copies = { cc: addressList(cc), bcc: addressList(bcc) };
+      await act('messages', {
+        text,
+        clientMessageId: crypto.randomUUID(),
+        ...(copies.cc.length > 0 ? { cc: copies.cc } : {}),
+        ...(copies.bcc.length > 0 ? { bcc: copies.bcc } : {}),
+      });
       setDraft('');
+      setCc('');
+      setBcc('');
       lastTypingSent.current = 0;
     } catch (error) {
       setProblem(strings.error((error as Error).message));
@@ -284,7 +313,29 @@ function App({
           : strings.system;
   const latestSuggestion = [...events].reverse().find(e => e.type === 'assist.suggestion');
   const suggestion = latestSuggestion?.data as unknown as SuggestionData | undefined;
-  const undelivered = events.filter(e => e.type === 'interaction.undelivered');
+  // Failures not followed up yet: no outbound message after them. Each can be sent again (its
+  // text as a new message, once: the client message id names the failed one).
+  const lastOutbound = [...events]
+    .reverse()
+    .find(
+      e =>
+        e.type === 'message.created' &&
+        ['agent', 'bot'].includes((e.data as unknown as MessageData).from.type),
+    );
+  const undelivered = events
+    .filter(e => e.type === 'interaction.undelivered' && e.seq > (lastOutbound?.seq ?? 0))
+    .map(e => {
+      const messageId = String(e.data.messageId);
+      const failed = events.find(
+        m =>
+          m.type === 'message.created' &&
+          (m.data as unknown as MessageData).message.id === messageId,
+      );
+      return { event: e, messageId, text: (failed?.data as MessageData | undefined)?.message.text };
+    });
+  const isEmail = conversation.interaction.mediaType === 'email';
+  const sendAgain = (messageId: string, text: string) =>
+    run('messages', { text, clientMessageId: `resend-${messageId}` });
 
   return (
     <main class="page conv">
@@ -305,9 +356,16 @@ function App({
       {undelivered.length > 0 && (
         <section class="alert" role="alert" aria-label={strings.undelivered}>
           <strong>{strings.undelivered}</strong>
-          {undelivered.map(e => (
-            <div key={e.seq}>
-              {strings.undeliveredDetail(String(e.data.code), String(e.data.reason))}
+          {undelivered.map(({ event, messageId, text }) => (
+            <div key={event.seq} class="undelivered">
+              <span>
+                {strings.undeliveredDetail(String(event.data.code), String(event.data.reason))}
+              </span>
+              {text && !state.done && (
+                <button type="button" onClick={() => void sendAgain(messageId, text)}>
+                  {strings.sendAgain}
+                </button>
+              )}
             </div>
           ))}
         </section>
@@ -319,6 +377,13 @@ function App({
         ))}
         <li ref={transcriptEnd} class="end" aria-hidden="true" />
       </ol>
+      {isEmail && (
+        <EmailThread
+          iid={iid}
+          token={() => tokenRef.current}
+          version={events.filter(e => e.type === 'message.created').length}
+        />
+      )}
       <p class="typing" aria-live="polite">
         {typing ? strings.typing(nameOf(typing.participant)) : ''}
       </p>
@@ -381,6 +446,12 @@ function App({
               }
             }}
           />
+          {isEmail && (
+            <div class="copies">
+              <Field label={strings.cc} name="cc" value={cc} onValue={setCc} />
+              <Field label={strings.bcc} name="bcc" value={bcc} onValue={setBcc} />
+            </div>
+          )}
           <button type="submit" disabled={sending || !draft.trim()}>
             {sending ? strings.sending : strings.send}
           </button>
@@ -420,13 +491,21 @@ function App({
               <label for="transfer-queue" class="visually-hidden">
                 {strings.transferTo}
               </label>
-              <input
+              <select
                 id="transfer-queue"
                 value={transferQueue}
-                placeholder={strings.transferTo}
-                onInput={event => setTransferQueue(event.currentTarget.value)}
-              />
-              <button type="submit">{strings.transfer}</button>
+                onChange={event => setTransferQueue(event.currentTarget.value)}
+              >
+                <option value="">{strings.transferTo}</option>
+                {(queues ?? []).map(queue => (
+                  <option key={queue.name} value={queue.name}>
+                    {strings.queueChoice(queue.name, queue.waiting, queue.agentsReady)}
+                  </option>
+                ))}
+              </select>
+              <button type="submit" disabled={!transferQueue}>
+                {strings.transfer}
+              </button>
             </form>
           )}
           {state.joined && (
