@@ -1,6 +1,5 @@
 import { useState } from 'preact/hooks';
 import { Field } from '../../shared/field.js';
-import { ApiError } from '../../shared/api.js';
 import { NoticeLine, Table, seg, useLoad, useNotice, useOperator, when } from '../kit.js';
 import { strings } from '../strings.js';
 
@@ -37,17 +36,12 @@ export function Consent() {
   const lookUp = (event: Event) => {
     event.preventDefault();
     void run(async () => {
-      try {
-        setSms(
-          await api<SmsConsent>(
-            `/nexus/v3/sms/consent/${ccid}?address=${encodeURIComponent(number.trim())}`,
-          ),
-        );
-      } catch (error) {
-        // A number with no record has never opted out.
-        if (error instanceof ApiError && error.status === 404) setSms(null);
-        else throw error;
-      }
+      setSms(undefined);
+      const ledger = await api<SmsConsent>(
+        `/nexus/v3/sms/consent/${ccid}?address=${encodeURIComponent(number.trim())}`,
+      );
+      // The hub answers a number it never saw with empty lists: it has never opted out.
+      setSms(ledger.senders.length === 0 && ledger.changes.length === 0 ? null : ledger);
     });
   };
   const suppress = async (event: Event) => {
