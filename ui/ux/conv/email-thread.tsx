@@ -93,7 +93,7 @@ export function EmailThread({
         </p>
       )}
       {mails.map(mail => (
-        <article key={mail.id} class={`mail ${mail.direction}`} aria-label={mail.subject}>
+        <article key={mail.id} class={`mail mail-${mail.direction}`} aria-label={mail.subject}>
           <h3>{mail.subject}</h3>
           <dl>
             <dt>{strings.mailFrom}</dt>
