@@ -147,6 +147,31 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * The bench's tenant `bench`: a chat key without a practical rate limit, and the endpoint `Bench`
+ * leading to a queue no agent serves (nothing is offered; the bench's agents join their chats).
+ * Answers the chat key.
+ */
+export async function provisionBenchTenant(base: string): Promise<{ key: string }> {
+  const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
+  await json('POST', `${base}/nexus/v3/provisioning/tenants`, admin, {
+    id: 'bench',
+    name: 'Bench',
+  });
+  const key = await json<{ key: string }>('POST', `${base}/nexus/v3/apikeys`, admin, {
+    tenant: 'bench',
+    name: 'bench chat key',
+    permissions: ['nexus:consumer:chat'],
+    capacity: 1_000_000,
+    frequency: 1,
+  });
+  await json('PUT', `${base}/nexus/v3/provisioning/endpoints/bench/Bench`, admin, {});
+  await json('PUT', `${base}/nexus/v3/provisioning/queues/bench/Bench`, admin, {
+    endpoints: ['Bench'],
+  });
+  return key;
+}
+
 /** What the AI connector attached to the bench hub knows: intents with canned replies. */
 const ASSIST_TRAINING = {
   language: 'en',
@@ -210,23 +235,7 @@ export async function startHub(
   }
   const base = urls[0] as string;
   const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
-  await json('POST', `${base}/nexus/v3/provisioning/tenants`, admin, {
-    id: 'bench',
-    name: 'Bench',
-  });
-  const key = await json<{ key: string }>('POST', `${base}/nexus/v3/apikeys`, admin, {
-    tenant: 'bench',
-    name: 'bench chat key',
-    permissions: ['nexus:consumer:chat'],
-    capacity: 1_000_000,
-    frequency: 1,
-  });
-  await json('PUT', `${base}/nexus/v3/provisioning/endpoints/bench/Bench`, admin, {});
-  // A chat's endpoint must lead to a queue; no agent serves this one, so nothing is offered
-  // and the bench's agents join their chats directly.
-  await json('PUT', `${base}/nexus/v3/provisioning/queues/bench/Bench`, admin, {
-    endpoints: ['Bench'],
-  });
+  const key = await provisionBenchTenant(base);
   if (options.athena) {
     const cluster = await json<{ key: string }>('POST', `${base}/nexus/v3/apikeys`, admin, {
       tenant: '*',
