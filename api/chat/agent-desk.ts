@@ -8,7 +8,7 @@ import {
 } from '../../db/conversation.js';
 import { setAgentPresence } from '../../db/queries/agents.js';
 import { findChannel, type ChannelRow } from '../../db/queries/channels.js';
-import { addIdentifiers, findContactId, insertContact } from '../../db/queries/contacts.js';
+import { contactByIdentifier } from '../../db/queries/contacts.js';
 import { suppressionsAmong } from '../../db/queries/email-consent.js';
 import {
   findAgentEmailByClientId,
@@ -182,22 +182,7 @@ export class AgentDesk {
       // The worker checks again when it sends: a STOP may arrive in between.
       const consent = await consentFor(tx, tenantId, channel.channel_id, to);
       if (consent?.opted_out) throw new SmsOptedOutError(channel.channel_id, to, consent);
-      const identifiers = [{ kind: 'phone' as const, value: to }];
-      let contactId = await findContactId(tx, tenantId, identifiers);
-      const returning = contactId !== undefined;
-      if (!contactId) {
-        contactId = randomUUID();
-        await insertContact(tx, {
-          id: contactId,
-          tenantId,
-          firstName: null,
-          lastName: null,
-          nickname: to,
-        });
-        await addIdentifiers(tx, tenantId, contactId, identifiers);
-        // A concurrent start (or inbound text) may have claimed the number first: use its contact.
-        contactId = (await findContactId(tx, tenantId, identifiers)) ?? contactId;
-      }
+      const { contactId, returning } = await contactByIdentifier(tx, tenantId, 'phone', to);
       const opened = await openOutboundSmsInteraction(tx, {
         tenantId,
         channel,
@@ -208,36 +193,14 @@ export class AgentDesk {
       const events: InteractionEvent[] = [];
       if (opened.created) {
         events.push(
-          ...(await appendEvents(tx, opened.id, [
-            {
-              type: 'interaction.started',
-              payload: {
-                interaction: {
-                  id: opened.id,
-                  mediaType: channel.media ?? 'chat',
-                  interactionSubtype: channel.interaction_subtype ?? 'SMS',
-                  endpoint: channel.endpoint,
-                  contactId,
-                  returningContact: returning,
-                },
-              },
-            },
-            {
-              type: 'participant.joined',
-              payload: { participant: { id: to, nickname: null, type: 'customer' } },
-            },
-          ])),
-          ...(await this.joinEvents(tx, opened.id, agent)),
-          ...(await appendEvents(tx, opened.id, [
-            {
-              type: 'interaction.assigned',
-              payload: {
-                agent: { id: agent.id, nickname: agent.name },
-                queue: opened.queue,
-                waitedMs: 0,
-              },
-            },
-          ])),
+          ...(await this.agentStartEvents(tx, opened, agent, {
+            mediaType: channel.media ?? 'chat',
+            interactionSubtype: channel.interaction_subtype ?? 'SMS',
+            endpoint: channel.endpoint,
+            contactId,
+            returningContact: returning,
+            customer: to,
+          })),
         );
       }
       const written = await this.writeAgentMessage(
@@ -323,22 +286,7 @@ export class AgentDesk {
           );
         }
       }
-      const identifiers = [{ kind: 'email' as const, value: address }];
-      let contactId = await findContactId(tx, tenantId, identifiers);
-      const returning = contactId !== undefined;
-      if (!contactId) {
-        contactId = randomUUID();
-        await insertContact(tx, {
-          id: contactId,
-          tenantId,
-          firstName: null,
-          lastName: null,
-          nickname: address,
-        });
-        await addIdentifiers(tx, tenantId, contactId, identifiers);
-        // A concurrent start (or inbound mail) may have claimed the address first: use its contact.
-        contactId = (await findContactId(tx, tenantId, identifiers)) ?? contactId;
-      }
+      const { contactId, returning } = await contactByIdentifier(tx, tenantId, 'email', address);
       const opened = await openOutboundEmailInteraction(tx, {
         tenantId,
         channel,
@@ -349,36 +297,14 @@ export class AgentDesk {
       const events: InteractionEvent[] = [];
       if (opened.created) {
         events.push(
-          ...(await appendEvents(tx, opened.id, [
-            {
-              type: 'interaction.started',
-              payload: {
-                interaction: {
-                  id: opened.id,
-                  mediaType: channel.media ?? 'email',
-                  interactionSubtype: 'OutboundNew',
-                  endpoint: channel.endpoint,
-                  contactId,
-                  returningContact: returning,
-                },
-              },
-            },
-            {
-              type: 'participant.joined',
-              payload: { participant: { id: address, nickname: null, type: 'customer' } },
-            },
-          ])),
-          ...(await this.joinEvents(tx, opened.id, agent)),
-          ...(await appendEvents(tx, opened.id, [
-            {
-              type: 'interaction.assigned',
-              payload: {
-                agent: { id: agent.id, nickname: agent.name },
-                queue: opened.queue,
-                waitedMs: 0,
-              },
-            },
-          ])),
+          ...(await this.agentStartEvents(tx, opened, agent, {
+            mediaType: channel.media ?? 'email',
+            interactionSubtype: 'OutboundNew',
+            endpoint: channel.endpoint,
+            contactId,
+            returningContact: returning,
+            customer: address,
+          })),
         );
       }
       const written = await this.writeAgentMessage(
@@ -573,6 +499,49 @@ export class AgentDesk {
     const row = await setAgentPresence(this.deps.db, tenantId, agentId, change);
     if (row.ready) await routeQueues(this.deps, await queuesOfAgent(this.deps.db, agentId));
     return { ...row, load: await agentLoad(this.deps.db, agentId) };
+  }
+
+  /**
+   * The events of a conversation an agent starts (an SMS or an email to a customer): started,
+   * the customer's participant, the agent joined and assigned at once.
+   */
+  private async agentStartEvents(
+    tx: CommonQueryMethods,
+    opened: { id: string; queue: string | null },
+    agent: { id: string; name: string },
+    start: {
+      mediaType: string;
+      interactionSubtype: string;
+      endpoint: string | null;
+      contactId: string;
+      returningContact: boolean;
+      customer: string;
+    },
+  ): Promise<InteractionEvent[]> {
+    const { customer, ...interaction } = start;
+    return [
+      ...(await appendEvents(tx, opened.id, [
+        {
+          type: 'interaction.started',
+          payload: { interaction: { id: opened.id, ...interaction } },
+        },
+        {
+          type: 'participant.joined',
+          payload: { participant: { id: customer, nickname: null, type: 'customer' } },
+        },
+      ])),
+      ...(await this.joinEvents(tx, opened.id, agent)),
+      ...(await appendEvents(tx, opened.id, [
+        {
+          type: 'interaction.assigned',
+          payload: {
+            agent: { id: agent.id, nickname: agent.name },
+            queue: opened.queue,
+            waitedMs: 0,
+          },
+        },
+      ])),
+    ];
   }
 
   private async joinEvents(

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 
@@ -81,4 +82,24 @@ export async function findContact(
       SELECT kind, value FROM contact_identifiers WHERE contact_id = ${id} ORDER BY kind, value`,
   );
   return { ...row, identifiers: [...identifiers] };
+}
+
+/**
+ * The tenant's contact for one identifier (a phone number, an email address), created with the
+ * identifier as its nickname when none has it. A concurrent start (or inbound message) may have
+ * claimed the identifier first: its contact is used then. `returning` says whether it existed.
+ */
+export async function contactByIdentifier(
+  tx: CommonQueryMethods,
+  tenantId: string,
+  kind: Identifier['kind'],
+  value: string,
+): Promise<{ contactId: string; returning: boolean }> {
+  const identifiers = [{ kind, value }] as Identifier[];
+  const found = await findContactId(tx, tenantId, identifiers);
+  if (found) return { contactId: found, returning: true };
+  const id = randomUUID();
+  await insertContact(tx, { id, tenantId, firstName: null, lastName: null, nickname: value });
+  await addIdentifiers(tx, tenantId, id, identifiers);
+  return { contactId: (await findContactId(tx, tenantId, identifiers)) ?? id, returning: false };
 }
