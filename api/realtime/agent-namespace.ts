@@ -17,7 +17,7 @@ import type { ChatServices } from '../chat/chat-services.js';
 import type { Participant } from '../chat/conversation.js';
 import { presentEvent } from '../presenters.js';
 import { Feed, type EventLoader, type FeedHub, type FillTrigger } from './feed.js';
-import { failure, handshakeError, ok, refusal, type Ack } from './replies.js';
+import { failure, handshakeError, ok, onRequest, refusal, type Ack } from './replies.js';
 import { chatMessage, clientSeq } from './requests.js';
 
 /**
@@ -166,7 +166,7 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
     };
     expireAt((socket.data as AgentSocketData).tokenExpiresAt);
     socket.on('disconnect', () => clearTimeout(expiry));
-    socket.on('token', (payload: unknown, ack?: Ack) => {
+    onRequest(socket, 'token', (payload: unknown, ack?: Ack) => {
       const { token } = (payload ?? {}) as { token?: unknown };
       if (typeof token !== 'string' || token.length === 0) {
         ack?.(refusal('NEXUS_ERR_VALIDATION', 'send {token}: a fresh agent token', 'token'));
@@ -220,7 +220,7 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
       timer.unref();
       notReadyTimers.set(agent.id, timer);
     });
-    socket.on('presence', (payload: unknown, ack?: Ack) => {
+    onRequest(socket, 'presence', (payload: unknown, ack?: Ack) => {
       const parsed = presenceChange.safeParse(payload ?? {});
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
@@ -244,7 +244,7 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
       },
       (error: unknown) => log.warn({ err: error }, 'could not list the agent interactions'),
     );
-    socket.on('subscribe', (payload: unknown, ack?: Ack) => {
+    onRequest(socket, 'subscribe', (payload: unknown, ack?: Ack) => {
       const { interactionId, lastSeq } = (payload ?? {}) as {
         interactionId?: unknown;
         lastSeq?: unknown;
@@ -286,7 +286,7 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
         (error: unknown) => ack?.(failure(error)),
       );
     });
-    socket.on('message', (payload: unknown, ack?: Ack) => {
+    onRequest(socket, 'message', (payload: unknown, ack?: Ack) => {
       const { interactionId, ...rest } = (payload ?? {}) as { interactionId?: unknown };
       const parsed = chatMessage.safeParse(rest);
       const validId = z.string().uuid().safeParse(interactionId);

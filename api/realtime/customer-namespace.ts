@@ -6,7 +6,7 @@ import type { CustomerChat } from '../chat/customer-chat.js';
 import { customerEvent, customerParticipant } from '../chat/customer-events.js';
 import { customer } from '../presenters.js';
 import { Feed, type EventLoader, type FeedHub, type FeedView } from './feed.js';
-import { failure, handshakeError, ok, refusal, type Ack } from './replies.js';
+import { failure, handshakeError, ok, onRequest, refusal, type Ack } from './replies.js';
 import { chatMessage, clientSeq } from './requests.js';
 
 /**
@@ -64,7 +64,7 @@ export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps)
     hub.add(feed);
     void feed.catchUp();
     socket.on('disconnect', () => hub.removeSocket(socket));
-    socket.on('message', (payload: unknown, ack?: Ack) => {
+    onRequest(socket, 'message', (payload: unknown, ack?: Ack) => {
       const parsed = chatMessage.safeParse(payload);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
@@ -98,7 +98,7 @@ export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps)
         () => undefined,
       );
     });
-    socket.on('read', (payload: unknown, ack?: Ack) => {
+    onRequest(socket, 'read', (payload: unknown, ack?: Ack) => {
       const seq = Number((payload as { seq?: unknown } | undefined)?.seq);
       if (!Number.isSafeInteger(seq) || seq < 1) {
         ack?.(refusal('NEXUS_ERR_VALIDATION', 'seq must be a positive integer', 'seq'));

@@ -1,7 +1,8 @@
+import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { AppError, ERRORS } from '../../lib/errors.js';
-import { failure, handshakeError, refusal } from './replies.js';
+import { failure, handshakeError, onRequest, refusal, type Ack } from './replies.js';
 
 describe('socket replies', () => {
   it('code a refusal as the HTTP error body does', () => {
@@ -32,6 +33,33 @@ describe('socket replies', () => {
       const source = readFileSync(new URL(file, import.meta.url), 'utf8');
       expect(source, file).not.toMatch(/status:\s*\{\s*code:/);
       expect(source, file).not.toMatch(/emit\(\s*'error'/);
+    }
+  });
+
+  it('take the acknowledgement only when the client sent one, last (found by the fuzz run)', () => {
+    const socket = new EventEmitter();
+    const heard: [unknown, Ack | undefined][] = [];
+    onRequest(socket, 'read', (payload, ack) => heard.push([payload, ack]));
+    const ack: Ack = () => undefined;
+    socket.emit('read', { seq: 1 }, ack);
+    // A second payload where the ack would be: not called as a function.
+    socket.emit('read', { seq: 1 }, { seq: 2 });
+    socket.emit('read', ack);
+    socket.emit('read');
+    socket.emit('read', 'a', 'b', ack);
+    expect(heard).toEqual([
+      [{ seq: 1 }, ack],
+      [{ seq: 1 }, undefined],
+      [undefined, ack],
+      [undefined, undefined],
+      ['a', ack],
+    ]);
+  });
+
+  it('are all listened for through onRequest: no handler takes its ack on trust', () => {
+    for (const file of ['customer-namespace.ts', 'agent-namespace.ts']) {
+      const source = readFileSync(new URL(file, import.meta.url), 'utf8');
+      expect(source, file).not.toMatch(/socket\.on\([^)]*ack/);
     }
   });
 });

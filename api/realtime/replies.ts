@@ -9,6 +9,25 @@ import { toAppError } from '../error-handler.js';
 /** The acknowledgement callback a client passes with a request. */
 export type Ack = (answer: unknown) => void;
 
+/**
+ * Listens for a client request, whatever the client sent with it: socket.io hands a listener
+ * every argument the client emitted and puts the acknowledgement last, only when the client asked
+ * for one. `handler` gets the first argument as the payload and the acknowledgement only when the
+ * last argument is a function, so `emit('read', {seq: 1}, {})` is a payload with no ack rather
+ * than an object called as a function (a TypeError outside any request, which ends the process).
+ */
+export function onRequest(
+  socket: { on(event: string, listener: (...args: unknown[]) => void): unknown },
+  event: string,
+  handler: (payload: unknown, ack: Ack | undefined) => void,
+): void {
+  socket.on(event, (...args: unknown[]) => {
+    const last = args.at(-1);
+    const ack = typeof last === 'function' ? (last as Ack) : undefined;
+    handler(ack && args.length === 1 ? undefined : args[0], ack);
+  });
+}
+
 export const ok = (data: unknown) => ({ status: { code: 0 }, data });
 
 /**
