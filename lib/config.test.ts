@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_VARIABLES, ConfigError, loadConfig } from './config.js';
 
@@ -104,6 +106,72 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ REDIS_CLUSTER: 'true', NEXUS_QUEUE_PREFIX: 'nexus' })).toThrow(
       /hash-tagged/,
     );
+  });
+
+  it('reads the Redis TLS files at start, and names the variable of a file it cannot use', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nexus-config-'));
+    try {
+      const pem = (name: string) => {
+        const path = join(dir, name);
+        writeFileSync(path, `-----BEGIN ${name}-----\nAAAA\n-----END ${name}-----\n`);
+        return path;
+      };
+      const files = {
+        REDIS_TLS_CA_FILE: pem('CA'),
+        REDIS_TLS_CERT_FILE: pem('CERT'),
+        REDIS_TLS_KEY_FILE: pem('KEY'),
+      };
+      const config = loadConfig({
+        REDIS_URL: 'rediss://r1:6380',
+        ...files,
+        REDIS_TLS_SERVERNAME: 'redis.example.com',
+      });
+      expect(config.redis.tls).toBe(true);
+      expect(config.redis.tlsOptions).toEqual({
+        ca: readFileSync(files.REDIS_TLS_CA_FILE, 'utf8'),
+        cert: readFileSync(files.REDIS_TLS_CERT_FILE, 'utf8'),
+        key: readFileSync(files.REDIS_TLS_KEY_FILE, 'utf8'),
+        servername: 'redis.example.com',
+      });
+      expect(loadConfig({ REDIS_TLS: 'true' }).redis.tlsOptions).toEqual({
+        ca: undefined,
+        cert: undefined,
+        key: undefined,
+        servername: undefined,
+      });
+
+      writeFileSync(join(dir, 'not-pem'), 'hello');
+      let error: unknown;
+      try {
+        loadConfig({
+          REDIS_TLS: 'true',
+          REDIS_TLS_CA_FILE: join(dir, 'missing.pem'),
+          REDIS_TLS_CERT_FILE: join(dir, 'not-pem'),
+          REDIS_TLS_KEY_FILE: dir,
+          PORT: 'eighty',
+        });
+      } catch (thrown) {
+        error = thrown;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      const problems = (error as ConfigError).problems;
+      expect(problems).toEqual([
+        expect.stringMatching(/^PORT /),
+        expect.stringMatching(/^REDIS_TLS_CA_FILE cannot be read \(.*missing\.pem: ENOENT\)$/),
+        expect.stringMatching(/^REDIS_TLS_CERT_FILE is not a PEM file \(.*not-pem\)$/),
+        expect.stringMatching(/^REDIS_TLS_KEY_FILE cannot be read \(.*: EISDIR\)$/),
+      ]);
+
+      // TLS settings without TLS, and half a client certificate, are mistakes.
+      expect(() => loadConfig({ REDIS_TLS_CA_FILE: files.REDIS_TLS_CA_FILE })).toThrow(
+        /REDIS_TLS_CA_FILE is set but Redis TLS is off/,
+      );
+      expect(() =>
+        loadConfig({ REDIS_TLS: 'true', REDIS_TLS_CERT_FILE: files.REDIS_TLS_CERT_FILE }),
+      ).toThrow(/REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be set together/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("reads the agent desktops' origins, the agent token lifetime and the trusted proxies, refusing what is not one", () => {

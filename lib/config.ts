@@ -1,5 +1,6 @@
 import ipaddr from 'ipaddr.js';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
 /**
@@ -45,6 +46,26 @@ const redisNode = z
       return false;
     }
   }, 'each node must be a redis:// or rediss:// URL');
+
+/** A PEM file's path, read at start: a file that cannot be read, or holds no PEM block, is an error. */
+const pemFile = z
+  .string()
+  .trim()
+  .transform((path, ctx) => {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `cannot be read (${path}: ${reason})` });
+      return z.NEVER;
+    }
+    if (!text.includes('-----BEGIN ')) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `is not a PEM file (${path})` });
+      return z.NEVER;
+    }
+    return text;
+  });
 
 /** A hostname, an IPv4/IPv6 address, or a CIDR range (checked again by the egress guard). */
 const HOST_OR_CIDR = /^(\[?[0-9a-fA-F:.]+\]?(\/\d{1,3})?|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)$/;
@@ -108,6 +129,10 @@ const envSchema = z.object({
   REDIS_CLUSTER: booleanString.default('false'),
   REDIS_TLS: booleanString.default('false'),
   REDIS_PASSWORD: z.string().optional(),
+  REDIS_TLS_CA_FILE: pemFile.optional(),
+  REDIS_TLS_CERT_FILE: pemFile.optional(),
+  REDIS_TLS_KEY_FILE: pemFile.optional(),
+  REDIS_TLS_SERVERNAME: z.string().trim().min(1).optional(),
   NEXUS_QUEUE_PREFIX: z
     .string()
     .min(1, 'must not be empty')
@@ -292,7 +317,19 @@ export interface Config {
   readonly redis: {
     readonly nodes: readonly string[];
     readonly cluster: boolean;
+    /** TLS to every node: `REDIS_TLS`, or a `rediss://` URL. */
     readonly tls: boolean;
+    /**
+     * What TLS connections verify and present (PEM text, read from the files at start): the CA
+     * that signed the servers' certificates (the system's CAs when unset), the client certificate
+     * and key (servers with `tls-auth-clients`), the name the certificates must carry.
+     */
+    readonly tlsOptions: {
+      readonly ca: string | undefined;
+      readonly cert: string | undefined;
+      readonly key: string | undefined;
+      readonly servername: string | undefined;
+    };
     readonly password: string | undefined;
   };
   readonly queues: { readonly prefix: string };
@@ -447,6 +484,22 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   if (e.REDIS_CLUSTER && !e.NEXUS_QUEUE_PREFIX.startsWith('{')) {
     problems.push('NEXUS_QUEUE_PREFIX must be hash-tagged (e.g. {nexus}) when REDIS_CLUSTER=true');
   }
+  const redisTls = e.REDIS_TLS || e.REDIS_URL.some(node => node.startsWith('rediss:'));
+  for (const name of [
+    'REDIS_TLS_CA_FILE',
+    'REDIS_TLS_CERT_FILE',
+    'REDIS_TLS_KEY_FILE',
+    'REDIS_TLS_SERVERNAME',
+  ] as const) {
+    if (e[name] !== undefined && !redisTls) {
+      problems.push(
+        `${name} is set but Redis TLS is off: set REDIS_TLS=true or use rediss:// URLs`,
+      );
+    }
+  }
+  if ((e.REDIS_TLS_CERT_FILE === undefined) !== (e.REDIS_TLS_KEY_FILE === undefined)) {
+    problems.push('REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be set together');
+  }
   const targetConcurrency =
     e.NEXUS_WEBHOOK_TARGET_CONCURRENCY ?? Math.ceil(e.NEXUS_WEBHOOK_CONCURRENCY / 2);
   if (targetConcurrency > e.NEXUS_WEBHOOK_CONCURRENCY) {
@@ -477,7 +530,13 @@ export function loadConfig(source: Record<string, string | undefined> = process.
     redis: {
       nodes: e.REDIS_URL,
       cluster: e.REDIS_CLUSTER,
-      tls: e.REDIS_TLS,
+      tls: redisTls,
+      tlsOptions: {
+        ca: e.REDIS_TLS_CA_FILE,
+        cert: e.REDIS_TLS_CERT_FILE,
+        key: e.REDIS_TLS_KEY_FILE,
+        servername: e.REDIS_TLS_SERVERNAME,
+      },
       password: e.REDIS_PASSWORD,
     },
     queues: { prefix: e.NEXUS_QUEUE_PREFIX },

@@ -32,8 +32,9 @@ export const socketIoKey = (config: Config) => `${config.queues.prefix}:socket.i
  * emitter; each replica hands them to its connected customers and agents, in order (see
  * api/realtime). Publishing never throws: an event not published is still in PostgreSQL. The
  * publisher remembers the head of every interaction whose events it could not publish (or
- * published while its connection was not ready) and, once the connection is ready again,
- * publishes those heads (`REALTIME.heads`): sockets behind them catch up from PostgreSQL.
+ * published while its connection was not ready) and, once the connection is ready again or a
+ * publish succeeds, publishes those heads (`REALTIME.heads`): sockets behind them catch up from
+ * PostgreSQL.
  */
 export class RealtimePublisher {
   private readonly emitter: Emitter;
@@ -51,11 +52,19 @@ export class RealtimePublisher {
     const client = {
       publish: (channel: string, message: string) => {
         const failed = this.onFailure;
-        return redis.publish(channel, message).catch((error: unknown) => {
-          log.warn({ err: error }, 'could not publish realtime events');
-          failed?.();
-          return 0;
-        });
+        return redis.publish(channel, message).then(
+          count => {
+            // Redis answers again. A cluster client stays `ready` through its nodes' outages and
+            // never emits `ready` again, so a publish that succeeds sends the waiting heads too.
+            if (this.unsent.size > 0) setImmediate(() => this.publishUnsent());
+            return count;
+          },
+          (error: unknown) => {
+            log.warn({ err: error }, 'could not publish realtime events');
+            failed?.();
+            return 0;
+          },
+        );
       },
     };
     this.emitter = new Emitter(client, { key: socketIoKey(config) });

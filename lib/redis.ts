@@ -1,3 +1,4 @@
+import type { ConnectionOptions } from 'node:tls';
 import { Redis, Cluster, type RedisOptions, type ClusterNode } from 'ioredis';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
@@ -48,7 +49,7 @@ export function createRedis(
     connectionName: `nexus-${name}`,
     password: config.password ?? first.password,
     username: first.username,
-    tls: config.tls || first.tls ? {} : undefined,
+    tls: config.tls || first.tls ? tlsOptions(config.tlsOptions) : undefined,
     retryStrategy,
     connectTimeout: 5_000,
   };
@@ -64,6 +65,58 @@ export function createRedis(
         },
       )
     : new Redis({ ...common, host: first.host, port: first.port, db: first.db });
+  instrument(connection, name, log);
+  return connection;
+}
+
+/**
+ * Node's TLS options from the configured PEM texts (unset ones left out, so Node's defaults, the
+ * system's CAs among them, apply). A new object per connection: ioredis and Node keep and extend
+ * what they are given, and the configuration is frozen.
+ */
+function tlsOptions(options: Config['redis']['tlsOptions']): ConnectionOptions {
+  const tls: ConnectionOptions = {};
+  if (options.ca !== undefined) tls.ca = options.ca;
+  if (options.cert !== undefined) tls.cert = options.cert;
+  if (options.key !== undefined) tls.key = options.key;
+  if (options.servername !== undefined) tls.servername = options.servername;
+  return tls;
+}
+
+/**
+ * A connection for SUBSCRIBE/PSUBSCRIBE (the socket.io adapter's subscriber). On one server it
+ * is {@link createRedis}'s `worker` connection. On a cluster it is a plain connection to one
+ * node, moving to the next node of `REDIS_URL` on every reconnect attempt: classic pub/sub is
+ * cluster-wide (a PUBLISH on any node reaches the subscribers of every node over the cluster
+ * bus), so one node hears everything, and a connection of its own tells its owner, through its
+ * `ready`, `reconnecting` and `close` events, when messages may have been missed, and keeps
+ * commands sent on it in order with its subscriptions. A cluster client's subscriber is an
+ * internal connection that moves to another node without an event.
+ */
+export function createSubscriber(config: Config['redis'], name: string, log: Logger): Redis {
+  if (!config.cluster) return createRedis(config, 'worker', name, log) as Redis;
+  const nodes = config.nodes.map(parseNode);
+  const first = nodes[0];
+  if (!first) throw new Error('REDIS_URL names no node');
+  let next = 0;
+  const connection: Redis = new Redis({
+    enableOfflineQueue: true,
+    maxRetriesPerRequest: null,
+    connectionName: `nexus-${name}`,
+    host: first.host,
+    port: first.port,
+    password: config.password ?? first.password,
+    username: first.username,
+    tls: config.tls || first.tls ? tlsOptions(config.tlsOptions) : undefined,
+    connectTimeout: 5_000,
+    retryStrategy: times => {
+      next = (next + 1) % nodes.length;
+      const node = nodes[next] ?? first;
+      connection.options.host = node.host;
+      connection.options.port = node.port;
+      return retryStrategy(times);
+    },
+  });
   instrument(connection, name, log);
   return connection;
 }

@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { migrate } from '../db/migrate.js';
@@ -7,8 +9,18 @@ import { createLogger } from '../lib/logger.js';
 import { CHROMIUM, FONT } from './helpers/browser.js';
 import { BEARERBOX, SMSBOX } from './helpers/kannel.js';
 import { SMTPD } from './helpers/opensmtpd.js';
+import { freePort } from './helpers/redis-server.js';
+import {
+  createTestCertificates,
+  redisTopology,
+  startRedisDeployment,
+  topologyEnv,
+  type RedisDeployment,
+  type TestCertificates,
+} from './helpers/redis-topologies.js';
 import {
   STALE_RUN_SECONDS,
+  TEST_REDIS_URL,
   databaseUrl,
   newTestRun,
   runStartedAt,
@@ -37,7 +49,48 @@ export default async function setup(project: TestProject): Promise<() => Promise
     await admin.query(`CREATE DATABASE ${templateDatabase(run)}`);
   });
   await migrate(databaseUrl(templateDatabase(run)), createLogger('silent'));
-  return () => withAdmin(admin => dropDatabases(admin, name => name.startsWith(`${run}_`)));
+  const stopRedis = await provideRedis(project);
+  return async () => {
+    await stopRedis();
+    await withAdmin(admin => dropDatabases(admin, name => name.startsWith(`${run}_`)));
+  };
+}
+
+/**
+ * The run's Redis: the machine's (`single`), or a cluster or TLS deployment started for the run
+ * when the project's `env` (or the environment) sets NEXUS_TEST_REDIS (see
+ * test/helpers/redis-topologies.ts). The test files get its variables through
+ * `inject('testRedis')`. Returns what stops it and removes its files.
+ */
+async function provideRedis(project: TestProject): Promise<() => Promise<void>> {
+  const topology = redisTopology(
+    project.config.env?.NEXUS_TEST_REDIS ?? process.env.NEXUS_TEST_REDIS,
+  );
+  if (topology === 'single') {
+    project.provide('testRedis', {
+      topology,
+      env: topologyEnv(topology, TEST_REDIS_URL, undefined),
+      certificates: undefined,
+    });
+    return async () => undefined;
+  }
+  const dir = mkdtempSync(join(tmpdir(), `nexus-redis-${topology}-`));
+  let deployment: RedisDeployment | undefined;
+  try {
+    const certificates: TestCertificates | undefined =
+      topology === 'tls' ? createTestCertificates(dir) : undefined;
+    deployment = await startRedisDeployment({ topology, ports: freePort, dir, certificates });
+    project.provide('testRedis', { topology, env: deployment.env, certificates });
+  } catch (error) {
+    await deployment?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  const started = deployment;
+  return async () => {
+    await started.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
 }
 
 /**
@@ -67,7 +120,8 @@ async function dropDatabases(client: pg.Client, which: (name: string) => boolean
 /**
  * The SMS tests run a real Kannel, the SMTP tests a real OpenSMTPD and the page tests a real
  * Chromium with a font to draw text (Debian's `kannel`, `opensmtpd`, `chromium` and
- * `fonts-dejavu-core` packages). What is missing is installed when the tests run as root (CI, a
+ * `fonts-dejavu-core` packages); the Redis tests their own redis-server, a cluster made with
+ * redis-cli and a TLS server with an openssl test CA (`redis-server`, `redis-tools`, `openssl`). What is missing is installed when the tests run as root (CI, a
  * fresh machine); otherwise the run stops with what to do.
  */
 function ensurePackages(): void {
@@ -76,6 +130,10 @@ function ensurePackages(): void {
     ...(existsSync(SMTPD) ? [] : ['opensmtpd']),
     ...(existsSync(CHROMIUM) ? [] : ['chromium']),
     ...(existsSync(FONT) ? [] : ['fonts-dejavu-core']),
+    // Private servers, the cluster and TLS topologies (test/helpers/redis-topologies.ts).
+    ...(existsSync('/usr/bin/redis-server') ? [] : ['redis-server']),
+    ...(existsSync('/usr/bin/redis-cli') ? [] : ['redis-tools']),
+    ...(existsSync('/usr/bin/openssl') ? [] : ['openssl']),
   ];
   if (missing.length === 0) return;
   if (process.getuid?.() !== 0) {

@@ -6,7 +6,7 @@ import type { InteractionEvent } from '../../db/conversation.js';
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import { REALTIME, socketIoKey, type HeadNotice } from '../../lib/realtime-publisher.js';
-import { closeRedis, createRedis } from '../../lib/redis.js';
+import { closeRedis, createRedis, createSubscriber } from '../../lib/redis.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { ChatServices } from '../chat/chat-services.js';
 import { attachAgentNamespace } from './agent-namespace.js';
@@ -43,7 +43,9 @@ export interface Realtime {
 export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime {
   const { config, db, log, chat } = deps;
   const pub = createRedis(config.redis, 'worker', 'socketio-pub', log);
-  const sub = createRedis(config.redis, 'worker', 'socketio-sub', log);
+  // On a cluster, a connection to one node (see createSubscriber): the PING below must travel on
+  // the subscriber's own connection.
+  const sub = createSubscriber(config.redis, 'socketio-sub', log);
   const io = new Server(server, { path: SOCKET_PATH, serveClient: false, cors: { origin: true } });
   io.adapter(createAdapter(pub, sub, { key: socketIoKey(config) }));
   const hub = new FeedHub();

@@ -12,6 +12,7 @@ import { createLogger, type Logger } from '../../lib/logger.js';
 import { closeRedis, createRedis, type RedisConnection } from '../../lib/redis.js';
 import { QueueSet, type QueueName } from '../../queues/index.js';
 import type { JobsOptions } from 'bullmq';
+import { Cluster } from 'ioredis';
 import { enqueueContext, type EnqueueContext } from '../../queues/work.js';
 import { createMaintenanceProcessor } from '../../workers/processors/maintenance.js';
 import { flagCustomerUndelivered } from '../../workers/undelivered.js';
@@ -27,6 +28,7 @@ import {
   templateDatabase,
   withAdmin,
 } from './services.js';
+import type { RedisTopology, TestRedisTarget } from './redis-topologies.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
@@ -84,12 +86,25 @@ export async function createTestDatabase(): Promise<{
   };
 }
 
+/**
+ * The hub's Redis variables of the run's topology (test/helpers/redis-topologies.ts): the
+ * machine's Redis by default; the run's cluster or TLS server under NEXUS_TEST_REDIS.
+ */
+export function testRedisEnv(): Readonly<Record<string, string>> {
+  return (inject('testRedis') as TestRedisTarget | undefined)?.env ?? { REDIS_URL: TEST_REDIS_URL };
+}
+
+/** The run's Redis topology: `single`, or `cluster` / `tls` under NEXUS_TEST_REDIS. */
+export function testRedisTopology(): RedisTopology {
+  return (inject('testRedis') as TestRedisTarget | undefined)?.topology ?? 'single';
+}
+
 /** The configuration a test process would load, with a unique queue prefix. */
 export function testConfig(env: Record<string, string> = {}): Config {
   return loadConfig({
     NODE_ENV: 'test',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
-    REDIS_URL: TEST_REDIS_URL,
+    ...testRedisEnv(),
     NEXUS_QUEUE_PREFIX: `{t${randomBytes(5).toString('hex')}}`,
     NEXUS_ADMIN_TOKEN: ADMIN_TOKEN,
     PORT: '0',
@@ -224,12 +239,14 @@ export function waitReady(connection: RedisConnection): Promise<void> {
   });
 }
 
-/** Deletes every key under a queue prefix (the test's queues). */
+/** Deletes every key under a queue prefix (the test's queues), on every master of a cluster. */
 export async function deleteKeys(connection: RedisConnection, prefix: string): Promise<void> {
-  if (!('scanStream' in connection)) return;
-  const stream = connection.scanStream({ match: `${prefix}:*`, count: 500 });
-  for await (const keys of stream as AsyncIterable<string[]>) {
-    if (keys.length > 0) await connection.del(...keys);
+  const nodes = connection instanceof Cluster ? connection.nodes('master') : [connection];
+  for (const node of nodes) {
+    const stream = node.scanStream({ match: `${prefix}:*`, count: 500 });
+    for await (const keys of stream as AsyncIterable<string[]>) {
+      if (keys.length > 0) await node.del(...keys);
+    }
   }
 }
 

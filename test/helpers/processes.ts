@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Harness } from './harness.js';
-import { eventually } from './harness.js';
+import { eventually, testRedisEnv } from './harness.js';
 import { freePort } from './redis-server.js';
-import { TEST_REDIS_URL } from './services.js';
 
 export interface HubProcess {
   readonly child: ChildProcess;
@@ -54,7 +53,8 @@ function targetEnv(h: Harness | HubTarget): Record<string, string> {
   }
   return {
     DATABASE_URL: h.dbUrl,
-    REDIS_URL: TEST_REDIS_URL,
+    // The run's Redis, and on a cluster or TLS run its other variables (certificate files too).
+    ...testRedisEnv(),
     NEXUS_QUEUE_PREFIX: h.config.queues.prefix,
     NEXUS_ADMIN_TOKEN: h.config.adminToken,
     NEXUS_SECRET_KEY: h.config.secretKey.toString('hex'),

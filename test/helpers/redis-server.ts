@@ -1,16 +1,26 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { Redis } from 'ioredis';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inject } from 'vitest';
+import type { RedisConnection } from '../../lib/redis.js';
+import { startRedisDeployment, type TestRedisTarget } from './redis-topologies.js';
 
-/** A throwaway redis-server of the test's own, so FLUSHALL and restarts touch nothing else. */
+/** A throwaway Redis of the test's own, so FLUSHALL and restarts touch nothing else. */
 export interface PrivateRedis {
+  /** `REDIS_URL` of the hub (the seed nodes, comma-separated, on a cluster). */
   readonly url: string;
   readonly port: number;
-  /** A plain client for the test (FLUSHALL, inspection); closed by {@link PrivateRedis.stop}. */
-  readonly client: Redis;
-  /** Kills the server (its data is lost, as in a restart without persistence); clients retry. */
+  /** Every Redis variable of the hub (the cluster's and TLS ones besides `REDIS_URL`). */
+  readonly env: Readonly<Record<string, string>>;
+  /**
+   * A client for the test (FLUSHALL, inspection); closed by {@link PrivateRedis.stop}. On a
+   * cluster, `flushall()` empties every master.
+   */
+  readonly client: RedisConnection;
+  /** Kills the servers (their data is lost, as in a restart without persistence); clients retry. */
   kill(): Promise<void>;
-  /** Starts a fresh, empty server on the same port and waits until the test's client is ready. */
+  /** Starts fresh, empty servers on the same ports and waits until the test's client is ready. */
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -23,75 +33,31 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-function spawnServer(port: number): ChildProcess {
-  return spawn(
-    process.env.TEST_REDIS_SERVER ?? 'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--maxmemory-policy',
-      'noeviction',
-    ],
-    { stdio: 'ignore' },
-  );
-}
-
-function ready(client: Redis, port: number): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve();
-  return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`redis-server did not start on port ${port}`)),
-      10_000,
-    );
-    client.once('ready', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
-
-async function killServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise(resolve => child.once('exit', resolve));
-  child.kill('SIGKILL');
-  await exited;
-}
-
+/**
+ * A private deployment of the run's Redis topology (test/helpers/redis-topologies.ts): one
+ * redis-server by default, three cluster masters or a TLS server when the run is on those.
+ * Its variables are {@link PrivateRedis.env}; `url` alone is enough on one plain server.
+ */
 export async function startPrivateRedis(): Promise<PrivateRedis> {
-  const port = await freePort();
-  let child = spawnServer(port);
-  // Refused connections while the server boots are expected: reconnect every 50 ms until ready.
-  const client = new Redis({ port, host: '127.0.0.1', retryStrategy: () => 50 });
-  client.on('error', () => undefined);
+  const target = inject('testRedis') as TestRedisTarget | undefined;
+  const topology = target?.topology ?? 'single';
+  const dir = mkdtempSync(join(tmpdir(), 'nexus-redis-'));
   try {
-    await ready(client, port);
+    const deployment = await startRedisDeployment({
+      topology,
+      ports: freePort,
+      dir,
+      certificates: target?.certificates,
+    });
+    return {
+      ...deployment,
+      async stop() {
+        await deployment.stop();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
   } catch (error) {
-    client.disconnect();
-    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
     throw error;
   }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    client,
-    kill: () => killServer(child),
-    async start() {
-      const closed =
-        client.status === 'ready' ? new Promise(resolve => client.once('close', resolve)) : null;
-      await killServer(child);
-      await closed;
-      child = spawnServer(port);
-      await ready(client, port);
-    },
-    async stop() {
-      client.disconnect();
-      await killServer(child);
-    },
-  };
 }

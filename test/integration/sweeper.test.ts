@@ -7,7 +7,7 @@ import { inboundQueue, SWEEP_SCHEDULER_ID, type InboundPayload } from '../../que
 import { reopenFailedWork } from '../../db/work.js';
 import { enqueueDurably, recordWork } from '../../queues/work.js';
 import { sweepPendingWork } from '../../workers/sweeper.js';
-import { createHarness, eventually, type Harness } from '../helpers/harness.js';
+import { createHarness, eventually, testRedisTopology, type Harness } from '../helpers/harness.js';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
 
 const message = (externalId: string): InboundPayload => ({
@@ -96,7 +96,12 @@ describe('sweeper', () => {
     });
   });
 
-  it('records undelivered work whose job failed without the runner recording it, and re-drives replays that raced', async () => {
+  it('records undelivered work whose job failed without the runner recording it, and re-drives replays that raced', async ({
+    skip,
+  }) => {
+    // Its rogue worker connects to the private server as one plain node (host and port), which a
+    // cluster answers with MOVED and a TLS server refuses.
+    skip(testRedisTopology() !== 'single', 'the rogue worker needs one plain Redis server');
     const record = await enqueueDurably(h.enqueue, inboundQueue, message('stalled-out'));
     // A worker that is not ours fails the job outright. UnrecoverableError fails it at once
     // whatever its attempts. (A stall-out with attempts left is re-added instead: see
