@@ -58,7 +58,10 @@ export interface AppDeps {
   queues: QueueSet;
   /** The producers' connection, for health and rate limits. */
   redis: RedisConnection;
-  /** Cross-replica cache invalidation (API keys, tenants, services, channels). */
+  /**
+   * Cross-replica cache invalidation (API keys, tenants, services, channels, agents); the chat
+   * services keep the disabled tenants with it.
+   */
   bus: InvalidationBus;
   startedAt?: Date;
   evictionPolicy?: () => string | undefined;
@@ -148,6 +151,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     log,
     enqueue,
     tokens,
+    bus,
     publisher: new RealtimePublisher(deps.redis, config, log),
     sessionLimit: config.chatSessionLimit,
     smsMaxSegments: config.sms.maxSegments,
@@ -173,7 +177,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
     egress: new EgressRules(config.egressAllow),
   });
   channelRoutes({ api, db, bus });
-  agentRoutes({ api, db, tokens });
+  agentRoutes({ api, db, tokens, bus });
   agentAuthRoutes({ api, db, tokens, auth, redis: deps.redis, prefix: config.queues.prefix, log });
   chatRoutes({ api, chat, publicUrl: config.http.publicUrl });
   agentInteractionRoutes({ api, db, chat });

@@ -36,6 +36,7 @@ export async function serveApi(core: Core): Promise<Server> {
     log: core.log,
     chat: app.chat,
     auth: app.auth,
+    bus: core.bus,
   });
   // Routing queue gauges, read from PostgreSQL at scrape time (every API replica reports the
   // same figures: aggregate with max() in Prometheus).

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { LRUCache } from 'lru-cache';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
-import { closeRedis, createRedis, type RedisConnection } from './redis.js';
+import { closeRedis, createSubscriber, type RedisConnection } from './redis.js';
 
 /** What changed: every replica drops what it cached about it. */
 export type Invalidation =
@@ -10,13 +10,15 @@ export type Invalidation =
   | { kind: 'tenant'; id: string }
   | { kind: 'service'; tenant: string; name: string }
   | { kind: 'channel'; tenant: string }
+  /** An agent was changed (enabled or not): its open sockets are checked. */
+  | { kind: 'agent'; tenant: string; id: string }
   /** Sent locally when the subscription (re)starts: messages may have been missed. */
   | { kind: 'all' };
 
 /**
  * Cache invalidation across replicas over Redis pub/sub. A replica that changes tenants, keys,
- * services or channels publishes what changed; every replica (itself included) drops it from its
- * caches. While the subscription is down a replica cannot hear changes, so {@link live} is false
+ * services, channels or agents publishes what changed; every replica (itself included) drops it
+ * from its caches (and closes the sockets a disabled agent or tenant holds). While the subscription is down a replica cannot hear changes, so {@link live} is false
  * and caches are bypassed; when it comes back every cache is flushed. Together this bounds the
  * staleness of a cached lookup by the pub/sub latency (milliseconds), not the cache TTL.
  */
@@ -55,7 +57,9 @@ export class InvalidationBus {
     log: Logger,
     name = 'invalidation',
   ): InvalidationBus {
-    const subscriber = createRedis(config.redis, 'worker', name, log);
+    // On a cluster, a connection to one node (createSubscriber): a cluster client stays `ready`
+    // through node outages and never says when its subscription came back.
+    const subscriber = createSubscriber(config.redis, name, log);
     return new InvalidationBus(publisher, subscriber, `${config.queues.prefix}:invalidate`, log);
   }
 

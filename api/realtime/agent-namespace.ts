@@ -2,13 +2,15 @@ import type { DatabasePool } from 'slonik';
 import type { Server, Socket } from 'socket.io';
 import { z } from 'zod';
 import type { InteractionEvent } from '../../db/conversation.js';
+import { findAgent } from '../../db/queries/agents.js';
 import {
   listAgentInteractionIds,
   listAgentsInteractionIds,
 } from '../../db/queries/interaction-agents.js';
 import { findInteraction, listPendingOffers } from '../../db/queries/interactions.js';
 import type { Config } from '../../lib/config.js';
-import { ERRORS } from '../../lib/errors.js';
+import { ERRORS, type ErrorCode } from '../../lib/errors.js';
+import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
 import { socketConnections } from '../../lib/metrics.js';
 import type { Authenticator } from '../auth/authenticator.js';
@@ -28,7 +30,9 @@ import { chatMessage, clientSeq } from './requests.js';
  * socket is gone past the grace becomes not ready. A socket signed in with a hub agent token is
  * told `expired` `{code: 'NEXUS_ERR_TOKEN_EXPIRED'}` and disconnected when its token expires,
  * unless the agent sends a fresh token of its own before (`token` `{token}`), which moves the
- * deadline to that token's expiry.
+ * deadline to that token's expiry. An agent disabled, or of a tenant disabled, meanwhile is told
+ * `expired` (`NEXUS_ERR_UNAUTHORIZED`, `NEXUS_ERR_TENANT_DISABLED`) and disconnected at once, on
+ * every replica (the invalidation bus tells them).
  */
 
 /** What an agent socket carries. */
@@ -54,6 +58,8 @@ export interface AgentNamespaceDeps {
   log: Logger;
   chat: ChatServices;
   auth: Authenticator;
+  /** Agent changes: a disabled agent's sockets are closed. */
+  bus: InvalidationBus;
   hub: FeedHub;
   loader: (interactionId: string) => EventLoader;
 }
@@ -67,7 +73,7 @@ export interface AgentNamespace {
    * (from seq 0, as on connecting) and is shown the offer (once per socket).
    */
   checkAgents(trigger: 'head_check' | 'adapter_reconnect'): Promise<void>;
-  /** Stops the not-ready timers. */
+  /** Stops the not-ready timers and listening for agent and tenant changes. */
   close(): void;
 }
 
@@ -113,6 +119,47 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
   };
 
   const agents = io.of('/agent');
+  const { tenants } = chat.customers;
+
+  /** Tells sockets why they are closed (the agent pages sign out on `expired`), then closes them. */
+  const revoke = (socket: Socket, code: ErrorCode, message: string) => {
+    socket.emit('expired', { code, message });
+    socket.disconnect(true);
+  };
+  /** The agents whose change is being read: their sockets' requests wait for the answer. */
+  const checking = new Map<string, Promise<void>>();
+  // A changed agent with sockets here is read once: disabled (or gone), its sockets are closed.
+  const stopAgents = deps.bus.onInvalidate(change => {
+    if (change.kind !== 'agent') return;
+    const room = `agent:${change.id}`;
+    if (!agents.adapter.rooms.has(room)) return;
+    const check = findAgent(db, change.tenant, change.id).then(
+      row => {
+        if (row?.enabled) return;
+        const local = agents.in(room).local;
+        local.emit('expired', { code: 'NEXUS_ERR_UNAUTHORIZED', message: 'The agent is disabled' });
+        local.disconnectSockets(true);
+        log.info({ agentId: change.id }, 'agent disabled: its sockets are closed');
+      },
+      (error: unknown) =>
+        log.warn({ err: error, agentId: change.id }, 'could not read a changed agent'),
+    );
+    const pending = check.finally(() => {
+      if (checking.get(change.id) === pending) checking.delete(change.id);
+    });
+    checking.set(change.id, pending);
+  });
+  // A disabled tenant's agents lose their sockets (a new one is refused in the handshake).
+  const stopTenants = tenants.onDisabled(tenantId => {
+    const sockets = [...(byTenant.get(tenantId) ?? [])];
+    for (const socket of sockets) {
+      revoke(socket, 'NEXUS_ERR_TENANT_DISABLED', ERRORS.NEXUS_ERR_TENANT_DISABLED.message);
+    }
+    if (sockets.length > 0) {
+      log.info({ tenantId }, "tenant disabled: its agents' sockets are closed");
+    }
+  });
+
   agents.use((socket, next) => {
     const auth = socket.handshake.auth as { token?: unknown };
     const token = typeof auth.token === 'string' ? auth.token : '';
@@ -195,6 +242,29 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
     let set = byTenant.get(agent.tenant);
     if (!set) byTenant.set(agent.tenant, (set = new Set()));
     set.add(socket);
+    // Disabled between the handshake's check and now: closed here (later, by the listener).
+    tenants.isDisabled(agent.tenant).then(
+      disabled => {
+        if (disabled && socket.connected) {
+          revoke(socket, 'NEXUS_ERR_TENANT_DISABLED', ERRORS.NEXUS_ERR_TENANT_DISABLED.message);
+        }
+      },
+      (error: unknown) => log.warn({ err: error }, 'could not check the tenant of a socket'),
+    );
+    // While a change of the agent or its tenant is being read, a request waits for the answer:
+    // a disabled agent's request goes nowhere.
+    socket.use((_packet, next) => {
+      const waits = [checking.get(agent.id), tenants.pendingRead(agent.tenant)].filter(
+        wait => wait !== undefined,
+      );
+      if (waits.length === 0) {
+        next();
+        return;
+      }
+      void Promise.all(waits).then(() => {
+        if (socket.connected) next();
+      });
+    });
     // Every socket of the agent, on any replica, is in its room: presence follows the last one.
     const room = `agent:${agent.id}`;
     void socket.join(room);
@@ -367,6 +437,8 @@ export function attachAgentNamespace(io: Server, deps: AgentNamespaceDeps): Agen
     },
     close() {
       for (const timer of notReadyTimers.values()) clearTimeout(timer);
+      stopAgents();
+      stopTenants();
     },
   };
 }

@@ -13,6 +13,8 @@ import { chatMessage, clientSeq } from './requests.js';
  * The `/chat` namespace, for customers: `auth: {token: <clientToken>, lastSeq?}`; events
  * `message`, `typing`, `read`, `participant`, `ended`, `started`; the customer sends `message`
  * (with an ack), `typing` and `read`. Its socket follows its one interaction from `lastSeq` on.
+ * A socket of a disabled tenant is refused (`NEXUS_ERR_TENANT_DISABLED`); the sockets of a tenant
+ * disabled meanwhile are closed on every replica (the invalidation bus tells them).
  */
 
 /** Customers see customer-facing events only (api/chat/customer-events). */
@@ -32,9 +34,25 @@ export interface CustomerNamespaceDeps {
   loader: (interactionId: string) => EventLoader;
 }
 
-export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps): void {
+export interface CustomerNamespace {
+  /** Stops listening for disabled tenants. */
+  close(): void;
+}
+
+/** The room of a tenant's customer sockets on each replica. */
+const tenantRoom = (tenantId: string) => `tenant:${tenantId}`;
+
+export function attachCustomerNamespace(
+  io: Server,
+  deps: CustomerNamespaceDeps,
+): CustomerNamespace {
   const { log, chat, hub, loader } = deps;
   const customers = io.of('/chat');
+  const { tenants } = chat.customers;
+  // A disabled tenant's customers lose their sockets here (a new one is refused in the handshake).
+  const stopTenants = tenants.onDisabled(tenantId =>
+    customers.in(tenantRoom(tenantId)).local.disconnectSockets(true),
+  );
   customers.use((socket, next) => {
     const auth = socket.handshake.auth as { token?: unknown };
     const token = typeof auth.token === 'string' ? auth.token : undefined;
@@ -64,6 +82,14 @@ export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps)
     hub.add(feed);
     void feed.catchUp();
     socket.on('disconnect', () => hub.removeSocket(socket));
+    void socket.join(tenantRoom(session.tenant_id));
+    // Disabled between the handshake's check and the join: closed here (later, by the listener).
+    tenants.isDisabled(session.tenant_id).then(
+      disabled => {
+        if (disabled) socket.disconnect(true);
+      },
+      (error: unknown) => log.warn({ err: error }, 'could not check the tenant of a socket'),
+    );
     onRequest(socket, 'message', (payload: unknown, ack?: Ack) => {
       const parsed = chatMessage.safeParse(payload);
       if (!parsed.success) {
@@ -110,4 +136,6 @@ export function attachCustomerNamespace(io: Server, deps: CustomerNamespaceDeps)
       );
     });
   });
+
+  return { close: stopTenants };
 }

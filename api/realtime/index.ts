@@ -4,6 +4,7 @@ import type { DatabasePool } from 'slonik';
 import { Server } from 'socket.io';
 import type { InteractionEvent } from '../../db/conversation.js';
 import type { Config } from '../../lib/config.js';
+import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
 import { REALTIME, socketIoKey, type HeadNotice } from '../../lib/realtime-publisher.js';
 import { closeRedis, createRedis, createSubscriber } from '../../lib/redis.js';
@@ -27,6 +28,8 @@ export interface RealtimeDeps {
   log: Logger;
   chat: ChatServices;
   auth: Authenticator;
+  /** The replica's invalidation bus (the app's): agent and tenant changes close sockets. */
+  bus: InvalidationBus;
 }
 
 export interface Realtime {
@@ -51,8 +54,18 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
   const hub = new FeedHub();
   const loader = eventLoader(db);
 
-  attachCustomerNamespace(io, { log, chat, hub, loader });
-  const agents = attachAgentNamespace(io, { config, db, log, chat, auth: deps.auth, hub, loader });
+  const { bus } = deps;
+  const customers = attachCustomerNamespace(io, { log, chat, hub, loader });
+  const agents = attachAgentNamespace(io, {
+    config,
+    db,
+    log,
+    chat,
+    auth: deps.auth,
+    bus,
+    hub,
+    loader,
+  });
 
   io.of('/').on(REALTIME.events, ({ events }: { events: InteractionEvent[] }) => {
     for (const event of events) {
@@ -122,6 +135,7 @@ export function attachRealtime(server: HttpServer, deps: RealtimeDeps): Realtime
     io,
     async close() {
       agents.close();
+      customers.close();
       clearInterval(headTimer);
       await io.close();
       await closeRedis(pub);

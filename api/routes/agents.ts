@@ -14,6 +14,7 @@ import { deleteEndpoint, listEndpoints, upsertEndpoint } from '../../db/queries/
 import { listContactInteractions } from '../../db/queries/interactions.js';
 import { findTenant } from '../../db/queries/tenants.js';
 import { AppError } from '../../lib/errors.js';
+import type { InvalidationBus } from '../../lib/invalidation.js';
 import { hashPassword } from '../../lib/passwords.js';
 import { assertTenant, tenantOf, type Principal } from '../auth/principal.js';
 import type { TokenService } from '../auth/tokens.js';
@@ -84,10 +85,13 @@ export function agentRoutes({
   api,
   db,
   tokens,
+  bus,
 }: {
   api: Api;
   db: DatabasePool;
   tokens: TokenService;
+  /** Tells every replica an agent changed: a disabled agent's open sockets are closed. */
+  bus: InvalidationBus;
 }): void {
   const loadAgent = async (principal: Principal, id: string) => {
     const tenant = tenantOf(principal);
@@ -168,7 +172,8 @@ export function agentRoutes({
     path: '/nexus/v3/agents/:id',
     tag: 'Agents',
     summary: 'Update or disable an agent',
-    description: '`enabled: false` stops the agent token and the agent API for this agent.',
+    description:
+      "`enabled: false` stops the agent token and the agent API for this agent, and closes the agent's open sockets on every replica (each is told `expired` first).",
     auth: 'nexus:provisioning:*',
     params: agentId,
     body: z
@@ -183,6 +188,7 @@ export function agentRoutes({
       await loadAgent(principal, params.id);
       const row = await updateAgent(db, tenantOf(principal), params.id, body);
       if (!row) throw new AppError('NEXUS_ERR_NOT_FOUND', `agent ${params.id} not found`);
+      await bus.publish({ kind: 'agent', tenant: row.tenant_id, id: row.id });
       reply(res, 200, presentAgent(row));
     },
   });

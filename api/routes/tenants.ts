@@ -252,7 +252,7 @@ export function tenantRoutes({ api, db, secrets, bus }: TenantRouteDeps): void {
     tag: 'Tenants',
     summary: 'Disable a tenant',
     description:
-      'Disables the tenant: its API keys stop working on every replica at once. Its data stays; `PATCH {"enabled": true}` enables it again. Needs a cluster operator.',
+      'Disables the tenant: its API keys stop working on every replica at once, its agents\' and customers\' open sockets are closed and its customers can no longer write (`NEXUS_ERR_TENANT_DISABLED`). Its data stays; `PATCH {"enabled": true}` enables it again. Needs a cluster operator.',
     auth: 'nexus:cluster:*',
     params: idParams,
     responses: { 200: { description: 'The disabled tenant', schema: envelopeOf(tenantView) } },

@@ -56,6 +56,13 @@ export async function findTenant(
   );
 }
 
+/** The ids of the disabled tenants (each replica keeps them: their customers may not write). */
+export async function listDisabledTenantIds(db: CommonQueryMethods): Promise<readonly string[]> {
+  return db.anyFirst(
+    sql.type(z.object({ id: z.string() }))`SELECT id FROM tenants WHERE NOT enabled`,
+  );
+}
+
 /** Tenants ordered by id; `only` restricts to one tenant (tenant-scoped callers). */
 export async function listTenants(
   db: CommonQueryMethods,

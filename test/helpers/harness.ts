@@ -162,6 +162,7 @@ export async function createHarness(
         log,
         chat: app.chat,
         auth: app.auth,
+        bus: replicaBus,
       });
       const { port } = server.address() as { port: number };
       let closed: Promise<void> | undefined;
