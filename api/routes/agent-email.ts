@@ -15,6 +15,7 @@ import { MAX_TEXT } from '../chat/conversation.js';
 import { emailAddress, namedAddress } from '../email/fields.js';
 import { reply } from '../error-handler.js';
 import { envelopeOf, errorEnvelope, type Api } from '../openapi.js';
+import { outboundStarted, outboundText } from './agent-outbound.js';
 
 /**
  * Email in the agent API: a conversation's mails as a thread (with their attachments' bytes), a
@@ -223,10 +224,7 @@ export function agentEmailRoutes({
           .max(MAX_SUBJECT, `must be at most ${MAX_SUBJECT} characters`)
           .refine(value => !LINE_BREAK.test(value), 'must not hold a line break (CR, LF) or NUL')
           .refine(value => value.trim().length > 0, 'must not be empty'),
-        text: z
-          .string()
-          .max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`)
-          .refine(value => value.trim().length > 0, 'must not be empty'),
+        text: outboundText,
         cc: z.array(namedAddress).max(50).optional(),
         bcc: z.array(namedAddress).max(50).optional(),
         from: z.string().trim().min(1, 'must not be empty').max(253).optional(),
@@ -237,13 +235,7 @@ export function agentEmailRoutes({
     responses: {
       201: {
         description: 'Stored and enqueued (or, for a retry, stored before)',
-        schema: envelopeOf(
-          z.object({
-            interactionId: z.string().uuid(),
-            messageId: z.string().uuid(),
-            duplicate: z.boolean(),
-          }),
-        ),
+        schema: envelopeOf(outboundStarted),
       },
       409: {
         description:

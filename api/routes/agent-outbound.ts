@@ -69,6 +69,19 @@ function optOutReason(consent: SmsConsentState): string {
  * The 409 of a refused send: `NEXUS_ERR_SMS_OPTED_OUT`, the code the outbound-sms worker fails
  * such a message with, in the error envelope, with the reason.
  */
+/** The text of a conversation an agent starts (as of any agent message). */
+export const outboundText = z
+  .string()
+  .max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`)
+  .refine(value => value.trim().length > 0, 'must not be empty');
+
+/** What starting a conversation answers (a retry with the same client id: the same ids). */
+export const outboundStarted = z.object({
+  interactionId: z.string().uuid(),
+  messageId: z.string().uuid(),
+  duplicate: z.boolean(),
+});
+
 /** The agent API's outbound conversations and consent read. */
 export function agentOutboundRoutes({
   api,
@@ -89,10 +102,7 @@ export function agentOutboundRoutes({
     body: z
       .object({
         to: phone,
-        text: z
-          .string()
-          .max(MAX_TEXT, `must be at most ${MAX_TEXT} characters`)
-          .refine(value => value.trim().length > 0, 'must not be empty'),
+        text: outboundText,
         from: z.string().trim().min(1, 'must not be empty').max(64).optional(),
         clientMessageId: z.string().trim().min(1).max(128).optional(),
       })
@@ -101,13 +111,7 @@ export function agentOutboundRoutes({
     responses: {
       201: {
         description: 'Stored and enqueued (or, for a retry, stored before)',
-        schema: envelopeOf(
-          z.object({
-            interactionId: z.string().uuid(),
-            messageId: z.string().uuid(),
-            duplicate: z.boolean(),
-          }),
-        ),
+        schema: envelopeOf(outboundStarted),
       },
       409: {
         description: '`NEXUS_ERR_SMS_OPTED_OUT`: the number opted out of texts from the sender',
