@@ -240,3 +240,57 @@ export function Area({
 
 /** A datetime-local input's value as an ISO instant (the browser's zone), or undefined. */
 export const isoFromLocal = (value: string) => (value ? new Date(value).toISOString() : undefined);
+
+/** A row's Edit and Delete buttons, each named after the row for screen readers. */
+export function RowActions({
+  name,
+  onEdit,
+  onDelete,
+}: {
+  name: string;
+  onEdit?: () => void;
+  onDelete?: () => void;
+}) {
+  return (
+    <span class="bar">
+      {onEdit && (
+        <button
+          type="button"
+          class="secondary"
+          onClick={onEdit}
+          aria-label={`${strings.edit} ${name}`}
+        >
+          {strings.edit}
+        </button>
+      )}
+      {onDelete && (
+        <button
+          type="button"
+          class="danger"
+          onClick={onDelete}
+          aria-label={`${strings.delete} ${name}`}
+        >
+          {strings.delete}
+        </button>
+      )}
+    </span>
+  );
+}
+
+/**
+ * Asks the operator to confirm, then DELETEs `path` and reloads `loaded`, the outcome in the
+ * section's notice.
+ */
+export function confirmDelete(
+  operator: Operator,
+  run: ReturnType<typeof useNotice>['run'],
+  name: string,
+  path: string,
+  loaded: Pick<Loaded<unknown>, 'reload'>,
+): void {
+  if (!confirm(strings.confirmDelete(name))) return;
+  void run(async () => {
+    await operator.api(path, { method: 'DELETE' });
+    loaded.reload();
+  }, strings.deleted(name));
+}

@@ -3,7 +3,9 @@ import { Field } from '../../shared/field.js';
 import {
   Area,
   NoticeLine,
+  RowActions,
   Table,
+  confirmDelete,
   parseJson,
   seg,
   useLoad,
@@ -60,7 +62,8 @@ function bodyOf(channel: Channel): string {
  * list, create or replace with the guide's body, delete.
  */
 export function Channels() {
-  const { api, tenant } = useOperator();
+  const operator = useOperator();
+  const { api, tenant } = operator;
   const base = `/nexus/v3/provisioning/channels/${seg(tenant ?? '')}`;
   const channels = useLoad(() => api<{ items: Channel[] }>(base), [tenant]);
   const { notice, run } = useNotice();
@@ -77,13 +80,8 @@ export function Channels() {
     );
     if (ok) channels.reload();
   };
-  const remove = (channel: Channel) => {
-    if (!confirm(strings.confirmDelete(channel.name))) return;
-    void run(async () => {
-      await api(`${base}/${seg(channel.name)}`, { method: 'DELETE' });
-      channels.reload();
-    }, strings.deleted(channel.name));
-  };
+  const remove = (channel: Channel) =>
+    confirmDelete(operator, run, channel.name, `${base}/${seg(channel.name)}`, channels);
 
   return (
     <section aria-labelledby="channels-heading">
@@ -103,27 +101,14 @@ export function Channels() {
           {
             label: strings.actions,
             cell: row => (
-              <span class="bar">
-                <button
-                  type="button"
-                  class="secondary"
-                  onClick={() => {
-                    setName(row.name);
-                    setBody(bodyOf(row));
-                  }}
-                  aria-label={`${strings.edit} ${row.name}`}
-                >
-                  {strings.edit}
-                </button>
-                <button
-                  type="button"
-                  class="danger"
-                  onClick={() => remove(row)}
-                  aria-label={`${strings.delete} ${row.name}`}
-                >
-                  {strings.delete}
-                </button>
-              </span>
+              <RowActions
+                name={row.name}
+                onEdit={() => {
+                  setName(row.name);
+                  setBody(bodyOf(row));
+                }}
+                onDelete={() => remove(row)}
+              />
             ),
           },
         ]}

@@ -3,7 +3,9 @@ import { Field } from '../../shared/field.js';
 import {
   Area,
   NoticeLine,
+  RowActions,
   Table,
+  confirmDelete,
   parseJson,
   seg,
   useLoad,
@@ -52,7 +54,8 @@ function queueBody(queue: Queue): string {
 
 /** Chat endpoints, and routing queues with their live statistics. */
 export function Routing() {
-  const { api, tenant } = useOperator();
+  const operator = useOperator();
+  const { api, tenant } = operator;
   const ccid = seg(tenant ?? '');
   const endpoints = useLoad(
     () => api<{ items: Endpoint[] }>(`/nexus/v3/provisioning/endpoints/${ccid}`),
@@ -95,23 +98,14 @@ export function Routing() {
     );
     if (ok) queues.reload();
   };
-  const remove = (kind: 'endpoints' | 'queues', name: string) => {
-    if (!confirm(strings.confirmDelete(name))) return;
-    void run(async () => {
-      await api(`/nexus/v3/provisioning/${kind}/${ccid}/${seg(name)}`, { method: 'DELETE' });
-      (kind === 'endpoints' ? endpoints : queues).reload();
-    }, strings.deleted(name));
-  };
-  const deleteButton = (kind: 'endpoints' | 'queues', name: string) => (
-    <button
-      type="button"
-      class="danger"
-      onClick={() => remove(kind, name)}
-      aria-label={`${strings.delete} ${name}`}
-    >
-      {strings.delete}
-    </button>
-  );
+  const remove = (kind: 'endpoints' | 'queues', name: string) =>
+    confirmDelete(
+      operator,
+      run,
+      name,
+      `/nexus/v3/provisioning/${kind}/${ccid}/${seg(name)}`,
+      kind === 'endpoints' ? endpoints : queues,
+    );
 
   return (
     <section aria-labelledby="routing-heading">
@@ -126,7 +120,12 @@ export function Routing() {
         columns={[
           { label: r.name, cell: row => row.name },
           { label: r.description, cell: row => row.description ?? '—' },
-          { label: strings.actions, cell: row => deleteButton('endpoints', row.name) },
+          {
+            label: strings.actions,
+            cell: row => (
+              <RowActions name={row.name} onDelete={() => remove('endpoints', row.name)} />
+            ),
+          },
         ]}
       />
       <form class="editor" onSubmit={event => void saveEndpoint(event)}>
@@ -171,20 +170,14 @@ export function Routing() {
           {
             label: strings.actions,
             cell: row => (
-              <span class="bar">
-                <button
-                  type="button"
-                  class="secondary"
-                  onClick={() => {
-                    setQueue(row.name);
-                    setBody(queueBody(row));
-                  }}
-                  aria-label={`${strings.edit} ${row.name}`}
-                >
-                  {strings.edit}
-                </button>
-                {deleteButton('queues', row.name)}
-              </span>
+              <RowActions
+                name={row.name}
+                onEdit={() => {
+                  setQueue(row.name);
+                  setBody(queueBody(row));
+                }}
+                onDelete={() => remove('queues', row.name)}
+              />
             ),
           },
         ]}

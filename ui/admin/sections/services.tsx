@@ -3,7 +3,9 @@ import { Field } from '../../shared/field.js';
 import {
   Area,
   NoticeLine,
+  RowActions,
   Table,
+  confirmDelete,
   parseJson,
   seg,
   useLoad,
@@ -37,7 +39,8 @@ function secretFields(secret: Service['secret']): string {
  * saved whole (`PUT`).
  */
 export function Services() {
-  const { api, tenant } = useOperator();
+  const operator = useOperator();
+  const { api, tenant } = operator;
   const base = `/nexus/v3/provisioning/services/${seg(tenant ?? '')}`;
   const services = useLoad(() => api<{ items: Service[] }>(base), [tenant]);
   const { notice, run } = useNotice();
@@ -78,13 +81,8 @@ export function Services() {
       services.reload();
     }
   };
-  const remove = (service: Service) => {
-    if (!confirm(strings.confirmDelete(service.name))) return;
-    void run(async () => {
-      await api(`${base}/${seg(service.name)}`, { method: 'DELETE' });
-      services.reload();
-    }, strings.deleted(service.name));
-  };
+  const remove = (service: Service) =>
+    confirmDelete(operator, run, service.name, `${base}/${seg(service.name)}`, services);
 
   return (
     <section aria-labelledby="services-heading">
@@ -103,24 +101,7 @@ export function Services() {
           {
             label: strings.actions,
             cell: row => (
-              <span class="bar">
-                <button
-                  type="button"
-                  class="secondary"
-                  onClick={() => edit(row)}
-                  aria-label={`${strings.edit} ${row.name}`}
-                >
-                  {strings.edit}
-                </button>
-                <button
-                  type="button"
-                  class="danger"
-                  onClick={() => remove(row)}
-                  aria-label={`${strings.delete} ${row.name}`}
-                >
-                  {strings.delete}
-                </button>
-              </span>
+              <RowActions name={row.name} onEdit={() => edit(row)} onDelete={() => remove(row)} />
             ),
           },
         ]}
