@@ -1,8 +1,12 @@
+import { EventEmitter } from 'node:events';
+import { createPgDriverFactory } from '@slonik/pg-driver';
 import {
   createPool,
   createTypeParserPreset,
   sql,
   type DatabasePool,
+  type DriverClient,
+  type DriverFactory,
   type Interceptor,
 } from 'slonik';
 import type { Config } from '../lib/config.js';
@@ -92,6 +96,64 @@ export function sessionUrl(url: string, lockTimeoutMs: number): string {
 }
 
 /**
+ * slonik's PostgreSQL driver, with one defect of its connections mended. A connection whose socket
+ * dies during a query (a network cut, a reset) destroys itself: it waits for the active query,
+ * which rejects with the same error, so the destruction itself rejects before the connection
+ * tells the pool it is gone. It then stays in the pool as "pending destroy" for ever, holding a
+ * place: after a cut with the pool's size of queries in flight, every later query waits for a
+ * place that never frees, and the process answers nothing from PostgreSQL until it restarts.
+ * Here a connection whose destruction fails is reported destroyed all the same (its socket is
+ * gone anyway), so the pool drops it and opens a new one when asked.
+ */
+export function resilientDriverFactory(
+  inner: DriverFactory = createPgDriverFactory(),
+): DriverFactory {
+  return async args => {
+    const driver = await inner(args);
+    return {
+      createClient: async () => mendDestroy(await driver.createClient()),
+    };
+  };
+}
+
+function mendDestroy(client: DriverClient): DriverClient {
+  // The pool listens for `destroy` here; every other event stays the client's own.
+  const destroyed = new EventEmitter();
+  let gone = false;
+  const reportGone = () => {
+    if (gone) return;
+    gone = true;
+    destroyed.emit('destroy');
+  };
+  client.on('destroy', reportGone);
+  const destroy = () => client.destroy().catch(reportGone);
+  // The driver destroys the connection on its own `error`; a failed destruction shows up on the
+  // same promise, which `destroy()` answers once started.
+  client.on('error', () => {
+    if (client.state() === 'PENDING_DESTROY') void destroy();
+  });
+  const on = (event: string, listener: () => void) => {
+    if (event === 'destroy') destroyed.on(event, listener);
+    else client.on(event as 'release', listener);
+    return mended;
+  };
+  const off = (event: string, listener: () => void) => {
+    if (event === 'destroy') destroyed.off(event, listener);
+    else client.off(event, listener);
+    return mended;
+  };
+  const mended: DriverClient = {
+    ...client,
+    destroy,
+    on: on as unknown as DriverClient['on'],
+    off: off as unknown as DriverClient['off'],
+    removeListener: off as unknown as DriverClient['removeListener'],
+    state: () => (gone ? 'DESTROYED' : client.state()),
+  };
+  return mended;
+}
+
+/**
  * The PostgreSQL pool. Connections are opened lazily, so a database that is down at start or
  * restarts later fails queries (the API answers 503) but never the process. Every session has a
  * `lock_timeout` (a lock wait behind a stuck transaction fails with 55P03 instead of piling up
@@ -116,6 +178,7 @@ export async function createDbPool(config: Config['db'], log: Logger): Promise<D
     // client of their own), so there is nothing to discard.
     resetConnection: () => Promise.resolve(),
     ssl: config.ssl ? {} : undefined,
+    driverFactory: resilientDriverFactory(),
   });
   // Without a listener, an idle client killed by a PostgreSQL restart would crash the process.
   // slonik also reports ordinary query errors here; those reach their caller anyway.
