@@ -318,6 +318,8 @@ describe('helm/nexus', () => {
       cluster: true,
       tls: true,
       password: 'p@ss word+/',
+      // The charts leave the CA and client certificate to the system's (no REDIS_TLS_* files).
+      tlsOptions: {},
     });
     expect(hub.db.ssl).toBe(true);
     expect(hub.db.migrateOnStart).toBe(false);
@@ -475,6 +477,8 @@ describe('helm/athena', () => {
       cluster: true,
       tls: true,
       password: 'p@ss word+/',
+      // The charts leave the CA and client certificate to the system's (no REDIS_TLS_* files).
+      tlsOptions: {},
     });
     const url = new URL(config.hub.db.url);
     expect([url.hostname, url.port, url.username, url.pathname]).toEqual([
