@@ -132,6 +132,7 @@ async function socketsPart(): Promise<string[][]> {
     );
     await sleep(5_000);
     const before = rssMiB(hub.api.pid);
+    const heapBefore = await heapMiB(hub.api.metrics);
     for (let i = 0; i < sessions.length; i += 250) {
       const batch = sessions.slice(i, i + 250).map(session =>
         io(`${hub.base}/chat`, {
@@ -155,13 +156,23 @@ async function socketsPart(): Promise<string[][]> {
     await sleep(10_000);
     const connected = sockets.filter(socket => socket.connected).length;
     const after = rssMiB(hub.api.pid);
+    const heapAfter = await heapMiB(hub.api.metrics);
     return [
-      ['open customer sockets', 'API RSS without', 'API RSS with', 'per socket'],
+      [
+        'open customer sockets',
+        'API RSS without',
+        'API RSS with',
+        'per socket',
+        'heap used without',
+        'heap used with',
+      ],
       [
         String(connected),
         mib(before),
         mib(after),
         `${(((after - before) * 1024) / connected).toFixed(1)} KiB`,
+        mib(heapBefore),
+        mib(heapAfter),
       ],
     ];
   } finally {
@@ -237,6 +248,13 @@ async function soakPart(): Promise<string[][]> {
   } finally {
     await hub.stop();
   }
+}
+
+/** The V8 heap in use in one process (prom-client's gauge), in MiB. */
+async function heapMiB(metricsUrl: string): Promise<number> {
+  const res = await http('GET', metricsUrl, {});
+  const match = /^nexus_nodejs_heap_size_used_bytes ([0-9.e+-]+)$/m.exec(res.body);
+  return match ? Number(match[1]) / 2 ** 20 : Number.NaN;
 }
 
 /** prom-client's event-loop delay gauges of one process, in ms. */

@@ -2,7 +2,7 @@ import type { Server } from 'socket.io';
 import type { Logger } from '../../lib/logger.js';
 import { socketConnections } from '../../lib/metrics.js';
 import type { ChatServices } from '../chat/chat-services.js';
-import type { CustomerChat } from '../chat/customer-chat.js';
+import type { ChatClient } from '../chat/customer-chat.js';
 import { customerEvent, customerParticipant } from '../chat/customer-events.js';
 import { customer } from '../presenters.js';
 import { Feed, type EventLoader, type FeedHub, type FeedView } from './feed.js';
@@ -39,6 +39,12 @@ export interface CustomerNamespace {
   close(): void;
 }
 
+/** What a customer socket keeps (`socket.data`). */
+interface CustomerSocket {
+  client: ChatClient;
+  me: ReturnType<typeof customer>;
+}
+
 /** The room of a tenant's customer sockets on each replica. */
 const tenantRoom = (tenantId: string) => `tenant:${tenantId}`;
 
@@ -58,7 +64,17 @@ export function attachCustomerNamespace(
     const token = typeof auth.token === 'string' ? auth.token : undefined;
     chat.customers.sessionFor(token).then(
       session => {
-        socket.data = { session };
+        // Only what the socket's life needs: an open socket holds this for hours.
+        const state: CustomerSocket = {
+          client: {
+            sessionId: session.id,
+            tenantId: session.tenant_id,
+            interactionId: session.interaction_id,
+            participantId: session.participant_id,
+          },
+          me: customer(session),
+        };
+        socket.data = state;
         next();
       },
       (error: unknown) => next(handshakeError(error)),
@@ -67,14 +83,14 @@ export function attachCustomerNamespace(
   customers.on('connection', socket => {
     socketConnections.inc({ namespace: 'chat' });
     socket.on('disconnect', () => socketConnections.dec({ namespace: 'chat' }));
-    const { session } = socket.data as { session: Awaited<ReturnType<CustomerChat['sessionFor']>> };
-    const me = customer(session);
+    const { client, me } = socket.data as CustomerSocket;
+    const { tenantId, interactionId } = client;
     const lastSeq = clientSeq((socket.handshake.auth as { lastSeq?: unknown }).lastSeq) ?? 0;
     const feed = new Feed(
       socket,
-      session.interaction_id,
+      interactionId,
       lastSeq,
-      loader(session.interaction_id),
+      loader(interactionId),
       log,
       me.id,
       customerView,
@@ -82,9 +98,9 @@ export function attachCustomerNamespace(
     hub.add(feed);
     void feed.catchUp();
     socket.on('disconnect', () => hub.removeSocket(socket));
-    void socket.join(tenantRoom(session.tenant_id));
+    void socket.join(tenantRoom(tenantId));
     // Disabled between the handshake's check and the join: closed here (later, by the listener).
-    tenants.isDisabled(session.tenant_id).then(
+    tenants.isDisabled(tenantId).then(
       disabled => {
         if (disabled) socket.disconnect(true);
       },
@@ -97,14 +113,8 @@ export function attachCustomerNamespace(
         ack?.(refusal('NEXUS_ERR_VALIDATION', issue?.message, issue?.path.join('.')));
         return;
       }
-      const client = {
-        sessionId: session.id,
-        tenantId: session.tenant_id,
-        interactionId: session.interaction_id,
-        participantId: session.participant_id,
-      };
       chat.customers
-        .limitSession(session.id)
+        .limitSession(client.sessionId)
         .then(() =>
           chat.customers.customerMessage(
             client,
@@ -119,8 +129,8 @@ export function attachCustomerNamespace(
     });
     socket.on('typing', (payload: unknown) => {
       const typing = (payload as { typing?: unknown } | undefined)?.typing !== false;
-      chat.customers.limitSession(session.id).then(
-        () => chat.conversation.typing(session.tenant_id, session.interaction_id, me, typing),
+      chat.customers.limitSession(client.sessionId).then(
+        () => chat.conversation.typing(tenantId, interactionId, me, typing),
         () => undefined,
       );
     });
@@ -130,7 +140,7 @@ export function attachCustomerNamespace(
         ack?.(refusal('NEXUS_ERR_VALIDATION', 'seq must be a positive integer', 'seq'));
         return;
       }
-      chat.conversation.read(session.tenant_id, session.interaction_id, me, seq).then(
+      chat.conversation.read(tenantId, interactionId, me, seq).then(
         () => ack?.(ok({ seq })),
         (error: unknown) => ack?.(failure(error)),
       );

@@ -100,7 +100,7 @@ export async function diagnose(db: pg.Pool, lostSms: readonly string[]): Promise
   await query('work', 'SELECT queue, state, count(*) FROM work GROUP BY 1, 2 ORDER BY 1, 2');
   await query(
     'webhook deliveries',
-    'SELECT state, dispatched, count(*) FROM webhook_deliveries GROUP BY 1, 2 ORDER BY 1, 2',
+    'SELECT state, count(*) FROM webhook_deliveries GROUP BY 1 ORDER BY 1',
   );
   await query('undispatched', 'SELECT count(*) FROM webhook_dispatch_queue');
   await query(

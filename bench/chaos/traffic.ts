@@ -8,7 +8,10 @@ export interface TrafficLog {
   readonly chat: Set<string>;
   /** Agent outbound SMS answered 201: the hub's message ids. */
   readonly sms: Set<string>;
-  /** Answers by status (`2xx`, `503`, ...), `network` for a failed request, `timeout` for none in 15 s. */
+  /**
+   * Answers: `2xx`; other statuses with the channel and the error's code (`503 sms
+   * NEXUS_ERR_DB_BUSY`); `network` for a failed request, `timeout` for none in 15 s.
+   */
   readonly answers: Map<string, number>;
   /** Sends given up after every retry. */
   refused: number;
@@ -77,7 +80,10 @@ export async function driveTraffic(options: TrafficOptions, log: TrafficLog): Pr
   };
   const count = (kind: string) => log.answers.set(kind, (log.answers.get(kind) ?? 0) + 1);
 
-  const attempt = async (send: () => Promise<{ status: number; body: string }>) => {
+  const attempt = async (
+    channel: 'chat' | 'sms',
+    send: () => Promise<{ status: number; body: string }>,
+  ) => {
     for (let tries = 0; tries <= options.retries; tries++) {
       if (tries > 0) await sleep(300 * tries);
       const res = await answerWithin(send(), REQUEST_TIMEOUT_MS).catch(() => undefined);
@@ -89,8 +95,11 @@ export async function driveTraffic(options: TrafficOptions, log: TrafficLog): Pr
         count('network');
         continue;
       }
-      count(res.status >= 200 && res.status < 300 ? '2xx' : String(res.status));
-      if (res.status >= 200 && res.status < 300) return res.body;
+      if (res.status >= 200 && res.status < 300) {
+        count('2xx');
+        return res.body;
+      }
+      count(`${res.status} ${channel} ${errorCode(res.body)}`);
       if (res.status >= 400 && res.status < 500 && res.status !== 429 && res.status !== 408) break;
     }
     log.refused++;
@@ -100,7 +109,7 @@ export async function driveTraffic(options: TrafficOptions, log: TrafficLog): Pr
   const chat = async (n: number) => {
     const session = tenant.sessions[n % tenant.sessions.length] as Tenant['sessions'][number];
     const body = JSON.stringify({ data: { type: 'Text', text: TEXT, clientMessageId: `c${n}` } });
-    const answer = await attempt(() => {
+    const answer = await attempt('chat', () => {
       const urls = options.apiUrls();
       return http(
         'POST',
@@ -116,7 +125,7 @@ export async function driveTraffic(options: TrafficOptions, log: TrafficLog): Pr
     const agent = tenant.agents[n % tenant.agents.length] as Tenant['agents'][number];
     const to = `+1555${String(10_000_000 + 2_000_000 + (n % options.numbers)).slice(1)}`;
     const body = JSON.stringify({ to, text: `sms ${n}`, clientMessageId: `s${n}` });
-    const answer = await attempt(() => {
+    const answer = await attempt('sms', () => {
       const urls = options.apiUrls();
       return http(
         'POST',
@@ -147,4 +156,14 @@ export async function driveTraffic(options: TrafficOptions, log: TrafficLog): Pr
 
 export function emptyLog(): TrafficLog {
   return { chat: new Set(), sms: new Set(), answers: new Map(), refused: 0 };
+}
+
+/** The `status.code` of an error answer, or `-` when the body is not the hub's error envelope. */
+function errorCode(body: string): string {
+  try {
+    const code = (JSON.parse(body) as { status?: { code?: unknown } }).status?.code;
+    return typeof code === 'string' ? code : '-';
+  } catch {
+    return '-';
+  }
 }
