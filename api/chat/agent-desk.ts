@@ -10,10 +10,8 @@ import { setAgentPresence } from '../../db/queries/agents.js';
 import { findChannel, type ChannelRow } from '../../db/queries/channels.js';
 import { contactByIdentifier } from '../../db/queries/contacts.js';
 import { suppressionsAmong } from '../../db/queries/email-consent.js';
-import {
-  findAgentEmailByClientId,
-  openOutboundEmailInteraction,
-} from '../../db/queries/email-threads.js';
+import { openAgentThread } from '../../db/queries/customer-threads.js';
+import { findAgentEmailByClientId } from '../../db/queries/email-threads.js';
 import { insertEmails, type StoredAddress } from '../../db/queries/email.js';
 import { joinInteraction } from '../../db/queries/interaction-agents.js';
 import { interactionState } from '../../db/queries/interaction-state.js';
@@ -22,7 +20,7 @@ import {
   findAgentSmsByClientId,
   findCustomerAddress,
   markSmsAccepted,
-  openOutboundSmsInteraction,
+  smsThreadKind,
   type SmsConsentState,
 } from '../../db/queries/sms.js';
 import { parkInteraction, transferInteraction } from '../../db/routing/handover.js';
@@ -183,19 +181,21 @@ export class AgentDesk {
       const consent = await consentFor(tx, tenantId, channel.channel_id, to);
       if (consent?.opted_out) throw new SmsOptedOutError(channel.channel_id, to, consent);
       const { contactId, returning } = await contactByIdentifier(tx, tenantId, 'phone', to);
-      const opened = await openOutboundSmsInteraction(tx, {
+      const kind = smsThreadKind(channel);
+      const opened = await openAgentThread(tx, {
         tenantId,
         channel,
         address: to,
         contactId,
         agentId: agent.id,
+        kind,
       });
       const events: InteractionEvent[] = [];
       if (opened.created) {
         events.push(
           ...(await this.agentStartEvents(tx, opened, agent, {
-            mediaType: channel.media ?? 'chat',
-            interactionSubtype: channel.interaction_subtype ?? 'SMS',
+            mediaType: kind.media,
+            interactionSubtype: kind.subtype,
             endpoint: channel.endpoint,
             contactId,
             returningContact: returning,
@@ -287,19 +287,21 @@ export class AgentDesk {
         }
       }
       const { contactId, returning } = await contactByIdentifier(tx, tenantId, 'email', address);
-      const opened = await openOutboundEmailInteraction(tx, {
+      const kind = { media: channel.media ?? 'email', subtype: 'OutboundNew' };
+      const opened = await openAgentThread(tx, {
         tenantId,
         channel,
         address,
         contactId,
         agentId: agent.id,
+        kind,
       });
       const events: InteractionEvent[] = [];
       if (opened.created) {
         events.push(
           ...(await this.agentStartEvents(tx, opened, agent, {
-            mediaType: channel.media ?? 'email',
-            interactionSubtype: 'OutboundNew',
+            mediaType: kind.media,
+            interactionSubtype: kind.subtype,
             endpoint: channel.endpoint,
             contactId,
             returningContact: returning,

@@ -14,12 +14,12 @@ import { randomUUID } from 'node:crypto';
 import type { DatabasePool } from 'slonik';
 import { insertMessage } from '../../db/conversation.js';
 import { findEmailChannel, type ChannelRow } from '../../db/queries/channels.js';
+import { openCustomerThread } from '../../db/queries/customer-threads.js';
 import {
   findThreadMail,
   insertEmailMedia,
   isOpenInteraction,
   linkMailToInteraction,
-  openEmailInteraction,
 } from '../../db/queries/email-threads.js';
 import { insertEmails, type StoredAttachment } from '../../db/queries/email.js';
 import { domainOf } from '../../domain/email-address.js';
@@ -155,10 +155,14 @@ export async function receiveInboundEmail(
       if (thread?.interaction_id && (await isOpenInteraction(tx, thread.interaction_id))) {
         interactionId = thread.interaction_id;
       }
-      interactionId ??= await openEmailInteraction(tx, {
+      interactionId ??= await openCustomerThread(tx, {
         tenantId: tenant,
         channel,
-        customer: mail.from.address.toLowerCase(),
+        address: mail.from.address.toLowerCase(),
+        kind: {
+          media: channel.media ?? 'email',
+          subtype: channel.interaction_subtype ?? 'InboundNew',
+        },
       });
       // A first answer to a campaign mail: the record's conversation is this one from now on.
       if (thread && !thread.interaction_id) {

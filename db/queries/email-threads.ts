@@ -1,8 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
-import { NUMBERING_LOCK } from '../conversation.js';
-import type { ChannelRow } from './channels.js';
 import { emailColumns, emailRow, type EmailRow } from './email.js';
 
 /**
@@ -34,67 +32,6 @@ export async function isOpenInteraction(
   const state = await tx.maybeOneFirst(sql.type(z.object({ state: z.string() }))`
     SELECT state FROM interactions WHERE id = ${interactionId} FOR NO KEY UPDATE`);
   return state === 'open';
-}
-
-/**
- * The customer's open email conversation on the channel, created when there is none (one open
- * conversation per customer address and channel, as for SMS), locked for the caller.
- */
-export async function openEmailInteraction(
-  tx: CommonQueryMethods,
-  thread: { tenantId: string; channel: ChannelRow; customer: string },
-): Promise<string> {
-  const { channel } = thread;
-  await tx.query(sql.unsafe`
-    INSERT INTO interactions (id, tenant_id, media, subtype, endpoint, channel, customer_address)
-    VALUES (${randomUUID()}, ${thread.tenantId}, ${channel.media ?? 'email'},
-            ${channel.interaction_subtype ?? 'InboundNew'}, ${channel.endpoint}, ${channel.name},
-            ${thread.customer})
-    ON CONFLICT (tenant_id, channel, customer_address) WHERE state = 'open' AND channel IS NOT NULL
-    DO NOTHING`);
-  return tx.oneFirst(sql.type(z.object({ id: z.string() }))`
-    SELECT id FROM interactions
-    WHERE tenant_id = ${thread.tenantId} AND channel = ${channel.name}
-      AND customer_address = ${thread.customer} AND state = 'open'
-    FOR NO KEY UPDATE`);
-}
-
-/**
- * The conversation an agent starts with `address` on the email channel: a new interaction,
- * started and assigned to the agent (its queue the one serving the channel's endpoint), or the
- * customer's open one on the channel (one per address and channel), locked for the caller.
- */
-export async function openOutboundEmailInteraction(
-  tx: CommonQueryMethods,
-  open: {
-    tenantId: string;
-    channel: ChannelRow;
-    address: string;
-    contactId: string;
-    agentId: string;
-  },
-): Promise<{ id: string; created: boolean; queue: string | null }> {
-  const { channel } = open;
-  const row = z.object({ id: z.string(), queue_name: z.string().nullable() });
-  const created = await tx.maybeOne(sql.type(row)`
-    INSERT INTO interactions (id, tenant_id, media, subtype, endpoint, channel, customer_address,
-                              contact_id, started_event_at, routing_state, assigned_agent_id,
-                              queue_name)
-    VALUES (${randomUUID()}, ${open.tenantId}, ${channel.media ?? 'email'}, 'OutboundNew',
-            ${channel.endpoint}, ${channel.name}, ${open.address}, ${open.contactId}, now(),
-            'assigned', ${open.agentId},
-            (SELECT queue_name FROM routing_queue_endpoints
-             WHERE tenant_id = ${open.tenantId} AND endpoint = ${channel.endpoint}))
-    ON CONFLICT (tenant_id, channel, customer_address) WHERE state = 'open' AND channel IS NOT NULL
-    DO NOTHING
-    RETURNING id, queue_name`);
-  if (created) return { id: created.id, created: true, queue: created.queue_name };
-  const existing = await tx.one(sql.type(row)`
-    SELECT id, queue_name FROM interactions
-    WHERE tenant_id = ${open.tenantId} AND channel = ${channel.name}
-      AND customer_address = ${open.address} AND state = 'open'
-    ${NUMBERING_LOCK}`);
-  return { id: existing.id, created: false, queue: existing.queue_name };
 }
 
 /**

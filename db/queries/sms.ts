@@ -3,13 +3,9 @@ import { sql, type CommonQueryMethods } from 'slonik';
 import { z } from 'zod';
 import { mergeStatus, type SmsStatus } from '../../domain/sms-status.js';
 import { GENERIC_FAILURE_CODE, isFailureCode, type FailureCode } from '../../lib/errors.js';
-import {
-  appendEvents,
-  flagUndelivered,
-  NUMBERING_LOCK,
-  type InteractionEvent,
-} from '../conversation.js';
+import { appendEvents, flagUndelivered, type InteractionEvent } from '../conversation.js';
 import type { ChannelRow } from './channels.js';
+import { openCustomerThread, type ThreadKind } from './customer-threads.js';
 
 /**
  * SMS in PostgreSQL: inbound texts threaded into interactions and messages, refused texts
@@ -35,6 +31,12 @@ export interface AcceptedSms {
   stored: boolean;
 }
 
+/** An SMS conversation's media and subtype: the channel's, else `chat` and `SMS`. */
+export const smsThreadKind = (channel: ChannelRow): ThreadKind => ({
+  media: channel.media ?? 'chat',
+  subtype: channel.interaction_subtype ?? 'SMS',
+});
+
 /**
  * Stores an inbound SMS, Postgres-first, in the caller's transaction: the customer's open
  * interaction on the channel (created when there is none, so texts thread into one
@@ -45,18 +47,12 @@ export async function acceptInboundSms(
   tx: CommonQueryMethods,
   sms: InboundSms,
 ): Promise<AcceptedSms> {
-  await tx.query(sql.unsafe`
-    INSERT INTO interactions (id, tenant_id, media, subtype, endpoint, channel, customer_address)
-    VALUES (${randomUUID()}, ${sms.tenantId}, ${sms.channel.media ?? 'chat'},
-            ${sms.channel.interaction_subtype ?? 'SMS'}, ${sms.channel.endpoint},
-            ${sms.channel.name}, ${sms.from})
-    ON CONFLICT (tenant_id, channel, customer_address) WHERE state = 'open' AND channel IS NOT NULL
-    DO NOTHING`);
-  const interactionId = await tx.oneFirst(sql.type(z.object({ id: z.string() }))`
-    SELECT id FROM interactions
-    WHERE tenant_id = ${sms.tenantId} AND channel = ${sms.channel.name}
-      AND customer_address = ${sms.from} AND state = 'open'
-    FOR NO KEY UPDATE`);
+  const interactionId = await openCustomerThread(tx, {
+    tenantId: sms.tenantId,
+    channel: sms.channel,
+    address: sms.from,
+    kind: smsThreadKind(sms.channel),
+  });
   const inserted = await tx.maybeOneFirst(sql.type(z.object({ id: z.string() }))`
     INSERT INTO messages (id, tenant_id, interaction_id, direction, sender_type, sender_id, text,
                           client_message_id)
@@ -335,49 +331,6 @@ export async function consentFor(
       ORDER BY x.id DESC LIMIT 1) ch ON true
     WHERE c.tenant_id = ${tenantId} AND c.sender = ${sender} AND c.address = ${address}`);
   return row ?? undefined;
-}
-
-/**
- * Opens an agent's outbound SMS conversation with `address` on `channel`, in the caller's
- * transaction: started (its contact known), assigned to the agent, in the queue that serves the
- * channel's endpoint (if any), so a park or a Done routes as for any assigned chat. A customer
- * has one open interaction per channel (`interactions_open_thread_idx`): when there is one
- * already, nothing is created and that one is answered, locked for numbering.
- */
-export async function openOutboundSmsInteraction(
-  tx: CommonQueryMethods,
-  open: {
-    tenantId: string;
-    channel: ChannelRow;
-    address: string;
-    contactId: string;
-    agentId: string;
-  },
-): Promise<{ id: string; created: boolean; queue: string | null }> {
-  const { channel } = open;
-  const created = await tx.maybeOne(sql.type(
-    z.object({ id: z.string(), queue_name: z.string().nullable() }),
-  )`
-    INSERT INTO interactions (id, tenant_id, media, subtype, endpoint, channel, customer_address,
-                              contact_id, started_event_at, routing_state, assigned_agent_id,
-                              queue_name)
-    VALUES (${randomUUID()}, ${open.tenantId}, ${channel.media ?? 'chat'},
-            ${channel.interaction_subtype ?? 'SMS'}, ${channel.endpoint}, ${channel.name},
-            ${open.address}, ${open.contactId}, now(), 'assigned', ${open.agentId},
-            (SELECT queue_name FROM routing_queue_endpoints
-             WHERE tenant_id = ${open.tenantId} AND endpoint = ${channel.endpoint}))
-    ON CONFLICT (tenant_id, channel, customer_address) WHERE state = 'open' AND channel IS NOT NULL
-    DO NOTHING
-    RETURNING id, queue_name`);
-  if (created) return { id: created.id, created: true, queue: created.queue_name };
-  const existing = await tx.one(sql.type(
-    z.object({ id: z.string(), queue_name: z.string().nullable() }),
-  )`
-    SELECT id, queue_name FROM interactions
-    WHERE tenant_id = ${open.tenantId} AND channel = ${channel.name}
-      AND customer_address = ${open.address} AND state = 'open'
-    ${NUMBERING_LOCK}`);
-  return { id: existing.id, created: false, queue: existing.queue_name };
 }
 
 /**
