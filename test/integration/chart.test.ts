@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { eventually, useHarness } from '../helpers/harness.js';
@@ -37,7 +38,7 @@ interface Container {
   livenessProbe?: { httpGet?: { path: string; port: string }; tcpSocket?: { port: string } };
   readinessProbe?: { httpGet: { path: string; port: string } };
   securityContext: Record<string, unknown>;
-  volumeMounts: { name: string; mountPath: string }[];
+  volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[];
 }
 
 const find = (objects: K8sObject[], kind: string, name: string) => {
@@ -50,7 +51,11 @@ const podSpec = (object: K8sObject) =>
   podTemplate(object).spec as unknown as {
     securityContext: Record<string, unknown>;
     terminationGracePeriodSeconds: number;
-    volumes: { name: string; emptyDir?: object }[];
+    volumes: {
+      name: string;
+      emptyDir?: object;
+      secret?: { secretName: string; items?: { key: string; path: string }[] };
+    }[];
     imagePullSecrets?: { name: string }[];
   };
 const data = (object: K8sObject) => object.data as Record<string, string>;
@@ -62,6 +67,75 @@ const decoded = (secret: K8sObject) =>
     ]),
   );
 const envOf = (c: Container) => Object.fromEntries((c.env ?? []).map(e => [e.name, e.value]));
+
+/** Where both charts mount the Secret of nexus.redis.tlsSecret / athena.redis.tlsSecret. */
+const REDIS_TLS_DIR = '/etc/nexus/redis-tls';
+const REDIS_TLS_FILES = ['REDIS_TLS_CA_FILE', 'REDIS_TLS_CERT_FILE', 'REDIS_TLS_KEY_FILE'];
+/** The PEM block the test's stand-in for the Secret holds under a key (it names the key). */
+const pem = (key: string) =>
+  `-----BEGIN CERTIFICATE-----\n${Buffer.from(key).toString('base64')}\n-----END CERTIFICATE-----\n`;
+
+/**
+ * A rendered process's environment as its pod would see it with its redis-tls volume mounted:
+ * each key the volume projects is written under `dir` (as {@link pem}), in place of the mount
+ * path, and the variables naming files under the mount path name them there.
+ */
+function withRedisTlsMounted(
+  objects: K8sObject[],
+  kind: string,
+  name: string,
+  dir: string,
+): Record<string, string> {
+  const workload = find(objects, kind, name);
+  const volume = podSpec(workload).volumes.find(v => v.name === 'redis-tls');
+  const mount = container(workload).volumeMounts.find(m => m.name === 'redis-tls');
+  for (const item of volume?.secret?.items ?? []) {
+    writeFileSync(path.join(dir, item.path), pem(item.key));
+  }
+  const env = renderedProcess(objects, kind, name).env;
+  if (!mount) return env;
+  return Object.fromEntries(
+    Object.entries(env).map(([key, value]) => [
+      key,
+      value.startsWith(`${mount.mountPath}/`)
+        ? path.join(dir, value.slice(mount.mountPath.length + 1))
+        : value,
+    ]),
+  );
+}
+
+/**
+ * A workload with the Secret `nexus-redis-tls` mounted read-only, its CA, certificate and key
+ * projected, and the three file variables naming them under the mount.
+ */
+function expectAllRedisTlsFiles(workload: K8sObject): void {
+  expect(podSpec(workload).volumes).toContainEqual({
+    name: 'redis-tls',
+    secret: {
+      secretName: 'nexus-redis-tls',
+      items: ['ca.crt', 'tls.crt', 'tls.key'].map(key => ({ key, path: key })),
+    },
+  });
+  expect(container(workload).volumeMounts).toEqual([
+    { name: 'tmp', mountPath: '/tmp' },
+    { name: 'redis-tls', mountPath: REDIS_TLS_DIR, readOnly: true },
+  ]);
+  expect(envOf(container(workload))).toMatchObject({
+    REDIS_TLS_CA_FILE: `${REDIS_TLS_DIR}/ca.crt`,
+    REDIS_TLS_CERT_FILE: `${REDIS_TLS_DIR}/tls.crt`,
+    REDIS_TLS_KEY_FILE: `${REDIS_TLS_DIR}/tls.key`,
+  });
+}
+
+/** Runs `check` with a temporary directory, removed afterwards. */
+function inTempDir<T>(check: (dir: string) => T): T {
+  const dir = mkdtempSync(path.join(tmpdir(), 'nexus-redis-tls-'));
+  try {
+    return check(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 describe('helm/nexus', () => {
   it('passes npm run chart:check: lint, every render valid, refused values refused', () => {
@@ -377,6 +451,165 @@ describe('helm/nexus', () => {
       NEXUS_WORKER_QUEUES: hubQueues.join(','),
     });
   });
+  it('mounts nexus.redis.tlsSecret read-only in the API and every worker pod, not the migration Job, and points REDIS_TLS_* at its files', () => {
+    const objects = renderChart({
+      name: 'redis tls: CA and client certificate',
+      values: [
+        {
+          nexus: {
+            redis: {
+              nodes: 'redis://redis-0.redis:6379,redis://redis-1.redis:6379',
+              enableTls: true,
+              tlsSecret: { name: 'nexus-redis-tls', ca: 'ca.crt', cert: 'tls.crt', key: 'tls.key' },
+              tlsServerName: 'redis.internal',
+            },
+          },
+          workers: {
+            groups: [
+              { name: 'chat', queues: ['inbound', 'receipts'] },
+              { name: 'rest', queues: [] },
+            ],
+          },
+        },
+      ],
+    });
+    expect(validateObjects(objects)).toEqual([]);
+    expect(crossCheck(objects)).toEqual([]);
+    const deployments = ['nexus-api', 'nexus-worker-chat', 'nexus-worker-rest'];
+    expect(
+      checkFields(
+        deployments.map(name => ({
+          label: 'redis tls',
+          object: find(objects, 'Deployment', name),
+        })),
+      ),
+    ).toEqual([]);
+
+    for (const name of deployments) expectAllRedisTlsFiles(find(objects, 'Deployment', name));
+    expect(envOf(container(find(objects, 'Deployment', 'nexus-worker-chat')))).toMatchObject({
+      NEXUS_WORKER_QUEUES: 'inbound,receipts',
+    });
+    // The server name is a setting (the ConfigMap); the files are where the pod mounts them.
+    const config = data(find(objects, 'ConfigMap', 'nexus-config'));
+    expect(config).toMatchObject({ REDIS_TLS: 'true', REDIS_TLS_SERVERNAME: 'redis.internal' });
+    for (const name of REDIS_TLS_FILES) expect(config[name]).toBeUndefined();
+
+    // The hub's loader reads the three files (as the pods mount them) and the server name.
+    inTempDir(dir => {
+      for (const name of deployments) {
+        const hub = loadConfig(withRedisTlsMounted(objects, 'Deployment', name, dir));
+        expect(hub.redis.tls).toBe(true);
+        expect(hub.redis.tlsOptions).toEqual({
+          ca: pem('ca.crt'),
+          cert: pem('tls.crt'),
+          key: pem('tls.key'),
+          servername: 'redis.internal',
+        });
+      }
+    });
+
+    // The migration Job does not connect to Redis: no volume, no files to read at start.
+    const migrate = find(objects, 'Job', 'nexus-migrate');
+    expect(podSpec(migrate).volumes.map(v => v.name)).toEqual(['tmp']);
+    expect(container(migrate).volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
+    const migrateEnv = renderedProcess(objects, 'Job', 'nexus-migrate').env;
+    for (const name of REDIS_TLS_FILES) expect(migrateEnv[name]).toBeUndefined();
+    expect(loadConfig(migrateEnv).redis.tlsOptions).toEqual({ servername: 'redis.internal' });
+  });
+
+  it('mounts only the CA of nexus.redis.tlsSecret by default (rediss:// nodes count as TLS), and nothing without a Secret', () => {
+    const objects = renderChart({
+      name: 'redis tls: CA only',
+      values: [
+        {
+          nexus: {
+            redis: { nodes: 'rediss://redis.example:6380', tlsSecret: { name: 'redis-ca' } },
+          },
+        },
+      ],
+    });
+    expect(validateObjects(objects)).toEqual([]);
+    expect(crossCheck(objects)).toEqual([]);
+    for (const name of ['nexus-api', 'nexus-worker-all']) {
+      const deployment = find(objects, 'Deployment', name);
+      expect(podSpec(deployment).volumes).toContainEqual({
+        name: 'redis-tls',
+        secret: { secretName: 'redis-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] },
+      });
+      expect(container(deployment).volumeMounts).toContainEqual({
+        name: 'redis-tls',
+        mountPath: REDIS_TLS_DIR,
+        readOnly: true,
+      });
+      const env = envOf(container(deployment));
+      expect(env.REDIS_TLS_CA_FILE).toBe(`${REDIS_TLS_DIR}/ca.crt`);
+      expect([env.REDIS_TLS_CERT_FILE, env.REDIS_TLS_KEY_FILE]).toEqual([undefined, undefined]);
+      inTempDir(dir => {
+        const hub = loadConfig(withRedisTlsMounted(objects, 'Deployment', name, dir));
+        expect(hub.redis.tlsOptions).toEqual({ ca: pem('ca.crt') });
+      });
+    }
+    const config = data(find(objects, 'ConfigMap', 'nexus-config'));
+    expect(config.REDIS_TLS).toBe('false');
+    expect(config.REDIS_TLS_SERVERNAME).toBeUndefined();
+
+    // The defaults mount nothing and name no file.
+    const defaults = renderChart({ name: 'default values' });
+    for (const name of ['nexus-api', 'nexus-worker-all']) {
+      const deployment = find(defaults, 'Deployment', name);
+      expect(podSpec(deployment).volumes.map(v => v.name)).toEqual(['tmp']);
+      expect(container(deployment).volumeMounts.map(m => m.name)).toEqual(['tmp']);
+      expect(Object.keys(renderedProcess(defaults, 'Deployment', name).env)).not.toContain(
+        'REDIS_TLS_CA_FILE',
+      );
+    }
+  });
+
+  it('refuses Redis TLS values the hub would refuse at start', () => {
+    const tls = 'nexus.redis.enableTls=true';
+    const cases: [string[], RegExp][] = [
+      // A client certificate without its key, or a key without its certificate.
+      [
+        [tls, 'nexus.redis.tlsSecret.name=s', 'nexus.redis.tlsSecret.cert=tls.crt'],
+        /nexus\.redis\.tlsSecret: cert and key go together/,
+      ],
+      [
+        [tls, 'nexus.redis.tlsSecret.name=s', 'nexus.redis.tlsSecret.key=tls.key'],
+        /nexus\.redis\.tlsSecret: cert and key go together/,
+      ],
+      // A Secret while TLS is off (enableTls false, redis:// nodes).
+      [
+        ['nexus.redis.tlsSecret.name=s'],
+        /nexus\.redis\.tlsSecret\.name \(s\) is set but TLS to Redis is off: set nexus\.redis\.enableTls=true/,
+      ],
+      [
+        ['nexus.redis.tlsServerName=redis.internal'],
+        /nexus\.redis\.tlsServerName is set but TLS to Redis is off/,
+      ],
+      [
+        [tls, 'nexus.redis.tlsSecret.cert=tls.crt', 'nexus.redis.tlsSecret.key=tls.key'],
+        /cert and key name keys of the Secret tlsSecret\.name, which is empty/,
+      ],
+      [
+        [tls, 'nexus.redis.tlsSecret.name=s', 'nexus.redis.tlsSecret.ca='],
+        /tlsSecret\.name \(s\) is set but ca, cert and key are empty/,
+      ],
+      // The variables have their own values now.
+      [
+        ['nexus.config.REDIS_TLS_CA_FILE=/etc/ssl/ca.pem'],
+        /nexus\.config\.REDIS_TLS_CA_FILE: set it through its own value/,
+      ],
+      // The schema: a key the Secret cannot have, a misspelt field.
+      [
+        [tls, 'nexus.redis.tlsSecret.ca=certs/ca.crt'],
+        /nexus\.redis\.tlsSecret\.ca: Does not match pattern/,
+      ],
+      [[tls, 'nexus.redis.tlsSecret.crt=tls.crt'], /Additional property crt is not allowed/],
+    ];
+    for (const [set, message] of cases) {
+      expect(() => renderChart({ name: set.join(' '), set })).toThrow(message);
+    }
+  });
 });
 
 describe('helm/athena', () => {
@@ -550,6 +783,106 @@ describe('helm/athena', () => {
     expect(podSpec(find(objects, 'Deployment', 'athena'))).toMatchObject({
       serviceAccountName: 'athena',
     });
+  });
+
+  it('mounts athena.redis.tlsSecret read-only in every connector pod and points REDIS_TLS_* at its files, as the hub gets them', () => {
+    const redis = {
+      nodes: 'redis://redis-0.redis:6379',
+      tlsSecret: { name: 'nexus-redis-tls', ca: 'ca.crt', cert: 'tls.crt', key: 'tls.key' },
+      tlsServerName: 'redis.internal',
+    };
+    const keys = {
+      secretKey: '0123456789abcdef'.repeat(4),
+      nexus: { apiKey: 'a-cluster-key' },
+    };
+    const separate = athena({
+      name: 'redis tls: CA and client certificate',
+      values: [{ athena: { ...keys, redis: { ...redis, tls: true } } }],
+    });
+    const together = athena({
+      name: 'redis tls: --role=all',
+      values: [
+        { worker: { separate: false }, athena: { ...keys, redis: { ...redis, tls: true } } },
+      ],
+    });
+    const hub = renderChart({
+      name: 'redis tls: the hub',
+      values: [{ nexus: { redis: { ...redis, enableTls: true } } }],
+    });
+    for (const objects of [separate, together]) {
+      expect(validateObjects(objects)).toEqual([]);
+      expect(crossCheck(objects)).toEqual([]);
+      expect(data(find(objects, 'ConfigMap', 'athena-config'))).toMatchObject({
+        REDIS_TLS: 'true',
+        REDIS_TLS_SERVERNAME: 'redis.internal',
+      });
+    }
+    inTempDir(dir => {
+      const hubRedis = loadConfig(withRedisTlsMounted(hub, 'Deployment', 'nexus-api', dir)).redis;
+      for (const [objects, name] of [
+        [separate, 'athena-api'],
+        [separate, 'athena-worker'],
+        [together, 'athena'],
+      ] as const) {
+        expectAllRedisTlsFiles(find(objects, 'Deployment', name));
+        const config = loadAthenaConfig(withRedisTlsMounted(objects, 'Deployment', name, dir));
+        expect(config.hub.redis.tlsOptions).toEqual({
+          ca: pem('ca.crt'),
+          cert: pem('tls.crt'),
+          key: pem('tls.key'),
+          servername: 'redis.internal',
+        });
+        // The same Secret and values give the connector the hub's Redis options.
+        expect(config.hub.redis).toEqual(hubRedis);
+      }
+    });
+  });
+
+  it('mounts only the CA of athena.redis.tlsSecret by default, and refuses what the connector would', () => {
+    const objects = athena({
+      name: 'redis tls: CA only',
+      set: ['athena.redis.tls=true', 'athena.redis.tlsSecret.name=redis-ca'],
+    });
+    expect(validateObjects(objects)).toEqual([]);
+    for (const name of ['athena-api', 'athena-worker']) {
+      const deployment = find(objects, 'Deployment', name);
+      expect(podSpec(deployment).volumes).toContainEqual({
+        name: 'redis-tls',
+        secret: { secretName: 'redis-ca', items: [{ key: 'ca.crt', path: 'ca.crt' }] },
+      });
+      const env = envOf(container(deployment));
+      expect(env.REDIS_TLS_CA_FILE).toBe(`${REDIS_TLS_DIR}/ca.crt`);
+      expect([env.REDIS_TLS_CERT_FILE, env.REDIS_TLS_KEY_FILE]).toEqual([undefined, undefined]);
+    }
+    expect(data(find(objects, 'ConfigMap', 'athena-config')).REDIS_TLS_SERVERNAME).toBeUndefined();
+    // The defaults mount nothing.
+    const defaults = athena({ name: 'default values' });
+    for (const name of ['athena-api', 'athena-worker']) {
+      expect(podSpec(find(defaults, 'Deployment', name)).volumes.map(v => v.name)).toEqual(['tmp']);
+    }
+
+    const cases: [string[], RegExp][] = [
+      [
+        ['athena.redis.tls=true', 'athena.redis.tlsSecret.name=s', 'athena.redis.tlsSecret.cert=c'],
+        /athena\.redis\.tlsSecret: cert and key go together/,
+      ],
+      [
+        ['athena.redis.tlsSecret.name=s'],
+        /athena\.redis\.tlsSecret\.name \(s\) is set but TLS to Redis is off: set athena\.redis\.tls=true/,
+      ],
+      [
+        ['athena.redis.tlsServerName=r'],
+        /athena\.redis\.tlsServerName is set but TLS to Redis is off/,
+      ],
+      [
+        ['athena.config.REDIS_TLS_SERVERNAME=r'],
+        /athena\.config\.REDIS_TLS_SERVERNAME: set it through its own value/,
+      ],
+      [['athena.redis.tlsSecret.nme=s'], /Additional property nme is not allowed/],
+    ];
+    for (const [set, message] of cases) {
+      expect(() => athena({ name: set.join(' '), set })).toThrow(message);
+    }
   });
 
   it("prints the guide's verification request: an unsigned POST answering PAYLOAD_SIGNATURE_CHECK_FAILED", () => {

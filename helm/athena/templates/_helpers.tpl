@@ -118,6 +118,59 @@ app.kubernetes.io/part-of: nexus
 {{- end -}}
 {{- end -}}
 
+{{/* Where the connector's pods mount athena.redis.tlsSecret (the hub's path: the same image). */}}
+{{- define "athena.redisTlsDir" -}}
+/etc/nexus/redis-tls
+{{- end -}}
+
+{{/*
+TLS to Redis beyond REDIS_TLS, as JSON: {"secret": athena.redis.tlsSecret.name, "files": [{"key",
+"env"}] (the Secret's keys to mount and the variable naming each file), "serverName"}. Fails on
+what the connector refuses at start (lib/config.ts): a certificate without its key, or a file or
+server name while TLS is off (TLS is on with athena.redis.tls or a rediss:// node).
+*/}}
+{{- define "athena.redisTls" -}}
+{{- $redis := .Values.athena.redis -}}
+{{- $tlsSecret := default dict $redis.tlsSecret -}}
+{{- $name := toString (default "" $tlsSecret.name) -}}
+{{- $ca := toString (default "" $tlsSecret.ca) -}}
+{{- $cert := toString (default "" $tlsSecret.cert) -}}
+{{- $key := toString (default "" $tlsSecret.key) -}}
+{{- $serverName := toString (default "" $redis.tlsServerName) -}}
+{{- $tls := eq (toString $redis.tls) "true" -}}
+{{- range splitList "," (toString (default "redis://nexus-redis-master.default.svc.cluster.local:6379" $redis.nodes)) -}}
+{{- if hasPrefix "rediss:" (trim . | lower) -}}
+{{- $tls = true -}}
+{{- end -}}
+{{- end -}}
+{{- if ne (empty $cert) (empty $key) -}}
+{{- fail "athena.redis.tlsSecret: cert and key go together (the client certificate and its key): set both or neither" -}}
+{{- end -}}
+{{- if and (not $name) $cert -}}
+{{- fail "athena.redis.tlsSecret: cert and key name keys of the Secret tlsSecret.name, which is empty" -}}
+{{- end -}}
+{{- if and $name (not $ca) (not $cert) -}}
+{{- fail (printf "athena.redis.tlsSecret.name (%s) is set but ca, cert and key are empty: name the Secret's keys to mount" $name) -}}
+{{- end -}}
+{{- if and $name (not $tls) -}}
+{{- fail (printf "athena.redis.tlsSecret.name (%s) is set but TLS to Redis is off: set athena.redis.tls=true (or use rediss:// nodes)" $name) -}}
+{{- end -}}
+{{- if and $serverName (not $tls) -}}
+{{- fail "athena.redis.tlsServerName is set but TLS to Redis is off: set athena.redis.tls=true (or use rediss:// nodes)" -}}
+{{- end -}}
+{{- $files := list -}}
+{{- if $name -}}
+{{- if $ca -}}
+{{- $files = append $files (dict "key" $ca "env" "REDIS_TLS_CA_FILE") -}}
+{{- end -}}
+{{- if $cert -}}
+{{- $files = append $files (dict "key" $cert "env" "REDIS_TLS_CERT_FILE") -}}
+{{- $files = append $files (dict "key" $key "env" "REDIS_TLS_KEY_FILE") -}}
+{{- end -}}
+{{- end -}}
+{{- dict "secret" $name "files" $files "serverName" $serverName | toJson -}}
+{{- end -}}
+
 {{/* The ConfigMap's data: the connector's non-secret variables. */}}
 {{- define "athena.configData" -}}
 {{- $redis := .Values.athena.redis -}}
@@ -131,6 +184,9 @@ DB_SSL: {{ ternary "true" "false" (eq (toString .Values.athena.db.ssl) "true") |
 REDIS_URL: {{ default "redis://nexus-redis-master.default.svc.cluster.local:6379" $redis.nodes | toString | quote }}
 REDIS_CLUSTER: {{ ternary "true" "false" (eq (toString $redis.cluster) "true") | quote }}
 REDIS_TLS: {{ ternary "true" "false" (eq (toString $redis.tls) "true") | quote }}
+{{- with (include "athena.redisTls" . | fromJson).serverName }}
+REDIS_TLS_SERVERNAME: {{ . | quote }}
+{{- end }}
 NEXUS_SHUTDOWN_GRACE_MS: {{ include "athena.shutdownGraceMs" . | quote }}
 NEXUS_MIGRATE_ON_START: {{ ternary "true" "false" (eq (toString .Values.athena.migrateOnStart) "true") | quote }}
 ATHENA_API_PREFIX: {{ include "athena.apiPrefixes" . | quote }}
@@ -138,7 +194,7 @@ ATHENA_NEXUS_URL: {{ default "http://nexus.nexus.svc.cluster.local" $nexus.url |
 ATHENA_NEXUS_API_PREFIX: {{ default "/nexus/v3" $nexus.apiPrefix | toString | quote }}
 ATHENA_NEXUS_TIMEOUT_MS: {{ include "athena.orDefault" (list $nexus.timeout 10000) | int64 | toString | quote }}
 {{- range $key, $value := .Values.athena.config }}
-{{- if has $key (list "PORT" "METRICS_PORT" "NODE_ENV" "NEXUS_WORKER_QUEUES" "DATABASE_URL" "DB_SSL" "REDIS_URL" "REDIS_CLUSTER" "REDIS_TLS" "REDIS_PASSWORD" "NEXUS_ADMIN_TOKEN" "NEXUS_SECRET_KEY" "NEXUS_SECRET_KEYS_PREVIOUS" "NEXUS_SHUTDOWN_GRACE_MS" "NEXUS_MIGRATE_ON_START" "ATHENA_API_PREFIX" "ATHENA_NEXUS_URL" "ATHENA_NEXUS_API_PREFIX" "ATHENA_NEXUS_API_KEY" "ATHENA_NEXUS_TIMEOUT_MS") }}
+{{- if has $key (list "PORT" "METRICS_PORT" "NODE_ENV" "NEXUS_WORKER_QUEUES" "DATABASE_URL" "DB_SSL" "REDIS_URL" "REDIS_CLUSTER" "REDIS_TLS" "REDIS_TLS_CA_FILE" "REDIS_TLS_CERT_FILE" "REDIS_TLS_KEY_FILE" "REDIS_TLS_SERVERNAME" "REDIS_PASSWORD" "NEXUS_ADMIN_TOKEN" "NEXUS_SECRET_KEY" "NEXUS_SECRET_KEYS_PREVIOUS" "NEXUS_SHUTDOWN_GRACE_MS" "NEXUS_MIGRATE_ON_START" "ATHENA_API_PREFIX" "ATHENA_NEXUS_URL" "ATHENA_NEXUS_API_PREFIX" "ATHENA_NEXUS_API_KEY" "ATHENA_NEXUS_TIMEOUT_MS") }}
 {{- fail (printf "athena.config.%s: set it through its own value (docs/kubernetes.md lists them)" $key) }}
 {{- end }}
 {{ $key }}: {{ toString $value | quote }}
@@ -207,6 +263,8 @@ One connector Deployment. (dict "root" $ "component" api|worker|all "replicas" n
 {{- define "athena.deployment" -}}
 {{- $ := .root -}}
 {{- $component := .component -}}
+{{- $redisTls := include "athena.redisTls" $ | fromJson -}}
+{{- $redisTlsDir := include "athena.redisTlsDir" $ -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -270,6 +328,17 @@ spec:
       volumes:
         - name: tmp
           emptyDir: {}
+        {{- with $redisTls.secret }}
+        # athena.redis.tlsSecret: the PEM files for TLS to Redis.
+        - name: redis-tls
+          secret:
+            secretName: {{ . | quote }}
+            items:
+              {{- range $redisTls.files }}
+              - key: {{ .key | quote }}
+                path: {{ .key | quote }}
+              {{- end }}
+        {{- end }}
       containers:
         - name: {{ ternary "athena" $component (eq $component "all") }}
           image: {{ include "athena.image" $ | quote }}
@@ -304,6 +373,11 @@ spec:
                   name: {{ $.Values.athena.hubSecret | quote }}
                   key: NEXUS_SECRET_KEYS_PREVIOUS
                   optional: true
+            {{- end }}
+            {{- /* In the pods' env (not the ConfigMap), beside the mount they name. */}}
+            {{- range $redisTls.files }}
+            - name: {{ .env }}
+              value: {{ printf "%s/%s" $redisTlsDir .key | quote }}
             {{- end }}
           ports:
             {{- if ne $component "worker" }}
@@ -351,4 +425,9 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- if $redisTls.secret }}
+            - name: redis-tls
+              mountPath: {{ $redisTlsDir }}
+              readOnly: true
+            {{- end }}
 {{- end -}}

@@ -117,6 +117,96 @@ DATABASE_URL from nexus.db. The user and password are percent-encoded (urlquery 
 {{- end -}}
 {{- end -}}
 
+{{/* Where the pods that connect to Redis mount nexus.redis.tlsSecret. */}}
+{{- define "nexus.redisTlsDir" -}}
+/etc/nexus/redis-tls
+{{- end -}}
+
+{{/*
+TLS to Redis beyond REDIS_TLS, as JSON: {"secret": nexus.redis.tlsSecret.name, "files": [{"key",
+"env"}] (the Secret's keys to mount and the variable naming each file), "serverName"}. Fails on
+what the hub refuses at start (lib/config.ts): a certificate without its key, or a file or server
+name while TLS is off (TLS is on with enableTls or a rediss:// node).
+*/}}
+{{- define "nexus.redisTls" -}}
+{{- $redis := .Values.nexus.redis -}}
+{{- $tlsSecret := default dict $redis.tlsSecret -}}
+{{- $name := toString (default "" $tlsSecret.name) -}}
+{{- $ca := toString (default "" $tlsSecret.ca) -}}
+{{- $cert := toString (default "" $tlsSecret.cert) -}}
+{{- $key := toString (default "" $tlsSecret.key) -}}
+{{- $serverName := toString (default "" $redis.tlsServerName) -}}
+{{- $tls := eq (toString $redis.enableTls) "true" -}}
+{{- range splitList "," (toString (default "" $redis.nodes)) -}}
+{{- if hasPrefix "rediss:" (trim . | lower) -}}
+{{- $tls = true -}}
+{{- end -}}
+{{- end -}}
+{{- if ne (empty $cert) (empty $key) -}}
+{{- fail "nexus.redis.tlsSecret: cert and key go together (the client certificate and its key): set both or neither" -}}
+{{- end -}}
+{{- if and (not $name) $cert -}}
+{{- fail "nexus.redis.tlsSecret: cert and key name keys of the Secret tlsSecret.name, which is empty" -}}
+{{- end -}}
+{{- if and $name (not $ca) (not $cert) -}}
+{{- fail (printf "nexus.redis.tlsSecret.name (%s) is set but ca, cert and key are empty: name the Secret's keys to mount" $name) -}}
+{{- end -}}
+{{- if and $name (not $tls) -}}
+{{- fail (printf "nexus.redis.tlsSecret.name (%s) is set but TLS to Redis is off: set nexus.redis.enableTls=true (or use rediss:// nodes)" $name) -}}
+{{- end -}}
+{{- if and $serverName (not $tls) -}}
+{{- fail "nexus.redis.tlsServerName is set but TLS to Redis is off: set nexus.redis.enableTls=true (or use rediss:// nodes)" -}}
+{{- end -}}
+{{- $files := list -}}
+{{- if $name -}}
+{{- if $ca -}}
+{{- $files = append $files (dict "key" $ca "env" "REDIS_TLS_CA_FILE") -}}
+{{- end -}}
+{{- if $cert -}}
+{{- $files = append $files (dict "key" $cert "env" "REDIS_TLS_CERT_FILE") -}}
+{{- $files = append $files (dict "key" $key "env" "REDIS_TLS_KEY_FILE") -}}
+{{- end -}}
+{{- end -}}
+{{- dict "secret" $name "files" $files "serverName" $serverName | toJson -}}
+{{- end -}}
+
+{{/* The Redis TLS Secret's volume (a list item of volumes; empty without nexus.redis.tlsSecret.name). */}}
+{{- define "nexus.redisTlsVolume" -}}
+{{- $tls := include "nexus.redisTls" . | fromJson -}}
+{{- if $tls.secret }}
+- name: redis-tls
+  secret:
+    secretName: {{ $tls.secret | quote }}
+    items:
+      {{- range $tls.files }}
+      - key: {{ .key | quote }}
+        path: {{ .key | quote }}
+      {{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* Its read-only mount (a list item of volumeMounts; empty without a Secret). */}}
+{{- define "nexus.redisTlsMount" -}}
+{{- if (include "nexus.redisTls" . | fromJson).secret }}
+- name: redis-tls
+  mountPath: {{ include "nexus.redisTlsDir" . }}
+  readOnly: true
+{{- end -}}
+{{- end -}}
+
+{{/*
+REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE: the mounted files (list items of env).
+In the pods' env, not the ConfigMap: the migration Job, which reads the ConfigMap but does not
+connect to Redis, mounts no Secret, and the hub reads every file it is given at start.
+*/}}
+{{- define "nexus.redisTlsEnv" -}}
+{{- $dir := include "nexus.redisTlsDir" . -}}
+{{- range (include "nexus.redisTls" . | fromJson).files }}
+- name: {{ .env }}
+  value: {{ printf "%s/%s" $dir .key | quote }}
+{{- end -}}
+{{- end -}}
+
 {{/* The ConfigMap's data: the hub's non-secret variables. */}}
 {{- define "nexus.configData" -}}
 {{- $redis := .Values.nexus.redis -}}
@@ -129,6 +219,9 @@ DB_SSL: {{ include "nexus.dbSsl" . | quote }}
 REDIS_URL: {{ required "nexus.redis.nodes is required" $redis.nodes | toString | quote }}
 REDIS_CLUSTER: {{ ternary "true" "false" (eq (toString $redis.useCluster) "true") | quote }}
 REDIS_TLS: {{ ternary "true" "false" (eq (toString $redis.enableTls) "true") | quote }}
+{{- with (include "nexus.redisTls" . | fromJson).serverName }}
+REDIS_TLS_SERVERNAME: {{ . | quote }}
+{{- end }}
 NEXUS_SHUTDOWN_GRACE_MS: {{ include "nexus.shutdownGraceMs" . | quote }}
 NEXUS_MIGRATE_ON_START: {{ ternary "false" "true" .Values.migration.enabled | quote }}
 {{- with include "nexus.publicUrl" . }}
@@ -139,7 +232,7 @@ NEXUS_PUBLIC_URL: {{ . | quote }}
 NEXUS_TRUST_PROXY: "loopback, uniquelocal"
 {{- end }}
 {{- range $key, $value := .Values.nexus.config }}
-{{- if has $key (list "PORT" "METRICS_PORT" "NEXUS_WORKER_QUEUES" "DATABASE_URL" "REDIS_PASSWORD" "NEXUS_ADMIN_TOKEN" "NEXUS_SECRET_KEY" "NEXUS_SECRET_KEYS_PREVIOUS" "NEXUS_SHUTDOWN_GRACE_MS" "NEXUS_MIGRATE_ON_START") }}
+{{- if has $key (list "PORT" "METRICS_PORT" "NEXUS_WORKER_QUEUES" "DATABASE_URL" "REDIS_PASSWORD" "REDIS_TLS_CA_FILE" "REDIS_TLS_CERT_FILE" "REDIS_TLS_KEY_FILE" "REDIS_TLS_SERVERNAME" "NEXUS_ADMIN_TOKEN" "NEXUS_SECRET_KEY" "NEXUS_SECRET_KEYS_PREVIOUS" "NEXUS_SHUTDOWN_GRACE_MS" "NEXUS_MIGRATE_ON_START") }}
 {{- fail (printf "nexus.config.%s: set it through its own value (docs/kubernetes.md lists them)" $key) }}
 {{- end }}
 {{ $key }}: {{ toString $value | quote }}
@@ -186,51 +279,76 @@ imagePullSecrets:
 {{- end -}}
 {{- end -}}
 
-{{/* What every pod of the hub shares: scheduling, security, pull secrets, grace period, /tmp. */}}
+{{/*
+What every pod of the hub shares: scheduling, security, pull secrets, grace period, /tmp. Called
+with the root context (the migration Job), or with (dict "root" $ "redis" true) by the pods that
+connect to Redis, which also get nexus.redis.tlsSecret's volume.
+*/}}
 {{- define "nexus.podSpecCommon" -}}
-{{- include "nexus.imagePullSecrets" . }}
+{{- $root := . -}}
+{{- $redis := false -}}
+{{- if hasKey . "root" -}}
+{{- $root = .root -}}
+{{- $redis = .redis -}}
+{{- end -}}
+{{- include "nexus.imagePullSecrets" $root }}
 automountServiceAccountToken: false
-terminationGracePeriodSeconds: {{ include "nexus.terminationGracePeriodSeconds" . }}
-{{- with .Values.podSecurityContext }}
+terminationGracePeriodSeconds: {{ include "nexus.terminationGracePeriodSeconds" $root }}
+{{- with $root.Values.podSecurityContext }}
 securityContext:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.priorityClassName }}
+{{- with $root.Values.priorityClassName }}
 priorityClassName: {{ . | quote }}
 {{- end }}
-{{- with .Values.nodeSelector }}
+{{- with $root.Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- with $root.Values.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with $root.Values.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 volumes:
   - name: tmp
     emptyDir: {}
+{{- with and $redis (include "nexus.redisTlsVolume" $root | trim) }}
+{{- . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
-{{/* The container fields every hub container shares (the caller adds args, ports, probes, resources). */}}
+{{/*
+The container fields every hub container shares (the caller adds args, env, ports, probes,
+resources). The same argument as nexus.podSpecCommon: with "redis", the Redis TLS Secret's mount.
+*/}}
 {{- define "nexus.containerCommon" -}}
-image: {{ include "nexus.image" . | quote }}
-imagePullPolicy: {{ default "IfNotPresent" .Values.image.pullPolicy }}
-{{- with .Values.containerSecurityContext }}
+{{- $root := . -}}
+{{- $redis := false -}}
+{{- if hasKey . "root" -}}
+{{- $root = .root -}}
+{{- $redis = .redis -}}
+{{- end -}}
+image: {{ include "nexus.image" $root | quote }}
+imagePullPolicy: {{ default "IfNotPresent" $root.Values.image.pullPolicy }}
+{{- with $root.Values.containerSecurityContext }}
 securityContext:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 envFrom:
   - configMapRef:
-      name: {{ include "nexus.configName" . | quote }}
+      name: {{ include "nexus.configName" $root | quote }}
   - secretRef:
-      name: {{ include "nexus.secretName" . | quote }}
+      name: {{ include "nexus.secretName" $root | quote }}
 volumeMounts:
   - name: tmp
     mountPath: /tmp
+{{- with and $redis (include "nexus.redisTlsMount" $root | trim) }}
+{{- . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/* Pod annotations: the user's, plus checksums that roll the pods when the chart's config changes. */}}
