@@ -237,6 +237,7 @@ const envSchema = z.object({
   NEXUS_SWEEP_AFTER_MS: positiveInt.default(120_000),
   NEXUS_SWEEP_BATCH: positiveInt.default(500),
   NEXUS_WORKER_DEFER_MAX_MS: positiveInt.default(30_000),
+  NEXUS_WORKER_FETCH_STALL_MS: positiveInt.default(20_000),
   NEXUS_EGRESS_ALLOW: z
     .string()
     .optional()
@@ -378,6 +379,8 @@ export interface Config {
     readonly sweepBatch: number;
     /** The longest a job waits between retries while PostgreSQL or Redis is unreachable. */
     readonly deferMaxMs: number;
+    /** Jobs waiting this long while a worker with a free slot takes none: the worker is replaced. */
+    readonly fetchStallMs: number;
   };
   /**
    * Outbound HTTP (webhook targets, providers): hosts and CIDR ranges allowed although not
@@ -574,6 +577,7 @@ export function loadConfig(source: Record<string, string | undefined> = process.
       sweepAfterMs: e.NEXUS_SWEEP_AFTER_MS,
       sweepBatch: e.NEXUS_SWEEP_BATCH,
       deferMaxMs: e.NEXUS_WORKER_DEFER_MAX_MS,
+      fetchStallMs: e.NEXUS_WORKER_FETCH_STALL_MS,
     },
     egressAllow: e.NEXUS_EGRESS_ALLOW,
     webhooks: {

@@ -169,6 +169,13 @@ export const jobsStalledTotal = new Counter({
   registers: [registry],
 });
 
+export const workerReplacedTotal = new Counter({
+  name: 'nexus_worker_replaced_total',
+  help: 'Workers replaced by a new one because jobs waited while they, with a free slot, took none (their fetching wedged, e.g. after every node of a Redis Cluster restarted).',
+  labelNames: ['queue'] as const,
+  registers: [registry],
+});
+
 export const authRejectedTotal = new Counter({
   name: 'nexus_auth_rejected_total',
   help: 'Requests refused by authentication, authorization or rate limiting, by error code.',

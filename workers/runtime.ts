@@ -17,6 +17,7 @@ import {
 } from '../queues/index.js';
 import type { ProcessorMap } from './processors/index.js';
 import { instrumentProcessor, type Processor } from './run-processor.js';
+import { watchFetching } from './fetch-watchdog.js';
 import { ensureSweepScheduler } from './sweeper.js';
 
 /**
@@ -166,7 +167,7 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
     );
   }
 
-  for (const name of names) {
+  const createWorker = (name: QueueName): Worker => {
     const definition = QUEUES[name];
     const processor = processors[name] as Processor;
     const worker = new Worker(
@@ -192,8 +193,9 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
     );
     worker.on('error', error => log.error({ err: error, queue: name }, 'worker error'));
     worker.on('stalled', () => jobsStalledTotal.inc({ queue: name }));
-    workers.set(name, worker);
-  }
+    return worker;
+  };
+  for (const name of names) workers.set(name, createWorker(name));
   // Companions of the selected queues' processors (e.g. the webhook dispatcher).
   const companions = names.flatMap(name => {
     const companion = (processors[name] as Processor).companion;
@@ -214,6 +216,20 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
     for (const companion of companions) companion.start();
   };
   if (stamped) run();
+
+  // A worker whose fetching wedged (workers/fetch-watchdog.ts) is replaced while the others run.
+  const watchdog = watchFetching({
+    workers,
+    queueOf: name => options.queues.get(name),
+    replace: name => {
+      const fresh = createWorker(name);
+      fresh.run().catch((error: unknown) => log.error({ err: error, queue: name }, 'worker error'));
+      return fresh;
+    },
+    active: () => running && !closed,
+    stallMs: config.workers.fetchStallMs,
+    log,
+  });
 
   // Not stamped at start: retried with a short backoff; the workers run once it succeeds. A
   // prefix found to be another deployment's keeps them waiting, with the error logged.
@@ -305,6 +321,7 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
       closing ??= (async () => {
         closed = true;
         clearInterval(schedulerTimer);
+        watchdog.stop();
         clearTimeout(retryTimer);
         wake?.();
         if (running) await Promise.all(companions.map(companion => companion.stop()));

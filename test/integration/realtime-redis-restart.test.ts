@@ -83,6 +83,9 @@ describe('live socket delivery across a Redis restart', () => {
       NEXUS_SWEEP_INTERVAL_MS: '250',
       NEXUS_SWEEP_AFTER_MS: '300',
       NEXUS_WORKER_CONCURRENCY: '20',
+      // On a cluster whose every node restarted, a worker's fetching at times wedges for good:
+      // replaced after this long (workers/fetch-watchdog.ts).
+      NEXUS_WORKER_FETCH_STALL_MS: '3000',
       // The periodic check is the last resort; this test shows the reconnection paths.
       NEXUS_SOCKET_HEAD_CHECK_MS: '0',
     });
