@@ -14,48 +14,64 @@ import type { QueueName } from '../queues/index.js';
  * `stallMs` apart and the worker took none in between while it had a free slot and was not
  * paused, its fetching is wedged. The worker is replaced by a new one (with new connections);
  * the old one is closed in the background. A healthy worker with a free slot takes a waiting
- * job within milliseconds, so the check does not fire on a merely busy queue.
+ * job within milliseconds, so the check does not fire on a merely busy queue (the hub uses no
+ * BullMQ rate limiter, which would hold jobs waiting on purpose).
  */
+
+/** How many jobs a worker's processor has started, and how many run now. */
+export interface Usage {
+  taken: number;
+  running: number;
+}
+
+/** The processor, counting into `usage` every job it runs (exact, whatever becomes of the job). */
+export function tracked<A extends unknown[], R>(
+  processor: (...args: A) => Promise<R>,
+): { processor: (...args: A) => Promise<R>; usage: Usage } {
+  const usage: Usage = { taken: 0, running: 0 };
+  return {
+    usage,
+    processor: async (...args: A) => {
+      usage.taken++;
+      usage.running++;
+      try {
+        return await processor(...args);
+      } finally {
+        usage.running--;
+      }
+    },
+  };
+}
+
 export interface FetchWatchdogOptions {
   /** The process's workers, by queue; a replaced worker is swapped in this map. */
   workers: Map<QueueName, Worker>;
+  /** The current worker's usage (from {@link tracked}), by queue. */
+  usageOf: (name: QueueName) => Usage;
   /** Producers of the same queues, to see whether jobs wait. */
   queueOf: (name: QueueName) => Queue;
-  /** A new, running worker for the queue. */
+  /** A new, running worker for the queue (its usage then answered by `usageOf`). */
   replace: (name: QueueName) => Worker;
-  /** Whether the workers may take jobs now (not closing, not paused for the queue prefix). */
+  /** Whether the workers may take jobs now (not closing). */
   active: () => boolean;
   stallMs: number;
   log: Logger;
 }
 
+/** Since when jobs have waited with the queue's worker taking none, and how many it had taken. */
 interface Watch {
-  /** The worker the counts belong to. */
-  worker: Worker;
-  /** Jobs taken and finished since it was watched. */
+  since: number;
   taken: number;
-  finished: number;
-  /** Since when jobs have waited with this worker taking none, or undefined. */
-  waitingSince?: number;
-  takenThen?: number;
 }
 
 export function watchFetching(options: FetchWatchdogOptions): { stop(): void } {
   const watches = new Map<QueueName, Watch>();
-  const watch = (worker: Worker): Watch => {
-    const state: Watch = { worker, taken: 0, finished: 0 };
-    worker.on('active', () => state.taken++);
-    worker.on('completed', () => state.finished++);
-    worker.on('failed', () => state.finished++);
-    return state;
-  };
-  for (const [name, worker] of options.workers) watches.set(name, watch(worker));
 
-  const check = async (name: QueueName, state: Watch) => {
-    const { worker } = state;
-    const busy = state.taken - state.finished >= worker.concurrency;
+  const check = async (name: QueueName, worker: Worker) => {
+    const usage = options.usageOf(name);
+    const busy = usage.running >= worker.concurrency;
     if (!options.active() || !worker.isRunning() || worker.isPaused() || busy) {
-      state.waitingSince = undefined;
+      watches.delete(name);
       return;
     }
     // Redis away: no verdict (the workers wait for it like everything else).
@@ -64,35 +80,36 @@ export function watchFetching(options: FetchWatchdogOptions): { stop(): void } {
       .getWaitingCount()
       .catch(() => undefined);
     if (!waiting) {
-      state.waitingSince = undefined;
+      watches.delete(name);
       return;
     }
     const now = Date.now();
-    if (state.waitingSince === undefined || state.takenThen !== state.taken) {
-      state.waitingSince = now;
-      state.takenThen = state.taken;
+    const watch = watches.get(name);
+    if (!watch || watch.taken !== usage.taken) {
+      watches.set(name, { since: now, taken: usage.taken });
       return;
     }
-    if (now - state.waitingSince < options.stallMs) return;
+    if (now - watch.since < options.stallMs) return;
     options.log.warn(
-      { queue: name, waiting, stalledMs: now - state.waitingSince },
+      { queue: name, waiting, stalledMs: now - watch.since },
       'worker took no job while jobs waited: replaced by a new one',
     );
     workerReplacedTotal.inc({ queue: name });
-    const fresh = options.replace(name);
-    options.workers.set(name, fresh);
-    watches.set(name, watch(fresh));
+    watches.delete(name);
+    options.workers.set(name, options.replace(name));
     void worker.close(true).catch(() => undefined);
   };
 
-  let running = false;
+  let checking = false;
   const timer = setInterval(
     () => {
-      if (running) return;
-      running = true;
-      void Promise.all([...watches].map(([name, state]) => check(name, state))).finally(() => {
-        running = false;
-      });
+      if (checking) return;
+      checking = true;
+      void Promise.all([...options.workers].map(([name, worker]) => check(name, worker))).finally(
+        () => {
+          checking = false;
+        },
+      );
     },
     Math.max(100, Math.floor(options.stallMs / 3)),
   );

@@ -17,7 +17,7 @@ import {
 } from '../queues/index.js';
 import type { ProcessorMap } from './processors/index.js';
 import { instrumentProcessor, type Processor } from './run-processor.js';
-import { watchFetching } from './fetch-watchdog.js';
+import { tracked, watchFetching, type Usage } from './fetch-watchdog.js';
 import { ensureSweepScheduler } from './sweeper.js';
 
 /**
@@ -167,11 +167,12 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
     );
   }
 
+  /** What each queue's current worker runs (the fetch watchdog reads it). */
+  const usages = new Map<QueueName, Usage>();
   const createWorker = (name: QueueName): Worker => {
     const definition = QUEUES[name];
     const processor = processors[name] as Processor;
-    const worker = new Worker(
-      name,
+    const counted = tracked(
       instrumentProcessor(definition, processor, {
         db,
         log,
@@ -180,17 +181,18 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
         deferMaxMs: config.workers.deferMaxMs,
         onFinalFailure: options.onFinalFailure,
       }),
-      {
-        connection,
-        prefix,
-        // Run (take jobs) only once the prefix is stamped: see `run` below.
-        autorun: false,
-        concurrency: concurrencyOf(name, config),
-        lockDuration: config.workers.lockMs,
-        stalledInterval: config.workers.lockMs,
-        ...options.lock,
-      },
     );
+    usages.set(name, counted.usage);
+    const worker = new Worker(name, counted.processor, {
+      connection,
+      prefix,
+      // Run (take jobs) only once the prefix is stamped: see `run` below.
+      autorun: false,
+      concurrency: concurrencyOf(name, config),
+      lockDuration: config.workers.lockMs,
+      stalledInterval: config.workers.lockMs,
+      ...options.lock,
+    });
     worker.on('error', error => log.error({ err: error, queue: name }, 'worker error'));
     worker.on('stalled', () => jobsStalledTotal.inc({ queue: name }));
     return worker;
@@ -220,6 +222,7 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
   // A worker whose fetching wedged (workers/fetch-watchdog.ts) is replaced while the others run.
   const watchdog = watchFetching({
     workers,
+    usageOf: name => usages.get(name) ?? { taken: 0, running: 0 },
     queueOf: name => options.queues.get(name),
     replace: name => {
       const fresh = createWorker(name);

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { workerReplacedTotal } from '../../lib/metrics.js';
 import { closeRedis, createRedis, type RedisConnection } from '../../lib/redis.js';
 import type { QueueName } from '../../queues/index.js';
-import { watchFetching } from '../../workers/fetch-watchdog.js';
+import { tracked, watchFetching, type Usage } from '../../workers/fetch-watchdog.js';
 import { eventually, useHarness } from '../helpers/harness.js';
 
 /**
@@ -21,6 +21,7 @@ const replaced = async () =>
 describe('fetch watchdog', () => {
   const h = useHarness();
   const started: Worker[] = [];
+  const usages = new Map<Worker, Usage>();
   const stops: (() => void)[] = [];
   let connection: RedisConnection | undefined;
   afterEach(async () => {
@@ -32,19 +33,22 @@ describe('fetch watchdog', () => {
 
   const worker = (processor: Processor, opts: Partial<WorkerOptions>) => {
     connection ??= createRedis(h().config.redis, 'worker', 'watchdog-test', h().log);
-    const created = new Worker(QUEUE, processor, {
+    const counted = tracked(processor);
+    const created = new Worker(QUEUE, counted.processor, {
       connection,
       prefix: h().config.queues.prefix,
       ...opts,
     });
     created.on('error', () => undefined);
     started.push(created);
+    usages.set(created, counted.usage);
     return created;
   };
 
   const watch = (workers: Map<QueueName, Worker>, replace: () => Worker) => {
     const watchdog = watchFetching({
       workers,
+      usageOf: name => usages.get(workers.get(name) as Worker) as Usage,
       queueOf: name => h().queues.get(name),
       replace,
       active: () => true,
