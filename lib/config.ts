@@ -487,7 +487,8 @@ export function loadConfig(source: Record<string, string | undefined> = process.
   if (e.REDIS_CLUSTER && !e.NEXUS_QUEUE_PREFIX.startsWith('{')) {
     problems.push('NEXUS_QUEUE_PREFIX must be hash-tagged (e.g. {nexus}) when REDIS_CLUSTER=true');
   }
-  const redisTls = e.REDIS_TLS || e.REDIS_URL.some(node => node.startsWith('rediss:'));
+  const redisTls =
+    e.REDIS_TLS || e.REDIS_URL.some(node => node.toLowerCase().startsWith('rediss:'));
   for (const name of [
     'REDIS_TLS_CA_FILE',
     'REDIS_TLS_CERT_FILE',

@@ -1,5 +1,6 @@
 import type { Queue, Worker } from 'bullmq';
 import type { Logger } from '../lib/logger.js';
+import { withTimeout } from '../lib/with-timeout.js';
 import { workerReplacedTotal } from '../lib/metrics.js';
 import type { QueueName } from '../queues/index.js';
 
@@ -12,8 +13,8 @@ import type { QueueName } from '../queues/index.js';
  * test/integration/realtime-redis-restart.test.ts on a cluster, with BullMQ 6.7.0 and 6.7.6).
  * Every `stallMs / 3` this checks each queue of the process: when jobs waited at two checks
  * `stallMs` apart and the worker took none in between while it had a free slot and was not
- * paused, its fetching is wedged. The worker is replaced by a new one (with new connections);
- * the old one is closed in the background. A healthy worker with a free slot takes a waiting
+ * paused, its fetching is wedged. The worker is replaced by a new one (with a new blocking
+ * connection); the old one is closed in the background, its running jobs let finish. A healthy worker with a free slot takes a waiting
  * job within milliseconds, so the check does not fire on a merely busy queue (the hub uses no
  * BullMQ rate limiter, which would hold jobs waiting on purpose).
  */
@@ -29,18 +30,18 @@ export function tracked<A extends unknown[], R>(
   processor: (...args: A) => Promise<R>,
 ): { processor: (...args: A) => Promise<R>; usage: Usage } {
   const usage: Usage = { taken: 0, running: 0 };
-  return {
-    usage,
-    processor: async (...args: A) => {
-      usage.taken++;
-      usage.running++;
-      try {
-        return await processor(...args);
-      } finally {
-        usage.running--;
-      }
-    },
+  const counting = async (...args: A) => {
+    usage.taken++;
+    usage.running++;
+    try {
+      return await processor(...args);
+    } finally {
+      usage.running--;
+    }
   };
+  // BullMQ passes the abort signal only to a processor that declares three parameters.
+  Object.defineProperty(counting, 'length', { value: processor.length });
+  return { usage, processor: counting };
 }
 
 export interface FetchWatchdogOptions {
@@ -52,10 +53,21 @@ export interface FetchWatchdogOptions {
   queueOf: (name: QueueName) => Queue;
   /** A new, running worker for the queue (its usage then answered by `usageOf`). */
   replace: (name: QueueName) => Worker;
-  /** Whether the workers may take jobs now (not closing). */
+  /**
+   * Whether the workers may take jobs now: not closing, not paused for the queue prefix, and
+   * the connection they share ready (a new worker would share it too, so no verdict without it).
+   */
   active: () => boolean;
   stallMs: number;
   log: Logger;
+}
+
+export interface FetchWatchdog {
+  /**
+   * Stops checking; resolves once a check in flight has ended and the replaced workers have
+   * closed (their running jobs finished).
+   */
+  stop(): Promise<void>;
 }
 
 /** Since when jobs have waited with the queue's worker taking none, and how many it had taken. */
@@ -64,29 +76,38 @@ interface Watch {
   taken: number;
 }
 
-export function watchFetching(options: FetchWatchdogOptions): { stop(): void } {
+export function watchFetching(options: FetchWatchdogOptions): FetchWatchdog {
   const watches = new Map<QueueName, Watch>();
+  const retiring = new Set<Promise<void>>();
+  let stopped = false;
+  /** Whether the queue's worker may be judged now (checked again after every wait). */
+  const judgeable = (name: QueueName, worker: Worker) =>
+    !stopped &&
+    options.active() &&
+    options.workers.get(name) === worker &&
+    worker.isRunning() &&
+    !worker.isPaused() &&
+    options.usageOf(name).running < worker.concurrency;
 
   const check = async (name: QueueName, worker: Worker) => {
-    const usage = options.usageOf(name);
-    const busy = usage.running >= worker.concurrency;
-    if (!options.active() || !worker.isRunning() || worker.isPaused() || busy) {
+    if (!judgeable(name, worker)) {
       watches.delete(name);
       return;
     }
-    // Redis away: no verdict (the workers wait for it like everything else).
-    const waiting = await options
-      .queueOf(name)
-      .getWaitingCount()
-      .catch(() => undefined);
-    if (!waiting) {
+    // Redis away or slow: no verdict (the workers wait for it like everything else).
+    const waiting = await withTimeout(
+      options.queueOf(name).getWaitingCount(),
+      Math.max(100, Math.floor(options.stallMs / 3)),
+    ).catch(() => undefined);
+    if (!waiting || !judgeable(name, worker)) {
       watches.delete(name);
       return;
     }
     const now = Date.now();
+    const taken = options.usageOf(name).taken;
     const watch = watches.get(name);
-    if (!watch || watch.taken !== usage.taken) {
-      watches.set(name, { since: now, taken: usage.taken });
+    if (!watch || watch.taken !== taken) {
+      watches.set(name, { since: now, taken });
       return;
     }
     if (now - watch.since < options.stallMs) return;
@@ -97,22 +118,32 @@ export function watchFetching(options: FetchWatchdogOptions): { stop(): void } {
     workerReplacedTotal.inc({ queue: name });
     watches.delete(name);
     options.workers.set(name, options.replace(name));
-    void worker.close(true).catch(() => undefined);
+    // Not forced: its running jobs finish and complete (a forced close would stop renewing their
+    // locks, and another worker could run them again).
+    const closing = worker.close().catch(() => undefined);
+    retiring.add(closing);
+    void closing.finally(() => retiring.delete(closing));
   };
 
-  let checking = false;
+  let checking: Promise<void> | undefined;
   const timer = setInterval(
     () => {
       if (checking) return;
-      checking = true;
-      void Promise.all([...options.workers].map(([name, worker]) => check(name, worker))).finally(
-        () => {
-          checking = false;
-        },
-      );
+      checking = Promise.all(
+        [...options.workers].map(([name, worker]) => check(name, worker)),
+      ).then(() => {
+        checking = undefined;
+      });
     },
     Math.max(100, Math.floor(options.stallMs / 3)),
   );
   timer.unref();
-  return { stop: () => clearInterval(timer) };
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await checking;
+      await Promise.all([...retiring]);
+    },
+  };
 }

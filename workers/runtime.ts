@@ -4,6 +4,7 @@ import type { Config } from '../lib/config.js';
 import { deploymentId } from '../db/queries/deployment.js';
 import { AppError, isAppError, type FailureCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { withTimeout } from '../lib/with-timeout.js';
 import { jobsStalledTotal } from '../lib/metrics.js';
 import { stampQueuePrefix } from '../lib/queue-prefix.js';
 import { closeRedis, createRedis, type RedisConnection } from '../lib/redis.js';
@@ -109,14 +110,6 @@ function concurrencyOf(name: QueueName, config: Config): number {
 /** The longest wait between two tries of a queue prefix stamp that failed at start. */
 const STAMP_RETRY_MAX_MS = 5_000;
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 export function parseQueuesFlag(argv: readonly string[]): string[] | undefined {
   const index = argv.findIndex(arg => arg === '--queues' || arg.startsWith('--queues='));
   if (index === -1) return undefined;
@@ -219,6 +212,8 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
   };
   if (stamped) run();
 
+  /** Another deployment stamped the queue prefix: the workers are paused until it is ours again. */
+  let pausedForPrefix = false;
   // A worker whose fetching wedged (workers/fetch-watchdog.ts) is replaced while the others run.
   const watchdog = watchFetching({
     workers,
@@ -229,7 +224,7 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
       fresh.run().catch((error: unknown) => log.error({ err: error, queue: name }, 'worker error'));
       return fresh;
     },
-    active: () => running && !closed,
+    active: () => running && !closed && !pausedForPrefix && connection.status === 'ready',
     stallMs: config.workers.fetchStallMs,
     log,
   });
@@ -282,7 +277,6 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
         .catch((error: unknown) =>
           log.warn({ err: error }, 'could not schedule the sweeper; retrying'),
         );
-    let pausedForPrefix = false;
     const keepPrefix = async () => {
       // Until the first stamp, the retries above keep the workers waiting.
       if (!running) return;
@@ -324,7 +318,8 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
       closing ??= (async () => {
         closed = true;
         clearInterval(schedulerTimer);
-        watchdog.stop();
+        // A check in flight ends, and replaced workers close, within the grace too.
+        await Promise.race([watchdog.stop(), sleep(graceMs)]);
         clearTimeout(retryTimer);
         wake?.();
         if (running) await Promise.all(companions.map(companion => companion.stop()));

@@ -1,7 +1,7 @@
 import { printTable } from '../measure.js';
 import { passed, type ScenarioResult } from './scenario.js';
 
-/** Answers other than 2xx, shortest first: `503×12 network×3`. */
+/** Answers other than 2xx, as counted: `503 chat NEXUS_ERR_DB_BUSY×12 network×3`. */
 function failures(answers: Record<string, number>): string {
   const parts = Object.entries(answers)
     .filter(([kind]) => kind !== '2xx')

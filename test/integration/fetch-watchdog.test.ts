@@ -22,10 +22,10 @@ describe('fetch watchdog', () => {
   const h = useHarness();
   const started: Worker[] = [];
   const usages = new Map<Worker, Usage>();
-  const stops: (() => void)[] = [];
+  const stops: (() => Promise<void>)[] = [];
   let connection: RedisConnection | undefined;
   afterEach(async () => {
-    for (const stop of stops.splice(0)) stop();
+    await Promise.all(stops.splice(0).map(stop => stop()));
     await Promise.all(started.splice(0).map(worker => worker.close(true)));
     if (connection) await closeRedis(connection);
     connection = undefined;
