@@ -318,13 +318,14 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
       closing ??= (async () => {
         closed = true;
         clearInterval(schedulerTimer);
-        // A check in flight ends, and replaced workers close, within the grace too.
-        await Promise.race([watchdog.stop(), sleep(graceMs)]);
+        // No replacement from here on; a worker replaced earlier closes alongside the others.
+        const watchdogStopped = watchdog.stop();
         clearTimeout(retryTimer);
         wake?.();
         if (running) await Promise.all(companions.map(companion => companion.stop()));
-        await Promise.all(
-          [...workers].map(async ([name, worker]) => {
+        await Promise.all([
+          Promise.race([watchdogStopped, sleep(graceMs)]),
+          ...[...workers].map(async ([name, worker]) => {
             const finished = await Promise.race([
               worker.close().then(() => true),
               sleep(graceMs).then(() => false),
@@ -336,7 +337,7 @@ export async function startWorkers(options: WorkerRuntimeOptions): Promise<Worke
               );
             }
           }),
-        );
+        ]);
         await Promise.all(companions.map(companion => companion.release?.() ?? Promise.resolve()));
         await closeRedis(connection);
         log.info('workers closed');
