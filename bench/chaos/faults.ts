@@ -26,6 +26,20 @@ export interface Fault {
 
 const at = (ctx: FaultContext, share: number) => sleep(ctx.durationMs * share);
 
+/** At 30 % of the run: `down`, noted as `<what> for <outage> ms`; `up` once the outage is over. */
+async function outage(
+  ctx: FaultContext,
+  what: string,
+  down: () => Promise<unknown>,
+  up: () => Promise<unknown>,
+) {
+  await at(ctx, 0.3);
+  await down();
+  ctx.note(`${what} for ${ctx.outageMs} ms`);
+  await sleep(ctx.outageMs);
+  await up();
+}
+
 async function restartNode(node: Cluster['nodes'][number], ctx: FaultContext, downMs: number) {
   node.kill('SIGKILL');
   ctx.note(`kill -9 ${node.name}`);
@@ -73,11 +87,13 @@ export const FAULTS: readonly Fault[] = [
     name: 'redis-restart',
     description: 'Redis killed (no persistence: it comes back empty), up again after the outage',
     async inject(ctx) {
-      await at(ctx, 0.3);
-      await ctx.services.redis.kill();
-      ctx.note(`redis down for ${ctx.outageMs} ms`);
-      await sleep(ctx.outageMs);
-      await ctx.services.redis.start();
+      const { redis } = ctx.services;
+      await outage(
+        ctx,
+        'redis down',
+        () => redis.kill(),
+        () => redis.start(),
+      );
     },
   },
   {
@@ -94,33 +110,39 @@ export const FAULTS: readonly Fault[] = [
     name: 'postgres-restart',
     description: 'PostgreSQL stopped (fast) and started again after the outage',
     async inject(ctx) {
-      await at(ctx, 0.3);
-      await ctx.services.postgres.stop('fast');
-      ctx.note(`postgres down for ${ctx.outageMs} ms`);
-      await sleep(ctx.outageMs);
-      await ctx.services.postgres.start();
+      const { postgres } = ctx.services;
+      await outage(
+        ctx,
+        'postgres down',
+        () => postgres.stop('fast'),
+        () => postgres.start(),
+      );
     },
   },
   {
     name: 'postgres-cut',
     description: 'network cut between the hub and PostgreSQL (TCP proxy: resets, refuses)',
     async inject(ctx) {
-      await at(ctx, 0.3);
-      await ctx.services.postgresProxy.cut();
-      ctx.note(`postgres cut for ${ctx.outageMs} ms`);
-      await sleep(ctx.outageMs);
-      await ctx.services.postgresProxy.restore();
+      const proxy = ctx.services.postgresProxy;
+      await outage(
+        ctx,
+        'postgres cut',
+        () => proxy.cut(),
+        () => proxy.restore(),
+      );
     },
   },
   {
     name: 'redis-cut',
     description: 'network cut between the hub and Redis (TCP proxy: resets, refuses)',
     async inject(ctx) {
-      await at(ctx, 0.3);
-      await ctx.services.redisProxy.cut();
-      ctx.note(`redis cut for ${ctx.outageMs} ms`);
-      await sleep(ctx.outageMs);
-      await ctx.services.redisProxy.restore();
+      const proxy = ctx.services.redisProxy;
+      await outage(
+        ctx,
+        'redis cut',
+        () => proxy.cut(),
+        () => proxy.restore(),
+      );
     },
   },
   {

@@ -147,16 +147,7 @@ export async function runFuzz(h: Harness, options: FuzzOptions): Promise<FuzzRep
         { seed, numRuns: perOperation, path: options.path, endOnFailure: false },
       );
       if (details.failed) {
-        const failure: FuzzFailure = {
-          operation: operation.key,
-          seed: options.seed,
-          path: details.counterexamplePath ?? undefined,
-          counterexample: shown(details.counterexample?.[0]),
-          error:
-            details.errorInstance instanceof Error
-              ? details.errorInstance.message
-              : String(details.errorInstance),
-        };
+        const failure = failureOf(operation.key, options.seed, details);
         report.failures.push(failure);
         log(
           `FAIL ${failure.operation}: ${failure.error}\n  replay: FUZZ_SEED=${failure.seed} FUZZ_ONLY='${failure.operation}' FUZZ_PATH='${failure.path}'\n  counterexample: ${failure.counterexample}`,
@@ -559,16 +550,7 @@ async function fuzzSockets(
       { seed: options.seed, numRuns: options.socketRuns, endOnFailure: true },
     );
     if (details.failed) {
-      report.failures.push({
-        operation: 'socket events',
-        seed: options.seed,
-        path: details.counterexamplePath ?? undefined,
-        counterexample: shown(details.counterexample?.[0]),
-        error:
-          details.errorInstance instanceof Error
-            ? details.errorInstance.message
-            : String(details.errorInstance),
-      });
+      report.failures.push(failureOf('socket events', options.seed, details));
     }
   } finally {
     sockets['/agent'].close();
@@ -621,4 +603,26 @@ export function summary(report: FuzzReport): string {
     `  failures: ${report.failures.length}`,
     ...Object.entries(report.byOperation).map(([key, tally]) => `  ${key}: ${classes(tally)}`),
   ].join('\n');
+}
+
+/** A failed property's report: what failed, how to replay it, and the shrunk counterexample. */
+function failureOf(
+  operation: string,
+  seed: number,
+  details: {
+    counterexamplePath: string | null;
+    counterexample: unknown[] | null;
+    errorInstance: unknown;
+  },
+): FuzzFailure {
+  return {
+    operation,
+    seed,
+    path: details.counterexamplePath ?? undefined,
+    counterexample: shown(details.counterexample?.[0]),
+    error:
+      details.errorInstance instanceof Error
+        ? details.errorInstance.message
+        : String(details.errorInstance),
+  };
 }

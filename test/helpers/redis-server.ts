@@ -3,27 +3,17 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inject } from 'vitest';
-import type { RedisConnection } from '../../lib/redis.js';
-import { startRedisDeployment, type TestRedisTarget } from './redis-topologies.js';
+import {
+  startRedisDeployment,
+  type RedisDeployment,
+  type TestRedisTarget,
+} from './redis-topologies.js';
 
-/** A throwaway Redis of the test's own, so FLUSHALL and restarts touch nothing else. */
-export interface PrivateRedis {
-  /** `REDIS_URL` of the hub (the seed nodes, comma-separated, on a cluster). */
-  readonly url: string;
-  readonly port: number;
-  /** Every Redis variable of the hub (the cluster's and TLS ones besides `REDIS_URL`). */
-  readonly env: Readonly<Record<string, string>>;
-  /**
-   * A client for the test (FLUSHALL, inspection); closed by {@link PrivateRedis.stop}. On a
-   * cluster, `flushall()` empties every master.
-   */
-  readonly client: RedisConnection;
-  /** Kills the servers (their data is lost, as in a restart without persistence); clients retry. */
-  kill(): Promise<void>;
-  /** Starts fresh, empty servers on the same ports and waits until the test's client is ready. */
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
+/**
+ * A throwaway Redis of the test's own, so FLUSHALL and restarts touch nothing else: a deployment
+ * of the run's topology whose `stop` also removes its directory.
+ */
+export type PrivateRedis = RedisDeployment;
 
 export async function freePort(): Promise<number> {
   const server = createServer();
