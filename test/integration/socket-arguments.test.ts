@@ -1,5 +1,7 @@
+import { sql } from 'slonik';
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { connect, provisionChatTenant } from '../helpers/chat.js';
 import { eventually, useHarness } from '../helpers/harness.js';
 
@@ -43,6 +45,16 @@ describe('socket requests with extra arguments', () => {
     // The sockets still answer (socket.io keeps the order of one socket's packets).
     const sent = await customer.socket.timeout(5_000).emitWithAck('message', { text: 'hello' });
     expect(sent.status).toEqual({ code: 0 });
+    // A read names an event the chat has: wait for the first (the worker numbers them).
+    await eventually(
+      async () =>
+        (await h().db.oneFirst(
+          sql.type(z.object({ last_seq: z.number() }))`
+            SELECT last_seq FROM interactions WHERE id = ${session.interactionId}`,
+        )) >= 1,
+      15_000,
+      'the chat numbered',
+    );
     const read = await customer.socket.timeout(5_000).emitWithAck('read', { seq: 1 });
     expect(read).toEqual({ status: { code: 0 }, data: { seq: 1 } });
     const presence = await agent.socket.timeout(5_000).emitWithAck('presence', { ready: false });
