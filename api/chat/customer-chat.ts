@@ -5,6 +5,7 @@ import { findSession, insertSession, type SessionRow } from '../../db/queries/ch
 import { findEndpointRoute } from '../../db/queries/endpoints.js';
 import {
   acceptCustomerMessages,
+  IntakeConflictError,
   findCustomerMessageId,
   type CustomerMessageIntake,
   type IntakeResult,
@@ -16,6 +17,7 @@ import { GroupCommit } from '../../lib/group-commit.js';
 import { DisabledTenants } from './disabled-tenants.js';
 import type { InvalidationBus } from '../../lib/invalidation.js';
 import type { Logger } from '../../lib/logger.js';
+import type { RealtimePublisher } from '../../lib/realtime-publisher.js';
 import { inboundQueue } from '../../queues/index.js';
 import {
   dispatchWork,
@@ -28,8 +30,9 @@ import { BUSY_RETRY_AFTER_S } from '../error-handler.js';
 
 /**
  * The customer's side of a web chat: the session (started, found from its client token, rate
- * limited) and the intake of its messages. Customer messages are stored Postgres-first and
- * numbered by the inbound processor; reads, typing and the end are api/chat/conversation.ts.
+ * limited) and the intake of its messages. Customer messages are stored Postgres-first, numbered
+ * when they commit where the chat allows it (else by the inbound processor); reads, typing and the
+ * end are api/chat/conversation.ts.
  */
 
 export interface CustomerChatDeps {
@@ -40,6 +43,8 @@ export interface CustomerChatDeps {
   /** Tenant changes, which keep this replica's {@link DisabledTenants}. */
   bus: InvalidationBus;
   log: Logger;
+  /** Publishes the events of messages numbered at intake to the socket rooms. */
+  publisher: RealtimePublisher;
   /** What one session may send per replica (messages, typing, reads); see NEXUS_CHAT_SESSION_LIMIT. */
   sessionLimit?: { points: number; seconds: number };
   /**
@@ -82,10 +87,7 @@ export class CustomerChat {
    */
   private readonly intake = new GroupCommit<CustomerMessageIntake, IntakeResult>(
     async intakes => {
-      const results = await acceptCustomerMessages(this.deps.db, intakes, {
-        skipLocked: true,
-        settings: this.deps.enqueue,
-      });
+      const results = await this.store(intakes, true);
       await this.dispatchIntakes(intakes, results);
       return results;
     },
@@ -238,9 +240,11 @@ export class CustomerChat {
   }
 
   /**
-   * Accepts a customer message: the message and its inbound work row are stored in one
-   * statement, only while the chat is open, and at most once per client message id (a retry
-   * finds the first and does nothing more); then the inbound job numbers and publishes it.
+   * Accepts a customer message: stored in one statement, only while the chat is open, and at most
+   * once per client message id (a retry finds the first and does nothing more). In a running chat
+   * it is numbered with its event in that statement and published at once; otherwise it is stored
+   * with its inbound work row, and the inbound job starts or requeues the chat, numbers and
+   * publishes it.
    * Refused (403 NEXUS_ERR_TENANT_DISABLED) when the tenant is disabled.
    */
   async customerMessage(
@@ -281,7 +285,7 @@ export class CustomerChat {
         ? new AppError('NEXUS_ERR_CHAT_ENDED')
         : new AppError('NEXUS_ERR_NOT_FOUND', 'interaction not found');
     }
-    if (!result.stored || result.workId === null) {
+    if (!result.stored) {
       const existing = clientMessageId
         ? await findCustomerMessageId(
             this.deps.db,
@@ -330,14 +334,34 @@ export class CustomerChat {
   }
 
   private async storeAlone(intake: CustomerMessageIntake): Promise<IntakeResult> {
-    const results = await acceptCustomerMessages(this.deps.db, [intake], {
-      skipLocked: false,
-      settings: this.deps.enqueue,
-    });
+    const results = await this.store([intake], false);
     await this.dispatchIntakes([intake], results);
     const [result] = results;
     if (!result) throw new Error('acceptCustomerMessages answered no row for a message');
     return result;
+  }
+
+  /**
+   * Stores a batch (see acceptCustomerMessages) and publishes the events of the messages it
+   * numbered, right after the commit. A batch rolled back because a message it numbered was a
+   * retry committed meanwhile is stored again without numbering (the inbound processor numbers).
+   */
+  private async store(
+    intakes: readonly CustomerMessageIntake[],
+    skipLocked: boolean,
+  ): Promise<IntakeResult[]> {
+    const options = { skipLocked, settings: this.deps.enqueue };
+    let results: IntakeResult[];
+    try {
+      results = await acceptCustomerMessages(this.deps.db, intakes, options);
+    } catch (error) {
+      if (!(error instanceof IntakeConflictError)) throw error;
+      this.deps.log.debug({ err: error }, 'chat intake: batch stored again without numbering');
+      results = await acceptCustomerMessages(this.deps.db, intakes, { ...options, number: false });
+    }
+    const events = results.flatMap(result => (result.event ? [result.event] : []));
+    this.deps.publisher.events(events);
+    return results;
   }
 
   /** Adds the jobs of the customer messages just stored (one Redis call). */

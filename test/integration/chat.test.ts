@@ -252,26 +252,26 @@ describe('chat input, retries and history', () => {
     await new Promise(resolve => setTimeout(resolve, 300));
     expect(messagesOf(customer.received)).toHaveLength(2);
     const counts = await h().db.one(sql.type(
-      z.object({ messages: z.number(), events: z.number(), work: z.number() }),
+      z.object({ messages: z.number(), events: z.number(), numbered: z.number() }),
     )`
       SELECT (SELECT count(*)::int FROM messages) AS messages,
              (SELECT count(*)::int FROM events WHERE type = 'message.created') AS events,
-             (SELECT count(*)::int FROM work WHERE payload->>'kind' = 'message') AS work`);
-    expect(counts).toEqual({ messages: 2, events: 2, work: 2 });
-    // The message jobs' work ended with their attempt counted.
+             (SELECT count(seq)::int FROM messages) AS numbered`);
+    expect(counts).toEqual({ messages: 2, events: 2, numbered: 2 });
+    // A message is numbered at intake once the chat runs, else by its inbound job: the session's
+    // work and any message's ended with their attempt counted.
     const works = await h().db.any(sql.type(
       z.object({ state: z.string(), attempts: z.number(), attempted: z.boolean() }),
     )`
       SELECT state, attempts, first_attempt_at IS NOT NULL AS attempted
-      FROM work WHERE payload->>'kind' = 'message'`);
-    expect(works).toEqual([
-      { state: 'done', attempts: 1, attempted: true },
-      { state: 'done', attempts: 1, attempted: true },
-    ]);
+      FROM work WHERE queue = 'inbound'`);
+    expect(works.length).toBeGreaterThanOrEqual(1);
+    expect(works.length).toBeLessThanOrEqual(3);
+    for (const work of works) expect(work).toEqual({ state: 'done', attempts: 1, attempted: true });
 
     // A stale duplicate of a finished job (Redis lost the completion, say) changes nothing.
     const jobId = await h().db.oneFirst(sql.type(z.object({ job_id: z.string() }))`
-      SELECT job_id FROM work WHERE payload->>'kind' = 'message' ORDER BY id LIMIT 1`);
+      SELECT job_id FROM work WHERE queue = 'inbound' ORDER BY id LIMIT 1`);
     const queue = h().queues.get('inbound');
     const before = await jobsTotal.get();
     await queue.remove(jobId);
