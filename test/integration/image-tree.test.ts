@@ -322,7 +322,7 @@ describe('the production tree', () => {
 describe('the production tree, started as the image starts it', () => {
   const h = useHarness();
 
-  it("runs the chart's migration Job, API and worker groups as rendered: probes answer, a chat message flows through the inbound group, SIGTERM stops each", async () => {
+  it("runs the chart's migration Job, API and worker groups as rendered: probes answer, a chat starts in the inbound group and its message reaches the agent, SIGTERM stops each", async () => {
     const queues = chartQueues();
     const chatQueues = ['inbound', 'webhooks'];
     // What an install gives: the operator token and secret key (the harness's, so its helpers
@@ -462,6 +462,7 @@ describe('the production tree, started as the image starts it', () => {
       const agent = connect(url, '/agent', { token: agentUser.token });
       await agent.connected;
 
+      const before = await inboundRuns(chat);
       const chatSession = await startCustomerChat(url, created.body.data.xapikey as string, 'Gus');
       await eventually(
         () => agent.received.some(e => e.name === 'interaction'),
@@ -472,7 +473,6 @@ describe('the production tree, started as the image starts it', () => {
         .post(`/nexus/v3/agent/interactions/${chatSession.interactionId}/join`)
         .set('Authorization', `Bearer ${agentUser.token}`)
         .expect(200);
-      const before = await inboundRuns(chat);
       const sent = await sendCustomerMessage(url, chatSession, 'from-the-image');
       expect(sent.response.status).toBe(202);
       await eventually(
@@ -486,7 +486,8 @@ describe('the production tree, started as the image starts it', () => {
         "the customer's message at the agent",
       );
       agent.socket.disconnect();
-      // The inbound job that carried the message ran in the group that runs inbound, only there.
+      // The inbound job that started the chat ran in the group that runs inbound, only there (the
+      // message of the running chat was numbered by the API when it was stored).
       await eventually(
         async () => (await inboundRuns(chat)) > before,
         5_000,

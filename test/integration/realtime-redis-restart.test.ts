@@ -11,6 +11,7 @@ import type { InboundPayload } from '../../queues/index.js';
 import { createInboundProcessor } from '../../workers/processors/inbound.js';
 import { connect, provisionChatTenant, type ChatTenant, type Received } from '../helpers/chat.js';
 import { createHarness, eventually, type Harness } from '../helpers/harness.js';
+import { holdLocks } from '../helpers/locks.js';
 import { startPrivateRedis, type PrivateRedis } from '../helpers/redis-server.js';
 
 /** The agent socket's events of one interaction, as seqs in arrival order. */
@@ -150,10 +151,15 @@ describe('live socket delivery across a Redis restart', () => {
         .set('x-nexus-client-key', chat.clientToken)
         .send({ data: { text } })
         .expect(202);
-    // The first eight chats' messages are taken by the worker, which is held...
+    // The first eight chats' messages are taken by the worker, which is held... (sent while
+    // their numbering locks are taken elsewhere, they are not numbered at intake but left to it)
+    const locks = await holdLocks(h, ids.slice(0, 8), 'numbering');
     for (const chat of chats.slice(0, 8)) await say(chat, 'before the restart');
     await eventually(() => held === 8, 15_000, 'eight jobs in flight');
+    locks.release();
+    await locks.done;
     // ...Redis goes away, and the worker commits and publishes them meanwhile: lost publishes.
+    // So are the API's, for the messages it numbers at intake during the outage.
     await redis.kill();
     gateOpen();
     const numbered = () =>
