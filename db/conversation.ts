@@ -124,7 +124,8 @@ export async function listEvents(
 
 /**
  * The numbering lock on an interaction, taken by whoever writes its events or numbers its
- * messages (the inbound processor, agent writes, reads, ends): `FOR NO KEY UPDATE`, which
+ * messages (the inbound processor, agent writes, reads, ends, and chat intake where it is free:
+ * db/queries/intake.ts): `FOR NO KEY UPDATE`, which
  * serialises them but does not conflict with the KEY SHARE lock the foreign keys of `messages`
  * and `events` take on their interaction. `FOR UPDATE` would make every customer message's
  * insert wait behind a numbering transaction, and a stuck one stall chat intake for everybody.

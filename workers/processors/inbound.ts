@@ -150,8 +150,9 @@ async function startChat(
 
 /**
  * The inbound processor. Web chat: the API stored the session or message; here the interaction
- * is started once (contact matched, STARTED event) and pending messages are numbered in arrival
- * order with their events. Concurrent jobs are handled together (group commit): one transaction
+ * is started once (contact matched, STARTED event), routed, and pending messages are numbered in
+ * arrival order with their events. (A message of a running chat is numbered by the API when it is
+ * stored, and has no job: db/queries/intake.ts.) Concurrent jobs are handled together (group commit): one transaction
  * locks their interactions in id order, starts those not started, numbers every pending message
  * of all of them in a fixed number of statements, and marks the jobs' work rows done; the events
  * are published after the commit. A job whose row was no longer pending ends as stale. Inbound
