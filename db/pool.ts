@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createPgDriverFactory } from '@slonik/pg-driver';
 import {
@@ -117,32 +116,6 @@ export function resilientDriverFactory(
   };
 }
 
-/** The first line of a statement the driver prepares on each connection: {@link prepared}. */
-export const PREPARE = '/* nexus:prepare */';
-
-const preparedNames = new Map<string, string>();
-
-/**
- * A statement that starts with {@link PREPARE} is sent as a named prepared statement (node-postgres
- * parses it once per connection and then only binds and executes it), so PostgreSQL can keep its
- * plan: after five executions it uses the generic plan when that costs no more than the custom
- * ones. For a hot statement whose planning costs more than its execution (the chat intake's: about
- * 1.4 ms of planning for 0.3–0.6 ms of execution per batch, measured with `EXPLAIN (ANALYZE,
- * SUMMARY)`), that is most of its time in PostgreSQL. The name is a digest of the text, so
- * variants of a statement are prepared apart. Only marked statements are: each stays prepared on
- * its connection until the connection closes. slonik's driver hands the query to node-postgres's
- * `client.query` as it is, which takes a `{name, text}` config in place of the text.
- */
-function prepared(sql: string): string {
-  if (!sql.startsWith(PREPARE)) return sql;
-  let name = preparedNames.get(sql);
-  if (name === undefined) {
-    name = `nexus_${createHash('sha256').update(sql).digest('hex').slice(0, 24)}`;
-    preparedNames.set(sql, name);
-  }
-  return { name, text: sql } as unknown as string;
-}
-
 function mendDestroy(client: DriverClient): DriverClient {
   // The pool listens for `destroy` here; every other event stays the client's own.
   const destroyed = new EventEmitter();
@@ -171,7 +144,6 @@ function mendDestroy(client: DriverClient): DriverClient {
   };
   const mended: DriverClient = {
     ...client,
-    query: (sql, values) => client.query(prepared(sql), values),
     destroy,
     on: on as unknown as DriverClient['on'],
     off: off as unknown as DriverClient['off'],

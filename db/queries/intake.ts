@@ -111,8 +111,7 @@ export async function acceptCustomerMessages(
   const numbering = options.number === false ? sql.fragment`false` : sql.fragment`true`;
   let rows;
   try {
-    // Prepared on each connection (db/pool.ts): its planning costs more than its execution.
-    rows = await db.any(sql.type(intakeRow)`/* nexus:prepare */
+    rows = await db.any(sql.type(intakeRow)`
       WITH input AS (
         SELECT * FROM ${sql.unnest(
           intakes.map((intake, index) => [

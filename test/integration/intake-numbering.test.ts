@@ -154,42 +154,6 @@ describe('chat intake numbering', () => {
     await expectNoGaps(h(), chat.interactionId);
   });
 
-  it('runs the intake statement as a statement prepared on its connection, and nothing unmarked', async () => {
-    const api = await h().serve();
-    const t = await provisionChatTenant(h(), h().app());
-    const chat = await startCustomerChat(api.url, t.chatKey, 'Gia');
-    const { participantId } = await h().db.one(sql.type(z.object({ participantId: z.string() }))`
-      SELECT participant_id::text AS "participantId" FROM chat_sessions
-      WHERE interaction_id = ${chat.interactionId}`);
-    const statements = await h().db.connect(async connection => {
-      for (let i = 0; i < 7; i++) {
-        const id = randomUUID();
-        const [result] = await acceptCustomerMessages(
-          connection,
-          [
-            {
-              messageId: id,
-              tenantId: t.tenant,
-              interactionId: chat.interactionId,
-              participantId,
-              text: `prepared ${i}`,
-              clientMessageId: `prepared-${i}`,
-              work: { queue: 'inbound', jobId: `prepared-${id}`, payload: { messageId: id } },
-            },
-          ],
-          { skipLocked: true, settings: h().enqueue },
-        );
-        expect(result?.stored).toBe(true);
-      }
-      return connection.any(sql.type(z.object({ statement: z.string(), calls: z.number() }))`
-        SELECT statement, (generic_plans + custom_plans)::int AS calls
-        FROM pg_prepared_statements`);
-    });
-    expect(statements).toHaveLength(1);
-    expect(statements[0]?.statement.startsWith('/* nexus:prepare */')).toBe(true);
-    expect(statements[0]?.calls).toBe(7);
-  });
-
   it('rolls a batch back whole when a message it numbered was a retry committed meanwhile, and stores it as a duplicate on the second run', async () => {
     const api = await h().serve();
     const t = await provisionChatTenant(h(), h().app());
