@@ -109,7 +109,10 @@ describe('chat intake numbering', () => {
 
     // A retry is a duplicate with the first id, and takes no number.
     const again = await sendCustomerMessage(api.url, chat, 'm2');
-    expect(again.response.body.data).toEqual({ id: sent[2]?.response.body.data.id, duplicate: true });
+    expect(again.response.body.data).toEqual({
+      id: sent[2]?.response.body.data.id,
+      duplicate: true,
+    });
     await expectNoGaps(h(), chat.interactionId);
     customer.socket.disconnect();
   });
@@ -218,11 +221,11 @@ describe('chat intake numbering', () => {
     expect(rows.map(row => row.client_message_id)).toEqual(['dup']);
     // Stored again without numbering (what the API does): "dup" is a duplicate, the others wait
     // for the processor behind the waiting "dup".
-    const again = await acceptCustomerMessages(
-      h().db,
-      [intake('x'), intake('dup'), intake('y')],
-      { skipLocked: true, settings, number: false },
-    );
+    const again = await acceptCustomerMessages(h().db, [intake('x'), intake('dup'), intake('y')], {
+      skipLocked: true,
+      settings,
+      number: false,
+    });
     expect(again.map(result => [result.stored, result.event])).toEqual([
       [true, null],
       [false, null],
