@@ -226,8 +226,8 @@ export async function acceptCustomerMessages(
     if (hasCode(error, 'NX409')) throw new IntakeConflictError(error);
     throw error;
   }
-  return rows.map((row, index) => {
-    const intake = intakes[index] as CustomerMessageIntake;
+  return rows.map(row => {
+    const intake = intakes[row.ord] as CustomerMessageIntake;
     return {
       open: row.open,
       stored: row.stored,
