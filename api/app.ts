@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import cors from 'cors';
 import express, { type Express } from 'express';
 import type { DatabasePool } from 'slonik';
@@ -16,7 +17,8 @@ import { mountDashboard } from './dashboard.js';
 import { Authenticator } from './auth/authenticator.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
 import { Api } from './openapi.js';
-import { requestContext, requestMetrics } from './request-context.js';
+import { contextMiddleware, requestContextBinder, requestMetrics } from './request-context.js';
+import { hotPath } from './hot-path.js';
 import { RealtimePublisher } from '../lib/realtime-publisher.js';
 import { TokenService } from './auth/tokens.js';
 import { createChatServices, type ChatServices } from './chat/chat-services.js';
@@ -65,7 +67,11 @@ export interface AppDeps {
   bus: InvalidationBus;
   startedAt?: Date;
   evictionPolicy?: () => string | undefined;
+  /** `false` leaves the hot routes to Express too (tests compare both answers). */
+  hotPath?: boolean;
 }
+
+type ExpressHandle = (req: IncomingMessage, res: ServerResponse, callback?: unknown) => void;
 
 export const BULL_BOARD_PATH = '/admin/queues';
 export const OPENAPI_PATH = '/nexus/v3/openapi.json';
@@ -90,7 +96,8 @@ export function buildApp(deps: AppDeps): BuiltApp {
   app.set('query parser', 'simple');
   app.set('trust proxy', config.trustProxy);
 
-  app.use(requestContext(log));
+  const context = requestContextBinder(log);
+  app.use(contextMiddleware(context));
   app.use(requestMetrics);
   // The chat widget runs on the tenants' own sites: its calls come from any origin, with the chat
   // key or the client token in headers and never a cookie, so any origin may make them.
@@ -118,15 +125,16 @@ export function buildApp(deps: AppDeps): BuiltApp {
     }),
   );
   // The raw bytes are kept for routes that verify a signature over the body (X-Hub-Signature).
-  app.use(
+  const parsers = [
     express.json({
       limit: config.http.bodyLimit,
       verify: (req, _res, buf) => {
         (req as { rawBody?: Buffer }).rawBody = buf;
       },
     }),
-  );
-  app.use(express.urlencoded({ extended: false, limit: config.http.bodyLimit }));
+    express.urlencoded({ extended: false, limit: config.http.bodyLimit }),
+  ];
+  app.use(...parsers);
   // Media uploads arrive as multipart bodies signed over their raw bytes
   // (api/routes/sms/third-party.ts).
   app.use(
@@ -179,7 +187,7 @@ export function buildApp(deps: AppDeps): BuiltApp {
   channelRoutes({ api, db, bus });
   agentRoutes({ api, db, tokens, bus });
   agentAuthRoutes({ api, db, tokens, auth, redis: deps.redis, prefix: config.queues.prefix, log });
-  chatRoutes({ api, chat, publicUrl: config.http.publicUrl });
+  const hotRoutes = chatRoutes({ api, chat, publicUrl: config.http.publicUrl });
   agentInteractionRoutes({ api, db, chat });
   agentOutboundRoutes({ api, db, chat });
   agentEmailRoutes({ api, db, chat });
@@ -234,5 +242,17 @@ export function buildApp(deps: AppDeps): BuiltApp {
 
   app.use(notFoundHandler);
   app.use(errorHandler(log));
+
+  // The message sends are answered before Express's router (api/hot-path.ts). Express's app
+  // function hands every request to `app.handle`, whether the app listens itself, is given to
+  // http.createServer or to supertest: wrapping it puts the hot path in front in every case.
+  if (deps.hotPath !== false) {
+    const hot = hotPath({ routes: hotRoutes, context, parsers, log });
+    const express = app as unknown as { handle: ExpressHandle };
+    const handle = express.handle.bind(app);
+    express.handle = (req, res, callback) => {
+      if (!hot(req, res)) handle(req, res, callback);
+    };
+  }
   return Object.assign(app, { api, chat, auth });
 }

@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import {
   BackendTerminatedError,
@@ -174,21 +175,52 @@ export function toAppError(thrown: unknown): AppError {
 }
 
 /**
- * The one error handler: catalogue errors answer with their status and code; anything else is
- * a 500 (or a 503 when PostgreSQL is unreachable) whose message is not leaked.
+ * Writes a JSON body on a plain Node response, as Express's `res.json` does (same content type
+ * and length), without its ETag: what the hot path and the error answers use.
  */
-export function errorHandler(log: Logger): ErrorRequestHandler {
-  return (thrown: unknown, req, res, _next) => {
-    const error = toAppError(thrown);
-    const requestLog = (req as { log?: Logger }).log ?? log;
-    if (error.status >= 500) requestLog.error({ err: thrown }, error.message);
-    else requestLog.info({ code: error.code, field: error.field }, error.message);
+export function writeJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(text));
+  res.end(text);
+}
 
-    if (res.headersSent) return;
-    const retryAfter = (error as { retryAfter?: unknown }).retryAfter;
-    if (typeof retryAfter === 'number') res.setHeader('Retry-After', String(retryAfter));
-    const body: ErrorEnvelope = { status: { code: error.code, message: error.publicMessage } };
-    if (error.field) body.status.field = error.field;
-    res.status(error.status).json(body);
-  };
+/** {@link reply} on a plain Node response (the hot path's). */
+export function replyRaw(res: ServerResponse, status: number, data: unknown): void {
+  const operationId = res.getHeader('X-Request-Id');
+  writeJson(res, status, {
+    status: { code: 0 },
+    data,
+    ...(typeof operationId === 'string' ? { operationId } : {}),
+  });
+}
+
+/**
+ * Answers what was thrown: catalogue errors with their status and code; anything else a 500 (or
+ * a 503 when PostgreSQL is unreachable) whose message is not leaked. Logged on the request's
+ * logger: 5xx at error, the rest at info.
+ */
+export function sendError(
+  thrown: unknown,
+  req: IncomingMessage,
+  res: ServerResponse,
+  log: Logger,
+): void {
+  const error = toAppError(thrown);
+  const requestLog = (req as { log?: Logger }).log ?? log;
+  if (error.status >= 500) requestLog.error({ err: thrown }, error.message);
+  else requestLog.info({ code: error.code, field: error.field }, error.message);
+
+  if (res.headersSent) return;
+  const retryAfter = (error as { retryAfter?: unknown }).retryAfter;
+  if (typeof retryAfter === 'number') res.setHeader('Retry-After', String(retryAfter));
+  const body: ErrorEnvelope = { status: { code: error.code, message: error.publicMessage } };
+  if (error.field) body.status.field = error.field;
+  writeJson(res, error.status, body);
+}
+
+/** The one error handler of the Express app: {@link sendError}. */
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (thrown: unknown, req, res, _next) => sendError(thrown, req, res, log);
 }

@@ -73,6 +73,13 @@ export type AuthedRoute<
 
 const empty = z.object({});
 
+/**
+ * A declared route's input checks and handler, without the authentication middleware before them
+ * (for a public route, the whole route): what the hot path (api/hot-path.ts) runs on a request
+ * whose `params`, `query` and `body` it parsed itself.
+ */
+export type RouteRunner = (req: Request, res: Response) => Promise<void>;
+
 /** The error envelope every failure answers with. */
 export const errorEnvelope = z
   .object({
@@ -122,7 +129,7 @@ export class Api {
     P extends AnyZodObject = typeof empty,
     Q extends AnyZodObject = typeof empty,
     B extends ZodTypeAny = typeof empty,
-  >(spec: PublicRoute<P, Q, B> | AuthedRoute<P, Q, B>): void {
+  >(spec: PublicRoute<P, Q, B> | AuthedRoute<P, Q, B>): RouteRunner {
     this.document(spec);
     const handlers = [];
     if (spec.auth !== 'public') {
@@ -144,7 +151,7 @@ export class Api {
           : authenticate,
       );
     }
-    handlers.push(async (req: Request, res: Response) => {
+    const run: RouteRunner = async (req, res) => {
       if (spec.auth === 'public') await spec.verify?.(req);
       // Every string of the input, declared or not, before any schema or handler reads it.
       assertStorableInput(req.params, 'params');
@@ -159,8 +166,10 @@ export class Api {
       };
       if (spec.auth === 'public') await spec.handle(input);
       else await spec.handle({ ...input, principal: principalOf(req) });
-    });
+    };
+    handlers.push(run);
     this.app[spec.method](spec.path, ...handlers);
+    return run;
   }
 
   /** `METHOD /path/{param}` of every documented operation. */

@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { Request } from 'express';
 import { z } from 'zod';
 import { AppError } from '../../lib/errors.js';
@@ -5,7 +6,8 @@ import { tenantOf } from '../auth/principal.js';
 import type { ChatServices } from '../chat/chat-services.js';
 import { MAX_TEXT } from '../chat/conversation.js';
 import { customerEvent } from '../chat/customer-events.js';
-import { reply } from '../error-handler.js';
+import { reply, replyRaw } from '../error-handler.js';
+import type { HotRoute } from '../hot-path.js';
 import { envelopeOf, type Api } from '../openapi.js';
 import { customer, eventView } from '../presenters.js';
 import { parseInput, rowNumber } from '../validate.js';
@@ -99,7 +101,7 @@ const widgetBody = z
     description: 'JSON `{data: {...}}`, or form fields `data[key]=value`.',
   });
 
-const clientKey = (req: Request) => {
+const clientKey = (req: IncomingMessage) => {
   const value = req.headers['x-nexus-client-key'];
   return typeof value === 'string' && value ? value : undefined;
 };
@@ -107,6 +109,8 @@ const clientKey = (req: Request) => {
 /**
  * Customer chat for web widgets (`pureengage-v3-rest`): open a session with the tenant's chat
  * API key, then read and write it with the session's `clientToken` in `x-nexus-client-key`.
+ * Answers the message send's routes, which the hot path serves (api/hot-path.ts): their handler
+ * reads only Node's request and response.
  */
 export function chatRoutes({
   api,
@@ -116,7 +120,8 @@ export function chatRoutes({
   api: Api;
   chat: ChatServices;
   publicUrl: string | undefined;
-}): void {
+}): HotRoute[] {
+  const hot: HotRoute[] = [];
   const selfUri = (req: Request, prefix: string, sessionId: string) =>
     `${publicUrl ?? `${req.protocol}://${req.get('host') ?? 'localhost'}`}${prefix}/sessions/${sessionId}`;
 
@@ -219,9 +224,10 @@ export function chatRoutes({
       },
     });
 
-    api.route({
+    const sendPath = `${prefix}/sessions/:sessionId/messages`;
+    const send = api.route({
       method: 'post',
-      path: `${prefix}/sessions/:sessionId/messages`,
+      path: sendPath,
       tag,
       summary: 'Send a message',
       description: `\`data[type]=Text\`, \`data[text]\` (1-${MAX_TEXT} characters) and an optional \`data[clientMessageId]\`: a retry with the same id stores nothing more. Needs \`x-nexus-client-key\`.`,
@@ -244,9 +250,10 @@ export function chatRoutes({
           data.text,
           data.clientMessageId ?? null,
         );
-        reply(res, 202, { id: result.id, duplicate: !result.created });
+        replyRaw(res, 202, { id: result.id, duplicate: !result.created });
       },
     });
+    hot.push({ method: 'POST', path: sendPath, run: send, cors: true });
 
     api.route({
       method: 'post',
@@ -341,4 +348,5 @@ export function chatRoutes({
       },
     });
   }
+  return hot;
 }
